@@ -1,0 +1,131 @@
+"""What a scoring pass produces, independent of where it is printed, stored or written.
+
+These types sit between the scorer and everything downstream of it (store, XMP, CLI, API),
+so that none of those needs to import the scorer or the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in upright (displayed) full-resolution pixels; x2/y2 exclusive
+
+
+@dataclass(frozen=True)
+class ElementChange:
+    """How much one element's score changes from the full frame to the crop."""
+
+    element: str
+    change: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"element": self.element, "change": round(float(self.change), 6)}
+
+
+@dataclass
+class Crop:
+    """One scored candidate crop.
+
+    ``aspect`` is the candidate set it came from: ``"grid"`` (GAIC anchors), ``"full"`` (the whole
+    frame) or a ratio such as ``"1:1"``. ``rank`` is 1-based within that set. ``elements`` holds the
+    ten element scores (order of :data:`clipcrop_plugin.elements.ELEMENT_NAMES`) when the scorer
+    explains itself; ``changes`` the same ten minus the full frame's.
+    """
+
+    aspect: str
+    box: Box
+    score: float
+    rank: int
+    improvement: float
+    explanation: list[ElementChange] = field(default_factory=list)
+    elements: list[float] | None = None
+    changes: list[float] | None = None
+
+    def fractions(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """The box as fractions of the upright image (left, top, right, bottom)."""
+        x1, y1, x2, y2 = self.box
+        return (x1 / width, y1 / height, x2 / width, y2 / height)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "aspect": self.aspect,
+            "box": [int(v) for v in self.box],
+            "score": round(float(self.score), 6),
+            "rank": int(self.rank),
+            "improvement": round(float(self.improvement), 6),
+            "explanation": [c.to_dict() for c in self.explanation],
+        }
+
+
+@dataclass
+class PhotoInfo:
+    """What intake learned about a photo file (sizes in pixels, orientation 1..8)."""
+
+    path: str
+    width: int  # upright (displayed) width
+    height: int
+    stored_width: int  # width of the stored pixel array, before EXIF orientation
+    stored_height: int
+    orientation: int
+    has_orientation_tag: bool
+    format: str
+    taken_at: datetime | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+
+
+@dataclass
+class Suggestion:
+    """Every scored candidate of one photo, or the reason it could not be scored.
+
+    ``crops`` holds all candidates, each ranked within its ``aspect`` set; ``best(aspect)`` and
+    ``top(n)`` select from them. ``full_frame`` is the uncropped photo's own crop entry.
+    """
+
+    path: str
+    ok: bool
+    error: str | None = None
+    info: PhotoInfo | None = None
+    scorer: str | None = None
+    weights_hash: str | None = None
+    device: str | None = None
+    crops: list[Crop] = field(default_factory=list)
+    full_frame: Crop | None = None
+
+    def aspects(self) -> list[str]:
+        """The candidate sets present, in first-seen order, without ``"full"``."""
+        seen: list[str] = []
+        for c in self.crops:
+            if c.aspect != "full" and c.aspect not in seen:
+                seen.append(c.aspect)
+        return seen
+
+    def best(self, aspect: str | None = None) -> Crop | None:
+        """The rank-1 crop of ``aspect`` (default: the best crop over all sets)."""
+        pool = [c for c in self.crops if c.aspect != "full" and (aspect is None or c.aspect == aspect)]
+        return max(pool, key=lambda c: c.score) if pool else None
+
+    def top(self, n: int) -> list[Crop]:
+        """The ``n`` best crops of every candidate set, set by set."""
+        out: list[Crop] = []
+        for aspect in self.aspects():
+            ranked = sorted((c for c in self.crops if c.aspect == aspect), key=lambda c: c.rank)
+            out.extend(ranked[:n])
+        return out
+
+    def to_dict(self, top: int | None = None) -> dict[str, Any]:
+        """The JSON form printed by ``clipcrop suggest --json`` (boxes in upright pixels)."""
+        info = self.info
+        crops = self.top(top) if top else [c for c in self.crops if c.aspect != "full"]
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "error": self.error,
+            "width": info.width if info else None,
+            "height": info.height if info else None,
+            "orientation": info.orientation if info else None,
+            "scorer": self.scorer,
+            "crops": [c.to_dict() for c in crops],
+        }

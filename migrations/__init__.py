@@ -1,0 +1,1 @@
+"""Alembic migration scripts for the clipcrop database (shipped in the wheel)."""

@@ -1,0 +1,1 @@
+"""Training, evaluation and personalization for the CLIPCropping model (imports clipcrop_plugin, never the reverse)."""
