@@ -78,3 +78,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
     if _default is None:
         _default = make_plugin_manager()
     return _default
+
+
+def add_plugin_commands(cli: Any) -> None:
+    """Let installed plugins add their commands to the ``clipcrop`` group (``register_commands``)."""
+    get_plugin_manager().hook.register_commands(cli=cli)

@@ -16,6 +16,7 @@ from .. import __version__
 
 # command name -> "module:attribute". One line per command; keep sorted by name.
 COMMANDS: dict[str, str] = {
+    "serve": "clipcrop_plugin.cli.serve:serve",
     "suggest": "clipcrop_plugin.cli.suggest:suggest",
 }
 
@@ -59,3 +60,9 @@ def cli(verbose: int) -> None:
       clipcrop suggest ~/Pictures --aspect 1:1 --top 3
     """
     configure_logging(verbose)
+
+
+# Installed plugins (entry-point group "clipcrop", see clipcrop_plugin.hooks) may add commands.
+from ..hooks import add_plugin_commands  # noqa: E402
+
+add_plugin_commands(cli)
