@@ -1,0 +1,105 @@
+"""Database URL resolution and engine creation (SQLite pragmas, corrupt-file detection)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ..config import Settings, load_settings
+from ..errors import StoreError
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 30_000
+WRITE_OPTION = "clipcrop_write"  # execution option: start the transaction with BEGIN IMMEDIATE
+
+
+def resolve_url(url: str | None = None, settings: Settings | None = None) -> str:
+    """The database URL: ``url``, else ``$CLIPCROP_DB``, else the settings (default: a SQLite file
+    ``clipcrop.sqlite3`` in the user's data folder). A bare path is taken as a SQLite file."""
+    if not url:
+        url = os.environ.get("CLIPCROP_DB") or (settings or load_settings()).resolved_db_url()
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or ``None`` for other backends and in-memory databases."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"bad database URL {url!r}: {exc}") from exc
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    db = parsed.database
+    if not db or db == ":memory:" or db.startswith("file::memory:"):
+        return None
+    return Path(db)
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse a path that holds something other than a SQLite database, without writing to it."""
+    if path.is_dir():
+        raise StoreError(f"database path {path} is a directory")
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"cannot read database {path}: {exc.strerror or exc}") from exc
+    # SQLite treats an empty file as an empty database; anything else must carry the header.
+    if head and head != SQLITE_HEADER:
+        raise StoreError(
+            f"{path} is not an SQLite database (corrupt or a different file); it was left untouched -"
+            " move it away or pass another --db"
+        )
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine; for SQLite: WAL, busy timeout, foreign keys, and explicit BEGINs so a
+    write transaction takes its lock up front (no read-to-write upgrade deadlocks)."""
+    path = sqlite_path(url)
+    if path is not None:
+        check_sqlite_file(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the database folder {path.parent}: {exc.strerror or exc}") from exc
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(
+                url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+            )
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:
+        raise StoreError(f"cannot use database URL {url!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine, in_memory=path is None)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, in_memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" event (below) issue BEGIN; pysqlite's implicit one is deferred
+        # and cannot be made IMMEDIATE.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            if not in_memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode except on power loss
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")

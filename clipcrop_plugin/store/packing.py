@@ -1,0 +1,92 @@
+"""Compact BLOB encoding of every candidate of a scoring run.
+
+A run's candidates are one BLOB instead of ~90 rows: rows cost ~40 bytes of SQLite overhead
+each before any payload, and nothing queries a rank-57 candidate by value. Layout (little endian),
+zlib-compressed (grid boxes repeat coordinates, so they compress well)::
+
+    b"CC1" | box dtype code (b"H" uint16 or b"i" int32) | uint32 N
+    boxes  (N, 4) x1 y1 x2 y2
+    scores (N,)   float32
+    sets   (N,)   uint8   index into the run's ``aspects`` list
+    ranks  (N,)   uint16  1-based rank within the set
+
+Element scores are stored separately as raw (N, 10) float16 (they do not compress).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import StoreError
+
+_MAGIC = b"CC1"
+
+
+@dataclass
+class PackedCandidates:
+    """Decoded candidates of one run."""
+
+    boxes: np.ndarray  # (N, 4) int64
+    scores: np.ndarray  # (N,) float32
+    sets: np.ndarray  # (N,) uint8
+    ranks: np.ndarray  # (N,) uint16
+
+
+def pack_candidates(boxes: np.ndarray, scores: np.ndarray, sets: np.ndarray, ranks: np.ndarray) -> bytes:
+    """Encode candidates; boxes use uint16 when every coordinate fits, else int32."""
+    boxes = np.asarray(boxes)
+    n = int(boxes.shape[0])
+    small = n == 0 or (int(boxes.min()) >= 0 and int(boxes.max()) < 65536)
+    code = b"H" if small else b"i"
+    body = b"".join(
+        (
+            np.ascontiguousarray(boxes, dtype="<u2" if small else "<i4").tobytes(),
+            np.ascontiguousarray(scores, dtype="<f4").tobytes(),
+            np.ascontiguousarray(sets, dtype="u1").tobytes(),
+            np.ascontiguousarray(ranks, dtype="<u2").tobytes(),
+        )
+    )
+    return _MAGIC + code + struct.pack("<I", n) + zlib.compress(body, 1)
+
+
+def unpack_candidates(blob: bytes) -> PackedCandidates:
+    """Decode :func:`pack_candidates` output; raises ``StoreError`` on foreign data."""
+    if len(blob) < 8 or blob[:3] != _MAGIC:
+        raise StoreError("stored candidates are in an unknown format")
+    code = blob[3:4]
+    (n,) = struct.unpack("<I", blob[4:8])
+    body = zlib.decompress(blob[8:])
+    bdt = "<u2" if code == b"H" else "<i4"
+    bsize = 2 if code == b"H" else 4
+    off = 0
+    boxes = np.frombuffer(body, bdt, n * 4, off).reshape(n, 4).astype(np.int64)
+    off += n * 4 * bsize
+    scores = np.frombuffer(body, "<f4", n, off).copy()
+    off += n * 4
+    sets = np.frombuffer(body, "u1", n, off).copy()
+    off += n
+    ranks = np.frombuffer(body, "<u2", n, off).copy()
+    return PackedCandidates(boxes, scores, sets, ranks)
+
+
+def pack_elements(elements: np.ndarray) -> bytes:
+    """(N, 10) element scores as float16: ~1e-3 precision, enough for ranking explanations."""
+    return np.ascontiguousarray(elements, dtype="<f2").tobytes()
+
+
+def unpack_elements(blob: bytes, n: int) -> np.ndarray:
+    """(N, 10) float32 from :func:`pack_elements` output."""
+    return np.frombuffer(blob, "<f2").reshape(n, -1).astype(np.float32)
+
+
+def pack_vector(values: list[float] | np.ndarray) -> bytes:
+    """Exact float32 vector (the ten element scores of one queryable crop)."""
+    return np.asarray(values, dtype="<f4").tobytes()
+
+
+def unpack_vector(blob: bytes | None) -> list[float] | None:
+    return None if blob is None else [float(v) for v in np.frombuffer(blob, "<f4")]

@@ -1,0 +1,161 @@
+"""Query filters for :meth:`Store.query`, turned into one indexed SQL statement."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..elements import ELEMENT_NAMES, element
+from ..errors import ConfigError
+from .models import CropRow, Explanation, Label, Photo, ScoringRun
+
+SORTS = ("improvement", "score", "path", "taken")
+_PREFIX_END = "\U0010ffff"  # sorts after every character: [prefix, prefix+END) is "starts with"
+
+
+@dataclass
+class QueryFilters:
+    """What :meth:`Store.query` selects. Every field is optional; unset means "any".
+
+    ``folder`` matches the folder and everything below it; ``path_glob`` is a shell pattern over
+    the absolute path (``*`` crosses ``/``). Score filters (``min_score``, ``min_improvement``,
+    ``enhances``, ``reduces``, ``aspect``, ``scorer``) apply to the photo's *selected crop*: the
+    rank-1 crop of ``aspect`` when given, else the best crop over all sets, from the active run
+    (or, with ``scorer``, from that scorer's newest run). ``enhances``/``reduces`` look at the
+    selected crop's top-3 element changes.
+    """
+
+    folder: str | None = None
+    path_glob: str | None = None
+    status: str | None = None
+    scorer: str | None = None
+    weights_hash: str | None = None
+    aspect: str | None = None
+    min_score: float | None = None
+    min_improvement: float | None = None
+    enhances: str | None = None
+    reduces: str | None = None
+    labelled: bool | None = None
+    taken_after: datetime | None = None
+    taken_before: datetime | None = None
+    camera: str | None = None
+    include_gone: bool = False
+
+    def needs_crop(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.scorer, self.aspect, self.min_score, self.min_improvement, self.enhances, self.reduces)
+        )
+
+
+def element_index(name: str) -> int:
+    """Index of an element name (``rule_of_thirds``, ``rule-of-thirds``...); ``ConfigError`` if unknown."""
+    try:
+        return ELEMENT_NAMES.index(element(name).name)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+
+
+def _glob_to_like(pattern: str) -> str:
+    out = []
+    for ch in pattern:
+        if ch in "%_\\":
+            out.append("\\" + ch)
+        elif ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _literal_prefix(pattern: str) -> str:
+    m = re.match(r"[^*?\[]*", pattern)
+    return m.group(0) if m else ""
+
+
+def build_query(f: QueryFilters, sort: str, dialect: str) -> Select:  # type: ignore[type-arg]
+    """The SELECT for ``f``: columns of ``photos`` plus the selected crop's columns (or NULLs)."""
+    if sort not in SORTS:
+        raise ConfigError(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
+    p, c = Photo.__table__, CropRow.__table__
+    crop_cond: list[ColumnElement[bool]] = [c.c.photo_id == p.c.id]
+    if f.aspect:
+        crop_cond += [c.c.aspect == f.aspect, c.c.rank == 1]
+    else:
+        crop_cond.append(c.c.best.is_(True))
+    if f.scorer:
+        r = ScoringRun.__table__
+        newest = select(func.max(r.c.id)).where(r.c.photo_id == p.c.id, r.c.scorer == f.scorer)
+        if f.weights_hash is not None:
+            newest = newest.where(r.c.weights_hash == f.weights_hash)
+        crop_cond.append(c.c.run_id == newest.scalar_subquery())
+    else:
+        crop_cond.append(c.c.active.is_(True))
+
+    # Score sorts and score filters only make sense for scored photos: drive the query from the
+    # crops index then (ORDER BY improvement LIMIT 50 becomes an index walk).
+    inner = f.needs_crop() or sort in ("improvement", "score")
+    cols = [p, c.c.id.label("crop_id"), c.c.run_id, c.c.aspect, c.c.rank, c.c.x1, c.c.y1, c.c.x2, c.c.y2,
+            c.c.score, c.c.improvement, c.c.elements]
+    if inner:
+        q = select(*cols).select_from(c.join(p, and_(*crop_cond)))
+    else:
+        q = select(*cols).select_from(p.outerjoin(c, and_(*crop_cond)))
+
+    where: list[ColumnElement[bool]] = []
+    if f.folder:
+        folder = f.folder.rstrip("/\\") or "/"
+        sep = "" if folder.endswith(("/", "\\")) else "/"
+        where.append(or_(p.c.folder == folder, and_(p.c.path >= folder + sep, p.c.path < folder + sep + _PREFIX_END)))
+    if f.path_glob:
+        prefix = _literal_prefix(f.path_glob)
+        if prefix:
+            where += [p.c.path >= prefix, p.c.path < prefix + _PREFIX_END]
+        if dialect == "sqlite":
+            where.append(p.c.path.op("GLOB")(f.path_glob))
+        else:
+            where.append(p.c.path.like(_glob_to_like(f.path_glob), escape="\\"))
+    if f.status:
+        where.append(p.c.status == f.status)
+    elif not f.include_gone:
+        where.append(p.c.status != "gone")
+    if f.min_score is not None:
+        where.append(c.c.score >= f.min_score)
+    if f.min_improvement is not None:
+        where.append(c.c.improvement >= f.min_improvement)
+    e = Explanation.__table__
+    for name, positive in ((f.enhances, True), (f.reduces, False)):
+        if name:
+            idx = element_index(name)
+            where.append(
+                exists().where(e.c.crop_id == c.c.id, e.c.element == idx, e.c.change > 0 if positive else e.c.change < 0)
+            )
+    if f.labelled is not None:
+        has = exists().where(Label.__table__.c.photo_id == p.c.id)
+        where.append(has if f.labelled else ~has)
+    if f.taken_after:
+        where.append(p.c.taken_at >= f.taken_after)
+    if f.taken_before:
+        where.append(p.c.taken_at <= f.taken_before)
+    if f.camera:
+        pat = "%" + _glob_to_like(f.camera) + "%"
+        where.append(or_(p.c.camera_model.ilike(pat, escape="\\"), p.c.camera_make.ilike(pat, escape="\\")))
+    if where:
+        q = q.where(and_(*where))
+
+    if sort == "improvement":
+        q = q.order_by(c.c.improvement.desc(), p.c.id)
+    elif sort == "score":
+        q = q.order_by(c.c.score.desc(), p.c.id)
+    elif sort == "path":
+        q = q.order_by(p.c.path)
+    else:
+        q = q.order_by(p.c.taken_at.desc().nulls_last(), p.c.path)
+    return q
+
