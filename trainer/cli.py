@@ -1,0 +1,212 @@
+"""``clipcrop-train``: the paper's three training stages, evaluation and personalization.
+
+Each command is a thin shell over a library function (``trainer.stages.run_stage``,
+``trainer.evaluate.evaluate_*``, ``trainer.personalize.personalize``); torch is imported only
+when a command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clipcrop_plugin.errors import ClipcropError
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our typed errors into one ``error:`` line and exit 1; Ctrl-C exits 130 quietly."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ClipcropError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted; rerun the same command to resume from the last finished epoch", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Train, evaluate and personalize CLIPCropping models.
+
+    \b
+    Example (the paper's Algorithm 1, each stage from the previous checkpoint):
+      clipcrop-train composition --data CADB/composition_labels.json --out runs/s1
+      clipcrop-train aesthetic --data AADB/labels --init runs/s1/model.safetensors --out runs/s2
+      clipcrop-train cropping --data GAICD --init runs/s2/model.safetensors --out runs/s3
+      clipcrop-train evaluate --dataset gaicd --root GAICD --checkpoint runs/s3/model.safetensors
+    """
+
+
+def _stage_options(stage: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    from .defaults import DEFAULTS
+
+    d = DEFAULTS[stage]
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        opts = [
+            click.option("--data", "data", required=True, type=click.Path(path_type=Path),
+                         help=d["data_help"]),
+            click.option("--val", "val", type=click.Path(path_type=Path), default=None,
+                         help="Held-out data in the same form (default: the 'test' split for GAICD, "
+                              "else 10% of --data, chosen by the seed)."),
+            click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+                         help="Run folder: model.safetensors (+ .json sidecar) and resume.pt."),
+            click.option("--init", "init", type=click.Path(path_type=Path), default=None,
+                         help="Checkpoint of the previous stage to start from (Algorithm 1)."),
+            click.option("--clip-weights", type=click.Path(path_type=Path), default=None,
+                         help="Pretrained open_clip weights for a fresh start (no --init)."),
+            click.option("--model-config", type=click.Path(path_type=Path), default=None,
+                         help="JSON ModelConfig for a fresh start (default: RN50, 224x224)."),
+            click.option("--lr", type=float, default=d["lr"], show_default=True, help="AdamW learning rate."),
+            click.option("--epochs", type=int, default=d["epochs"], show_default=True),
+            click.option("--batch-size", type=int, default=d["batch_size"], show_default=True,
+                         help="Images per step (stage 3: all candidates of each image)."),
+            click.option("--weight-decay", type=float, default=0.01, show_default=True),
+            click.option("--seed", type=int, default=0, show_default=True),
+            click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+            click.option("--amp/--no-amp", default=True, show_default=True,
+                         help="Mixed precision (used on CUDA only)."),
+            click.option("--split", default="train", show_default=True, help="Split of --data to train on."),
+            click.option("--fresh", is_flag=True, help="Ignore an existing resume.pt in --out and start over."),
+            click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object."),
+        ]
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+
+    return deco
+
+
+def _run(stage: str, **kw: Any) -> None:
+    from .stages import StageSettings, run_stage
+
+    as_json = kw.pop("as_json")
+    settings = StageSettings(stage=stage, **kw)
+    result = run_stage(settings, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        click.echo(f"{stage}: wrote {result.checkpoint} (sha256 {result.sha256[:12]}) after {result.epochs} epoch(s)")
+        for key, value in result.metrics.items():
+            click.echo(f"  {key}: {value:.4f}")
+
+
+@cli.command()
+@_stage_options("composition")
+@_friendly
+def composition(**kw: Any) -> None:
+    """Stage 1: composition knowledge (CLIP visual + CKE + prompt learner, InfoNCE on CADB labels).
+
+    \b
+    Example:
+      clipcrop-train composition --data CADB/composition_labels.json --out runs/s1 \\
+          --clip-weights RN50-openai.pt
+    """
+    _run("composition", **kw)
+
+
+@cli.command()
+@_stage_options("aesthetic")
+@_friendly
+def aesthetic(**kw: Any) -> None:
+    """Stage 2: aesthetic knowledge (CLIP visual + AKE + prompt learner, InfoNCE on AADB attributes).
+
+    \b
+    Example:
+      clipcrop-train aesthetic --data AADB/imgListFiles_label --init runs/s1/model.safetensors --out runs/s2
+    """
+    _run("aesthetic", **kw)
+
+
+@cli.command()
+@_stage_options("cropping")
+@_friendly
+def cropping(**kw: Any) -> None:
+    """Stage 3: crop scoring (CLIP visual + fusion + MLP, SmoothL1 + ranking on GAICD MOS).
+
+    \b
+    Example:
+      clipcrop-train cropping --data GAICD --init runs/s2/model.safetensors --out runs/s3
+    """
+    _run("cropping", **kw)
+
+
+@cli.command()
+@click.option("--dataset", type=click.Choice(["gaicd", "fcdb"]), required=True)
+@click.option("--root", required=True, type=click.Path(path_type=Path),
+              help="Data set folder (GAICD: images/ and annotations/; FCDB: its JSON and images/).")
+@click.option("--split", default="test", show_default=True)
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="A trained checkpoint to score with.")
+@click.option("--predictions", type=click.Path(path_type=Path), default=None,
+              help="JSON {image name: [score per annotation line]} (FCDB: {name: [x1,y1,x2,y2]}).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@_friendly
+def evaluate(dataset: str, root: Path, split: str, checkpoint: Path | None, predictions: Path | None,
+             device: str, as_json: bool) -> None:
+    """Evaluate with the official protocol (GAIC Acc/Acc^w/SRCC/PLCC, or FCDB IoU/Disp).
+
+    \b
+    Examples:
+      clipcrop-train evaluate --dataset gaicd --root GAICD --checkpoint runs/s3/model.safetensors
+      clipcrop-train evaluate --dataset gaicd --root GAICD --predictions other_method.json --json
+    """
+    from .evaluate import evaluate_checkpoint, evaluate_predictions, format_table
+
+    if (checkpoint is None) == (predictions is None):
+        raise click.UsageError("give exactly one of --checkpoint or --predictions")
+    if predictions is not None:
+        result = evaluate_predictions(dataset, root, predictions, split)
+    else:
+        result = evaluate_checkpoint(dataset, root, checkpoint, split, device, progress=not as_json)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "images"} | {"images": int(result["images"])}))
+    else:
+        click.echo(format_table(result, dataset))
+
+
+@cli.command()
+@click.option("--db", "db_url", default=None, help="Database URL (default: the configured clipcrop database).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Start from this checkpoint instead of the active model version.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Where to write the new checkpoint (default: the model folder).")
+@click.option("--holdout", type=float, default=0.25, show_default=True, help="Share of preference pairs held out.")
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--train-trunk-stage", is_flag=True, help="Also fine-tune the trunk's last stage.")
+@click.option("--activate", is_flag=True, help="Make the new version the active model.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def personalize(db_url: str | None, checkpoint: Path | None, out: Path | None, holdout: float, epochs: int,
+                lr: float, train_trunk_stage: bool, activate: bool, seed: int, device: str, as_json: bool) -> None:
+    """Fine-tune the cropping head on your own labels (accept/reject, drawn boxes, A-over-B choices).
+
+    \b
+    Example:
+      clipcrop label photo.jpg --accept 1      # ... label a few dozen photos, then:
+      clipcrop-train personalize --activate
+    """
+    from .personalize import PersonalizeSettings, personalize as run
+
+    result = run(PersonalizeSettings(db_url=db_url, checkpoint=checkpoint, out=out, holdout=holdout, epochs=epochs,
+                                     lr=lr, train_trunk_stage=train_trunk_stage, activate=activate, seed=seed,
+                                     device=device), progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        click.echo(result.summary())
