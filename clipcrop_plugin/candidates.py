@@ -1,13 +1,17 @@
 """Candidate crops: GAIC grid anchors, exact aspect-ratio sets, and the full frame (SPEC 3).
 
-(Interface fixed by the foundation; generators are implemented below.)
+All boxes are ``(x1, y1, x2, y2)`` in upright full-resolution pixels, ``x2``/``y2`` exclusive.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
+
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,176 @@ class CandidateSet:
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
+
+
+# --- generators -------------------------------------------------------------------------------
+
+GRID_BINS = 12
+GRID_MAX = 90
+ASPECT_MAX = 100  # per ratio, whatever the image size
+ASPECT_MIN_AREA = 0.4
+_ASPECT_SCALES = 5
+
+_ALIASES = {"square": "1:1", "portrait": "4:5", "landscape": "3:2", "wide": "16:9", "story": "9:16"}
+
+
+def parse_aspect(text: str) -> AspectRatio:
+    """Parse ``"W:H"`` (positive integers, e.g. ``"4:5"``; ``"WxH"`` and ``"W/H"`` too) or an alias.
+
+    Aliases: ``square`` (1:1), ``portrait`` (4:5), ``landscape`` (3:2), ``wide`` (16:9),
+    ``story`` (9:16). Raises :class:`~clipcrop_plugin.errors.ConfigError` on anything else.
+    """
+    raw = str(text).strip().lower()
+    raw = _ALIASES.get(raw, raw)
+    for sep in (":", "x", "/"):
+        if sep in raw:
+            left, _, right = raw.partition(sep)
+            break
+    else:
+        raise ConfigError(f"bad aspect ratio {text!r}: expected W:H such as 1:1, 4:5 or 16:9")
+    try:
+        w, h = int(left.strip()), int(right.strip())
+    except ValueError:
+        raise ConfigError(f"bad aspect ratio {text!r}: W and H must be whole numbers, e.g. 16:9") from None
+    if w <= 0 or h <= 0:
+        raise ConfigError(f"bad aspect ratio {text!r}: W and H must be positive")
+    if w > 10000 or h > 10000 or max(w, h) / min(w, h) > 100:
+        raise ConfigError(f"bad aspect ratio {text!r}: too extreme (at most 100:1)")
+    return AspectRatio(w, h)
+
+
+def grid_boxes(width: int, height: int) -> np.ndarray:
+    """The GAIC grid anchors of a ``width`` x ``height`` image, (N, 4) int64, N <= 90.
+
+    GAIC (Zeng et al.) places a 12x12 grid of bin centres over the image, takes the top-left
+    corner from the first 4 rows/columns and the bottom-right from the last 4, and keeps crops
+    covering > 50% of the grid area whose pixel aspect w/h is strictly inside (0.5, 2). GAIC
+    evaluates this on its resized network input (short side 256, sides rounded to multiples of
+    32); we evaluate it in the image's own pixel space, which keeps the same 90/87/83/72/38/7
+    counts for the shapes GAIC reports and avoids a second rounding. Corners are rounded outward
+    (floor / ceil) like GAIC's box rescaling.
+    """
+    if width <= 0 or height <= 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    step_w, step_h = width / GRID_BINS, height / GRID_BINS
+    lo, hi = np.arange(0, 4), np.arange(GRID_BINS - 4, GRID_BINS)
+    x1, y1, x2, y2 = (a.ravel() for a in np.meshgrid(lo, lo, hi, hi, indexing="ij"))
+    cells_w, cells_h = x2 - x1, y2 - y1
+    keep = cells_w * cells_h > 0.4999 * GRID_BINS * GRID_BINS
+    ratio = (cells_w * step_w) / (cells_h * step_h)
+    keep &= (ratio > 0.5) & (ratio < 2.0)
+    boxes = np.stack(
+        [
+            np.floor((x1[keep] + 0.5) * step_w),
+            np.floor((y1[keep] + 0.5) * step_h),
+            np.ceil((x2[keep] + 0.5) * step_w),
+            np.ceil((y2[keep] + 0.5) * step_h),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    boxes[:, 2] = np.clip(boxes[:, 2], 1, width)
+    boxes[:, 3] = np.clip(boxes[:, 3], 1, height)
+    boxes[:, 0] = np.minimum(boxes[:, 0], boxes[:, 2] - 1)
+    boxes[:, 1] = np.minimum(boxes[:, 1], boxes[:, 3] - 1)
+    return _unique_rows(boxes)[:GRID_MAX]
+
+
+def _unique_rows(boxes: np.ndarray) -> np.ndarray:
+    """Drop duplicate boxes (tiny images round several anchors together), keeping first order."""
+    if len(boxes) == 0:
+        return boxes
+    _, idx = np.unique(boxes, axis=0, return_index=True)
+    return boxes[np.sort(idx)]
+
+
+def _largest_box(width: int, height: int, ratio: AspectRatio) -> tuple[int, int]:
+    """(w, h) of the largest box of exactly ``ratio`` (within one pixel) inside the image."""
+    r = ratio.value
+    h = min(height, int(math.floor(width / r + 1e-9)))
+    if h < 1:
+        # Not even one row fits at this ratio: the best we can do is a 1-pixel-high strip.
+        return width, 1
+    w = min(width, max(1, int(round(h * r))))
+    return w, h
+
+
+def aspect_boxes(width: int, height: int, ratio: AspectRatio, *, limit: int = ASPECT_MAX) -> np.ndarray:
+    """Crops of exactly ``ratio`` on a grid of scales and positions, area >= 40%, at most ``limit``.
+
+    Scales run from the largest inscribed box down to 40% of the image area (or only the
+    largest box when even that covers less, e.g. 1:1 on a panorama); positions are spread evenly
+    over the free space of each scale, so the count does not grow with the image size.
+    """
+    if width <= 0 or height <= 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    w_max, h_max = _largest_box(width, height, ratio)
+    r = ratio.value
+    area_img = width * height
+    s_min = math.sqrt(ASPECT_MIN_AREA * area_img / (w_max * h_max))
+    if s_min >= 1.0 or h_max < 8:
+        scales = [1.0]
+    else:
+        scales = list(np.linspace(1.0, s_min, _ASPECT_SCALES))
+    sizes: list[tuple[int, int]] = []
+    for s in scales:
+        h = max(1, int(math.ceil(h_max * s - 1e-9)))
+        w = min(width, max(1, int(round(h * r))))
+        if (w, h) not in sizes:
+            sizes.append((w, h))
+    per_scale = max(1, limit // len(sizes))
+    out: list[np.ndarray] = []
+    for w, h in sizes:
+        free_x, free_y = width - w, height - h
+        nx, ny = _position_counts(free_x, free_y, per_scale)
+        xs = np.unique(np.round(np.linspace(0, free_x, nx)).astype(np.int64))
+        ys = np.unique(np.round(np.linspace(0, free_y, ny)).astype(np.int64))
+        gx, gy = np.meshgrid(xs, ys, indexing="xy")
+        gx, gy = gx.ravel(), gy.ravel()
+        out.append(np.stack([gx, gy, gx + w, gy + h], axis=1))
+    boxes = _unique_rows(np.concatenate(out, axis=0).astype(np.int64))
+    return boxes[:limit]
+
+
+def _position_counts(free_x: int, free_y: int, budget: int) -> tuple[int, int]:
+    """How many positions along x and y, proportional to the free space, product <= budget."""
+    if free_x <= 0 and free_y <= 0:
+        return 1, 1
+    if free_y <= 0:
+        return min(free_x + 1, budget), 1
+    if free_x <= 0:
+        return 1, min(free_y + 1, budget)
+    nx = max(1, min(free_x + 1, int(round(math.sqrt(budget * free_x / free_y)))))
+    ny = max(1, min(free_y + 1, budget // nx))
+    nx = max(1, min(free_x + 1, budget // ny))
+    return nx, ny
+
+
+def generate_candidates(
+    width: int, height: int, aspects: Sequence[AspectRatio] = (), *, grid: bool = True
+) -> CandidateSet:
+    """All candidates of a ``width`` x ``height`` upright image.
+
+    Sets, in order: ``"grid"`` (GAIC anchors, when ``grid``), one set per ratio in ``aspects``
+    (duplicates dropped), and ``"full"``: the whole frame, exactly once, last. Never raises for
+    odd shapes: a panorama may have few or no grid anchors but always gets its ratio sets.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    parts: list[np.ndarray] = []
+    groups: list[str] = []
+    if grid:
+        g = grid_boxes(width, height)
+        parts.append(g)
+        groups += ["grid"] * len(g)
+    seen: set[str] = set()
+    for ratio in aspects:
+        if ratio.name in seen:
+            continue
+        seen.add(ratio.name)
+        a = aspect_boxes(width, height, ratio)
+        parts.append(a)
+        groups += [ratio.name] * len(a)
+    parts.append(np.array([[0, 0, width, height]], dtype=np.int64))
+    groups.append("full")
+    boxes = np.concatenate(parts, axis=0).astype(np.int64)
+    return CandidateSet(width=width, height=height, boxes=boxes, groups=groups, full_index=len(groups) - 1)

@@ -1,15 +1,56 @@
 """Image intake: open a photo with Pillow, make it upright, small enough to score, and RGB.
 
-(Interface fixed by the foundation; ``load_image`` is implemented below.)
+:func:`load_image` is the only door through which pixels enter clipcrop. It applies the EXIF
+orientation (IFD0 only), decodes JPEGs with ``Image.draft`` at the smallest DCT scale that still
+covers ``min_side`` (a 24 MP JPEG is never decoded at full size to be scored), converts every
+Pillow mode to RGB and turns every failure into one :class:`~clipcrop_plugin.errors.ImageError`
+with a one-line reason.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import warnings
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
-from PIL import Image
+import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from .errors import ImageError
 from .results import PhotoInfo
+
+ORIENTATION_TAG = 0x0112
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL = 0x9003
+_DATETIME = 0x0132
+_MAKE = 0x010F
+_MODEL = 0x0110
+
+# The Pillow transpose that turns the stored pixel array into the displayed (upright) image,
+# per EXIF Orientation value; same table as PIL.ImageOps.exif_transpose.
+ORIENTATION_TO_UPRIGHT: dict[int, Image.Transpose | None] = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Inverse of the above: upright -> stored (only 6 and 8 are not their own inverse).
+ORIENTATION_TO_STORED: dict[int, Image.Transpose | None] = {
+    **ORIENTATION_TO_UPRIGHT,
+    6: Image.Transpose.ROTATE_90,
+    8: Image.Transpose.ROTATE_270,
+}
+
+_HEIF_SUFFIXES = {".heic", ".heif", ".hif", ".avif"}
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
+_heif_state: bool | None = None  # None: not tried yet
 
 
 @dataclass
@@ -28,3 +69,248 @@ class LoadedImage:
     def scale(self) -> float:
         """``image`` pixels per full-resolution upright pixel (<= 1)."""
         return self.image.width / self.info.width
+
+    @property
+    def scale_xy(self) -> tuple[float, float]:
+        """Horizontal and vertical scale separately (rounding makes them differ slightly)."""
+        return self.image.width / self.info.width, self.image.height / self.info.height
+
+
+def heif_available() -> bool:
+    """Register pillow-heif's opener once if it is installed; report whether HEIC can be read."""
+    global _heif_state
+    if _heif_state is None:
+        try:
+            import pillow_heif  # type: ignore[import-not-found]
+
+            pillow_heif.register_heif_opener()
+            _heif_state = True
+        except Exception:  # any failure (missing, broken wheel) just means "no HEIC decoder"
+            _heif_state = False
+    return _heif_state
+
+
+def _looks_like_heif(path: Path, head: bytes) -> bool:
+    return path.suffix.lower() in _HEIF_SUFFIXES or (head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS)
+
+
+def _read_orientation(exif: Image.Exif) -> tuple[int, bool]:
+    """Orientation from IFD0 only: some cameras put a different value in the IFD1 thumbnail."""
+    try:
+        raw = exif.get(ORIENTATION_TAG)
+    except Exception:
+        return 1, False
+    if raw is None:
+        return 1, False
+    try:
+        value = int(raw[0] if isinstance(raw, (tuple, list)) else raw)
+    except (TypeError, ValueError, IndexError):
+        return 1, True
+    return (value if 1 <= value <= 8 else 1), True
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    value = value.replace("\x00", "").strip()
+    return value or None
+
+
+def _parse_exif_datetime(value: object) -> datetime | None:
+    text = _text(value)
+    if not text:
+        return None
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M"):
+        try:
+            return datetime.strptime(text[:19], fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def _exif_fields(exif: Image.Exif) -> tuple[datetime | None, str | None, str | None]:
+    """DateTimeOriginal (else DateTime), Make, Model; odd EXIF gives ``None``, never an exception."""
+    taken = None
+    try:
+        taken = _parse_exif_datetime(exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL))
+    except Exception:
+        taken = None
+    if taken is None:
+        try:
+            taken = _parse_exif_datetime(exif.get(_DATETIME))
+        except Exception:
+            taken = None
+    make = model = None
+    try:
+        make = _text(exif.get(_MAKE))
+        model = _text(exif.get(_MODEL))
+    except Exception:
+        pass
+    return taken, make, model
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB; transparency is composited on white."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode == "P" and "transparency" in im.info or mode in ("PA", "RGBa", "La"):
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode.startswith("I") or mode == "F":
+        # 16/32-bit integer or float: map the data's own range to 8 bits.
+        arr = np.asarray(im, dtype=np.float32)
+        if arr.ndim == 3:
+            arr = arr[..., 0]
+        finite = arr[np.isfinite(arr)]
+        hi = float(finite.max()) if finite.size else 0.0
+        lo = float(finite.min()) if finite.size else 0.0
+        if mode.startswith("I;16") or (mode == "I" and lo >= 0 and hi <= 65535 and hi > 255):
+            arr = arr / 257.0
+        elif mode == "F" and lo >= 0 and hi <= 1.0:
+            arr = arr * 255.0
+        elif hi > 255 or lo < 0:
+            arr = (arr - lo) * (255.0 / max(hi - lo, 1e-6))
+        arr = np.nan_to_num(np.clip(arr, 0, 255), nan=0.0).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    return im.convert("RGB")
+
+
+def _working_size(width: int, height: int, min_side: int) -> tuple[int, int]:
+    """(w, h) with the short side about ``min_side``, aspect kept; never upscales."""
+    short = min(width, height)
+    if short <= min_side:
+        return width, height
+    f = min_side / short
+    return max(1, round(width * f)), max(1, round(height * f))
+
+
+def load_image(source: str | os.PathLike[str], *, min_side: int = 256) -> LoadedImage:
+    """Open ``source`` and return its upright RGB working copy (short side about ``min_side``).
+
+    Raises :class:`ImageError` with a one-line reason for a missing or unreadable path, a
+    directory, an empty file, truncated data, something that is not an image, an unsupported
+    format (HEIC without pillow-heif), a decompression bomb or a zero-size image.
+    """
+    path = Path(os.fspath(source))
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file", path) from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})", path) from None
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, not a photo", path)
+    if st.st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)", path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})", path) from None
+    heif = _looks_like_heif(path, head)
+    if heif:
+        heif_available()
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: refused as a possible decompression bomb ({exc})", path) from None
+    except UnidentifiedImageError:
+        if heif and not heif_available():
+            raise ImageError(
+                f"{path}: HEIC/HEIF is not supported without a decoder (pip install pillow-heif)", path
+            ) from None
+        raise ImageError(f"{path}: not an image or an unsupported format", path) from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot open ({exc})", path) from None
+    except Exception as exc:  # Pillow plugins raise a zoo of types on hostile headers
+        raise ImageError(f"{path}: cannot open ({type(exc).__name__}: {exc})", path) from None
+
+    with im:
+        return _load_opened(im, path, min_side)
+
+
+def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
+    stored_w, stored_h = im.size
+    if stored_w <= 0 or stored_h <= 0:
+        raise ImageError(f"{path}: zero-size image ({stored_w}x{stored_h})", path)
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and stored_w * stored_h > limit:
+        raise ImageError(
+            f"{path}: refused as a possible decompression bomb ({stored_w}x{stored_h} exceeds {limit} pixels)",
+            path,
+        )
+    try:
+        exif = im.getexif()
+    except Exception:
+        exif = Image.Exif()
+    orientation, has_tag = _read_orientation(exif)
+    taken_at, make, model = _exif_fields(exif)
+    fmt = im.format or path.suffix.lstrip(".").upper() or "unknown"
+    upright_w, upright_h = (stored_h, stored_w) if orientation in (5, 6, 7, 8) else (stored_w, stored_h)
+
+    target_w, target_h = _working_size(stored_w, stored_h, min_side)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if im.format == "JPEG":
+                # draft picks the largest DCT scale (1/2, 1/4, 1/8) keeping both sides >= the request.
+                im.draft("RGB", (target_w, target_h))
+            im.load()
+            work = _to_rgb(im)
+            if work.size != (target_w, target_h) and min(work.size) > min_side:
+                work = work.resize((target_w, target_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            op = ORIENTATION_TO_UPRIGHT[orientation]
+            if op is not None:
+                work = work.transpose(op)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: refused as a possible decompression bomb ({exc})", path) from None
+    except OSError as exc:
+        msg = str(exc)
+        if "truncated" in msg.lower():
+            raise ImageError(f"{path}: truncated image data ({msg})", path) from None
+        raise ImageError(f"{path}: cannot decode ({msg})", path) from None
+    except MemoryError:
+        raise ImageError(f"{path}: too large to decode in memory", path) from None
+    except Exception as exc:
+        raise ImageError(f"{path}: cannot decode ({type(exc).__name__}: {exc})", path) from None
+    if work.width <= 0 or work.height <= 0:
+        raise ImageError(f"{path}: zero-size image", path)
+
+    info = PhotoInfo(
+        path=str(path),
+        width=upright_w,
+        height=upright_h,
+        stored_width=stored_w,
+        stored_height=stored_h,
+        orientation=orientation,
+        has_orientation_tag=has_tag,
+        format=fmt,
+        taken_at=taken_at,
+        camera_make=make,
+        camera_model=model,
+    )
+    return LoadedImage(image=work, info=info)
+
+
+def working_box(loaded: LoadedImage, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Map a full-resolution upright box to ``loaded.image`` pixels (outward rounding)."""
+    sx, sy = loaded.scale_xy
+    x1, y1, x2, y2 = box
+    return (
+        int(math.floor(x1 * sx)),
+        int(math.floor(y1 * sy)),
+        min(loaded.image.width, int(math.ceil(x2 * sx))),
+        min(loaded.image.height, int(math.ceil(y2 * sy))),
+    )

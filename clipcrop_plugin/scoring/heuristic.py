@@ -1,0 +1,294 @@
+"""The weights-free scorer: smartcrop-style feature maps, every candidate scored in O(1).
+
+Feature maps are computed once per image on the small working copy (detail/edges with their
+orientation, skin, saturation, luminance and a saliency proxy). Each map, and its first moments
+for centroids, goes into a summed-area table, so any box's sum costs four lookups and all
+candidates are scored together with array arithmetic, whatever their number.
+
+The score rewards keeping the interesting content (and concentrating it), placing its weight on
+a thirds intersection or the centre, balanced exposure and colour, and penalises crop edges that
+cut through interesting content. Every candidate is explained in the ten elements of
+:mod:`clipcrop_plugin.elements`, each in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..candidates import CandidateSet
+from ..config import Settings
+from ..imaging import LoadedImage
+from .base import ScoreResult
+
+# Summed-area table channels.
+_I, _IX, _IY, _Q, _QX, _QY, _D, _EH, _EV, _EC, _L, _L2, _S, _SAL = range(14)
+_CHANNELS = 14
+
+_SKIN_COLOR = np.array([0.78, 0.57, 0.44], dtype=np.float32)  # smartcrop's skin tone (normalised RGB)
+
+
+def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 window, edges clamped; two passes approximate a Gaussian."""
+    if r <= 0:
+        return a
+    out = a
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (r + 1, r)
+        c = np.cumsum(np.pad(out, pad, mode="edge"), axis=axis, dtype=np.float64)
+        n = out.shape[axis]
+        hi = np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis)
+        lo = np.take(c, np.arange(0, n), axis=axis)
+        out = ((hi - lo) / (2 * r + 1)).astype(np.float32)
+    return out
+
+
+def _normalize(a: np.ndarray, q: float = 99.0) -> np.ndarray:
+    """Scale to [0, 1] by a high percentile so a few hot pixels do not flatten the map."""
+    hi = float(np.percentile(a, q)) if a.size else 0.0
+    if hi <= 1e-8:
+        hi = float(a.max()) if a.size else 0.0
+    if hi <= 1e-8:
+        return np.zeros_like(a)
+    return np.clip(a / hi, 0.0, 1.0)
+
+
+def _resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a float map to ``size`` = (w, h) with Pillow's float mode."""
+    if (a.shape[1], a.shape[0]) == size:
+        return a
+    return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize(size, Image.Resampling.BILINEAR))
+
+
+def _spectral_residual(lum: np.ndarray) -> np.ndarray:
+    """Spectral-residual saliency (Hou & Zhang 2007) at 64 px, resized back to ``lum``'s shape."""
+    small = _resize(lum, (64, 64))
+    f = np.fft.fft2(small)
+    log_amp = np.log(np.abs(f) + 1e-6).astype(np.float32)
+    residual = log_amp - _box_blur(log_amp, 1)
+    sal = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(f)))) ** 2
+    sal = _box_blur(_box_blur(sal.astype(np.float32), 2), 2)
+    return _resize(_normalize(sal), (lum.shape[1], lum.shape[0]))
+
+
+def feature_maps(image: Image.Image) -> dict[str, np.ndarray]:
+    """The per-pixel maps the score uses, each (H, W) float32, on ``image`` (working size)."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) * (1.0 / 255.0)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    lum = 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    # Gradients and their orientation: c = cos(2*theta) is +1 on vertical edges (strong d/dx),
+    # -1 on horizontal ones and 0 on diagonals, so the three shares add up to the magnitude.
+    p = np.pad(lum, 1, mode="edge")
+    gx = (p[1:-1, 2:] - p[1:-1, :-2]) * 0.5
+    gy = (p[2:, 1:-1] - p[:-2, 1:-1]) * 0.5
+    g2 = gx * gx + gy * gy
+    mag = np.sqrt(g2)
+    c = (gx * gx - gy * gy) / (g2 + 1e-8)
+    detail = _normalize(mag)
+    e_v = detail * np.maximum(c, 0.0)
+    e_h = detail * np.maximum(-c, 0.0)
+    e_c = detail * (1.0 - np.abs(c))
+
+    mx = np.maximum(np.maximum(r, g), b)
+    mn = np.minimum(np.minimum(r, g), b)
+    light = (mx + mn) * 0.5
+    sat = (mx - mn) / (1.0 - np.abs(2.0 * light - 1.0) + 1e-6)
+    sat = np.clip(sat, 0.0, 1.0)
+    sat_feature = np.where((lum >= 0.05) & (lum <= 0.9), np.maximum(sat - 0.4, 0.0) / 0.6, 0.0)
+
+    norm = np.sqrt(r * r + g * g + b * b) + 1e-3
+    skin_d = np.sqrt(
+        (r / norm - _SKIN_COLOR[0]) ** 2 + (g / norm - _SKIN_COLOR[1]) ** 2 + (b / norm - _SKIN_COLOR[2]) ** 2
+    )
+    skin = np.where((lum >= 0.2) & (lum <= 1.0), np.maximum(1.0 - skin_d - 0.8, 0.0) / 0.2, 0.0)
+
+    # Saliency proxy: spectral residual plus colour distinctness from the image's mean colour.
+    blur_r = max(1, round(min(lum.shape) / 64))
+    blurred = np.stack([_box_blur(rgb[..., k], blur_r) for k in range(3)], axis=-1)
+    distinct = np.sqrt(((blurred - blurred.reshape(-1, 3).mean(axis=0)) ** 2).sum(axis=-1))
+    saliency = _normalize(0.55 * _spectral_residual(lum) + 0.45 * _normalize(distinct))
+
+    detail_soft = _normalize(_box_blur(detail, blur_r))
+    interest = 0.4 * saliency + 0.3 * detail_soft + 0.15 * sat_feature + 0.6 * skin * (detail_soft + 0.2)
+    interest = interest + 0.01  # a floor keeps centroids defined on flat images
+    return {
+        "interest": interest.astype(np.float32),
+        "detail": detail.astype(np.float32),
+        "e_h": e_h.astype(np.float32),
+        "e_v": e_v.astype(np.float32),
+        "e_c": e_c.astype(np.float32),
+        "lum": lum.astype(np.float32),
+        "sat": sat.astype(np.float32),
+        "saliency": saliency.astype(np.float32),
+    }
+
+
+def _tables(maps: dict[str, np.ndarray]) -> np.ndarray:
+    """Summed-area tables (C, H+1, W+1) of every channel, zero-padded at the top/left."""
+    interest = maps["interest"]
+    h, w = interest.shape
+    xs = ((np.arange(w, dtype=np.float32) + 0.5) / w)[None, :]
+    ys = ((np.arange(h, dtype=np.float32) + 0.5) / h)[:, None]
+    q = interest * interest  # peaked weight: the centroid follows the strongest content
+    stack = np.empty((_CHANNELS, h, w), dtype=np.float64)
+    stack[_I] = interest
+    stack[_IX] = interest * xs
+    stack[_IY] = interest * ys
+    stack[_Q] = q
+    stack[_QX] = q * xs
+    stack[_QY] = q * ys
+    stack[_D] = maps["detail"]
+    stack[_EH] = maps["e_h"]
+    stack[_EV] = maps["e_v"]
+    stack[_EC] = maps["e_c"]
+    stack[_L] = maps["lum"]
+    stack[_L2] = maps["lum"] ** 2
+    stack[_S] = maps["sat"]
+    stack[_SAL] = maps["saliency"]
+    sat = np.zeros((_CHANNELS, h + 1, w + 1), dtype=np.float64)
+    sat[:, 1:, 1:] = stack.cumsum(axis=1).cumsum(axis=2)
+    return sat
+
+
+def _box_sums(sat: np.ndarray, x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray) -> np.ndarray:
+    """(C, N) sums over boxes given in table cells (x2/y2 exclusive): four lookups per box."""
+    return sat[:, y2, x2] - sat[:, y1, x2] - sat[:, y2, x1] + sat[:, y1, x1]
+
+
+def _gauss(d2: np.ndarray, sigma: float) -> np.ndarray:
+    return np.exp(-d2 / (2.0 * sigma * sigma))
+
+
+class HeuristicScorer:
+    """Weights-free scorer (registry name ``heuristic``): fast, explainable, no model needed."""
+
+    name = "heuristic"
+    weights_hash: str | None = None
+    device = "cpu"
+    min_side = 256
+
+    # Score weights (see module docstring); retained content dominates so a crop only wins
+    # when it concentrates the picture without cutting its subject.
+    # With equal retain/density weights, trimming a margin pays off when its interest density is
+    # below half the image's mean.
+    w_retain = 1.0
+    w_density = 1.0
+    w_composition = 0.3
+    w_lighting = 0.15
+    w_color = 0.1
+    w_border = 0.15
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
+
+    @classmethod
+    def create(cls, settings: Settings | None = None, device: str = "auto", weights: str | None = None) -> "HeuristicScorer":
+        """Registry constructor; ``device`` and ``weights`` are accepted and ignored (no model)."""
+        return cls(settings)
+
+    def score(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list[ScoreResult]:
+        """Score every candidate of every image; one :class:`ScoreResult` per image."""
+        if len(images) != len(candidates):
+            raise ValueError("images and candidates must have the same length")
+        return [self.score_one(li, cs) for li, cs in zip(images, candidates)]
+
+    def score_one(self, loaded: LoadedImage, cands: CandidateSet) -> ScoreResult:
+        """Scores (N,) and elements (N, 10) for one image's candidates."""
+        maps = feature_maps(loaded.image)
+        sat = _tables(maps)
+        h, w = maps["interest"].shape
+        boxes = np.asarray(cands.boxes, dtype=np.float64)
+        n = len(boxes)
+        if n == 0:
+            return ScoreResult(scores=np.zeros(0), elements=np.zeros((0, 10)))
+        W, H = float(cands.width), float(cands.height)
+        # Full-resolution boxes -> table cells (rounded, at least one cell wide).
+        fx1, fy1 = boxes[:, 0] / W, boxes[:, 1] / H
+        fx2, fy2 = boxes[:, 2] / W, boxes[:, 3] / H
+        x1 = np.clip(np.round(fx1 * w), 0, w - 1).astype(np.int64)
+        y1 = np.clip(np.round(fy1 * h), 0, h - 1).astype(np.int64)
+        x2 = np.clip(np.maximum(np.round(fx2 * w), x1 + 1), 1, w).astype(np.int64)
+        y2 = np.clip(np.maximum(np.round(fy2 * h), y1 + 1), 1, h).astype(np.int64)
+        bw, bh = (x2 - x1).astype(np.float64), (y2 - y1).astype(np.float64)
+        area = bw * bh
+        total_area = float(w * h)
+        tot = sat[:, h, w]
+        s = _box_sums(sat, x1, y1, x2, y2)
+        eps = 1e-9
+
+        retain = s[_I] / (tot[_I] + eps)
+        frac = area / total_area
+        density = retain / np.maximum(frac, eps)
+
+        # Centroid of the peaked interest, in box-relative coordinates.
+        cx = s[_QX] / (s[_Q] + eps)
+        cy = s[_QY] / (s[_Q] + eps)
+        u = (cx - x1 / w) / np.maximum(bw / w, eps)
+        v = (cy - y1 / h) / np.maximum(bh / h, eps)
+        center = _gauss((u - 0.5) ** 2 + (v - 0.5) ** 2, 0.12)
+        thirds = np.zeros(n)
+        for tx in (1 / 3, 2 / 3):
+            for ty in (1 / 3, 2 / 3):
+                thirds = np.maximum(thirds, _gauss((u - tx) ** 2 + (v - ty) ** 2, 0.08))
+
+        edge_total = s[_EH] + s[_EV] + s[_EC] + eps
+        horizontal = s[_EH] / edge_total
+        vertical = s[_EV] / edge_total
+        curved = s[_EC] / edge_total
+
+        mean_l = s[_L] / area
+        std_l = np.sqrt(np.maximum(s[_L2] / area - mean_l**2, 0.0))
+        lighting = 0.6 * (1.0 - 2.0 * np.abs(mean_l - 0.5)) + 0.4 * np.minimum(1.0, std_l / 0.25)
+        color = np.clip(s[_S] / area, 0.0, 1.0)
+
+        out_area = total_area - area
+        has_out = out_area >= 0.01 * total_area
+        safe_out = np.maximum(out_area, 1.0)
+        d_in, d_out = s[_D] / area, (tot[_D] - s[_D]) / safe_out
+        dof = np.where(has_out, d_in / (d_in + d_out + eps), 0.5)
+        sal_in, sal_out = s[_SAL] / area, (tot[_SAL] - s[_SAL]) / safe_out
+        emphasis = np.where(has_out, sal_in / (sal_in + sal_out + eps), 0.5)
+        i_in, i_all = s[_I] / area, tot[_I] / total_area
+        interesting = i_in / (i_in + i_all + eps)
+
+        border = self._border_cut(sat, x1, y1, x2, y2, w, h, i_all)
+
+        scores = (
+            self.w_retain * retain
+            + self.w_density * np.log(np.maximum(density, eps))
+            + self.w_composition * np.maximum(thirds, center)
+            + self.w_lighting * lighting
+            + self.w_color * color
+            - self.w_border * border
+        )
+        elements = np.stack(
+            [center, thirds, horizontal, vertical, curved, color, lighting, dof, emphasis, interesting], axis=1
+        )
+        return ScoreResult(scores=scores.astype(np.float64), elements=np.clip(elements, 0.0, 1.0))
+
+    @staticmethod
+    def _border_cut(
+        sat: np.ndarray, x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, w: int, h: int, i_all: float
+    ) -> np.ndarray:
+        """Mean interest in a thin strip inside each crop edge, relative to the image's mean.
+
+        An edge lying on the photo's own border cuts nothing new and is not counted.
+        """
+        tx = np.maximum(1, np.round((x2 - x1) * 0.05)).astype(np.int64)
+        ty = np.maximum(1, np.round((y2 - y1) * 0.05)).astype(np.int64)
+        strips = (
+            (x1, y1, np.minimum(x1 + tx, x2), y2, x1 > 0),  # left
+            (np.maximum(x2 - tx, x1), y1, x2, y2, x2 < w),  # right
+            (x1, y1, x2, np.minimum(y1 + ty, y2), y1 > 0),  # top
+            (x1, np.maximum(y2 - ty, y1), x2, y2, y2 < h),  # bottom
+        )
+        cut = np.zeros(len(x1))
+        for sx1, sy1, sx2, sy2, active in strips:
+            a = ((sx2 - sx1) * (sy2 - sy1)).astype(np.float64)
+            strip_sum = sat[_I, sy2, sx2] - sat[_I, sy1, sx2] - sat[_I, sy2, sx1] + sat[_I, sy1, sx1]
+            cut += np.where(active, np.minimum(3.0, strip_sum / np.maximum(a, 1.0) / (i_all + 1e-9)), 0.0)
+        return cut / 4.0

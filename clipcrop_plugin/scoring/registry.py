@@ -1,0 +1,95 @@
+"""Find scorers by name through the ``clipcrop.scorers`` entry-point group, and resolve ``auto``.
+
+Any installed package can add a scorer by declaring, in its own pyproject::
+
+    [project.entry-points."clipcrop.scorers"]
+    myscorer = "mypkg.scoring:MyScorer"
+
+where ``MyScorer.create(settings, device="auto", weights=None)`` returns an object following
+:class:`clipcrop_plugin.scoring.base.Scorer` and raises
+:class:`~clipcrop_plugin.errors.WeightsError` when it cannot find its weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from ..config import Settings, load_settings
+from ..errors import ConfigError, WeightsError
+from .base import Scorer
+
+GROUP = "clipcrop.scorers"
+AUTO_ORDER = ("clipcropping", "zeroshot")
+log = logging.getLogger("clipcrop")
+
+# Built in, so the weights-free path works even from a source tree that was never pip-installed.
+_BUILTIN = {"heuristic": "clipcrop_plugin.scoring.heuristic:HeuristicScorer"}
+
+NO_WEIGHTS_HINT = (
+    "get weights with `clipcrop models import FILE`, pass `--weights PATH`, or put open_clip "
+    "RN50 'openai' weights in the model folder"
+)
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    found: dict[str, EntryPoint] = {
+        name: EntryPoint(name=name, value=value, group=GROUP) for name, value in _BUILTIN.items()
+    }
+    for ep in entry_points(group=GROUP):
+        found[ep.name] = ep
+    return found
+
+
+def scorer_names() -> list[str]:
+    """Names of every registered scorer (built in and from plugins), sorted; ``auto`` excluded."""
+    return sorted(_entry_points())
+
+
+def _load_class(name: str, ep: EntryPoint) -> Any:
+    try:
+        return ep.load()
+    except Exception as exc:  # a broken plugin must not take the whole tool down
+        raise ConfigError(f"scorer {name!r} could not be loaded ({type(exc).__name__}: {exc})") from exc
+
+
+def load_scorer(
+    name: str = "auto",
+    *,
+    settings: Settings | None = None,
+    device: str = "auto",
+    weights: str | None = None,
+) -> Scorer:
+    """Return a ready scorer.
+
+    ``auto`` tries ``clipcropping`` then ``zeroshot`` (when registered) and otherwise falls back
+    to ``heuristic`` with exactly one warning saying how to get weights. If ``weights`` was given
+    explicitly and no CLIP scorer accepts it, the :class:`WeightsError` is raised instead of
+    silently ignoring the file. An unknown name raises :class:`ConfigError` listing known names.
+    """
+    settings = settings if settings is not None else load_settings()
+    name = (name or settings.scorer or "auto").strip().lower()
+    eps = _entry_points()
+    if name != "auto":
+        if name not in eps:
+            raise ConfigError(f"unknown scorer {name!r}; known: auto, {', '.join(sorted(eps))}")
+        return _load_class(name, eps[name]).create(settings, device=device, weights=weights)
+
+    reasons: list[str] = []
+    for candidate in AUTO_ORDER:
+        if candidate not in eps:
+            continue
+        try:
+            cls = _load_class(candidate, eps[candidate])
+            scorer = cls.create(settings, device=device, weights=weights)
+        except (WeightsError, ConfigError) as exc:
+            reasons.append(f"{candidate}: {exc}")
+            log.debug("auto: %s unavailable: %s", candidate, exc)
+            continue
+        log.info("auto: using the %s scorer", candidate)
+        return scorer
+    if weights:
+        raise WeightsError(f"no scorer accepts the weights {weights} ({'; '.join(reasons) or 'no CLIP scorer installed'})")
+    log.warning("no CLIP weights found, using the weights-free heuristic scorer; %s", NO_WEIGHTS_HINT)
+    return _load_class("heuristic", eps["heuristic"]).create(settings, device=device, weights=None)

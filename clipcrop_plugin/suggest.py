@@ -1,0 +1,187 @@
+"""The pipeline: walk paths, load photos, generate candidates, score in batches, build Suggestions.
+
+Library first: the CLI, the daemon, ``scan`` and the server all call these functions. Per-photo
+failures become ``Suggestion(ok=False, error=...)`` with a one-line reason; nothing here raises
+because of one bad photo.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .candidates import AspectRatio, CandidateSet, generate_candidates
+from .elements import ELEMENT_NAMES
+from .errors import ClipcropError
+from .imaging import LoadedImage, load_image
+from .results import Crop, ElementChange, Suggestion
+from .scoring.base import Scorer, ScoreResult
+
+log = logging.getLogger("clipcrop")
+
+PHOTO_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif", ".hif", ".bmp", ".gif"}
+)
+# Names that are ours (sidecars) or belong to a copy still in progress.
+_SKIP_SUFFIXES = (".xmp", ".tmp", ".part", ".partial", ".crdownload", ".download", "~")
+EXPLANATION_SIZE = 3
+
+
+def is_photo_name(name: str) -> bool:
+    """Whether a file found while walking a folder looks like a photo worth scoring."""
+    lower = name.lower()
+    if lower.startswith((".", "~$")) or lower.endswith(_SKIP_SUFFIXES):
+        return False
+    return os.path.splitext(lower)[1] in PHOTO_EXTENSIONS
+
+
+def iter_photo_paths(paths: Iterable[str | os.PathLike[str]], recursive: bool = True) -> Iterator[Path]:
+    """Yield photo files under ``paths`` in a stable (sorted) order.
+
+    Folders are walked (skipping hidden folders and files, ``.xmp`` sidecars and temporary
+    files); a path given directly is always yielded, even with an odd extension or when it does
+    not exist, so that its error can be reported for it.
+    """
+    for raw in paths:
+        path = Path(os.fspath(raw))
+        if not path.is_dir():
+            yield path
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+            for name in sorted(files):
+                if is_photo_name(name):
+                    yield Path(root) / name
+
+
+def build_suggestion(loaded: LoadedImage, candidates: CandidateSet, result: ScoreResult, scorer: Scorer) -> Suggestion:
+    """Turn one image's raw scores into ranked, explained :class:`Crop` s.
+
+    Ranks are 1-based within each candidate set (ties keep candidate order); ``improvement`` is
+    the score minus the full frame's; ``changes`` are the element scores minus the full frame's
+    and ``explanation`` the three changes of largest magnitude.
+    """
+    scores = np.asarray(result.scores, dtype=np.float64).reshape(-1)
+    if scores.shape[0] != len(candidates):
+        raise ValueError(f"scorer returned {scores.shape[0]} scores for {len(candidates)} candidates")
+    elements = None if result.elements is None else np.asarray(result.elements, dtype=np.float64)
+    fi = candidates.full_index
+    full_score = float(scores[fi])
+    full_elements = elements[fi] if elements is not None else None
+
+    ranks = np.zeros(len(scores), dtype=np.int64)
+    groups = np.asarray(candidates.groups)
+    for group in dict.fromkeys(candidates.groups):
+        idx = np.flatnonzero(groups == group)
+        order = idx[np.argsort(-scores[idx], kind="stable")]
+        ranks[order] = np.arange(1, len(order) + 1)
+
+    crops: list[Crop] = []
+    full_crop: Crop | None = None
+    for i, (box, group) in enumerate(zip(candidates.boxes, candidates.groups)):
+        explanation: list[ElementChange] = []
+        el = ch = None
+        if elements is not None and full_elements is not None:
+            el_arr = elements[i]
+            ch_arr = el_arr - full_elements
+            el, ch = el_arr.tolist(), ch_arr.tolist()
+            if i != fi:
+                top = np.argsort(-np.abs(ch_arr), kind="stable")[:EXPLANATION_SIZE]
+                explanation = [ElementChange(ELEMENT_NAMES[k], float(ch_arr[k])) for k in top]
+        crop = Crop(
+            aspect=group,
+            box=tuple(int(v) for v in box),  # type: ignore[arg-type]
+            score=float(scores[i]),
+            rank=int(ranks[i]),
+            improvement=float(scores[i]) - full_score,
+            explanation=explanation,
+            elements=el,
+            changes=ch,
+        )
+        crops.append(crop)
+        if i == fi:
+            full_crop = crop
+    return Suggestion(
+        path=loaded.info.path,
+        ok=True,
+        info=loaded.info,
+        scorer=getattr(scorer, "name", type(scorer).__name__),
+        weights_hash=getattr(scorer, "weights_hash", None),
+        device=getattr(scorer, "device", None),
+        crops=crops,
+        full_frame=full_crop,
+    )
+
+
+def suggest_images(
+    loaded: Sequence[LoadedImage], scorer: Scorer, aspects: Sequence[AspectRatio] = (), grid: bool = True
+) -> list[Suggestion]:
+    """Score already-loaded images in one batched scorer call."""
+    if not loaded:
+        return []
+    cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
+    results = scorer.score(list(loaded), cands)
+    return [build_suggestion(li, cs, r, scorer) for li, cs, r in zip(loaded, cands, results)]
+
+
+def failed(path: str | os.PathLike[str], reason: str, scorer: Scorer | None = None) -> Suggestion:
+    """The Suggestion recorded for a photo that could not be scored."""
+    return Suggestion(path=str(path), ok=False, error=reason, scorer=getattr(scorer, "name", None))
+
+
+def _score_batch(batch: list[LoadedImage], scorer: Scorer, aspects: Sequence[AspectRatio], grid: bool) -> list[Suggestion]:
+    try:
+        return suggest_images(batch, scorer, aspects, grid)
+    except Exception as exc:
+        if len(batch) == 1:
+            reason = str(exc) if isinstance(exc, ClipcropError) else f"scoring failed ({type(exc).__name__}: {exc})"
+            log.debug("scoring %s failed", batch[0].info.path, exc_info=True)
+            return [failed(batch[0].info.path, reason, scorer)]
+        # One photo can spoil a batch (odd size, device error): retry one by one to isolate it.
+        return [s for li in batch for s in _score_batch([li], scorer, aspects, grid)]
+
+
+def suggest_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    scorer: Scorer,
+    aspects: Sequence[AspectRatio] = (),
+    *,
+    batch_size: int = 8,
+    grid: bool = True,
+    recursive: bool = True,
+) -> Iterator[Suggestion]:
+    """Suggest crops for every photo under ``paths``, in walk order, ``batch_size`` at a time.
+
+    Never raises for a single photo: unreadable files and scoring failures come back as
+    ``ok=False`` suggestions carrying the one-line reason.
+    """
+    min_side = int(getattr(scorer, "min_side", 256) or 256)
+    batch_size = max(1, int(batch_size))
+    slots: list[Suggestion | LoadedImage] = []
+
+    def flush() -> Iterator[Suggestion]:
+        loaded = [s for s in slots if isinstance(s, LoadedImage)]
+        scored = iter(_score_batch(loaded, scorer, aspects, grid)) if loaded else iter(())
+        for s in slots:
+            yield next(scored) if isinstance(s, LoadedImage) else s
+        slots.clear()
+
+    pending = 0
+    for path in iter_photo_paths(paths, recursive=recursive):
+        try:
+            slots.append(load_image(path, min_side=min_side))
+            pending += 1
+        except ClipcropError as exc:
+            slots.append(failed(path, str(exc), scorer))
+        except Exception as exc:  # last resort: intake must never stop a batch
+            log.debug("loading %s failed", path, exc_info=True)
+            slots.append(failed(path, f"{path}: cannot read ({type(exc).__name__}: {exc})", scorer))
+        if pending >= batch_size or (pending == 0 and slots):
+            yield from flush()
+            pending = 0
+    if slots:
+        yield from flush()
