@@ -1,0 +1,355 @@
+"""Public API of the XMP writer: write, clear and read clipcrop's crop metadata for one photo.
+
+The default touches no original: the crop goes into a sidecar. ``mode="embed"`` puts it into
+a JPEG's APP1 or a PNG's iTXt losslessly, and falls back to a sidecar (with a note saying why)
+for other formats, read-only files, MPF / gain-map JPEGs and oversized packets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import MetadataError
+from ..results import Crop, Suggestion
+from . import jpeg, png
+from .atomic import atomic_delete, atomic_write, clean_stale_temps
+from .orientation import box_to_crs, stored_to_upright
+from .packet import (
+    CropPacket,
+    XmpDoc,
+    apply_crop,
+    clear_crop,
+    has_clipcrop,
+    is_empty,
+    new_doc,
+    parse_packet,
+    read_crop,
+    serialize,
+)
+from .sidecar import NAMINGS, sidecar_candidates, sidecar_path
+
+MODES = ("sidecar", "embed")
+EMBED_PADDING = 2048  # lets other tools edit the embedded packet in place
+ALTERNATIVES_PER_SET = 3
+
+
+@dataclass
+class WriteResult:
+    """Where a crop went: ``mode_used`` is ``"sidecar"`` or ``"embed"``; ``note`` explains a fallback."""
+
+    path_written: Path
+    mode_used: str
+    note: str | None = None
+    sha256: str = ""  # of the bytes written, so a folder watcher can recognise its own write
+
+
+def _fmt(v: float) -> str:
+    return f"{float(v):.6f}"
+
+
+def _box(box: Sequence[int]) -> str:
+    return ",".join(str(int(v)) for v in box)
+
+
+def build_packet(suggestion: Suggestion, *, aspects: Sequence[str] | None = None,
+                 now: datetime | None = None) -> CropPacket:
+    """The values to write for ``suggestion``: its best crop (of ``aspects[0]`` when given) as crs
+    values, provenance and explanation in the clipcrop namespace, and the top alternatives of every
+    aspect set (or only of ``aspects``)."""
+    if not suggestion.ok or suggestion.info is None:
+        raise MetadataError(f"no crop to write: {suggestion.error or 'the photo was not scored'}")
+    info = suggestion.info
+    present = suggestion.aspects()
+    wanted = list(aspects) if aspects else present
+    missing = [a for a in wanted if a not in present]
+    if missing:
+        raise MetadataError(
+            f"the suggestion has no {', '.join(missing)} crops (scored sets: {', '.join(present) or 'none'})")
+    primary: Crop | None = suggestion.best(wanted[0]) if aspects else suggestion.best()
+    if primary is None:
+        raise MetadataError("no crop to write: the suggestion holds no candidate crops")
+    o = info.orientation if info.has_orientation_tag else 1
+    w, h = info.width, info.height
+    left, top, right, bottom = box_to_crs(primary.box, w, h, o)
+    crs = {
+        "HasCrop": "True",
+        "CropLeft": _fmt(left),
+        "CropTop": _fmt(top),
+        "CropRight": _fmt(right),
+        "CropBottom": _fmt(bottom),
+        "CropAngle": "0",
+        "CropConstrainToWarp": "0",
+        "AlreadyApplied": "False",
+    }
+    tiff = {"ImageWidth": str(info.stored_width), "ImageLength": str(info.stored_height)}
+    if info.has_orientation_tag:
+        tiff["Orientation"] = str(info.orientation)
+    when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
+    simple = {
+        "Version": "1",
+        "Source": Path(suggestion.path).name,
+        "Aspect": primary.aspect,
+        "Box": _box(primary.box),
+        "ImageWidth": str(w),
+        "ImageHeight": str(h),
+        "Score": _fmt(primary.score),
+        "Improvement": _fmt(primary.improvement),
+        "Scorer": suggestion.scorer or "unknown",
+        "Time": when.isoformat().replace("+00:00", "Z"),
+    }
+    if suggestion.weights_hash:
+        simple["WeightsHash"] = suggestion.weights_hash
+    explanation = [{"Element": c.element, "Change": f"{float(c.change):+.6f}"} for c in primary.explanation[:3]]
+    alternatives: list[dict[str, str]] = []
+    for aspect in wanted:
+        ranked = sorted((c for c in suggestion.crops if c.aspect == aspect), key=lambda c: c.rank)
+        for crop in ranked[:ALTERNATIVES_PER_SET]:
+            cl, ct, cr, cb = box_to_crs(crop.box, w, h, o)
+            alternatives.append({
+                "Aspect": crop.aspect, "Rank": str(int(crop.rank)),
+                "Left": _fmt(cl), "Top": _fmt(ct), "Right": _fmt(cr), "Bottom": _fmt(cb),
+                "Box": _box(crop.box), "Score": _fmt(crop.score), "Improvement": _fmt(crop.improvement),
+            })
+    return CropPacket(crs=crs, tiff=tiff, simple=simple, explanation=explanation, alternatives=alternatives)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise MetadataError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise MetadataError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _owned_by(doc: XmpDoc, photo: Path, sidecar: Path) -> bool:
+    """Whether clipcrop data in ``sidecar`` belongs to ``photo`` (a shared NAME.xmp may hold another's)."""
+    data = read_crop(doc)
+    source = (data or {}).get("clipcrop", {}).get("Source")
+    if source is None:
+        return sidecar.name.lower() == (photo.name + ".xmp").lower()
+    return source == photo.name
+
+
+def _write_sidecar(photo: Path, packet: CropPacket, naming: str, note: str | None) -> WriteResult:
+    target, naming_note = sidecar_path(photo, naming)
+    notes = [n for n in (note, naming_note) if n]
+    doc: XmpDoc
+    if target.exists():
+        doc = parse_packet(_read(target), what=f"existing sidecar {target.name}")
+        if naming == "base" and has_clipcrop(doc) and not _owned_by(doc, photo, target):
+            target, _ = sidecar_path(photo, "ext")
+            notes.append(f"{photo.stem}.xmp holds another file's crop; wrote {target.name} instead")
+            return _write_sidecar(photo, packet, "ext", "; ".join(notes) or None)
+        apply_crop(doc, packet, created=False)
+    else:
+        doc = apply_crop(new_doc(), packet, created=True)
+    data = serialize(doc)
+    atomic_write(target, data)
+    clean_stale_temps(target.parent, target=target.name)
+    return WriteResult(target, "sidecar", "; ".join(notes) or None, hashlib.sha256(data).hexdigest())
+
+
+def _stored_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """The stored pixel size from the JPEG SOF or PNG IHDR header."""
+    if kind == "png":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    segments, _ = jpeg.parse_segments(data)
+    for seg in segments:
+        if 0xC0 <= seg.marker <= 0xCF and seg.marker not in (0xC4, 0xC8, 0xCC):
+            p = seg.payload(data)
+            if len(p) >= 5:
+                return int.from_bytes(p[3:5], "big"), int.from_bytes(p[1:3], "big")
+    return None
+
+
+def _format(data: bytes) -> str | None:
+    if jpeg.is_jpeg(data):
+        return "jpeg"
+    if png.is_png(data):
+        return "png"
+    return None
+
+
+def _embedded_doc(data: bytes, kind: str, what: str) -> XmpDoc | None:
+    raw = jpeg.find_xmp(data) if kind == "jpeg" else png.find_xmp(data)
+    return None if raw is None else parse_packet(raw, what=what)
+
+
+def _write_embedded(photo: Path, suggestion: Suggestion, packet: CropPacket, naming: str) -> WriteResult:
+    data = _read(photo)
+    kind = _format(data)
+    if kind is None:
+        fmt = (suggestion.info.format if suggestion.info else "") or photo.suffix.lstrip(".").upper()
+        return _write_sidecar(photo, packet, naming, f"embedding supports JPEG and PNG, not {fmt}; wrote a sidecar")
+    if not os.access(photo, os.W_OK):
+        return _write_sidecar(photo, packet, naming, "the photo is read-only; wrote a sidecar")
+    info = suggestion.info
+    assert info is not None
+    size = _stored_size(data, kind)
+    if size is not None and size != (info.stored_width, info.stored_height):
+        raise MetadataError(
+            f"{photo.name} changed since it was scored ({size[0]}x{size[1]} now, "
+            f"{info.stored_width}x{info.stored_height} then); score it again")
+    try:
+        if kind == "jpeg":
+            jpeg.check_embeddable(data)
+        existing = _embedded_doc(data, kind, f"embedded XMP of {photo.name}")
+        doc = apply_crop(existing if existing is not None else new_doc(), packet, created=existing is None)
+        blob = serialize(doc, padding=EMBED_PADDING)
+        if kind == "jpeg" and len(blob) > jpeg.MAX_PACKET:
+            blob = serialize(doc)  # drop the padding before giving up on embedding
+        new = jpeg.replace_xmp(data, blob) if kind == "jpeg" else png.replace_xmp(data, blob)
+    except jpeg.EmbedRefused as exc:
+        return _write_sidecar(photo, packet, naming, f"{exc}; wrote a sidecar")
+    atomic_write(photo, new)
+    clean_stale_temps(photo.parent, target=photo.name)
+    return WriteResult(photo, "embed", None, hashlib.sha256(new).hexdigest())
+
+
+def write_crop_metadata(path: str | os.PathLike[str], suggestion: Suggestion, *, mode: str = "sidecar",
+                        naming: str = "ext", aspects: Sequence[str] | None = None,
+                        now: datetime | None = None) -> WriteResult:
+    """Write ``suggestion``'s best crop for the photo at ``path`` as XMP (SPEC 6).
+
+    ``mode``: ``"sidecar"`` (default; the photo is not touched) or ``"embed"`` (JPEG APP1 / PNG
+    iTXt, lossless and atomic; other cases fall back to a sidecar and say why in ``note``).
+    ``naming``: ``"ext"`` -> ``IMG.JPG.xmp``, ``"base"`` -> ``IMG.xmp`` (never a RAW sibling's).
+    ``aspects``: write the best crop of ``aspects[0]`` and alternatives of these sets only.
+    An existing sidecar or packet is merged. Raises :class:`MetadataError` with a one-line reason;
+    on error nothing on disk has changed.
+    """
+    if mode not in MODES:
+        raise MetadataError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if naming not in NAMINGS:
+        raise MetadataError(f"naming must be one of {', '.join(NAMINGS)}, not {naming!r}")
+    photo = Path(path)
+    packet = build_packet(suggestion, aspects=aspects, now=now)
+    if not photo.is_file():
+        raise MetadataError(f"{photo} is not a file")
+    if mode == "embed":
+        return _write_embedded(photo, suggestion, packet, naming)
+    return _write_sidecar(photo, packet, naming, None)
+
+
+def _clear_sidecars(photo: Path, naming: str | None) -> list[Path]:
+    cleared: list[Path] = []
+    candidates = sidecar_candidates(photo)
+    if naming == "ext":
+        candidates = candidates[:1]
+    elif naming == "base":
+        candidates = candidates[1:]
+    for sidecar in candidates:
+        if not sidecar.exists():
+            continue
+        doc = parse_packet(_read(sidecar), what=f"sidecar {sidecar.name}")
+        if not has_clipcrop(doc) or not _owned_by(doc, photo, sidecar):
+            continue
+        _, created = clear_crop(doc)
+        if created and is_empty(doc):
+            atomic_delete(sidecar)
+        else:
+            atomic_write(sidecar, serialize(doc))
+        cleared.append(sidecar)
+    return cleared
+
+
+def _clear_embedded(photo: Path) -> list[Path]:
+    data = _read(photo)
+    kind = _format(data)
+    if kind is None:
+        return []
+    try:
+        doc = _embedded_doc(data, kind, f"embedded XMP of {photo.name}")
+        if doc is None or not has_clipcrop(doc):
+            return []
+        _, created = clear_crop(doc)
+        blob = None if created and is_empty(doc) else serialize(doc, padding=EMBED_PADDING)
+        if kind == "jpeg" and blob is not None and len(blob) > jpeg.MAX_PACKET:
+            blob = serialize(doc)
+        new = jpeg.replace_xmp(data, blob) if kind == "jpeg" else png.replace_xmp(data, blob)
+    except jpeg.EmbedRefused:
+        return []  # clipcrop never embeds into such files, so there is nothing of ours to remove
+    atomic_write(photo, new)
+    return [photo]
+
+
+def clear_crop_metadata(path: str | os.PathLike[str], *, mode: str = "all",
+                        naming: str | None = None) -> list[Path]:
+    """Remove what clipcrop wrote for the photo at ``path``; returns the files changed or deleted.
+
+    ``mode``: ``"sidecar"``, ``"embed"`` or ``"all"`` (default). ``naming``: limit sidecars to
+    ``"ext"`` or ``"base"`` names (default both). Values clipcrop replaced are restored, and a
+    sidecar or embedded packet clipcrop created is deleted when nothing else was added to it.
+    """
+    if mode not in (*MODES, "all"):
+        raise MetadataError(f"mode must be sidecar, embed or all, not {mode!r}")
+    if naming is not None and naming not in NAMINGS:
+        raise MetadataError(f"naming must be one of {', '.join(NAMINGS)}, not {naming!r}")
+    photo = Path(path)
+    cleared: list[Path] = []
+    if mode in ("sidecar", "all"):
+        cleared += _clear_sidecars(photo, naming)
+    if mode in ("embed", "all") and photo.is_file():
+        cleared += _clear_embedded(photo)
+    return cleared
+
+
+def _decorate(data: dict, location: str, where: Path) -> dict:
+    crs = data["crs"]
+    raw = data["tiff"].get("Orientation", "1")
+    orientation = int(raw) if raw.isdigit() and 1 <= int(raw) <= 8 else 1
+    if all(k in crs for k in ("CropLeft", "CropTop", "CropRight", "CropBottom")):
+        data["upright"] = stored_to_upright(
+            (crs["CropLeft"], crs["CropTop"], crs["CropRight"], crs["CropBottom"]), orientation)
+    ours = data["clipcrop"]
+    for key in ("Score", "Improvement"):
+        if key in ours:
+            try:
+                data[key.lower()] = float(ours[key])
+            except ValueError:
+                pass
+    if "Box" in ours:
+        try:
+            data["box"] = [int(v) for v in ours["Box"].split(",")]
+        except ValueError:
+            pass
+    data["location"] = location
+    data["file"] = str(where)
+    return data
+
+
+def read_crop_metadata(path: str | os.PathLike[str]) -> dict | None:
+    """The crop recorded for a photo (sidecar first, then embedded), or for a ``.xmp`` file itself.
+
+    Returns None when there is no crop; the dict holds ``crs`` (stored-frame fractions),
+    ``upright`` (fractions of the upright image), ``tiff``, ``clipcrop`` (our raw values),
+    ``score``/``improvement``/``box`` when clipcrop wrote it, ``explanation``, ``alternatives``,
+    ``ours``, ``location`` (``"sidecar"``/``"embedded"``) and ``file``.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".xmp":
+        data = read_crop(parse_packet(_read(p), what=p.name))
+        return None if data is None else _decorate(data, "sidecar", p)
+    for sidecar in sidecar_candidates(p):
+        if sidecar.exists():
+            doc = parse_packet(_read(sidecar), what=sidecar.name)
+            if has_clipcrop(doc) and not _owned_by(doc, p, sidecar):
+                continue
+            data = read_crop(doc)
+            if data is not None:
+                return _decorate(data, "sidecar", sidecar)
+    if p.is_file():
+        blob = _read(p)
+        kind = _format(blob)
+        if kind is not None:
+            doc = _embedded_doc(blob, kind, f"embedded XMP of {p.name}")
+            data = read_crop(doc) if doc is not None else None
+            if data is not None:
+                return _decorate(data, "embedded", p)
+    return None
