@@ -1,0 +1,186 @@
+"""The daemon's bindings to the rest of clipcrop: the store, the scorer, the XMP writer.
+
+Everything here runs on the pipeline's DB thread (the ``StoreBackend`` methods) or is a plain
+function the pipeline's other threads call (``make_pipeline_functions``). The skip/relink
+rules are the store's: a moved photo is relinked by content hash, a copy gets the scores
+copied, and only content no run of this scorer+weights has seen is scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import Any
+
+from ..config import Settings
+from ..results import Suggestion
+from .stability import Signature, file_signature
+
+log = logging.getLogger("clipcrop.daemon")
+
+
+def iter_photos(top: str) -> Iterator[str]:
+    """Photo files under ``top``, walked the way ``clipcrop suggest``/``scan`` walk."""
+    from ..suggest import iter_photo_paths
+
+    if not os.path.isdir(top):
+        return
+    for p in iter_photo_paths([top]):
+        yield os.fspath(p)
+
+
+def accepts_photo_name(path: str) -> bool:
+    """Whether an event path names a photo (the foundation's suffix and temp-name rules)."""
+    from ..suggest import is_photo_name
+
+    return is_photo_name(os.path.basename(path))
+
+
+def _mtime(sig: Signature | None) -> float | None:
+    return None if sig is None else sig[1] / 1e9
+
+
+def _size(sig: Signature | None) -> int | None:
+    return None if sig is None else sig[0]
+
+
+class StoreBackend:
+    """A :class:`~clipcrop_plugin.store.Store` plus the scorer identity and the metadata mode."""
+
+    def __init__(self, store: Any, scorer: Any, aspects: list[Any], *, embed: bool, naming: str) -> None:
+        self.store = store
+        self.scorer = scorer
+        self.aspects = aspects
+        self.embed = embed
+        self.naming = naming
+        self.scorer_name: str = getattr(scorer, "name", type(scorer).__name__)
+        self.weights_hash: str | None = getattr(scorer, "weights_hash", None)
+        # Set by the service: called with an error line when metadata cannot be written.
+        self.on_error: Callable[[str], None] = lambda _m: None
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        settings: Settings,
+        scorer: str,
+        weights: str | None,
+        device: str,
+        aspects: Sequence[str],
+        embed: bool,
+    ) -> StoreBackend:
+        """Open the database (upgrading it) and load the scorer; raises typed clipcrop errors."""
+        from ..candidates import parse_aspect
+        from ..scoring.registry import load_scorer
+        from ..store import Store
+
+        ratios = [parse_aspect(a) for a in aspects]  # bad input fails before anything opens
+        store = Store.open(url, settings=settings)
+        try:
+            sc = load_scorer(scorer, settings=settings, device=device, weights=weights)
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, sc, ratios, embed=embed, naming=settings.sidecar_naming)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- Backend protocol (DB thread) ----------------------------------------------------------
+    def already_done(self, path: str, signature: Signature) -> bool:
+        """Same path, same size and mtime as when it was scored by this scorer: nothing to do."""
+        ref = self.store.find_path(path)
+        if ref is None or ref.size != signature[0] or ref.mtime != _mtime(signature):
+            return False
+        if ref.status == "failed":
+            return True  # unchanged since it failed: failing again would only repeat the reason
+        if ref.content_hash is None or ref.status not in ("scored", "gone", "offline"):
+            return False
+        if not self.store.is_scored(ref.content_hash, self.scorer_name, self.weights_hash):
+            return False
+        if ref.status != "scored":
+            self.store.mark_seen(ref.id, mtime=_mtime(signature), size=_size(signature))
+        return True
+
+    def is_scored(self, content_hash: str) -> bool:
+        return bool(self.store.is_scored(content_hash, self.scorer_name, self.weights_hash))
+
+    def relink(self, content_hash: str, path: str, signature: Signature) -> None:
+        """Already-scored content at ``path``: a move (relink), a copy (copy scores) or a touch."""
+        mtime, size = _mtime(signature), _size(signature)
+        ref = self.store.find_path(path)
+        if ref is not None and ref.content_hash == content_hash:
+            self.store.mark_seen(ref.id, mtime=mtime, size=size)
+            self.store.activate(ref.id, self.scorer_name, self.weights_hash)
+            return
+        if self.store.relink(content_hash, path, mtime=mtime, size=size) is not None:
+            log.info("relinked %s (moved or renamed; scores kept)", path)
+            return
+        sources = [r for r in self.store.find_by_hash(content_hash) if r.path != path]
+        if sources:
+            self.store.copy_scores(sources[0].id, path, mtime=mtime, size=size)
+            log.info("%s is a copy of %s; scores copied", path, sources[0].path)
+
+    def record_batch(self, items: list[tuple[Suggestion, str, Signature]]) -> list[Signature]:
+        """Store scored photos in one transaction, then write their crop metadata.
+
+        Returns each file's signature afterwards (embedding changes it). The database comes
+        first: after a crash between the two, the photo is scored and only its sidecar is
+        missing, never the other way round.
+        """
+        self.store.record_suggestions([(s, h, _mtime(sig), _size(sig)) for s, h, sig in items])
+        return [self._write_metadata(s, sig) for s, _h, sig in items]
+
+    def _write_metadata(self, suggestion: Suggestion, signature: Signature) -> Signature:
+        try:
+            from ..xmp.writer import write_crop_metadata
+
+            write_crop_metadata(suggestion.path, suggestion, mode="embed" if self.embed else "sidecar", naming=self.naming)
+        except Exception as exc:  # noqa: BLE001 - the score is stored; metadata is best effort
+            msg = f"{suggestion.path}: cannot write crop metadata ({exc})"
+            log.warning("%s", msg)
+            self.on_error(msg)
+            return signature
+        if not self.embed:
+            return signature
+        # Embedding rewrote the photo: remember its new size/mtime so the event our own write
+        # caused is recognised as "already done" instead of starting another scoring pass.
+        new_sig = file_signature(suggestion.path) or signature
+        ref = self.store.find_path(suggestion.path)
+        if ref is not None:
+            self.store.mark_seen(ref.id, mtime=_mtime(new_sig), size=_size(new_sig))
+        return new_sig
+
+    def record_failure(self, path: str, reason: str, content_hash: str | None, signature: Signature | None) -> None:
+        self.store.record_failure(path, reason, content_hash, mtime=_mtime(signature), size=_size(signature))
+
+    def mark_gone(self, path: str) -> None:
+        if self.store.mark_gone(path):
+            log.info("gone: %s", path)
+
+    def mark_offline(self, folder: str) -> None:
+        n = self.store.mark_offline(folder)
+        log.info("marked %d photo(s) under %s offline", n, folder)
+
+    def mark_online(self, folder: str) -> None:
+        self.store.mark_online(folder)
+
+
+def make_pipeline_functions(
+    backend: StoreBackend,
+) -> tuple[Callable[[str], Any], Callable[[Sequence[Any]], list[Suggestion]], Callable[[str], str], Callable[[str], bool]]:
+    """``(load, score, content_hash, accept)`` for :class:`~.pipeline.Pipeline` and the handlers."""
+    from ..hashing import content_hash
+    from ..imaging import load_image
+    from ..suggest import suggest_images
+
+    min_side = int(getattr(backend.scorer, "min_side", 256) or 256)
+    load = partial(load_image, min_side=min_side)
+
+    def score(images: Sequence[Any]) -> list[Suggestion]:
+        return suggest_images(images, backend.scorer, backend.aspects)
+
+    return load, score, lambda p: str(content_hash(p)), accepts_photo_name

@@ -1,0 +1,434 @@
+"""The work pipeline: bounded queues, decoder threads, one batch scorer, one database thread.
+
+::
+
+    ready paths -> [paths queue] -> decoders (hash, skip check, decode) -> [batch queue]
+                -> scorer (batches of ``batch_size``) -> [db queue] -> database thread
+
+The database thread is the only one that touches the store; other threads ask it questions
+through futures. A content hash is "claimed" from the moment a decoder hashes it until its
+result is committed, so two copies of one photo (or one path hinted twice) are never scored
+twice in one run; across runs the store's scoring-run rows say what is done, which is what
+makes a restart after ``kill -9`` exactly-once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import ClipcropError
+from ..imaging import LoadedImage
+from ..results import Suggestion
+from .stability import Signature, file_signature
+
+log = logging.getLogger("clipcrop.daemon")
+
+_STOP = object()
+
+
+class Backend(Protocol):
+    """What the pipeline needs from the store and the metadata writer (called on the DB thread)."""
+
+    def already_done(self, path: str, signature: Signature) -> bool:
+        """True if this exact file (path, size, mtime) is already scored by the current scorer."""
+
+    def is_scored(self, content_hash: str) -> bool:
+        """True if a photo with this content is scored by the current scorer and weights."""
+
+    def relink(self, content_hash: str, path: str, signature: Signature) -> None:
+        """``path`` holds content that is already scored: point the store at it, no scoring."""
+
+    def record_batch(self, items: list[tuple[Suggestion, str, Signature]]) -> list[Signature | None]:
+        """Store scored photos (one transaction) and write their metadata; returns each file's
+        signature afterwards (it changes when metadata is embedded), or ``None`` for unchanged."""
+
+    def record_failure(self, path: str, reason: str, content_hash: str | None, signature: Signature | None) -> None:
+        """Store that ``path`` could not be scored, and why."""
+
+
+@dataclass
+class _Item:
+    path: str
+    signature: Signature
+    content_hash: str = ""
+    loaded: LoadedImage | None = None
+
+
+@dataclass
+class Counters:
+    """What the status file reports; updated under the pipeline's lock."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+
+    def throughput(self, window: float = 60.0) -> float:
+        """Photos scored per second over the last ``window`` seconds (or since the first)."""
+        now = time.monotonic()
+        times = [t for t in self.recent if now - t <= window]
+        if not times:
+            return 0.0
+        return len(times) / max(1.0, now - times[0])
+
+
+class DBThread:
+    """Runs store operations one after another on a single thread, in submission order."""
+
+    def __init__(self, on_error: Callable[[str], None]) -> None:
+        self._q: queue.Queue[Any] = queue.Queue()
+        self._on_error = on_error
+        self._thread = threading.Thread(target=self._run, name="clipcrop-db", daemon=True)
+        self.busy = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Queue ``fn(*args)``; the returned future holds its result or exception."""
+        fut: Future[Any] = Future()
+        self._q.put((fut, fn, args))
+        return fut
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the DB thread and wait for its result."""
+        return self.submit(fn, *args).result()
+
+    def pending(self) -> int:
+        return self._q.qsize() + (1 if self.busy else 0)
+
+    def stop(self, timeout: float) -> None:
+        """Finish every queued operation, then end the thread."""
+        self._q.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is _STOP:
+                return
+            fut, fn, args = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            self.busy = True
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - reported through the future and the log
+                self._on_error(f"database: {exc}")
+                log.error("database operation %s failed: %s", getattr(fn, "__name__", fn), exc)
+                fut.set_exception(exc)
+            finally:
+                self.busy = False
+
+
+class Pipeline:
+    """Decoder threads, one scorer thread and one DB thread around a :class:`Backend`.
+
+    ``load(path)`` decodes a photo (raises :class:`ClipcropError` for a bad one);
+    ``score(images)`` turns a batch of decoded photos into :class:`Suggestion` objects in one
+    scorer call; ``content_hash(path)`` identifies the content. ``rehint(path)`` is called for a
+    file that turned out to be still changing, ``on_done(path, signature)`` when a path is
+    settled (scored, skipped or failed).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        load: Callable[[str], LoadedImage],
+        score: Callable[[Sequence[LoadedImage]], list[Suggestion]],
+        content_hash: Callable[[str], str],
+        batch_size: int = 8,
+        decoders: int = 2,
+        queue_size: int = 64,
+        batch_wait: float = 0.05,
+        rehint: Callable[[str], None] | None = None,
+        on_done: Callable[[str, Signature], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self._load = load
+        self._score = score
+        self._hash = content_hash
+        self.batch_size = max(1, int(batch_size))
+        self.batch_wait = batch_wait
+        self._rehint = rehint or (lambda _p: None)
+        self._on_done = on_done or (lambda _p, _s: None)
+        self.counters = Counters()
+        self._lock = threading.Condition()
+        self._outstanding = 0
+        self._claimed: dict[str, list[str]] = {}  # content hash -> paths waiting behind the first
+        self._active_paths: set[str] = set()
+        self._paths: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+        self._batches: queue.Queue[Any] = queue.Queue(maxsize=max(2, 2 * self.batch_size))
+        self._stopping = threading.Event()
+        self.db = DBThread(self._note_error)
+        self._decoders = [
+            threading.Thread(target=self._decode_loop, name=f"clipcrop-decode-{i}", daemon=True)
+            for i in range(max(1, decoders))
+        ]
+        self._scorer = threading.Thread(target=self._score_loop, name="clipcrop-score", daemon=True)
+        self._scoring = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.db.start()
+        for t in self._decoders:
+            t.start()
+        self._scorer.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop taking work, finish the batch being scored, flush the DB queue, end the threads.
+
+        Paths still queued are released, not lost: nothing was written for them, so the next
+        start's scan finds them unscored.
+        """
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        for _ in self._decoders:
+            self._put_nowait_drop(self._paths, _STOP)
+        for t in self._decoders:
+            t.join(max(0.1, deadline - time.monotonic()))
+        self._put_nowait_drop(self._batches, _STOP)
+        self._scorer.join(max(0.1, deadline - time.monotonic()))
+        self.db.stop(max(0.1, deadline - time.monotonic()))
+
+    @staticmethod
+    def _put_nowait_drop(q: queue.Queue[Any], item: Any) -> None:
+        # Make room for the stop marker by releasing queued work (it is rediscovered on restart).
+        while True:
+            try:
+                q.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    pass
+
+    # -- intake ------------------------------------------------------------------------------
+    def in_flight(self) -> set[str]:
+        """Paths between submission and their final database write."""
+        with self._lock:
+            return set(self._active_paths)
+
+    def has_room(self) -> bool:
+        return not self._paths.full()
+
+    def submit(self, path: str, signature: Signature, *, block: bool = False) -> bool:
+        """Queue a stable path; False if the queue is full (and ``block`` is off) or stopping."""
+        if self._stopping.is_set():
+            return False
+        with self._lock:
+            if path in self._active_paths:
+                return False
+            self._active_paths.add(path)
+            self._outstanding += 1
+        try:
+            self._paths.put(_Item(path, signature), block=block, timeout=None if block else 0)
+        except queue.Full:
+            self._finish(path)
+            return False
+        return True
+
+    def depth(self) -> int:
+        """Paths submitted and not yet settled."""
+        with self._lock:
+            return self._outstanding
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until every submitted path is settled; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._outstanding:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, 0.1))
+            return True
+
+    def _finish(self, path: str) -> None:
+        with self._lock:
+            self._active_paths.discard(path)
+            self._outstanding -= 1
+            self._lock.notify_all()
+
+    def _note_error(self, message: str) -> None:
+        with self._lock:
+            self.counters.last_error = message
+            self.counters.last_error_at = time.time()
+
+    # -- decoders ----------------------------------------------------------------------------
+    def _decode_loop(self) -> None:
+        while True:
+            item = self._paths.get()
+            if item is _STOP:
+                return
+            if self._stopping.is_set():
+                self._finish(item.path)  # released: the next start picks it up
+                continue
+            try:
+                self._decode(item)
+            except Exception as exc:  # noqa: BLE001 - one photo must never stop the daemon
+                log.exception("unexpected error preparing %s", item.path)
+                self._note_error(f"{item.path}: {exc}")
+                self._release(item)
+
+    def _decode(self, item: _Item) -> None:
+        if self.db.call(self.backend.already_done, item.path, item.signature):
+            self._settle_skipped(item)
+            return
+        try:
+            item.content_hash = self._hash(item.path)
+        except OSError:
+            self._release(item)  # vanished or unreadable mid-way; its delete event follows
+            return
+        with self._lock:
+            waiting = self._claimed.get(item.content_hash)
+            if waiting is not None:
+                # Another path with the same content is being scored right now: wait for it,
+                # then take the store's "already scored" route.
+                waiting.append(item.path)
+                return
+            self._claimed[item.content_hash] = []
+        if self.db.call(self.backend.is_scored, item.content_hash):
+            self.db.call(self.backend.relink, item.content_hash, item.path, item.signature)
+            self._settle_skipped(item)
+            return
+        try:
+            item.loaded = self._load(item.path)
+        except ClipcropError as exc:
+            if file_signature(item.path) != item.signature:
+                # Not broken, just not finished: a writer is still at it. Wait for it again.
+                self._release(item)
+                self._rehint(item.path)
+                return
+            self._fail(item, str(exc))
+            return
+        while not self._stopping.is_set():
+            try:
+                self._batches.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        self._release(item)
+
+    # -- scorer ------------------------------------------------------------------------------
+    def _score_loop(self) -> None:
+        while True:
+            first = self._batches.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop_after = False
+            deadline = time.monotonic() + self.batch_wait
+            while len(batch) < self.batch_size:
+                try:
+                    nxt = self._batches.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop_after = True
+                    break
+                batch.append(nxt)
+            self._scoring = True
+            try:
+                self._score_batch(batch)
+            finally:
+                self._scoring = False
+            if stop_after:
+                return
+
+    def _score_batch(self, batch: list[_Item]) -> None:
+        images = [it.loaded for it in batch]
+        try:
+            results = self._score(images)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001
+            if len(batch) == 1:
+                self._fail(batch[0], f"scoring failed: {exc}")
+                return
+            # One bad photo must not sink its batch-mates: score them one by one.
+            log.warning("batch of %d failed (%s); scoring one by one", len(batch), exc)
+            for it in batch:
+                self._score_batch([it])
+            return
+        good: list[tuple[_Item, Suggestion]] = []
+        for it, sug in zip(batch, results):
+            it.loaded = None  # free the pixels now, not when the DB catches up
+            if sug.ok:
+                good.append((it, sug))
+            else:
+                self._fail(it, sug.error or "could not be scored")
+        if good:
+            # One transaction for the whole batch: the store's bulk path.
+            self.db.submit(self._commit, good)
+
+    # -- settling (DB thread) ----------------------------------------------------------------
+    def _commit(self, good: list[tuple[_Item, Suggestion]]) -> None:
+        try:
+            finals = self.backend.record_batch([(sug, it.content_hash, it.signature) for it, sug in good])
+        except Exception:
+            for it, _ in good:
+                self._release(it)
+            raise
+        with self._lock:
+            now = time.monotonic()
+            self.counters.done += len(good)
+            self.counters.recent.extend([now] * len(good))
+        for (it, _), final in zip(good, finals):
+            self._on_done(it.path, final or it.signature)
+            self._release(it)
+
+    def _fail(self, item: _Item, reason: str) -> None:
+        log.warning("cannot score %s: %s", item.path, reason)
+        self._note_error(f"{item.path}: {reason}")
+        self.db.submit(self._commit_failure, item, reason)
+
+    def _commit_failure(self, item: _Item, reason: str) -> None:
+        try:
+            self.backend.record_failure(item.path, reason, item.content_hash or None, item.signature)
+        finally:
+            with self._lock:
+                self.counters.failed += 1
+            self._on_done(item.path, item.signature)
+            self._release(item)
+
+    def _settle_skipped(self, item: _Item) -> None:
+        with self._lock:
+            self.counters.skipped += 1
+        self._on_done(item.path, item.signature)
+        self._release(item)
+
+    def _release(self, item: _Item) -> None:
+        """Free ``item``'s claim on its content; paths that waited behind it go round again."""
+        waiting: list[str] = []
+        if item.content_hash:
+            with self._lock:
+                waiting = self._claimed.pop(item.content_hash, None) or []
+        self._finish(item.path)
+        for path in waiting:
+            sig = file_signature(path)
+            if sig is None or self._stopping.is_set():
+                self._finish(path)
+                continue
+            # The waiter keeps its slot (so wait_idle stays honest) and goes back in the queue
+            # from a helper thread: this may run on the DB thread, which must never block.
+            threading.Thread(target=self._requeue, args=(_Item(path, sig),), daemon=True).start()
+
+    def _requeue(self, item: _Item) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._paths.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        self._finish(item.path)

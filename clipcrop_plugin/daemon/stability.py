@@ -1,0 +1,104 @@
+"""Decide when a changed file is complete enough to score.
+
+A file is *stable* once no event has touched it for ``window`` seconds and its size and
+mtime are what they were at the last event (chokidar's ``awaitWriteFinish``; paperless-ngx's
+wait-unmodified loop). Whether it also *decodes* is checked by the decoder thread, which is
+the only one that reads pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+Signature = tuple[int, int]  # (size, mtime_ns)
+
+
+def file_signature(path: str) -> Signature | None:
+    """``(size, mtime_ns)`` of a regular file, or ``None`` if it is missing or not a file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not _is_regular(st.st_mode):
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)
+
+
+@dataclass
+class _Entry:
+    last_seen: float
+    signature: Signature | None
+
+
+class StabilityTracker:
+    """Paths waiting to settle. Not thread-safe: one dispatcher thread owns it.
+
+    ``note(path)`` records a change (and re-arms the window); ``due()`` returns the paths that
+    are quiet and unchanged, removing them. A path that changed since it was noted is re-armed
+    instead, so a file written in chunks comes out once, after its last chunk.
+    """
+
+    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = max(0.0, float(window))
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+
+    def note(self, path: str, seen_at: float | None = None, *, settled: bool = False) -> None:
+        """Record that ``path`` changed at ``seen_at`` (default: now).
+
+        ``settled=True`` is for files found by a scan whose mtime is already older than the
+        window: they skip the wait (a backlog of 10,000 photos must not take 10,000 windows).
+        """
+        now = self._clock() if seen_at is None else seen_at
+        if settled:
+            now -= self.window
+        self._entries[path] = _Entry(now, file_signature(path))
+
+    def discard(self, path: str) -> None:
+        """Stop tracking ``path`` (it vanished)."""
+        self._entries.pop(path, None)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest entry could be due, or ``None`` when nothing waits."""
+        if not self._entries:
+            return None
+        earliest = min(e.last_seen for e in self._entries.values())
+        return max(0.0, earliest + self.window - self._clock())
+
+    def due(self, limit: int | None = None, skip: Iterable[str] = ()) -> list[str]:
+        """Pop up to ``limit`` stable paths; missing files are dropped, changed ones re-armed."""
+        now = self._clock()
+        skip_set = set(skip)
+        ready: list[str] = []
+        for path, entry in list(self._entries.items()):
+            if limit is not None and len(ready) >= limit:
+                break
+            if path in skip_set or now - entry.last_seen < self.window:
+                continue
+            sig = file_signature(path)
+            if sig is None:
+                # Gone (a delete event will say so) or not a regular file: nothing to score.
+                del self._entries[path]
+            elif sig != entry.signature:
+                # Still being written, but the event that said so has not arrived (network
+                # shares, polling observer): start the window again from now.
+                self._entries[path] = _Entry(now, sig)
+            else:
+                del self._entries[path]
+                ready.append(path)
+        return ready
