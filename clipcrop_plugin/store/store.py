@@ -473,6 +473,13 @@ class Store:
                 R.c.content_hash == content_hash, R.c.scorer == scorer, R.c.weights_hash == _wh(weights_hash)
             ).limit(1)).first() is not None
 
+    def active_scorer(self, photo_id: int) -> tuple[str, str | None] | None:
+        """(scorer, weights_hash) of the photo's active run, or ``None`` when it has none."""
+        with self._read() as conn:
+            row = conn.execute(select(R.c.scorer, R.c.weights_hash).where(
+                R.c.photo_id == photo_id, R.c.active.is_(True))).first()
+        return (row.scorer, row.weights_hash or None) if row else None
+
     def activate(self, photo_id: int, scorer: str, weights_hash: str | None) -> bool:
         """Make the photo's newest run of ``scorer``+weights its active run; False if it has none."""
         with self._write() as conn:

@@ -1,0 +1,238 @@
+"""One pass over photo folders into the crop database (``clipcrop scan``; the daemon reuses
+:func:`scan_paths`).
+
+A photo is recognised by its content hash: already scored by this scorer+weights -> skipped
+(a moved or renamed file is relinked, a duplicate gets a copy of the scores); changed content ->
+scored again. Failures are stored per photo with their reason and never stop the pass. Scores
+are written one batch per transaction, so an interruption (Ctrl-C) loses at most the batch in
+flight and the next scan carries on from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .candidates import AspectRatio
+from .errors import ClipcropError
+from .hashing import content_hash
+from .results import Suggestion
+from .scoring.base import Scorer
+from .store import Store
+from .suggest import failed, iter_photo_paths, suggest_paths
+
+log = logging.getLogger("clipcrop.scan")
+
+# progress(done, total, path): called after each photo is settled; may raise KeyboardInterrupt.
+Progress = Callable[[int, int, str], None]
+# write_metadata(suggestion): e.g. the XMP writer; its errors are reported, never fatal.
+MetadataWriter = Callable[[Suggestion], object]
+
+
+@dataclass
+class ScanReport:
+    """What a scan did. ``failures`` and ``metadata_errors`` hold ``(path, reason)``."""
+
+    total: int = 0
+    scored: int = 0
+    skipped: int = 0
+    relinked: int = 0
+    copied: int = 0
+    gone: int = 0
+    offline: int = 0
+    interrupted: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    metadata_errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def done(self) -> int:
+        return self.scored + self.skipped + self.relinked + self.copied + self.failed
+
+    def summary(self) -> str:
+        """One line of counts for the end of a scan."""
+        parts = [f"{self.scored} scored", f"{self.skipped} unchanged", f"{self.relinked} relinked"]
+        if self.copied:
+            parts.append(f"{self.copied} duplicates")
+        parts.append(f"{self.failed} failed")
+        if self.gone:
+            parts.append(f"{self.gone} gone")
+        if self.offline:
+            parts.append(f"{self.offline} offline folders")
+        if self.metadata_errors:
+            parts.append(f"{len(self.metadata_errors)} metadata errors")
+        line = f"{self.done}/{self.total} photos: " + ", ".join(parts)
+        return line + (" (interrupted; run the scan again to continue)" if self.interrupted else "")
+
+
+@dataclass
+class _Pending:
+    path: str
+    content_hash: str
+    mtime: float
+    size: int
+
+
+class _Scanner:
+    def __init__(self, store: Store, scorer: Scorer, aspects: Sequence[AspectRatio], report: ScanReport,
+                 progress: Progress | None, write_metadata: MetadataWriter | None, batch_size: int, grid: bool):
+        self.store, self.scorer, self.aspects, self.report = store, scorer, aspects, report
+        self.progress, self.write_metadata = progress, write_metadata
+        self.batch_size, self.grid = max(1, batch_size), grid
+        self.scorer_name = getattr(scorer, "name", type(scorer).__name__)
+        self.weights_hash = getattr(scorer, "weights_hash", None)
+        self.pending: list[_Pending] = []
+
+    def _tick(self, path: str) -> None:
+        if self.progress is not None:
+            self.progress(self.report.done, self.report.total, path)
+
+    def _fail(self, path: str, reason: str, h: str | None = None, st: os.stat_result | None = None) -> None:
+        self.store.record_failure(path, reason, h, mtime=st.st_mtime if st else None, size=st.st_size if st else None)
+        self.report.failures.append((path, reason))
+        self._tick(path)
+
+    def _ensure_active(self, photo_id: int) -> None:
+        if self.store.active_scorer(photo_id) != (self.scorer_name, self.weights_hash):
+            self.store.activate(photo_id, self.scorer_name, self.weights_hash)
+
+    def visit(self, path: str) -> None:
+        """Settle one path: skip, relink, copy, fail, or queue it for scoring."""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            reason = "file vanished before it could be read" if isinstance(exc, FileNotFoundError) else (
+                f"cannot read ({exc.strerror or exc})")
+            self._fail(path, f"{path}: {reason}")
+            return
+        ref = self.store.find_path(path)
+        if ref is not None and ref.content_hash and ref.mtime == st.st_mtime and ref.size == st.st_size \
+                and ref.status == "scored" and self.store.is_scored(ref.content_hash, self.scorer_name, self.weights_hash):
+            # Same size and mtime as last seen: trust the stored hash instead of re-reading the file.
+            self._ensure_active(ref.id)
+            self.report.skipped += 1
+            self._tick(path)
+            return
+        try:
+            h = content_hash(path)
+        except ClipcropError as exc:
+            self._fail(path, str(exc), st=st)
+            return
+        if self.store.is_scored(h, self.scorer_name, self.weights_hash):
+            if ref is not None and ref.content_hash == h:
+                self.store.mark_seen(ref.id, mtime=st.st_mtime, size=st.st_size)
+                self._ensure_active(ref.id)
+                self.report.skipped += 1
+            else:
+                pid = self.store.relink(h, path, mtime=st.st_mtime, size=st.st_size)
+                if pid is not None:
+                    self.report.relinked += 1
+                else:
+                    src = next(r for r in self.store.find_by_hash(h) if r.path != path)
+                    pid = self.store.copy_scores(src.id, path, mtime=st.st_mtime, size=st.st_size)
+                    self.report.copied += 1
+                self._ensure_active(pid)
+            self._tick(path)
+            return
+        self.pending.append(_Pending(path, h, st.st_mtime, st.st_size))
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Score the queued photos and write them in one transaction."""
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        suggestions = list(suggest_paths([p.path for p in batch], self.scorer, self.aspects,
+                                         batch_size=self.batch_size, grid=self.grid, recursive=False))
+        if len(suggestions) != len(batch):  # defensive: keep path <-> suggestion pairing exact
+            by_path = {s.path: s for s in suggestions}
+            suggestions = [by_path.get(p.path) or failed(p.path, "not scored", self.scorer) for p in batch]
+        self.store.record_suggestions([(s, p.content_hash, p.mtime, p.size) for s, p in zip(suggestions, batch)])
+        for s, p in zip(suggestions, batch):
+            if s.ok:
+                self.report.scored += 1
+                if self.write_metadata is not None:
+                    try:
+                        self.write_metadata(s)
+                    except ClipcropError as exc:
+                        self.report.metadata_errors.append((p.path, str(exc)))
+                    except OSError as exc:
+                        self.report.metadata_errors.append((p.path, f"{p.path}: {exc.strerror or exc}"))
+            else:
+                self.report.failures.append((p.path, s.error or "not scored"))
+            self._tick(p.path)
+
+
+def scan_paths(
+    store: Store, paths: Iterable[str | os.PathLike[str]], scorer: Scorer, aspects: Sequence[AspectRatio] = (), *,
+    progress: Progress | None = None, stop: Callable[[], bool] | None = None,
+    write_metadata: MetadataWriter | None = None, batch_size: int = 8, grid: bool = True,
+    report: ScanReport | None = None,
+) -> ScanReport:
+    """Process explicit photo paths (no folder walk, no gone detection). See :func:`scan_folders`."""
+    plist = [os.path.abspath(os.fspath(p)) for p in paths]
+    report = report or ScanReport()
+    report.total = report.total or len(plist)
+    scanner = _Scanner(store, scorer, aspects, report, progress, write_metadata, batch_size, grid)
+    try:
+        for path in plist:
+            if stop is not None and stop():
+                report.interrupted = True
+                break
+            scanner.visit(path)
+        if not report.interrupted:
+            scanner.flush()
+    except KeyboardInterrupt:
+        # Everything written so far is committed batch by batch; the batch in flight is dropped
+        # whole, so the database stays consistent and the next scan redoes only that batch.
+        report.interrupted = True
+    return report
+
+
+def scan_folders(
+    store: Store, folders: Sequence[str | os.PathLike[str]], scorer: Scorer, aspects: Sequence[AspectRatio] = (), *,
+    progress: Progress | None = None, stop: Callable[[], bool] | None = None,
+    write_metadata: MetadataWriter | None = None, batch_size: int = 8, grid: bool = True,
+) -> ScanReport:
+    """Scan ``folders`` (and photo files given directly) into ``store``.
+
+    ``progress(done, total, path)`` is called after each photo; ``stop()`` is polled between
+    photos; ``write_metadata(suggestion)`` is called for each newly scored photo (e.g. the XMP
+    writer). Ctrl-C (``KeyboardInterrupt``) or ``stop()`` ends the pass early with
+    ``report.interrupted`` set and a consistent database. After a complete pass, stored photos
+    under the folders whose files are gone are marked ``gone``; a folder that is missing entirely
+    (an unmounted drive) has its photos marked offline instead.
+    """
+    roots = [os.path.abspath(os.fspath(f)) for f in folders]
+    missing = [r for r in roots if not os.path.exists(r)]
+    present = [r for r in roots if os.path.exists(r)]
+    report = ScanReport()
+    for root in missing:
+        if store.photos_under(root):
+            report.offline += 1
+            store.mark_offline(root)
+        else:
+            report.failures.append((root, f"{root}: no such file or folder"))
+    paths = [str(p) for p in iter_photo_paths(present)]
+    report.total = len(paths)
+    scan_paths(store, paths, scorer, aspects, progress=progress, stop=stop, write_metadata=write_metadata,
+               batch_size=batch_size, grid=grid, report=report)
+    if report.interrupted:
+        return report
+    seen = set(paths)
+    for root in present:
+        if not os.path.isdir(root):
+            continue
+        store.mark_online(root)
+        for ref in store.photos_under(root):
+            if ref.path not in seen and ref.status != "gone" and not Path(ref.path).exists():
+                store.mark_gone(ref.path)
+                report.gone += 1
+    return report
