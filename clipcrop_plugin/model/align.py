@@ -1,0 +1,114 @@
+"""RoIAlign and RoDAlign (GAIC, Zeng et al.) on a trunk feature map, plus RoIAlign as a matrix.
+
+Conventions: boxes are ``(x1, y1, x2, y2)`` float tensors in *input-tensor pixels* (the image
+the trunk saw), ``x2``/``y2`` exclusive, i.e. the continuous interval ``[x1, x2)``. The trunk
+has stride ``stride`` (32 for the ResNet towers), so feature cell ``j`` covers input pixels
+``[32j, 32j+32)`` and its centre is ``32j + 16``: that is torchvision's ``aligned=True``
+convention with ``spatial_scale = 1/stride``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align as tv_roi_align
+
+__all__ = ["roi_align", "rod_align", "sampling_matrix", "axis_weights"]
+
+
+def _as_rois(boxes: Sequence[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """List of (Ni, 4) boxes per image -> (sum Ni, 5) rows ``[batch_index, x1, y1, x2, y2]``."""
+    rows = []
+    for index, b in enumerate(boxes):
+        b = b.to(device=like.device, dtype=like.dtype).reshape(-1, 4)
+        rows.append(torch.cat([torch.full((b.shape[0], 1), float(index), device=like.device, dtype=like.dtype), b], 1))
+    return torch.cat(rows, 0) if rows else like.new_zeros((0, 5))
+
+
+def roi_align(feature_map: torch.Tensor, boxes: Sequence[torch.Tensor], size: int, stride: int,
+              sampling_ratio: int = 2) -> torch.Tensor:
+    """torchvision RoIAlign of every box of every image: (B, C, H, W) -> (sum Ni, C, size, size)."""
+    rois = _as_rois(boxes, feature_map)
+    return tv_roi_align(feature_map, rois, output_size=size, spatial_scale=1.0 / stride,
+                        sampling_ratio=sampling_ratio, aligned=True)
+
+
+def axis_weights(coords: torch.Tensor, length: int) -> torch.Tensor:
+    """Bilinear weights of sample positions along one axis, exactly as torchvision's RoIAlign.
+
+    ``coords`` (...,) in feature-cell units (cell centres at integers); returns (..., length)
+    with at most two non-zero weights per position. Samples beyond one cell outside the map are
+    zero; those just outside are clamped to the border, like torchvision.
+    """
+    valid = (coords >= -1.0) & (coords <= float(length))
+    c = coords.clamp(min=0.0)
+    low = c.floor().long()
+    at_end = low >= length - 1
+    low = torch.where(at_end, torch.full_like(low, length - 1), low)
+    high = torch.where(at_end, low, low + 1)
+    c = torch.where(at_end, low.to(c.dtype), c)
+    frac = c - low.to(c.dtype)
+    out = torch.zeros(*coords.shape, length, dtype=coords.dtype, device=coords.device)
+    out.scatter_add_(-1, low.unsqueeze(-1), (1.0 - frac).unsqueeze(-1))
+    out.scatter_add_(-1, high.unsqueeze(-1), frac.unsqueeze(-1))
+    return out * valid.unsqueeze(-1).to(out.dtype)
+
+
+def _bin_axis(start: torch.Tensor, end: torch.Tensor, size: int, sampling_ratio: int, length: int) -> torch.Tensor:
+    """(N,) RoI extents in feature units -> (N, size, length) averaged bilinear weights per bin."""
+    n = start.shape[0]
+    bin_size = (end - start) / size
+    bins = torch.arange(size, dtype=start.dtype, device=start.device)
+    sub = (torch.arange(sampling_ratio, dtype=start.dtype, device=start.device) + 0.5) / sampling_ratio
+    pos = start.view(n, 1, 1) + (bins.view(1, size, 1) + sub.view(1, 1, -1)) * bin_size.view(n, 1, 1)
+    return axis_weights(pos, length).mean(dim=2)
+
+
+def sampling_matrix(boxes: torch.Tensor, height: int, width: int, size: int, stride: int,
+                    sampling_ratio: int = 1) -> torch.Tensor:
+    """RoIAlign as a linear map: (N, 4) boxes -> (N, size*size, height*width).
+
+    ``sampling_matrix(b) @ X.flatten(1).T`` equals ``roi_align(X, [b], size, stride,
+    sampling_ratio)`` (aligned=True). Bilinear sampling is separable, so the matrix is the outer
+    product of a row and a column operator; keeping it as a matrix lets linear layers that
+    follow RoIAlign (attention-pool projections) run once on the whole map instead of per crop.
+    """
+    boxes = boxes.reshape(-1, 4)
+    scale = 1.0 / stride
+    x1, y1, x2, y2 = (boxes[:, i] * scale - 0.5 for i in range(4))
+    ay = _bin_axis(y1, y2, size, sampling_ratio, height)  # (N, size, H)
+    ax = _bin_axis(x1, x2, size, sampling_ratio, width)  # (N, size, W)
+    n = boxes.shape[0]
+    return torch.einsum("nph,nqw->npqhw", ay, ax).reshape(n, size * size, height * width)
+
+
+def rod_align(feature_map: torch.Tensor, boxes: Sequence[torch.Tensor], size: int, stride: int,
+              input_sizes: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+    """RoDAlign (GAIC): the whole map on a fixed (size+1)^2 grid, crop zeroed, 2x2/1 avg-pool.
+
+    The grid spans the whole input image, edge to edge: ``x_k = k * W_in / size`` for
+    ``k = 0..size`` (likewise y), sampled bilinearly (torchvision's border rules). Points with
+    ``x1 <= x_k <= x2`` and ``y1 <= y_k <= y2`` lie in the crop and are set to zero. The grid
+    samples do not depend on the box, so they are taken once per image and only the mask is
+    per crop. ``input_sizes`` gives (width, height) of each image's valid input area; by
+    default the whole map (``W * stride``, ``H * stride``).
+    Returns (sum Ni, C, size, size).
+    """
+    b, c, h, w = feature_map.shape
+    outs = []
+    grid = torch.arange(size + 1, dtype=feature_map.dtype, device=feature_map.device) / size
+    for index, bx in enumerate(boxes):
+        bx = bx.to(device=feature_map.device, dtype=feature_map.dtype).reshape(-1, 4)
+        in_w, in_h = input_sizes[index] if input_sizes is not None else (w * stride, h * stride)
+        xs, ys = grid * in_w, grid * in_h
+        wy = axis_weights(ys / stride - 0.5, h)  # (size+1, H)
+        wx = axis_weights(xs / stride - 0.5, w)  # (size+1, W)
+        samples = torch.einsum("ph,chw,qw->cpq", wy, feature_map[index], wx)  # (C, size+1, size+1)
+        inside_y = (ys.view(1, -1) >= bx[:, 1:2]) & (ys.view(1, -1) <= bx[:, 3:4])  # (N, size+1)
+        inside_x = (xs.view(1, -1) >= bx[:, 0:1]) & (xs.view(1, -1) <= bx[:, 2:3])
+        keep = ~(inside_y.unsqueeze(2) & inside_x.unsqueeze(1))  # (N, size+1, size+1)
+        masked = samples.unsqueeze(0) * keep.unsqueeze(1).to(samples.dtype)
+        outs.append(F.avg_pool2d(masked, kernel_size=2, stride=1))
+    return torch.cat(outs, 0) if outs else feature_map.new_zeros((0, c, size, size))

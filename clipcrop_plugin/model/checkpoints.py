@@ -1,0 +1,260 @@
+"""Our checkpoints: ``NAME.safetensors`` + ``NAME.json`` sidecar, verified by sha256.
+
+The sidecar holds the model config, the element prompts the model was trained with, training
+provenance, the sha256 of the safetensors file and the sha256 of the parent checkpoint (the one
+it was fine-tuned from, e.g. by personalization). Loading recomputes the hash and refuses a
+mismatch; nothing is ever unpickled.
+
+In a model folder, checkpoints live in ``<model_dir>/checkpoints/``; the active one is named by
+``<model_dir>/checkpoints/ACTIVE`` (a file name) or, without that file, the newest by mtime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..elements import ELEMENT_NAMES
+from ..errors import WeightsError
+from .config import ModelConfig
+from .weights import sha256_file
+
+FORMAT = "clipcrop-checkpoint"
+FORMAT_VERSION = 1
+CHECKPOINT_SUBDIR = "checkpoints"
+ACTIVE_FILE = "ACTIVE"
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint's sidecar says about it."""
+
+    path: Path
+    sha256: str
+    config: ModelConfig
+    prompts: dict[str, list[tuple[str, ...]]]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    parent_sha256: str | None = None
+    created: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def sidecar(self) -> Path:
+        return sidecar_path(self.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (for ``clipcrop models`` and the model-versions table)."""
+        return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "parent_sha256": self.parent_sha256,
+                "created": self.created, "clip_model": self.config.clip_model, "provenance": self.provenance}
+
+
+def sidecar_path(path: Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def _weights_path(path: str | os.PathLike[str]) -> Path:
+    p = Path(path).expanduser()
+    return p if p.suffix == ".safetensors" else p.with_suffix(".safetensors")
+
+
+def is_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """True for one of our checkpoints (a sidecar with our format tag, or our safetensors metadata)."""
+    p = Path(path)
+    side = sidecar_path(p)
+    if side.is_file():
+        try:
+            return json.loads(side.read_text(encoding="utf-8")).get("format") == FORMAT
+        except (OSError, ValueError, AttributeError):
+            return False
+    if p.suffix == ".safetensors" and p.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(p), framework="pt") as fh:
+                return (fh.metadata() or {}).get("format") == FORMAT
+        except Exception:
+            return False
+    return False
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike[str], provenance: dict[str, Any] | None = None,
+                    parent_sha256: str | None = None) -> CheckpointInfo:
+    """Write ``model`` (a CLIPCropping) as NAME.safetensors + NAME.json; returns its info.
+
+    Both files are written to temporaries and renamed into place, the sidecar last, so a crash
+    never leaves a sidecar describing other bytes. The text cache should be current
+    (``model.refresh_text_cache(...)``) so inference needs no text encoder run.
+    """
+    from safetensors.torch import save_file
+
+    target = _weights_path(path)
+    if getattr(model.clip, "transformer", None) is None:
+        raise WeightsError("cannot save a model whose text tower was dropped")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        digest = sha256_file(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    side = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sha256": digest,
+        "parent_sha256": parent_sha256,
+        "created": created,
+        "config": model.config.to_dict(),
+        "element_names": list(ELEMENT_NAMES),
+        "prompts": {k: [list(p) for p in v] for k, v in model.prompts.items()},
+        "provenance": provenance or {},
+    }
+    _write_json_atomic(sidecar_path(target), side)
+    return read_checkpoint_info(target)
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
+    """Parse a checkpoint's sidecar (no tensors are read, the hash is not checked)."""
+    target = _weights_path(path)
+    side = sidecar_path(target)
+    if not target.is_file():
+        raise WeightsError(f"checkpoint not found: {target}")
+    if not side.is_file():
+        raise WeightsError(f"checkpoint {target.name} has no sidecar {side.name}")
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"unreadable checkpoint sidecar {side}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise WeightsError(f"{side.name} is not a clipcrop checkpoint sidecar")
+    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        raise WeightsError(f"{target.name} was written by a newer clipcrop (format {data.get('format_version')})")
+    if data.get("element_names") and list(data["element_names"]) != list(ELEMENT_NAMES):
+        raise WeightsError(f"{target.name} explains different elements than this clipcrop version")
+    try:
+        config = ModelConfig.from_dict(data["config"])
+        prompts = {k: [tuple(p) for p in v] for k, v in data["prompts"].items()}
+        sha = str(data["sha256"])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise WeightsError(f"checkpoint sidecar {side.name} is missing {exc}") from exc
+    return CheckpointInfo(path=target, sha256=sha, config=config, prompts=prompts,
+                          provenance=dict(data.get("provenance") or {}), parent_sha256=data.get("parent_sha256"),
+                          created=str(data.get("created", "")))
+
+
+def verify_sha256(info: CheckpointInfo) -> None:
+    """Recompute the file hash; a mismatch with the sidecar is a WeightsError."""
+    actual = sha256_file(info.path)
+    if actual != info.sha256:
+        raise WeightsError(f"checkpoint {info.path.name} does not match its sidecar sha256 "
+                           f"(file {actual[:12]}, sidecar {info.sha256[:12]}); refusing to load it")
+
+
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu"):  # -> (CLIPCropping, CheckpointInfo)
+    """Verify and load one of our checkpoints: returns (model in eval mode on ``device``, info)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .network import CLIPCropping, create_clip
+
+    info = read_checkpoint_info(path)
+    verify_sha256(info)
+    try:
+        state = load_file(str(info.path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"corrupt checkpoint {info.path.name}: {exc}") from exc
+    model = CLIPCropping(info.config, create_clip(info.config), info.prompts)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise WeightsError(f"checkpoint {info.path.name} does not fit its config: {lines[1] if len(lines) > 1 else lines[0]}") from exc
+    model.to(device).eval()
+    return model, info
+
+
+def checkpoint_dir(model_dir: Path) -> Path:
+    return Path(model_dir) / CHECKPOINT_SUBDIR
+
+
+def list_checkpoints(model_dir: Path) -> list[CheckpointInfo]:
+    """Readable checkpoints in the model folder, newest first (unreadable ones are skipped)."""
+    out = []
+    folder = checkpoint_dir(model_dir)
+    if folder.is_dir():
+        for p in folder.glob("*.safetensors"):
+            try:
+                out.append(read_checkpoint_info(p))
+            except WeightsError:
+                continue
+    return sorted(out, key=lambda i: (i.path.stat().st_mtime, i.name), reverse=True)
+
+
+def active_checkpoint(model_dir: Path) -> CheckpointInfo | None:
+    """The checkpoint the clipcropping scorer uses from the model folder (ACTIVE, else newest)."""
+    folder = checkpoint_dir(model_dir)
+    pin = folder / ACTIVE_FILE
+    if pin.is_file():
+        name = pin.read_text(encoding="utf-8").strip()
+        if name:
+            return read_checkpoint_info(folder / Path(name).name)
+    found = list_checkpoints(model_dir)
+    return found[0] if found else None
+
+
+def set_active(model_dir: Path, name: str) -> CheckpointInfo:
+    """Pin the active checkpoint by name (file stem or file name) in the model folder."""
+    folder = checkpoint_dir(model_dir)
+    info = read_checkpoint_info(folder / _weights_path(Path(name).name).name)
+    (folder / ACTIVE_FILE).write_text(info.path.name + "\n", encoding="utf-8")
+    return info
+
+
+def import_checkpoint(path: str | os.PathLike[str], model_dir: Path) -> CheckpointInfo:
+    """Verify a checkpoint (sha256, config, tensor shapes) and copy it into the model folder.
+
+    Returns the info of the copy. An identical file already there is left as is; a different
+    file of the same name is never overwritten (WeightsError).
+    """
+    info = read_checkpoint_info(path)
+    model, _ = load_checkpoint(info.path)  # full verification: hash, config, every tensor shape
+    del model
+    folder = checkpoint_dir(model_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / info.path.name
+    if dest.exists():
+        if sha256_file(dest) == info.sha256:
+            return read_checkpoint_info(dest)
+        raise WeightsError(f"a different checkpoint named {dest.name} is already in {folder}; rename the file to import it")
+    for src, dst in ((info.path, dest), (info.sidecar, sidecar_path(dest))):
+        tmp = dst.with_name(f".{dst.name}.part")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    return read_checkpoint_info(dest)

@@ -1,0 +1,140 @@
+"""Finding and loading pretrained CLIP weights without ever unpickling code.
+
+Order (SPEC 5): an explicit path (``--weights`` / ``settings.weights``), the configured model
+folder, then open_clip's own download cache. Nothing here downloads: a missing file is a
+:class:`~clipcrop_plugin.errors.WeightsError` that says where to put one.
+
+Names looked for in the model folder (``settings.resolved_model_dir()``), first match wins:
+``<model>-<pretrained>.safetensors``, ``<model>-<pretrained>.bin``, ``<model>-<pretrained>.pt``
+(e.g. ``RN50-openai.safetensors``), then ``<model>/open_clip_model.safetensors`` and
+``<model>/open_clip_pytorch_model.bin`` (a Hugging Face snapshot of ``timm/resnet50_clip.openai``
+copied into a folder named after the model), then the same two names directly in the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import WeightsError
+
+HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+HOW_TO_GET = ("put an open_clip state dict (e.g. open_clip_model.safetensors from the Hugging Face repo "
+              "timm/resnet50_clip.openai) in {model_dir} as {name}-{pretrained}.safetensors, or pass --weights PATH")
+
+
+@dataclass(frozen=True)
+class ClipWeights:
+    """Where a CLIP state dict was found: ``path``, ``source`` (explicit|model_dir|open_clip_cache)."""
+
+    path: Path
+    source: str
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_dir_candidates(model_dir: Path, name: str, pretrained: str) -> list[Path]:
+    """The file names searched in the model folder, in order."""
+    stem = f"{name}-{pretrained}"
+    names = [model_dir / f"{stem}{ext}" for ext in (".safetensors", ".bin", ".pt")]
+    names += [model_dir / name / f for f in HF_FILES]
+    names += [model_dir / f for f in HF_FILES]
+    return names
+
+
+def open_clip_cache_candidates(name: str, pretrained: str) -> list[Path]:
+    """Files open_clip would have downloaded for this tower, if they are in the local HF cache."""
+    try:
+        import open_clip
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - both are dependencies
+        return []
+    cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
+    repo = (cfg.get("hf_hub") or "").strip("/")
+    found = []
+    if repo:
+        for fname in HF_FILES:
+            try:
+                hit = try_to_load_from_cache(repo, fname)
+            except Exception:  # a malformed cache is the same as no cache
+                hit = None
+            if isinstance(hit, str) and os.path.isfile(hit):
+                found.append(Path(hit))
+    return found
+
+
+def find_clip_weights(model_dir: Path, name: str = "RN50", pretrained: str = "openai",
+                      explicit: str | os.PathLike[str] | None = None) -> ClipWeights:
+    """Locate CLIP weights (explicit path, model folder, open_clip cache) or raise WeightsError."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"weights file not found: {path}")
+        return ClipWeights(path, "explicit")
+    for path in model_dir_candidates(Path(model_dir), name, pretrained):
+        if path.is_file():
+            return ClipWeights(path, "model_dir")
+    for path in open_clip_cache_candidates(name, pretrained):
+        return ClipWeights(path, "open_clip_cache")
+    raise WeightsError(f"no {name} ({pretrained}) CLIP weights found; "
+                       + HOW_TO_GET.format(model_dir=model_dir, name=name, pretrained=pretrained))
+
+
+def load_state_file(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, or of a .pt/.bin through ``torch.load(weights_only=True)``.
+
+    A pickle that needs code to load (a full pickled model, a TorchScript archive such as
+    OpenAI's original RN50.pt) is refused rather than executed.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc.strerror or exc}") from exc
+    if path.suffix == ".safetensors" or _looks_like_safetensors(head):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise WeightsError(f"corrupt safetensors file {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from exc
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors come in many types; all mean "not a plain state dict"
+        raise WeightsError(f"{path.name} is not a plain tensor state dict (refusing to unpickle code): "
+                           f"{str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__}") from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path.name} does not hold a state dict of tensors")
+    return obj
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    # safetensors: 8-byte little-endian header length, then a JSON header starting with '{'
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n < (1 << 30) and head[8:9] == b"{"
+
+
+def load_clip_state(model_dir: Path, name: str = "RN50", pretrained: str = "openai",
+                    explicit: str | os.PathLike[str] | None = None) -> tuple[dict[str, torch.Tensor], ClipWeights, str]:
+    """Find and read CLIP weights: (state dict, where they came from, sha256 of the file)."""
+    where = find_clip_weights(model_dir, name, pretrained, explicit)
+    state = load_state_file(where.path)
+    return state, where, sha256_file(where.path)
