@@ -17,7 +17,9 @@ from .. import __version__
 # command name -> "module:attribute". One line per command; keep sorted by name.
 COMMANDS: dict[str, str] = {
     "serve": "clipcrop_plugin.cli.serve:serve",
+    "status": "clipcrop_plugin.cli.status:status",
     "suggest": "clipcrop_plugin.cli.suggest:suggest",
+    "watch": "clipcrop_plugin.cli.watch:watch",
 }
 
 

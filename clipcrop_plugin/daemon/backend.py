@@ -39,7 +39,7 @@ def accepts_photo_name(path: str) -> bool:
 
 
 def _mtime(sig: Signature | None) -> float | None:
-    return None if sig is None else sig[1] / 1e9
+    return None if sig is None else sig[1]
 
 
 def _size(sig: Signature | None) -> int | None:
@@ -90,39 +90,49 @@ class StoreBackend:
         self.store.close()
 
     # -- Backend protocol (DB thread) ----------------------------------------------------------
+    # The decisions below are clipcrop scan's (``scan._Scanner.visit``), made with the same Store
+    # calls in the same order; they are split in two only because the daemon hashes files on its
+    # decoder threads, not on the database thread.
+
+    def _ensure_active(self, photo_id: int) -> None:
+        if self.store.active_scorer(photo_id) != (self.scorer_name, self.weights_hash):
+            self.store.activate(photo_id, self.scorer_name, self.weights_hash)
+
     def already_done(self, path: str, signature: Signature) -> bool:
-        """Same path, same size and mtime as when it was scored by this scorer: nothing to do."""
+        """Same path, size and mtime as when this scorer scored it: trust the stored hash."""
         ref = self.store.find_path(path)
         if ref is None or ref.size != signature[0] or ref.mtime != _mtime(signature):
             return False
         if ref.status == "failed":
-            return True  # unchanged since it failed: failing again would only repeat the reason
-        if ref.content_hash is None or ref.status not in ("scored", "gone", "offline"):
+            return True  # unchanged since it failed: trying again would only repeat the reason
+        if ref.status != "scored" or not ref.content_hash:
             return False
         if not self.store.is_scored(ref.content_hash, self.scorer_name, self.weights_hash):
             return False
-        if ref.status != "scored":
-            self.store.mark_seen(ref.id, mtime=_mtime(signature), size=_size(signature))
+        self._ensure_active(ref.id)
         return True
 
     def is_scored(self, content_hash: str) -> bool:
         return bool(self.store.is_scored(content_hash, self.scorer_name, self.weights_hash))
 
     def relink(self, content_hash: str, path: str, signature: Signature) -> None:
-        """Already-scored content at ``path``: a move (relink), a copy (copy scores) or a touch."""
+        """Already-scored content at ``path``: unchanged (seen), moved (relink) or a copy (copy scores)."""
         mtime, size = _mtime(signature), _size(signature)
         ref = self.store.find_path(path)
         if ref is not None and ref.content_hash == content_hash:
             self.store.mark_seen(ref.id, mtime=mtime, size=size)
-            self.store.activate(ref.id, self.scorer_name, self.weights_hash)
+            self._ensure_active(ref.id)
             return
-        if self.store.relink(content_hash, path, mtime=mtime, size=size) is not None:
+        pid = self.store.relink(content_hash, path, mtime=mtime, size=size)
+        if pid is not None:
             log.info("relinked %s (moved or renamed; scores kept)", path)
-            return
-        sources = [r for r in self.store.find_by_hash(content_hash) if r.path != path]
-        if sources:
-            self.store.copy_scores(sources[0].id, path, mtime=mtime, size=size)
-            log.info("%s is a copy of %s; scores copied", path, sources[0].path)
+        else:
+            src = next((r for r in self.store.find_by_hash(content_hash) if r.path != path), None)
+            if src is None:
+                return
+            pid = self.store.copy_scores(src.id, path, mtime=mtime, size=size)
+            log.info("%s is a copy of %s; scores copied", path, src.path)
+        self._ensure_active(pid)
 
     def record_batch(self, items: list[tuple[Suggestion, str, Signature]]) -> list[Signature]:
         """Store scored photos in one transaction, then write their crop metadata.

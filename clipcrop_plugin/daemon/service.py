@@ -350,7 +350,7 @@ class WatchService:
             if path in self.tracker:
                 continue
             # Old files skip the wait; young ones may still be arriving.
-            self.tracker.note(path, settled=wall - sig[1] / 1e9 >= self.window)
+            self.tracker.note(path, settled=wall - sig[1] >= self.window)
         if reconcile:
             # Deletions whose events were lost (inotify overflow, daemon down for a delete
             # while the folder stayed mounted).

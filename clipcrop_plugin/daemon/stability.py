@@ -13,18 +13,20 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-Signature = tuple[int, int]  # (size, mtime_ns)
+# (size, st_mtime). The float st_mtime, not st_mtime_ns / 1e9: the two can differ in the last
+# bit, and the store compares against what ``clipcrop scan`` saved, which is st_mtime.
+Signature = tuple[int, float]
 
 
 def file_signature(path: str) -> Signature | None:
-    """``(size, mtime_ns)`` of a regular file, or ``None`` if it is missing or not a file."""
+    """``(size, mtime)`` of a regular file, or ``None`` if it is missing or not a file."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     if not _is_regular(st.st_mode):
         return None
-    return (st.st_size, st.st_mtime_ns)
+    return (st.st_size, st.st_mtime)
 
 
 def _is_regular(mode: int) -> bool:
