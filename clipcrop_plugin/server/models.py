@@ -48,7 +48,7 @@ class LabelOut(BaseModel):
 
 
 class PhotoSummary(BaseModel):
-    """A photo as listed in the grid: its selected crop and the rank-1 crop of every set."""
+    """A photo as listed in the grid, with its selected crop."""
 
     id: int
     name: str
@@ -60,7 +60,6 @@ class PhotoSummary(BaseModel):
     taken_at: datetime | None = None
     camera: str | None = None
     best: CropOut | None = Field(default=None, description="the selected crop (rank 1 of `aspect`, or best overall)")
-    crops: list[CropOut] = Field(default_factory=list, description="rank-1 crop of each candidate set")
     label: LabelOut | None = Field(default=None, description="the latest label, if any")
 
 

@@ -13,11 +13,8 @@
   };
   let state = { offset: 0, total: null, loading: false, generation: 0 };
 
-  function cropFor(photo) {
-    const aspect = controls.aspect.value;
-    if (!aspect) return photo.best;
-    return photo.crops.find((c) => c.aspect === aspect) || null;
-  }
+  // The list was asked for the chosen set, so ``best`` is already that set's rank-1 crop.
+  const cropFor = (photo) => photo.best;
 
   function setLabelClass(card, kind) {
     card.classList.remove("accepted", "rejected", "adjusted");

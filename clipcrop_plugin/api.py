@@ -1,0 +1,353 @@
+"""The Python API for host applications: one :class:`Library` object over the crop database.
+
+A gallery app that wants crop suggestions without the CLI does::
+
+    from clipcrop_plugin.api import Library
+
+    with Library.open("sqlite:////home/me/.local/share/clipcrop/clipcrop.sqlite3") as lib:
+        s = lib.suggest("/photos/IMG_1234.JPG", aspects=["1:1"])   # score now and store
+        best = s.best("1:1")                                           # a results.Crop
+        lib.record_label(s.path, "accept", aspect="1:1", rank=1)      # the user liked it
+        lib.write_metadata(s.path)                                     # IMG_1234.JPG.xmp
+
+Photos are named by database id or by path (``PhotoRef``). Everything returned is a plain
+dataclass from :mod:`clipcrop_plugin.results` or :mod:`clipcrop_plugin.store`; errors are the
+typed :mod:`clipcrop_plugin.errors` (one-line messages). The hooks of :mod:`clipcrop_plugin.hooks`
+fire from here: ``photo_scored``, ``label_recorded``, ``metadata_written``. The HTTP server and
+the CLI commands use this same object.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence, Union
+
+import pluggy
+
+from .config import Settings, load_settings
+from .errors import ClipcropError, MetadataError, StoreError
+from .hooks import make_plugin_manager
+from .results import Crop, ElementChange, Suggestion
+
+if TYPE_CHECKING:  # the heavy modules load only when a method needs them
+    from PIL import Image
+
+    from .scoring.base import Scorer
+    from .store import LabelRecord, PhotoDetail, PhotoSummary, Store
+
+PhotoRef = Union[int, str, "os.PathLike[str]"]
+
+
+class UnknownPhoto(ClipcropError):
+    """The photo is not in the database, or its file is no longer on disk."""
+
+
+@dataclass
+class PhotoPage:
+    """One page of :meth:`Library.photos`: ``total`` matches, ``items`` from ``offset`` on."""
+
+    total: int
+    offset: int
+    limit: int
+    items: list[PhotoSummary] = field(default_factory=list)
+
+
+class Library:
+    """A photo library's crop database plus the scorer that fills it.
+
+    Open with :meth:`open`; one instance may be shared by threads (the store pools connections;
+    the scorer is loaded once, on first use, and guarded by a lock because model inference is
+    not re-entrant).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        scorer: Scorer | str | None = None,
+        plugins: pluggy.PluginManager | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.plugins = plugins if plugins is not None else make_plugin_manager()
+        self._scorer: Scorer | None = None if scorer is None or isinstance(scorer, str) else scorer
+        self._scorer_name = scorer if isinstance(scorer, str) else settings.scorer
+        self._scorer_lock = threading.Lock()
+        self._aspects_cache: tuple[float, list[str]] | None = None
+
+    @classmethod
+    def open(
+        cls,
+        db: str | None = None,
+        *,
+        settings: Settings | None = None,
+        scorer: Scorer | str | None = None,
+        plugins: pluggy.PluginManager | None = None,
+    ) -> Library:
+        """Open (creating and migrating if needed) the database ``db`` (SQLAlchemy URL or SQLite path).
+
+        ``db`` defaults to ``$CLIPCROP_DB``, then the configured URL, then the SQLite file in the
+        data folder. ``scorer``: a scorer name (``auto``, ``heuristic``, ...) or a ready
+        :class:`~clipcrop_plugin.scoring.base.Scorer`; default: the configured one. ``plugins``: a
+        pluggy manager for the hooks (default: one that loads the ``clipcrop`` entry points).
+        """
+        from .store import Store
+
+        settings = settings if settings is not None else load_settings()
+        return cls(Store.open(db, settings=settings), settings, scorer=scorer, plugins=plugins)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.store.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- scoring --------------------------------------------------------------------------------
+
+    @property
+    def scorer(self) -> Scorer:
+        """The scorer, loaded on first use (``auto`` says once which one it picked)."""
+        if self._scorer is None:
+            from .scoring.registry import load_scorer
+
+            with self._scorer_lock:
+                if self._scorer is None:
+                    s = self.settings
+                    self._scorer = load_scorer(
+                        self._scorer_name or "auto", settings=s, device=s.device, weights=s.weights or None
+                    )
+        return self._scorer
+
+    def _aspects(self, aspects: Sequence[str] | None) -> list[Any]:
+        from .candidates import parse_aspect
+
+        return [parse_aspect(a) for a in (self.settings.aspects if aspects is None else aspects)]
+
+    def suggest(self, path: str | os.PathLike[str], *, aspects: Sequence[str] | None = None,
+                record: bool = True) -> Suggestion:
+        """Score the photo file at ``path`` now; store the result unless ``record`` is False.
+
+        ``aspects``: ratio sets such as ``["1:1", "16:9"]`` on top of the grid (default: the
+        configured ones). A photo that cannot be read comes back with ``ok=False`` and its reason
+        (and is recorded as failed); nothing is raised for a bad photo.
+        """
+        from .hashing import content_hash
+        from .suggest import failed, suggest_paths
+
+        file = Path(path).expanduser().absolute()
+        ratios = self._aspects(aspects)
+        scorer = self.scorer
+        with self._scorer_lock:
+            suggestion = next(iter(suggest_paths([file], scorer, ratios, batch_size=1, recursive=False)),
+                              None) or failed(file, f"{file}: not a photo", scorer)
+        if record:
+            try:
+                digest = content_hash(file)
+                st = file.stat()
+                self.store.record_suggestion(suggestion, digest, mtime=st.st_mtime, size=st.st_size)
+            except ClipcropError as exc:
+                if suggestion.ok:
+                    raise
+                self.store.record_failure(str(file), str(exc))
+            except OSError:  # the file vanished between scoring and recording: a failure already
+                self.store.record_failure(str(file), suggestion.error or f"{file}: vanished")
+            self._aspects_cache = None
+        self.plugins.hook.photo_scored(photo_path=str(file), suggestion=suggestion)
+        return suggestion
+
+    def suggest_image(self, image: Image.Image, *, aspects: Sequence[str] | None = None,
+                      name: str = "<image>") -> Suggestion:
+        """Score a PIL image held in memory (not stored; the host keeps it). EXIF orientation of
+        ``image`` is applied first, as for files."""
+        from .imaging import _load_opened
+        from .suggest import suggest_images
+
+        # The same intake as for files (orientation, mode, working size); imaging has no public
+        # entry point for an already-open image.
+        scorer = self.scorer
+        loaded = _load_opened(image, Path(name), int(getattr(scorer, "min_side", 256) or 256))
+        loaded.info.path = name
+        with self._scorer_lock:
+            suggestion = suggest_images([loaded], scorer, self._aspects(aspects))[0]
+        suggestion.path = name
+        self.plugins.hook.photo_scored(photo_path=name, suggestion=suggestion)
+        return suggestion
+
+    def score_photo(self, photo: PhotoRef, *, aspects: Sequence[str] | None = None) -> Suggestion:
+        """Score a photo that is already in the database again (e.g. with new aspect sets)."""
+        return self.suggest(self._path(photo), aspects=aspects)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _ref(self, photo: PhotoRef) -> Any:
+        try:
+            return self.store.resolve_photo(photo if isinstance(photo, int) else os.fspath(photo))
+        except StoreError as exc:
+            raise UnknownPhoto(str(exc)) from None
+
+    def _path(self, photo: PhotoRef) -> Path:
+        return Path(self._ref(photo).path)
+
+    def photos(self, *, sort: str = "improvement", limit: int = 50, offset: int = 0,
+               **filters: Any) -> PhotoPage:
+        """Photos matching ``filters`` (the fields of :class:`clipcrop_plugin.store.QueryFilters`,
+        as ``clipcrop query`` takes them), sorted and paginated, with their selected crop."""
+        from .store import QueryFilters
+
+        f = QueryFilters(**{k: v for k, v in filters.items() if v is not None})
+        items = self.store.query(f, sort=sort, limit=limit, offset=offset)
+        return PhotoPage(total=self.store.count(f), offset=offset, limit=limit, items=items)
+
+    def count(self, **filters: Any) -> int:
+        """How many photos match ``filters`` (all photos except gone ones by default)."""
+        from .store import QueryFilters
+
+        return self.store.count(QueryFilters(**{k: v for k, v in filters.items() if v is not None}))
+
+    def photo(self, photo: PhotoRef) -> PhotoDetail:
+        """Everything stored about one photo (every candidate of its active run, labels, runs)."""
+        ref = self._ref(photo)
+        return self.store.photo_detail(ref.id)
+
+    def suggestion(self, photo: PhotoRef) -> Suggestion | None:
+        """The stored suggestion of a photo as a :class:`~clipcrop_plugin.results.Suggestion`
+        (what :meth:`suggest` returned when it was scored), or None if it was never scored.
+
+        The file is read again (header and a small decode) so that orientation and stored size
+        are exact; raises :class:`MetadataError` if the file changed since it was scored.
+        """
+        from .hashing import content_hash
+        from .imaging import load_image
+
+        detail = self.photo(photo)
+        if detail.run is None or not detail.candidates:
+            return None
+        path = Path(detail.photo.path)
+        if detail.run.content_hash and content_hash(path) != detail.run.content_hash:
+            raise MetadataError(f"{path} changed since it was scored; score it again first")
+        info = load_image(path, min_side=64).info
+
+        def crop(c: Any) -> Crop:
+            return Crop(c.aspect, tuple(c.box), c.score, c.rank, c.improvement,
+                        [ElementChange(e.element, e.change) for e in c.explanation], c.elements, c.changes)
+
+        crops = [crop(c) for c in detail.candidates]
+        full = next((c for c in crops if c.aspect == "full"), None)
+        return Suggestion(path=str(path), ok=True, info=info, scorer=detail.run.scorer,
+                          weights_hash=detail.run.weights_hash, device=detail.run.device, crops=crops,
+                          full_frame=full)
+
+    def labels(self, photo: PhotoRef | None = None, *, kinds: Sequence[str] | None = None) -> list[LabelRecord]:
+        """Recorded labels (oldest first), of one photo or of the whole library."""
+        photo_id = self._ref(photo).id if photo is not None else None
+        return self.store.labels(photo_id=photo_id, kinds=kinds)
+
+    def aspects(self) -> list[str]:
+        """Candidate sets present in the library's active runs (``grid`` first, then ratios)."""
+        cached = self._aspects_cache
+        if cached is not None and time.monotonic() - cached[0] < 10.0:
+            return cached[1]
+        from sqlalchemy import select
+
+        from .store.models import CropRow
+
+        # The store has no "distinct sets" reader; the ix_crops_aspect index answers it directly.
+        q = select(CropRow.aspect).where(CropRow.rank == 1, CropRow.active.is_(True)).distinct()
+        with self.store.engine.connect() as conn:
+            found = sorted({a for (a,) in conn.execute(q)} - {"full"}, key=lambda a: (a != "grid", a))
+        self._aspects_cache = (time.monotonic(), found)
+        return found
+
+    def photo_file(self, photo: PhotoRef) -> tuple[Path, str]:
+        """The file of a photo known to the database and its content hash (the thumbnail key).
+
+        Raises :class:`UnknownPhoto` for an unknown photo or one whose file is gone/offline.
+        """
+        ref = self._ref(photo)
+        path = Path(ref.path)
+        if ref.status == "gone" or not path.is_file():
+            raise UnknownPhoto(f"photo {ref.id} is not on disk any more ({path.name})")
+        if ref.content_hash:
+            return path, ref.content_hash
+        from .hashing import content_hash
+
+        return path, content_hash(path)
+
+    def daemon_status(self) -> dict[str, Any]:
+        """The folder daemon's last status (``running`` says whether it is alive).
+
+        Raises :class:`ClipcropError` when no daemon has run with this data folder.
+        """
+        from .daemon.status import read_status
+
+        return read_status()
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def record_label(
+        self,
+        photo: PhotoRef,
+        kind: str,
+        *,
+        aspect: str | None = None,
+        rank: int | None = None,
+        other_rank: int | None = None,
+        box: Sequence[int] | None = None,
+        other_box: Sequence[int] | None = None,
+        source: str = "api",
+    ) -> LabelRecord:
+        """Record what the user thought of a crop.
+
+        ``accept``/``reject``: candidate ``rank`` of set ``aspect`` (default: the best crop), or an
+        explicit ``box``; ``box``: a user-drawn/adjusted box (upright pixels, x2/y2 exclusive);
+        ``prefer``: candidate ``rank`` (or ``box``) preferred over ``other_rank`` (or ``other_box``).
+        These feed ``clipcrop-train personalize``.
+        """
+        ref = self._ref(photo)
+        label_id = self.store.add_label(
+            ref.id, kind, rank=rank, box=tuple(box) if box is not None else None,  # type: ignore[arg-type]
+            other=tuple(other_box) if other_box is not None else None,  # type: ignore[arg-type]
+            aspect=aspect, other_rank=other_rank, source=source,
+        )
+        saved = next(x for x in self.store.labels(photo_id=ref.id) if x.id == label_id)
+        self.plugins.hook.label_recorded(photo_path=ref.path, label=saved.to_dict())
+        return saved
+
+    def write_metadata(self, photo: PhotoRef, *, aspect: str | None = None, embed: bool | None = None,
+                       naming: str | None = None) -> list[Path]:
+        """Write the stored best crop (of ``aspect``) as XMP: a sidecar (``naming`` ``ext`` ->
+        ``IMG.JPG.xmp``, ``base`` -> ``IMG.xmp``) or, with ``embed``, into the JPEG/PNG itself.
+        Returns the files written."""
+        from .xmp.writer import write_crop_metadata
+
+        suggestion = self.suggestion(photo)
+        if suggestion is None:
+            raise MetadataError(f"{self._path(photo)} has no scored crops yet")
+        embed = self.settings.embed if embed is None else embed
+        result = write_crop_metadata(
+            suggestion.path, suggestion, mode="embed" if embed else "sidecar",
+            naming=naming or self.settings.sidecar_naming, aspects=[aspect] if aspect else None,
+        )
+        written = [result.path_written]
+        self.plugins.hook.metadata_written(photo_path=suggestion.path, written=[str(p) for p in written],
+                                           cleared=False)
+        return written
+
+    def clear_metadata(self, photo: PhotoRef, *, naming: str | None = None) -> list[Path]:
+        """Remove clipcrop's crop from the photo's sidecars and embedded XMP (other metadata
+        stays); returns the files changed or deleted."""
+        from .xmp.writer import clear_crop_metadata
+
+        path = self._path(photo)
+        cleared = clear_crop_metadata(path, naming=naming)
+        self.plugins.hook.metadata_written(photo_path=str(path), written=[str(p) for p in cleared], cleared=True)
+        return cleared
