@@ -94,6 +94,22 @@ def _looks_like_heif(path: Path, head: bytes) -> bool:
     return path.suffix.lower() in _HEIF_SUFFIXES or (head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS)
 
 
+def _header_zero_size(head: bytes) -> tuple[int, int] | None:
+    """(w, h) from a PNG/GIF/BMP header when one of them is 0 (Pillow refuses such files as unidentified)."""
+    import struct
+
+    size = None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
+        size = struct.unpack(">II", head[16:24])
+    elif head[:4] in (b"GIF8",) and len(head) >= 10:
+        size = struct.unpack("<HH", head[6:10])
+    elif head[:2] == b"BM" and len(head) >= 26:
+        size = struct.unpack("<ii", head[18:26])
+    if size is not None and (size[0] == 0 or size[1] == 0):
+        return int(size[0]), int(size[1])
+    return None
+
+
 def _read_orientation(exif: Image.Exif) -> tuple[int, bool]:
     """Orientation from IFD0 only: some cameras put a different value in the IFD1 thumbnail."""
     try:
@@ -211,7 +227,7 @@ def load_image(source: str | os.PathLike[str], *, min_side: int = 256) -> Loaded
         raise ImageError(f"{path}: empty file (0 bytes)", path)
     try:
         with open(path, "rb") as fh:
-            head = fh.read(16)
+            head = fh.read(32)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})", path) from None
     heif = _looks_like_heif(path, head)
@@ -225,6 +241,9 @@ def load_image(source: str | os.PathLike[str], *, min_side: int = 256) -> Loaded
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{path}: refused as a possible decompression bomb ({exc})", path) from None
     except UnidentifiedImageError:
+        zero = _header_zero_size(head)
+        if zero:
+            raise ImageError(f"{path}: zero-size image ({zero[0]}x{zero[1]})", path) from None
         if heif and not heif_available():
             raise ImageError(
                 f"{path}: HEIC/HEIF is not supported without a decoder (pip install pillow-heif)", path

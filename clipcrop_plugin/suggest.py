@@ -29,6 +29,7 @@ PHOTO_EXTENSIONS = frozenset(
 # Names that are ours (sidecars) or belong to a copy still in progress.
 _SKIP_SUFFIXES = (".xmp", ".tmp", ".part", ".partial", ".crdownload", ".download", "~")
 EXPLANATION_SIZE = 3
+MIN_CHANGE = 0.005  # smaller element changes are noise, not an explanation
 
 
 def is_photo_name(name: str) -> bool:
@@ -91,7 +92,9 @@ def build_suggestion(loaded: LoadedImage, candidates: CandidateSet, result: Scor
             el, ch = el_arr.tolist(), ch_arr.tolist()
             if i != fi:
                 top = np.argsort(-np.abs(ch_arr), kind="stable")[:EXPLANATION_SIZE]
-                explanation = [ElementChange(ELEMENT_NAMES[k], float(ch_arr[k])) for k in top]
+                explanation = [
+                    ElementChange(ELEMENT_NAMES[k], float(ch_arr[k])) for k in top if abs(ch_arr[k]) >= MIN_CHANGE
+                ]
         crop = Crop(
             aspect=group,
             box=tuple(int(v) for v in box),  # type: ignore[arg-type]

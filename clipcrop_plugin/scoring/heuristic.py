@@ -110,11 +110,19 @@ def feature_maps(image: Image.Image) -> dict[str, np.ndarray]:
     blur_r = max(1, round(min(lum.shape) / 64))
     blurred = np.stack([_box_blur(rgb[..., k], blur_r) for k in range(3)], axis=-1)
     distinct = np.sqrt(((blurred - blurred.reshape(-1, 3).mean(axis=0)) ** 2).sum(axis=-1))
-    saliency = _normalize(0.55 * _spectral_residual(lum) + 0.45 * _normalize(distinct))
+    # A mild centre prior, as in most saliency models: photographers rarely put the subject
+    # against the frame edge, and spectral residual over-reacts to the image border.
+    h, w = lum.shape
+    yy = (np.arange(h, dtype=np.float32) + 0.5) / h - 0.5
+    xx = (np.arange(w, dtype=np.float32) + 0.5) / w - 0.5
+    prior = 0.6 + 0.4 * np.exp(-(yy[:, None] ** 2 + xx[None, :] ** 2) / (2 * 0.3**2))
+    saliency = _normalize((0.55 * _spectral_residual(lum) + 0.45 * _normalize(distinct)) * prior)
 
     detail_soft = _normalize(_box_blur(detail, blur_r))
-    interest = 0.4 * saliency + 0.3 * detail_soft + 0.15 * sat_feature + 0.6 * skin * (detail_soft + 0.2)
-    interest = interest + 0.01  # a floor keeps centroids defined on flat images
+    interest = 0.45 * saliency + 0.3 * detail_soft + 0.15 * sat_feature + 1.2 * skin * (detail_soft + 0.3)
+    # Squaring sharpens the map so the subject outweighs evenly textured background; the floor
+    # keeps centroids defined on flat images.
+    interest = interest * interest + 0.01
     return {
         "interest": interest.astype(np.float32),
         "detail": detail.astype(np.float32),
