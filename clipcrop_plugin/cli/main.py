@@ -16,7 +16,14 @@ from .. import __version__
 
 # command name -> "module:attribute". One line per command; keep sorted by name.
 COMMANDS: dict[str, str] = {
+    "db": "clipcrop_plugin.cli.db:db",
+    "export": "clipcrop_plugin.cli.export:export",
+    "label": "clipcrop_plugin.cli.label:label",
+    "models": "clipcrop_plugin.cli.models:models",
+    "query": "clipcrop_plugin.cli.query:query",
+    "scan": "clipcrop_plugin.cli.scan:scan",
     "serve": "clipcrop_plugin.cli.serve:serve",
+    "show": "clipcrop_plugin.cli.show:show",
     "status": "clipcrop_plugin.cli.status:status",
     "suggest": "clipcrop_plugin.cli.suggest:suggest",
     "watch": "clipcrop_plugin.cli.watch:watch",
