@@ -199,7 +199,11 @@ def _write_embedded(photo: Path, suggestion: Suggestion, packet: CropPacket, nam
     try:
         if kind == "jpeg":
             jpeg.check_embeddable(data)
-        existing = _embedded_doc(data, kind, f"embedded XMP of {photo.name}")
+        try:
+            existing = _embedded_doc(data, kind, f"embedded XMP of {photo.name}")
+        except MetadataError as exc:
+            # A damaged or hostile packet is left exactly as it is; the crop still reaches hosts.
+            raise jpeg.EmbedRefused(str(exc)) from None
         doc = apply_crop(existing if existing is not None else new_doc(), packet, created=existing is None)
         blob = serialize(doc, padding=EMBED_PADDING)
         if kind == "jpeg" and len(blob) > jpeg.MAX_PACKET:
