@@ -220,9 +220,13 @@ def _fractions(box: Sequence[int], w: int | None, h: int | None) -> tuple[float,
     return (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
 
 
+MIN_CHANGE = 0.005  # same noise floor as the pipeline's explanations
+
+
 def _top3(changes: Sequence[float]) -> list[ElementChange]:
+    """The three largest element changes (by magnitude) above the noise floor."""
     order = sorted(range(len(changes)), key=lambda i: -abs(changes[i]))[:3]
-    return [ElementChange(ELEMENT_NAMES[i], float(changes[i])) for i in order]
+    return [ElementChange(ELEMENT_NAMES[i], float(changes[i])) for i in order if abs(changes[i]) >= MIN_CHANGE]
 
 
 class Store:

@@ -1,0 +1,104 @@
+"""``clipcrop db upgrade|current``, and the ``--db`` option every database command shares."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import click
+
+from ..errors import ClipcropError, StoreError
+from ..store import Store
+from .params import exit_code_for, fail
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def db_option(f: F) -> F:
+    """``--db URL``: SQLAlchemy URL or SQLite file path (default: $CLIPCROP_DB, config, data folder)."""
+    return click.option(
+        "--db", "db", default=None, metavar="URL",
+        help="Database: SQLAlchemy URL or SQLite file (default: $CLIPCROP_DB, else the config, else"
+             " clipcrop.sqlite3 in the data folder).",
+    )(f)
+
+
+def open_store(db: str | None) -> Store:
+    """Open (and upgrade) the database, or exit with one ``error:`` line."""
+    try:
+        return Store.open(db)
+    except ClipcropError as exc:
+        fail(str(exc), exit_code_for(exc))
+        raise AssertionError("unreachable")  # fail() exits
+
+
+@click.group("db")
+def db() -> None:
+    """Manage the crop database schema.
+
+    \b
+    Examples:
+      clipcrop db current
+      clipcrop db upgrade --db ~/photos/clipcrop.sqlite3
+    """
+
+
+@db.command("upgrade")
+@db_option
+def upgrade_cmd(db: str | None) -> None:
+    """Upgrade the database schema to this version (a SQLite file is backed up first).
+
+    \b
+    Example:
+      clipcrop db upgrade
+    """
+    from ..store import migrate
+    from ..store.engine import make_engine, resolve_url
+
+    try:
+        url = resolve_url(db)
+        engine = make_engine(url)
+        try:
+            before = migrate.current_revision(engine)
+            backup = migrate.upgrade(engine)
+            after = migrate.current_revision(engine)
+        finally:
+            engine.dispose()
+    except ClipcropError as exc:
+        fail(str(exc), exit_code_for(exc))
+    except Exception as exc:  # noqa: BLE001 - driver errors (e.g. a corrupt file) as one line
+        fail(f"cannot upgrade {db or 'the database'}: {exc}")
+    if before == after:
+        click.echo(f"{url}: already at revision {after} (head)")
+    else:
+        click.echo(f"{url}: upgraded {before or 'empty'} -> {after}")
+    if backup:
+        click.echo(f"backup of the previous database: {backup}")
+
+
+@db.command("current")
+@db_option
+def current_cmd(db: str | None) -> None:
+    """Print the database's schema revision and whether it needs an upgrade (changes nothing).
+
+    \b
+    Example:
+      clipcrop db current --db /tmp/test.sqlite3
+    """
+    from ..store import migrate
+    from ..store.engine import make_engine, resolve_url
+
+    try:
+        url = resolve_url(db)
+        engine = make_engine(url)
+        try:
+            current, head = migrate.check_revision(engine)
+        finally:
+            engine.dispose()
+    except StoreError as exc:
+        fail(str(exc))
+    except ClipcropError as exc:
+        fail(str(exc), exit_code_for(exc))
+    except Exception as exc:  # noqa: BLE001
+        fail(f"cannot read {db or 'the database'}: {exc}")
+    state = "up to date" if current == head else "needs `clipcrop db upgrade`"
+    click.echo(f"{url}: revision {current or 'none (empty)'}, code head {head} ({state})")

@@ -1,0 +1,62 @@
+"""``clipcrop export``: cropped copies of photos (EXIF kept, orientation reset)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import ClipcropError
+from .db import db_option, open_store
+from .params import exit_code_for, fail
+from .query import filter_options, filters_from
+
+
+@click.command("export")
+@click.argument("photos", nargs=-1)
+@click.option("--query", "use_query", is_flag=True, help="Export the photos the filter options select.")
+@filter_options
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder for the copies.")
+@click.option("--max-size", type=click.IntRange(min=16), default=None, help="Longest side of a copy, in pixels.")
+@db_option
+def export(photos: tuple[str, ...], use_query: bool, out: str, max_size: int | None, sort: str, limit: int,
+           db: str | None, **kw: Any) -> None:
+    """Write cropped copies of PHOTOS (paths or ids), or of the photos --query selects.
+
+    The best stored crop is used (of --aspect when given). The original is never modified and
+    no existing file is overwritten (a new name is picked). Exit status 1 if any photo failed.
+
+    \b
+    Examples:
+      clipcrop export IMG_0042.jpg --out ~/crops --aspect 1:1
+      clipcrop export --query --min-improvement 0.05 --limit 100 --out ~/crops --max-size 2048
+    """
+    if bool(photos) == use_query:
+        fail("give PHOTO arguments or --query (with filter options), not both or neither", 2)
+    from ..export import export_from_store
+
+    store = open_store(db)
+    failures = 0
+    try:
+        if use_query:
+            targets: list[str | int] = [p.id for p in store.query(filters_from(**kw), sort=sort, limit=limit or None)
+                                        if p.crop is not None]
+        else:
+            targets = list(photos)
+        for photo in targets:
+            try:
+                res = export_from_store(store, photo, out, aspect=kw.get("aspect"), max_size=max_size)
+            except ClipcropError as exc:
+                failures += 1
+                click.echo(f"error: {exc}", err=True)
+                continue
+            click.echo(f"{res.source} -> {res.path} ({res.width}x{res.height})")
+            if res.exif_note:
+                click.echo(f"note: {res.path}: {res.exif_note}", err=True)
+    except ClipcropError as exc:
+        fail(str(exc), exit_code_for(exc))
+    finally:
+        store.close()
+    click.echo(f"{len(targets) - failures} exported, {failures} failed", err=True)
+    if failures:
+        raise SystemExit(1)

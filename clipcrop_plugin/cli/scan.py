@@ -1,0 +1,61 @@
+"""``clipcrop scan``: one pass over photo folders into the crop database."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..candidates import AspectRatio
+from ..errors import ClipcropError
+from .db import db_option, open_store
+from .params import aspect_option, exit_code_for, fail, scorer_options
+
+
+@click.command("scan")
+@click.argument("folders", nargs=-1, required=True, type=click.Path())
+@aspect_option
+@scorer_options
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Photos per scorer call.")
+@db_option
+def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str, device: str, weights: str | None,
+         batch_size: int, db: str | None) -> None:
+    """Score every new or changed photo under FOLDERS into the database.
+
+    Photos already scored by this scorer and weights are skipped (moved or renamed ones are
+    relinked by content); failures are stored with their reason and counted. Exit status 1 when
+    any photo failed, 130 when interrupted (run it again to continue).
+
+    \b
+    Example:
+      clipcrop scan ~/Pictures --aspect 1:1 --aspect 4:5
+    """
+    from ..scan import scan_folders
+    from ..scoring.registry import load_scorer
+
+    store = open_store(db)
+    try:
+        try:
+            scorer_obj = load_scorer(scorer, device=device, weights=weights)
+        except ClipcropError as exc:
+            fail(str(exc), exit_code_for(exc))
+        with click.progressbar(length=0, label="scanning", file=sys.stderr, show_pos=True,
+                               item_show_func=lambda p: p and click.format_filename(p, shorten=True)) as bar:
+            state = {"done": 0}
+
+            def progress(done: int, total: int, path: str) -> None:
+                bar.length = total
+                bar.update(done - state["done"], path)
+                state["done"] = done
+
+            report = scan_folders(store, list(folders), scorer_obj, aspects, progress=progress,
+                                  batch_size=batch_size)
+    finally:
+        store.close()
+    for path, reason in report.failures:
+        click.echo(f"failed: {reason}" if path in reason else f"failed: {path}: {reason}", err=True)
+    click.echo(report.summary())
+    if report.interrupted:
+        raise SystemExit(130)
+    if report.failures:
+        raise SystemExit(1)

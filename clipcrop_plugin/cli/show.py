@@ -1,0 +1,97 @@
+"""``clipcrop show``: everything stored about one photo, and an optional preview image."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from ..errors import ClipcropError
+from ..store import CropRecord, PhotoDetail
+from .db import db_option, open_store
+from .params import exit_code_for, fail
+
+
+def _crop_line(c: CropRecord) -> str:
+    x1, y1, x2, y2 = c.box
+    expl = ", ".join(f"{'more' if e.change >= 0 else 'less'} {e.element} ({e.change:+.2f})" for e in c.explanation)
+    return (f"  {c.aspect:<6} #{c.rank:<3} box {x1},{y1},{x2},{y2} ({x2 - x1}x{y2 - y1})  score {c.score:.3f}"
+            f"  {c.improvement:+.3f} vs full frame" + (f"  {expl}" if expl else ""))
+
+
+def format_detail(d: PhotoDetail, all_candidates: bool) -> str:
+    """The text ``clipcrop show`` prints."""
+    p = d.photo
+    lines = [f"{p.path}  (id {p.id}, {p.status}{', offline' if p.offline else ''})"]
+    if p.width:
+        lines.append(f"  {p.width}x{p.height} upright, EXIF orientation {d.orientation}, {d.format}")
+    if p.taken_at or p.camera_model:
+        lines.append(f"  taken {p.taken_at or '?'} with {' '.join(v for v in (p.camera_make, p.camera_model) if v) or '?'}")
+    if p.error:
+        lines.append(f"  error: {p.error}")
+    if d.run is not None:
+        lines.append(f"  scored by {d.run.scorer}{' (' + d.run.weights_hash[:12] + ')' if d.run.weights_hash else ''}"
+                     f" on {d.run.device or '?'} at {d.run.created_at:%Y-%m-%d %H:%M} UTC,"
+                     f" {d.run.n_candidates} candidates")
+    if d.full_frame is not None:
+        lines.append(f"  full frame score {d.full_frame.score:.3f}")
+    if p.crop is not None:
+        lines.append("best crop:")
+        lines.append(_crop_line(p.crop))
+    if d.best:
+        lines.append("best per candidate set:")
+        lines += [_crop_line(c) for c in d.best.values()]
+    if all_candidates and d.candidates:
+        lines.append("all candidates:")
+        lines += [_crop_line(c) for c in d.candidates]
+    if d.labels:
+        lines.append("labels:")
+        for lab in d.labels:
+            what = f"rank {lab.rank}" if lab.rank else ""
+            if lab.box:
+                what += f" box {','.join(map(str, lab.box))}"
+            if lab.kind == "prefer" and lab.other_box:
+                what += f" over {','.join(map(str, lab.other_box))}"
+            lines.append(f"  #{lab.id} {lab.kind} {what.strip()} ({lab.source}, {lab.created_at:%Y-%m-%d %H:%M})")
+    if len(d.runs) > 1:
+        lines.append("runs: " + ", ".join(f"{r.scorer}{'*' if r.active else ''}" for r in d.runs))
+    return "\n".join(lines)
+
+
+@click.command("show")
+@click.argument("photo")
+@click.option("--all", "all_candidates", is_flag=True, help="List every candidate, not only the best per set.")
+@click.option("--preview", type=click.Path(dir_okay=False), metavar="OUT.jpg",
+              help="Write the photo with the crop drawn and a chart of the element changes beside it.")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
+@db_option
+def show(photo: str, all_candidates: bool, preview: str | None, as_json: bool, db: str | None) -> None:
+    """Show a photo's stored crops, explanation and labels (PHOTO: path or id).
+
+    \b
+    Examples:
+      clipcrop show ~/Pictures/IMG_0042.jpg
+      clipcrop show 42 --preview /tmp/42.jpg
+    """
+    store = open_store(db)
+    try:
+        detail = store.photo_detail(photo)
+    except ClipcropError as exc:
+        fail(str(exc), exit_code_for(exc))
+    finally:
+        store.close()
+    click.echo(json.dumps(detail.to_dict()) if as_json else format_detail(detail, all_candidates))
+    if preview:
+        from ..preview import save_preview
+        from ..store.render import render_detail
+
+        if os.path.exists(preview) and os.path.samefile(preview, detail.photo.path):
+            fail(f"--preview {preview} is the photo itself; choose another file")
+        try:
+            out = save_preview(render_detail(detail), preview)
+        except ClipcropError as exc:
+            fail(str(exc), exit_code_for(exc))
+        except OSError as exc:
+            fail(f"cannot write {preview}: {exc.strerror or exc}")
+        click.echo(f"preview: {out}", err=True)
