@@ -1,0 +1,249 @@
+"""WatchService end to end: the real watchdog observer on real folders, the heuristic scorer,
+a real SQLite file, real sidecars."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipcrop_plugin.config import Settings
+from clipcrop_plugin.daemon import events as events_mod
+from clipcrop_plugin.daemon import observer as observer_mod
+from clipcrop_plugin.daemon.service import WatchService
+
+WINDOW = 0.25
+
+
+def jpeg_bytes(seed: int, size: tuple[int, int] = (96, 72)) -> bytes:
+    """A small, unique JPEG (noise plus a bright square, so the heuristic scorer has a subject)."""
+    import io
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    a = (rng.random((h, w, 3)) * 120).astype("uint8")
+    x, y = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
+    a[y : y + h // 3, x : x + w // 3] = 250
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (96, 72)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(jpeg_bytes(seed, size))
+    return path
+
+
+def db_rows(db: Path, sql: str, *args: object) -> list[tuple]:  # type: ignore[type-arg]
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def runs_per_photo(db: Path) -> dict[str, int]:
+    return dict(db_rows(db, "select p.path, count(r.id) from photos p join scoring_runs r on r.photo_id = p.id group by p.id"))
+
+
+def wait_for(cond, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def settings_for(tmp_path: Path, **kw: object) -> Settings:
+    values: dict[str, object] = dict(
+        db_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", scorer="heuristic", stable_seconds=WINDOW,
+        rescan_seconds=600.0, batch_size=8,
+    )
+    values.update(kw)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Path:
+    d = tmp_path / "photos"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def service(tmp_path: Path, lib: Path) -> Iterator[WatchService]:
+    svc = WatchService([lib], settings_for(tmp_path), status_file=tmp_path / "state" / "daemon-status.json")
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+def test_chunked_copy_is_scored_once_after_the_last_chunk(service: WatchService, lib: Path, tmp_path: Path) -> None:
+    data = jpeg_bytes(1, (320, 240))
+    target = lib / "slow.jpg"
+    pieces = [data[i : i + len(data) // 8 + 1] for i in range(0, len(data), len(data) // 8 + 1)]
+    with open(target, "wb") as fh:
+        for piece in pieces:  # each pause is shorter than the window, the whole copy longer
+            fh.write(piece)
+            fh.flush()
+            time.sleep(WINDOW / 3)
+    finished = time.monotonic()
+    db = tmp_path / "db.sqlite3"
+    assert wait_for(lambda: runs_per_photo(db).get(str(target)) == 1)
+    assert time.monotonic() - finished < 10
+    assert service.wait_idle(10, settle=WINDOW * 2)
+    assert runs_per_photo(db) == {str(target): 1}
+    assert service.pipeline is not None and service.pipeline.counters.failed == 0
+    assert (lib / "slow.jpg.xmp").is_file()  # the sidecar follows the database row
+
+
+def test_rename_from_a_temp_name_is_scored_and_the_temp_name_never_is(service: WatchService, lib: Path, tmp_path: Path) -> None:
+    tmp = lib / ".syncthing.IMG_0001.JPG.tmp"
+    write_jpeg(tmp, 2)
+    time.sleep(WINDOW * 2)  # long enough that the temp file would be "stable" if we looked at it
+    tmp.rename(lib / "IMG_0001.JPG")
+    db = tmp_path / "db.sqlite3"
+    assert wait_for(lambda: runs_per_photo(db).get(str(lib / "IMG_0001.JPG")) == 1)
+    assert service.wait_idle(10, settle=WINDOW * 2)
+    assert [p for (p,) in db_rows(db, "select path from photos")] == [str(lib / "IMG_0001.JPG")]
+
+
+def test_two_hundred_files_at_once_each_scored_exactly_once(service: WatchService, lib: Path, tmp_path: Path) -> None:
+    n = 200
+    for i in range(n):
+        write_jpeg(lib / f"burst/{i:03d}.jpg", 1000 + i, (64, 48))
+    db = tmp_path / "db.sqlite3"
+    assert wait_for(lambda: len(runs_per_photo(db)) == n, timeout=60)
+    assert service.wait_idle(20, settle=WINDOW * 2)
+    counts = runs_per_photo(db)
+    assert len(counts) == n and set(counts.values()) == {1}
+    assert db_rows(db, "select count(*) from scoring_runs") == [(n,)]
+    assert service.pipeline is not None and service.pipeline.counters.done == n
+
+
+def test_move_into_subfolder_relinks_without_rescoring_and_delete_marks_gone(service: WatchService, lib: Path, tmp_path: Path) -> None:
+    a, b = write_jpeg(lib / "a.jpg", 3), write_jpeg(lib / "b.jpg", 4)
+    db = tmp_path / "db.sqlite3"
+    assert wait_for(lambda: len(runs_per_photo(db)) == 2)
+    assert service.wait_idle(10, settle=WINDOW)
+    (run_before,) = db_rows(db, "select r.id from scoring_runs r join photos p on p.id = r.photo_id where p.path = ?", str(a))
+    (lib / "2024").mkdir()
+    a.rename(lib / "2024" / "a.jpg")
+    b.unlink()
+    moved = str(lib / "2024" / "a.jpg")
+    assert wait_for(lambda: db_rows(db, "select status from photos where path = ?", str(b)) == [("gone",)])
+    assert wait_for(lambda: db_rows(db, "select status from photos where path = ?", moved) == [("scored",)])
+    assert service.wait_idle(10, settle=WINDOW * 2)
+    assert db_rows(db, "select r.id from scoring_runs r join photos p on p.id = r.photo_id where p.path = ?", moved) == [run_before]
+    assert db_rows(db, "select count(*) from scoring_runs") == [(2,)]
+    assert db_rows(db, "select count(*) from photos where path = ?", str(a)) == [(0,)]
+    # Gone keeps the scores (a later move back would relink them).
+    assert db_rows(db, "select count(*) from scoring_runs r join photos p on p.id = r.photo_id where p.path = ?", str(b)) == [(1,)]
+
+
+def test_corrupt_file_is_recorded_and_the_others_are_scored(service: WatchService, lib: Path, tmp_path: Path) -> None:
+    for i in range(5):
+        write_jpeg(lib / f"ok{i}.jpg", 10 + i)
+    good = jpeg_bytes(99)
+    (lib / "broken.jpg").write_bytes(good[: len(good) // 3])  # truncated, and stays that way
+    (lib / "text.jpg").write_bytes(b"this is not a photo")
+    db = tmp_path / "db.sqlite3"
+    assert wait_for(lambda: db_rows(db, "select count(*) from photos where status in ('scored', 'failed')") == [(7,)])
+    assert service.wait_idle(10, settle=WINDOW * 2)
+    failed = dict(db_rows(db, "select path, error from photos where status = 'failed'"))
+    assert set(failed) == {str(lib / "broken.jpg"), str(lib / "text.jpg")}
+    assert all(reason and "\n" not in reason for reason in failed.values())
+    assert len(runs_per_photo(db)) == 5
+    # A repaired file is scored (its signature changed).
+    (lib / "broken.jpg").write_bytes(good)
+    assert wait_for(lambda: db_rows(db, "select status from photos where path = ?", str(lib / "broken.jpg")) == [("scored",)])
+
+
+def test_status_file_while_running(service: WatchService, lib: Path, tmp_path: Path) -> None:
+    from clipcrop_plugin.daemon.status import read_status
+
+    write_jpeg(lib / "s.jpg", 5)
+    path = tmp_path / "state" / "daemon-status.json"
+    assert wait_for(lambda: path.exists() and read_status(path).get("done") == 1)
+    doc = read_status(path)
+    assert doc["running"] is True and doc["pid"] == os.getpid()
+    assert doc["folders"] == [{"path": str(lib), "observer": "native", "online": True}]
+    assert doc["state"] == "running" and doc["queue_depth"] == 0
+
+
+def test_existing_photos_are_scanned_first_and_not_rescored_on_restart(tmp_path: Path, lib: Path) -> None:
+    for i in range(6):
+        write_jpeg(lib / f"old{i}.jpg", 20 + i)
+    st = settings_for(tmp_path)
+    first = WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)
+    assert first["done"] == 6
+    second = WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)
+    assert second["done"] == 0 and second["skipped"] == 6
+    assert set(runs_per_photo(tmp_path / "db.sqlite3").values()) == {1}
+
+
+def test_dropped_events_are_caught_by_the_reconcile_rescan(tmp_path: Path, lib: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every event is lost, as after an inotify queue overflow: only the rescan can find the file.
+    monkeypatch.setattr(events_mod.HintHandler, "dispatch", lambda self, event: None)
+    svc = WatchService([lib], settings_for(tmp_path, rescan_seconds=1.0), status_file=tmp_path / "s.json")
+    svc.start()
+    try:
+        write_jpeg(lib / "missed.jpg", 6)
+        db = tmp_path / "db.sqlite3"
+        assert wait_for(lambda: runs_per_photo(db).get(str(lib / "missed.jpg")) == 1, timeout=10)
+        (lib / "missed.jpg").unlink()
+        assert wait_for(lambda: db_rows(db, "select status from photos") == [("gone",)], timeout=10)
+    finally:
+        svc.stop()
+
+
+def test_inotify_limit_falls_back_to_polling_and_still_scores(tmp_path: Path, lib: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from watchdog.observers import Observer
+
+    class Exhausted(Observer):  # type: ignore[misc, valid-type]
+        def schedule(self, *a, **k):  # type: ignore[no-untyped-def]
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    monkeypatch.setattr(observer_mod, "native_observer_factory", Exhausted)
+    svc = WatchService([lib], settings_for(tmp_path), status_file=tmp_path / "s.json", poll_interval=0.2)
+    svc.start()
+    try:
+        assert svc.watcher is not None and svc.watcher.modes == {str(lib): "polling"}
+        write_jpeg(lib / "polled.jpg", 7)
+        assert wait_for(lambda: runs_per_photo(tmp_path / "db.sqlite3").get(str(lib / "polled.jpg")) == 1)
+    finally:
+        svc.stop()
+
+
+def test_folder_that_disappears_goes_offline_and_comes_back(tmp_path: Path, lib: Path) -> None:
+    for i in range(3):
+        write_jpeg(lib / f"n{i}.jpg", 30 + i)
+    svc = WatchService([lib], settings_for(tmp_path), status_file=tmp_path / "s.json")
+    svc.start()
+    db = tmp_path / "db.sqlite3"
+    try:
+        assert wait_for(lambda: len(runs_per_photo(db)) == 3)
+        away = tmp_path / "unmounted"
+        lib.rename(away)  # what an unmounted share looks like from here
+        assert wait_for(lambda: db_rows(db, "select count(*) from photos where offline = 1") == [(3,)])
+        time.sleep(WINDOW * 3)
+        assert db_rows(db, "select count(*) from photos where status = 'gone'") == [(0,)]
+        away.rename(lib)
+        assert wait_for(lambda: db_rows(db, "select count(*) from photos where offline = 0") == [(3,)])
+        write_jpeg(lib / "after.jpg", 40)  # and it is watched again
+        assert wait_for(lambda: len(runs_per_photo(db)) == 4)
+        assert set(runs_per_photo(db).values()) == {1}
+    finally:
+        svc.stop()
