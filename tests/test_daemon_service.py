@@ -247,3 +247,34 @@ def test_folder_that_disappears_goes_offline_and_comes_back(tmp_path: Path, lib:
         assert set(runs_per_photo(db).values()) == {1}
     finally:
         svc.stop()
+
+
+def test_embed_mode_does_not_rescore_its_own_write_or_a_later_move(tmp_path: Path, lib: Path) -> None:
+    from clipcrop_plugin.xmp.writer import read_crop_metadata
+
+    svc = WatchService([lib], settings_for(tmp_path), embed=True, status_file=tmp_path / "s.json")
+    svc.start()
+    db = tmp_path / "db.sqlite3"
+    try:
+        photo = write_jpeg(lib / "e.jpg", 8)
+        assert wait_for(lambda: runs_per_photo(db).get(str(photo)) == 1)
+        assert svc.wait_idle(10, settle=WINDOW * 3)
+        assert read_crop_metadata(photo) is not None and not (lib / "e.jpg.xmp").exists()
+        (lib / "sub").mkdir()
+        photo.rename(lib / "sub" / "e.jpg")
+        assert wait_for(lambda: runs_per_photo(db).get(str(lib / "sub" / "e.jpg")) == 1)
+        assert svc.wait_idle(10, settle=WINDOW * 3)
+        assert svc.pipeline is not None and svc.pipeline.counters.done == 1
+        assert db_rows(db, "select count(*) from scoring_runs") == [(1,)]
+    finally:
+        svc.stop()
+
+
+def test_kill_between_commit_and_sidecar_is_repaired_on_restart(tmp_path: Path, lib: Path) -> None:
+    photo = write_jpeg(lib / "k.jpg", 9)
+    st = settings_for(tmp_path)
+    assert WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)["done"] == 1
+    (lib / "k.jpg.xmp").unlink()  # as if the process died right after the database commit
+    again = WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)
+    assert again["done"] == 0 and (lib / "k.jpg.xmp").is_file()
+    assert runs_per_photo(tmp_path / "db.sqlite3") == {str(photo): 1}

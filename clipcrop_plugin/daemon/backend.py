@@ -49,8 +49,14 @@ def _size(sig: Signature | None) -> int | None:
 class StoreBackend:
     """A :class:`~clipcrop_plugin.store.Store` plus the scorer identity and the metadata mode."""
 
-    def __init__(self, store: Any, scorer: Any, aspects: list[Any], *, embed: bool, naming: str) -> None:
+    def __init__(
+        self, store: Any, scorer: Any, aspects: list[Any], *, embed: bool, naming: str, settings: Settings | None = None
+    ) -> None:
+        from ..hooks import get_plugin_manager
+
         self.store = store
+        self.settings = settings or Settings()
+        self.plugins = get_plugin_manager()
         self.scorer = scorer
         self.aspects = aspects
         self.embed = embed
@@ -84,7 +90,7 @@ class StoreBackend:
         except BaseException:
             store.close()
             raise
-        return cls(store, sc, ratios, embed=embed, naming=settings.sidecar_naming)
+        return cls(store, sc, ratios, embed=embed, naming=settings.sidecar_naming, settings=settings)
 
     def close(self) -> None:
         self.store.close()
@@ -110,6 +116,7 @@ class StoreBackend:
         if not self.store.is_scored(ref.content_hash, self.scorer_name, self.weights_hash):
             return False
         self._ensure_active(ref.id)
+        self._ensure_metadata(ref.id, path)
         return True
 
     def is_scored(self, content_hash: str) -> bool:
@@ -122,6 +129,7 @@ class StoreBackend:
         if ref is not None and ref.content_hash == content_hash:
             self.store.mark_seen(ref.id, mtime=mtime, size=size)
             self._ensure_active(ref.id)
+            self._ensure_metadata(ref.id, path)
             return
         pid = self.store.relink(content_hash, path, mtime=mtime, size=size)
         if pid is not None:
@@ -133,6 +141,34 @@ class StoreBackend:
             pid = self.store.copy_scores(src.id, path, mtime=mtime, size=size)
             log.info("%s is a copy of %s; scores copied", path, src.path)
         self._ensure_active(pid)
+        self._ensure_metadata(pid, path)
+
+    def _has_metadata(self, path: str) -> bool:
+        from pathlib import Path
+
+        if self.embed:
+            from ..xmp.writer import read_crop_metadata
+
+            return read_crop_metadata(path) is not None
+        from ..xmp.sidecar import sidecar_path
+
+        return sidecar_path(Path(path), self.naming)[0].is_file()
+
+    def _ensure_metadata(self, photo_id: int, path: str) -> None:
+        """Write the stored crop for a photo that lacks it: a moved or copied photo, or one whose
+        sidecar was never written because the daemon was killed between commit and write."""
+        try:
+            if self._has_metadata(path):
+                return
+            from ..api import Library
+
+            lib = Library(self.store, self.settings, scorer=self.scorer, plugins=self.plugins)
+            lib.write_metadata(photo_id, embed=self.embed, naming=self.naming)
+            log.info("wrote the stored crop metadata of %s", path)
+        except Exception as exc:  # noqa: BLE001 - the score is safe in the database
+            msg = f"{path}: cannot write crop metadata ({exc})"
+            log.warning("%s", msg)
+            self.on_error(msg)
 
     def record_batch(self, items: list[tuple[Suggestion, str, Signature]]) -> list[Signature]:
         """Store scored photos in one transaction, then write their crop metadata.
@@ -142,30 +178,55 @@ class StoreBackend:
         missing, never the other way round.
         """
         self.store.record_suggestions([(s, h, _mtime(sig), _size(sig)) for s, h, sig in items])
-        return [self._write_metadata(s, sig) for s, _h, sig in items]
+        finals = [self._write_metadata(s, sig) for s, _h, sig in items]
+        for s, _h, _sig in items:
+            self._hook("photo_scored", photo_path=s.path, suggestion=s)
+        return finals
+
+    def _hook(self, name: str, **kwargs: Any) -> None:
+        # A plugin's bug must not stop the daemon.
+        try:
+            getattr(self.plugins.hook, name)(**kwargs)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("plugin hook %s failed: %s", name, exc)
 
     def _write_metadata(self, suggestion: Suggestion, signature: Signature) -> Signature:
         try:
             from ..xmp.writer import write_crop_metadata
 
-            write_crop_metadata(suggestion.path, suggestion, mode="embed" if self.embed else "sidecar", naming=self.naming)
+            result = write_crop_metadata(
+                suggestion.path,
+                suggestion,
+                mode="embed" if self.embed else "sidecar",
+                naming=self.naming,
+                aspects=[a.name for a in self.aspects] or None,
+            )
         except Exception as exc:  # noqa: BLE001 - the score is stored; metadata is best effort
             msg = f"{suggestion.path}: cannot write crop metadata ({exc})"
             log.warning("%s", msg)
             self.on_error(msg)
             return signature
-        if not self.embed:
+        self._hook("metadata_written", photo_path=suggestion.path, written=[str(result.path_written)], cleared=False)
+        if result.mode_used != "embed":
             return signature
-        # Embedding rewrote the photo: remember its new size/mtime so the event our own write
-        # caused is recognised as "already done" instead of starting another scoring pass.
+        # Embedding rewrote the photo, so its bytes (content hash), size and mtime changed. Store
+        # the same scores under the new identity, so that neither the event our own write causes
+        # nor a later move of the file starts another scoring pass.
         new_sig = file_signature(suggestion.path) or signature
-        ref = self.store.find_path(suggestion.path)
-        if ref is not None:
-            self.store.mark_seen(ref.id, mtime=_mtime(new_sig), size=_size(new_sig))
+        try:
+            from ..hashing import content_hash
+
+            new_hash = result.sha256 or content_hash(suggestion.path)
+            self.store.record_suggestion(suggestion, new_hash, mtime=_mtime(new_sig), size=_size(new_sig))
+        except Exception as exc:  # noqa: BLE001
+            self.on_error(f"{suggestion.path}: cannot update the database after embedding ({exc})")
         return new_sig
 
     def record_failure(self, path: str, reason: str, content_hash: str | None, signature: Signature | None) -> None:
+        from ..suggest import failed
+
         self.store.record_failure(path, reason, content_hash, mtime=_mtime(signature), size=_size(signature))
+        self._hook("photo_scored", photo_path=path, suggestion=failed(path, reason, self.scorer))
 
     def mark_gone(self, path: str) -> None:
         if self.store.mark_gone(path):

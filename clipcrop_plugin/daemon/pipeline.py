@@ -389,8 +389,9 @@ class Pipeline:
             self._release(it)
 
     def _fail(self, item: _Item, reason: str) -> None:
-        log.warning("cannot score %s: %s", item.path, reason)
-        self._note_error(f"{item.path}: {reason}")
+        line = reason if item.path in reason else f"{item.path}: {reason}"
+        log.warning("cannot score %s", line)
+        self._note_error(line)
         self.db.submit(self._commit_failure, item, reason)
 
     def _commit_failure(self, item: _Item, reason: str) -> None:
