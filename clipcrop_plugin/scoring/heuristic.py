@@ -171,6 +171,32 @@ def _gauss(d2: np.ndarray, sigma: float) -> np.ndarray:
     return np.exp(-d2 / (2.0 * sigma * sigma))
 
 
+def _pairwise_iou(b: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(b[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(b[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(b[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(b[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area[:, None] + area[None, :] - inter, 1e-9)
+
+
+def _smooth_within_groups(scores: np.ndarray, cands: CandidateSet, sigma: float) -> np.ndarray:
+    """Kernel-average scores over overlapping candidates of the same set (full frame untouched)."""
+    if sigma <= 0:
+        return scores
+    out = scores.copy()
+    groups = np.asarray(cands.groups)
+    boxes = np.asarray(cands.boxes, dtype=np.float64)
+    for group in set(cands.groups) - {"full"}:
+        idx = np.flatnonzero(groups == group)
+        if len(idx) < 2:
+            continue
+        k = np.exp(-((1.0 - _pairwise_iou(boxes[idx])) ** 2) / (2.0 * sigma * sigma))
+        out[idx] = (k @ scores[idx]) / k.sum(axis=1)
+    return out
+
+
 class HeuristicScorer:
     """Weights-free scorer (registry name ``heuristic``): fast, explainable, no model needed."""
 
@@ -189,6 +215,10 @@ class HeuristicScorer:
     w_lighting = 0.15
     w_color = 0.1
     w_border = 0.15
+    # Width (in 1 - IoU) of the kernel that averages each candidate's score with its overlapping
+    # neighbours: a crop wins for sitting in a broadly good region, not for a lucky pixel, which
+    # keeps the choice stable under JPEG noise, rotation and small edits.
+    smoothing = 0.1
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings
@@ -276,6 +306,7 @@ class HeuristicScorer:
         elements = np.stack(
             [center, thirds, horizontal, vertical, curved, color, lighting, dof, emphasis, interesting], axis=1
         )
+        scores = _smooth_within_groups(scores, cands, self.smoothing)
         return ScoreResult(scores=scores.astype(np.float64), elements=np.clip(elements, 0.0, 1.0))
 
     @staticmethod
@@ -288,15 +319,19 @@ class HeuristicScorer:
         """
         tx = np.maximum(1, np.round((x2 - x1) * 0.05)).astype(np.int64)
         ty = np.maximum(1, np.round((y2 - y1) * 0.05)).astype(np.int64)
+        # The weight ramps up over the first 4% of the image from its border, so moving an edge
+        # by one cell never makes the score jump.
+        ramp_x, ramp_y = max(1.0, 0.04 * w), max(1.0, 0.04 * h)
         strips = (
-            (x1, y1, np.minimum(x1 + tx, x2), y2, x1 > 0),  # left
-            (np.maximum(x2 - tx, x1), y1, x2, y2, x2 < w),  # right
-            (x1, y1, x2, np.minimum(y1 + ty, y2), y1 > 0),  # top
-            (x1, np.maximum(y2 - ty, y1), x2, y2, y2 < h),  # bottom
+            (x1, y1, np.minimum(x1 + tx, x2), y2, x1 / ramp_x),  # left
+            (np.maximum(x2 - tx, x1), y1, x2, y2, (w - x2) / ramp_x),  # right
+            (x1, y1, x2, np.minimum(y1 + ty, y2), y1 / ramp_y),  # top
+            (x1, np.maximum(y2 - ty, y1), x2, y2, (h - y2) / ramp_y),  # bottom
         )
         cut = np.zeros(len(x1))
-        for sx1, sy1, sx2, sy2, active in strips:
+        for sx1, sy1, sx2, sy2, dist in strips:
             a = ((sx2 - sx1) * (sy2 - sy1)).astype(np.float64)
             strip_sum = sat[_I, sy2, sx2] - sat[_I, sy1, sx2] - sat[_I, sy2, sx1] + sat[_I, sy1, sx1]
-            cut += np.where(active, np.minimum(3.0, strip_sum / np.maximum(a, 1.0) / (i_all + 1e-9)), 0.0)
+            weight = np.clip(dist, 0.0, 1.0)
+            cut += weight * np.minimum(3.0, strip_sum / np.maximum(a, 1.0) / (i_all + 1e-9))
         return cut / 4.0
