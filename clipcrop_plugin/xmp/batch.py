@@ -1,0 +1,103 @@
+"""Write or clear crop metadata for many photos: the library behind ``clipcrop xmp write|clear``.
+
+Scores come from the crop database when it already holds them for the photo's current content,
+else from the scoring pipeline; one photo's failure is reported for it and never stops the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..candidates import AspectRatio
+from ..errors import ClipcropError
+from ..results import Suggestion
+from .writer import WriteResult, clear_crop_metadata, write_crop_metadata
+
+log = logging.getLogger("clipcrop.xmp")
+SOURCES = ("auto", "db", "score")
+
+
+@dataclass
+class Outcome:
+    """What happened to one photo: a :class:`WriteResult`, the files cleared, or an error line."""
+
+    path: str
+    result: WriteResult | None = None
+    cleared: list[Path] | None = None
+    error: str | None = None
+    origin: str = ""  # "db" or "scored" for writes
+
+
+def _has_aspects(s: Suggestion, aspects: Sequence[AspectRatio]) -> bool:
+    present = set(s.aspects())
+    return all(a.name in present for a in aspects)
+
+
+def write_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    mode: str = "sidecar",
+    naming: str = "ext",
+    aspects: Sequence[AspectRatio] = (),
+    source: str = "auto",
+    store: object | None = None,
+    scorer_factory: Callable[[], object] | None = None,
+    recursive: bool = True,
+    batch_size: int = 8,
+) -> Iterator[Outcome]:
+    """Write XMP for every photo under ``paths``; yields one :class:`Outcome` per photo.
+
+    ``source``: ``"db"`` uses only stored suggestions, ``"score"`` always scores now, ``"auto"``
+    uses the database where it is current and scores the rest. ``scorer_factory`` is called at
+    most once, and only when something needs scoring.
+    """
+    from ..suggest import iter_photo_paths, suggest_paths
+    from .fromstore import suggestion_from_store
+
+    names = [a.name for a in aspects] or None
+    to_score: list[Path] = []
+
+    def write(s: Suggestion, origin: str) -> Outcome:
+        try:
+            return Outcome(s.path, write_crop_metadata(s.path, s, mode=mode, naming=naming, aspects=names),
+                           origin=origin)
+        except ClipcropError as exc:
+            return Outcome(s.path, error=str(exc), origin=origin)
+
+    for photo in iter_photo_paths(paths, recursive=recursive):
+        stored = None
+        if store is not None and source in ("auto", "db"):
+            stored = suggestion_from_store(store, photo)
+            if stored is not None and not _has_aspects(stored, aspects):
+                stored = None
+        if stored is not None:
+            yield write(stored, "db")
+        elif source == "db":
+            yield Outcome(str(photo), error=f"{photo}: no current scores in the database (run clipcrop scan first)")
+        else:
+            to_score.append(photo)
+    if not to_score:
+        return
+    if scorer_factory is None:
+        for photo in to_score:
+            yield Outcome(str(photo), error=f"{photo}: not scored and no scorer available")
+        return
+    scorer = scorer_factory()
+    for s in suggest_paths(to_score, scorer, aspects, batch_size=batch_size):  # type: ignore[arg-type]
+        yield write(s, "scored") if s.ok else Outcome(s.path, error=s.error or "not scored", origin="scored")
+
+
+def clear_paths(paths: Iterable[str | os.PathLike[str]], *, mode: str = "all", naming: str | None = None,
+                recursive: bool = True) -> Iterator[Outcome]:
+    """Clear clipcrop's XMP for every photo under ``paths``; yields one :class:`Outcome` per photo."""
+    from ..suggest import iter_photo_paths
+
+    for photo in iter_photo_paths(paths, recursive=recursive):
+        try:
+            yield Outcome(str(photo), cleared=clear_crop_metadata(photo, mode=mode, naming=naming))
+        except ClipcropError as exc:
+            yield Outcome(str(photo), error=str(exc))

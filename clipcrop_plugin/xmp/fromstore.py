@@ -1,0 +1,60 @@
+"""Rebuild a :class:`Suggestion` from the crop database, so ``xmp write`` need not score again.
+
+The database keeps boxes in upright pixels plus the EXIF orientation; the stored size and whether
+the file carries an orientation tag (which decides ``tiff:Orientation``) are read from the
+photo's header, which also proves the file is still the one that was scored (content hash).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from ..hashing import content_hash
+from ..results import Crop, PhotoInfo, Suggestion
+
+
+def _orientation_tag(path: Path) -> tuple[bool, int, tuple[int, int]] | None:
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+            size = im.size
+    except Exception:  # noqa: BLE001 - any decoder failure means "cannot use the stored scores"
+        return None
+    tag = 0x0112 in exif
+    o = int(exif.get(0x0112, 1) or 1) if tag else 1
+    return tag, (o if 1 <= o <= 8 else 1), size
+
+
+def suggestion_from_store(store: object, path: str | os.PathLike[str]) -> Suggestion | None:
+    """The stored active-run suggestion for ``path``, or None when it is unknown, unscored or changed."""
+    from ..errors import StoreError
+
+    photo = Path(path).resolve()
+    try:
+        detail = store.photo_detail(str(photo))  # type: ignore[attr-defined]
+    except StoreError:
+        return None
+    summary = detail.photo
+    if detail.run is None or not detail.candidates or summary.width is None or summary.height is None:
+        return None
+    try:
+        if summary.content_hash != content_hash(photo):
+            return None
+    except Exception:  # noqa: BLE001 - unreadable now: let the scorer report why
+        return None
+    header = _orientation_tag(photo)
+    if header is None:
+        return None
+    tag, orientation, stored = header
+    if orientation != (detail.orientation or 1):
+        return None
+    info = PhotoInfo(str(photo), summary.width, summary.height, stored[0], stored[1], orientation, tag,
+                     detail.format or "", summary.taken_at, summary.camera_make, summary.camera_model)
+    crops = [Crop(c.aspect, tuple(c.box), c.score, c.rank, c.improvement, list(c.explanation),  # type: ignore[arg-type]
+                  c.elements, c.changes) for c in detail.candidates]
+    full = next((c for c in crops if c.aspect == "full"), None)
+    return Suggestion(str(photo), True, info=info, scorer=detail.run.scorer, weights_hash=detail.run.weights_hash,
+                      device=detail.run.device, crops=crops, full_frame=full)
