@@ -85,10 +85,15 @@ def current_cmd(db: str | None) -> None:
       clipcrop db current --db /tmp/test.sqlite3
     """
     from ..store import migrate
-    from ..store.engine import make_engine, resolve_url
+    from ..store.engine import make_engine, resolve_url, sqlite_path
 
     try:
         url = resolve_url(db)
+        path = sqlite_path(url)
+        if path is not None and not path.exists():
+            click.echo(f"{url}: revision none (no database yet; it is created on first use),"
+                       f" code head {migrate.head_revision()}")
+            return
         engine = make_engine(url)
         try:
             current, head = migrate.check_revision(engine)
