@@ -1,0 +1,184 @@
+"""The zeroshot and clipcropping scorers through the registry, on real image files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from clipcrop_plugin.candidates import generate_candidates, parse_aspect
+from clipcrop_plugin.config import Settings
+from clipcrop_plugin.elements import ELEMENT_NAMES
+from clipcrop_plugin.errors import WeightsError
+from clipcrop_plugin.imaging import load_image
+from clipcrop_plugin.model import build_model, save_checkpoint
+from clipcrop_plugin.model.checkpoints import import_checkpoint
+from clipcrop_plugin.model.testing import tiny_clip_config, tiny_config, write_clip_weights
+from clipcrop_plugin.model.weights import load_state_file, sha256_file
+from clipcrop_plugin.scoring.registry import load_scorer
+
+TOWER = "tinyrn-test"
+
+
+@pytest.fixture(scope="module")
+def tower(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Register a tiny ResNet CLIP config with open_clip, as a user could register their own."""
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("oc")
+    (folder / f"{TOWER}.json").write_text(json.dumps(tiny_clip_config()))
+    open_clip.add_model_config(folder / f"{TOWER}.json")
+    return TOWER
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, tower: str) -> Settings:
+    return Settings(model_dir=str(tmp_path / "models"), clip_model=tower, clip_pretrained="openai")
+
+
+@pytest.fixture()
+def photos(tmp_path: Path) -> list[Path]:
+    rng = np.random.default_rng(3)
+    out = []
+    for i, (w, h) in enumerate([(360, 240), (200, 300)]):
+        arr = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        arr[h // 3: h // 2, w // 3: w // 2] = 255
+        path = tmp_path / f"p{i}.jpg"
+        Image.fromarray(arr).save(path, quality=90)
+        out.append(path)
+    return out
+
+
+def _clip_weights(settings: Settings) -> Path:
+    cfg = tiny_config(clip_model=settings.clip_model)
+    return write_clip_weights(settings.resolved_model_dir() / f"{settings.clip_model}-openai.safetensors", cfg)
+
+
+def _checkpoint(settings: Settings, tmp_path: Path) -> Path:
+    cfg = tiny_config()
+    model = build_model(cfg, load_state_file(write_clip_weights(tmp_path / "c.safetensors", cfg)))
+    return save_checkpoint(model, tmp_path / "export" / "trained", provenance={"stage": "cropping"}).path
+
+
+def _score(scorer, photos):  # noqa: ANN001, ANN202
+    loaded = [load_image(p, min_side=scorer.min_side) for p in photos]
+    cands = [generate_candidates(im.info.width, im.info.height, [parse_aspect("1:1")]) for im in loaded]
+    return loaded, cands, scorer.score(loaded, cands)
+
+
+def test_zeroshot_scores_every_candidate_with_one_trunk_pass(settings: Settings, photos: list[Path]) -> None:
+    weights = _clip_weights(settings)
+    scorer = load_scorer("zeroshot", settings=settings, device="cpu")
+    assert scorer.name == "zeroshot" and scorer.device == "cpu" and scorer.weights_hash == sha256_file(weights)
+    calls: list[int] = []
+    hook = scorer.clip.visual.layer4.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    try:
+        loaded, cands, results = _score(scorer, photos)
+    finally:
+        hook.remove()
+    assert calls == [2]  # both photos in one forward (square input), whatever the candidate count
+    for cand, res in zip(cands, results):
+        assert res.scores.shape == (len(cand),) and res.elements.shape == (len(cand), len(ELEMENT_NAMES))
+        assert np.isfinite(res.scores).all() and np.ptp(res.scores) > 0
+        assert np.abs(res.elements).max() <= 1.0 + 1e-5  # cosines
+
+
+def test_zeroshot_full_frame_is_clips_image_embedding(settings: Settings, photos: list[Path]) -> None:
+    _clip_weights(settings)
+    scorer = load_scorer("zeroshot", settings=settings, device="cpu")
+    loaded, cands, _ = _score(scorer, photos[:1])
+    emb = scorer.embed_crops(loaded, cands)[0][cands[0].full_index]
+    from clipcrop_plugin.model.network import image_tensor
+
+    x = image_tensor(loaded[0].image, (64, 64), scorer.config)[None]
+    with torch.no_grad():
+        ref = F.normalize(scorer.clip.encode_image(x), dim=-1)[0]
+    torch.testing.assert_close(emb, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_clipcropping_from_imported_checkpoint(settings: Settings, photos: list[Path], tmp_path: Path) -> None:
+    info = import_checkpoint(_checkpoint(settings, tmp_path), settings.resolved_model_dir())
+    scorer = load_scorer("clipcropping", settings=settings, device="cpu")
+    assert scorer.weights_hash == info.sha256
+    calls: list[int] = []
+    hook = scorer.model.clip.visual.layer4.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    try:
+        _, cands, results = _score(scorer, photos)
+    finally:
+        hook.remove()
+    assert calls == [2]
+    for cand, res in zip(cands, results):
+        assert res.scores.shape == (len(cand),) and res.elements.shape == (len(cand), 10)
+    # --weights with the checkpoint file works too, and gives the same numbers
+    again = load_scorer("clipcropping", settings=Settings(model_dir=str(tmp_path / "empty")), device="cpu",
+                        weights=str(info.path))
+    np.testing.assert_allclose(_score(again, photos)[2][0].scores, results[0].scores, rtol=1e-5, atol=1e-6)
+
+
+def test_clipcropping_without_checkpoint_is_a_clear_error(settings: Settings) -> None:
+    with pytest.raises(WeightsError, match="no trained clipcropping checkpoint"):
+        load_scorer("clipcropping", settings=settings, device="cpu")
+    plain = _clip_weights(settings)
+    with pytest.raises(WeightsError, match="not a clipcrop checkpoint"):
+        load_scorer("clipcropping", settings=settings, device="cpu", weights=str(plain))
+
+
+def test_zeroshot_without_weights_fails_fast_and_says_how(settings: Settings) -> None:
+    start = time.perf_counter()
+    with pytest.raises(WeightsError, match="--weights PATH") as exc:
+        load_scorer("zeroshot", settings=Settings(model_dir=settings.model_dir), device="cpu")
+    assert time.perf_counter() - start < 10 and "\n" not in str(exc.value)
+
+
+def test_auto_never_picks_random_weights(settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="clipcrop")
+    logger = logging.getLogger("clipcrop")
+    logger.propagate = True
+    try:
+        assert load_scorer("auto", settings=settings, device="cpu").name == "heuristic"
+    finally:
+        logger.propagate = False
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "weights" in warnings[0].getMessage()
+    _clip_weights(settings)
+    assert load_scorer("auto", settings=settings, device="cpu").name == "zeroshot"
+    import_checkpoint(_checkpoint(settings, tmp_path), settings.resolved_model_dir())
+    assert load_scorer("auto", settings=settings, device="cpu").name == "clipcropping"
+
+
+def test_explicit_weights_for_zeroshot_can_be_a_checkpoint(settings: Settings, photos: list[Path], tmp_path: Path) -> None:
+    ckpt = _checkpoint(settings, tmp_path)
+    scorer = load_scorer("zeroshot", settings=settings, device="cpu", weights=str(ckpt))
+    assert scorer.weights_hash == sha256_file(ckpt)
+    assert _score(scorer, photos[:1])[2][0].scores.shape[0] > 10
+
+
+def test_models_cli_lists_and_imports(settings: Settings, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from clipcrop_plugin.cli.main import cli
+
+    env = {"CLIPCROP_MODEL_DIR": settings.model_dir}
+    Path(os.environ["CLIPCROP_CONFIG"]).write_text(f'clip_model = "{settings.clip_model}"\n')
+    runner = CliRunner()
+    out = runner.invoke(cli, ["models", "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    rows = {r["name"]: r for r in json.loads(out.output)["scorers"]}
+    assert not rows["clipcropping"]["ready"] and not rows["zeroshot"]["ready"] and rows["heuristic"]["ready"]
+    ckpt = _checkpoint(settings, tmp_path)
+    out = runner.invoke(cli, ["models", "import", str(ckpt)], env=env)
+    assert out.exit_code == 0 and "imported trained" in out.output
+    out = runner.invoke(cli, ["models"], env=env)
+    assert "clipcropping  ready" in out.output and "checkpoint * trained" in out.output
+    bad = tmp_path / "junk.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    out = runner.invoke(cli, ["models", "import", str(bad)], env=env)
+    assert out.exit_code == 1 and out.output.startswith("error: ") and "Traceback" not in out.output
