@@ -20,7 +20,7 @@ import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from starlette.datastructures import URL, Headers
+from starlette.datastructures import URL, Headers, QueryParams
 from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -96,11 +96,11 @@ class GuardMiddleware:
 
         if self.token is not None and not path.startswith(self.exempt_prefixes):
             url = URL(scope=scope)
-            given = url.query_params.get("token")
+            given = QueryParams(url.query).get("token")
             if method == "GET" and given is not None and hmac.compare_digest(given.encode(), self.token.encode()):
                 # Trade the token in the address bar for an HttpOnly cookie and drop it from the URL.
                 clean = url.remove_query_params("token")
-                response = RedirectResponse(str(clean.path) + (f"?{clean.query}" if clean.query else ""), 303)
+                response = RedirectResponse(clean.path + (f"?{clean.query}" if clean.query else ""), 303)
                 response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="strict")
                 await response(scope, receive, send)
                 return
