@@ -43,9 +43,9 @@ def cli() -> None:
     \b
     Example (the paper's Algorithm 1, each stage from the previous checkpoint):
       clipcrop-train composition --data CADB/composition_labels.json --out runs/s1
-      clipcrop-train aesthetic --data AADB/labels --init runs/s1/model.safetensors --out runs/s2
-      clipcrop-train cropping --data GAICD --init runs/s2/model.safetensors --out runs/s3
-      clipcrop-train evaluate --dataset gaicd --root GAICD --checkpoint runs/s3/model.safetensors
+      clipcrop-train aesthetic --data AADB/labels --init runs/s1/composition-s1.safetensors --out runs/s2
+      clipcrop-train cropping --data GAICD --init runs/s2/aesthetic-s2.safetensors --out runs/s3
+      clipcrop-train evaluate --dataset gaicd --root GAICD --checkpoint runs/s3/cropping-s3.safetensors
     """
 
 
@@ -62,7 +62,7 @@ def _stage_options(stage: str) -> Callable[[Callable[..., Any]], Callable[..., A
                          help="Held-out data in the same form (default: the 'test' split for GAICD, "
                               "else 10% of --data, chosen by the seed)."),
             click.option("--out", "out", required=True, type=click.Path(path_type=Path),
-                         help="Run folder: model.safetensors (+ .json sidecar) and resume.pt."),
+                         help="Run folder: <stage>-<folder>.safetensors (+ .json sidecar) and resume.pt."),
             click.option("--init", "init", type=click.Path(path_type=Path), default=None,
                          help="Checkpoint of the previous stage to start from (Algorithm 1)."),
             click.option("--clip-weights", type=click.Path(path_type=Path), default=None,
@@ -125,7 +125,7 @@ def aesthetic(**kw: Any) -> None:
 
     \b
     Example:
-      clipcrop-train aesthetic --data AADB/imgListFiles_label --init runs/s1/model.safetensors --out runs/s2
+      clipcrop-train aesthetic --data AADB/imgListFiles_label --init runs/s1/composition-s1.safetensors --out runs/s2
     """
     _run("aesthetic", **kw)
 
@@ -138,7 +138,7 @@ def cropping(**kw: Any) -> None:
 
     \b
     Example:
-      clipcrop-train cropping --data GAICD --init runs/s2/model.safetensors --out runs/s3
+      clipcrop-train cropping --data GAICD --init runs/s2/aesthetic-s2.safetensors --out runs/s3
     """
     _run("cropping", **kw)
 
@@ -160,7 +160,7 @@ def evaluate(dataset: str, root: Path, split: str, checkpoint: Path | None, pred
 
     \b
     Examples:
-      clipcrop-train evaluate --dataset gaicd --root GAICD --checkpoint runs/s3/model.safetensors
+      clipcrop-train evaluate --dataset gaicd --root GAICD --checkpoint runs/s3/cropping-s3.safetensors
       clipcrop-train evaluate --dataset gaicd --root GAICD --predictions other_method.json --json
     """
     from .evaluate import evaluate_checkpoint, evaluate_predictions, format_table
