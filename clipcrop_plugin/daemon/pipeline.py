@@ -171,7 +171,7 @@ class Pipeline:
         self._paths: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
         self._batches: queue.Queue[Any] = queue.Queue(maxsize=max(2, 2 * self.batch_size))
         self._stopping = threading.Event()
-        self.db = DBThread(self._note_error)
+        self.db = DBThread(self.note_error)
         self._decoders = [
             threading.Thread(target=self._decode_loop, name=f"clipcrop-decode-{i}", daemon=True)
             for i in range(max(1, decoders))
@@ -221,8 +221,9 @@ class Pipeline:
         with self._lock:
             return set(self._active_paths)
 
-    def has_room(self) -> bool:
-        return not self._paths.full()
+    def free_slots(self) -> int:
+        """How many more paths the bounded queue takes right now."""
+        return max(0, self._paths.maxsize - self._paths.qsize())
 
     def submit(self, path: str, signature: Signature, *, block: bool = False) -> bool:
         """Queue a stable path; False if the queue is full (and ``block`` is off) or stopping."""
@@ -262,7 +263,8 @@ class Pipeline:
             self._outstanding -= 1
             self._lock.notify_all()
 
-    def _note_error(self, message: str) -> None:
+    def note_error(self, message: str) -> None:
+        """Remember ``message`` as the last error (shown by ``clipcrop status``)."""
         with self._lock:
             self.counters.last_error = message
             self.counters.last_error_at = time.time()
@@ -280,7 +282,7 @@ class Pipeline:
                 self._decode(item)
             except Exception as exc:  # noqa: BLE001 - one photo must never stop the daemon
                 log.exception("unexpected error preparing %s", item.path)
-                self._note_error(f"{item.path}: {exc}")
+                self.note_error(f"{item.path}: {exc}")
                 self._release(item)
 
     def _decode(self, item: _Item) -> None:
@@ -391,7 +393,7 @@ class Pipeline:
     def _fail(self, item: _Item, reason: str) -> None:
         line = reason if item.path in reason else f"{item.path}: {reason}"
         log.warning("cannot score %s", line)
-        self._note_error(line)
+        self.note_error(line)
         self.db.submit(self._commit_failure, item, reason)
 
     def _commit_failure(self, item: _Item, reason: str) -> None:

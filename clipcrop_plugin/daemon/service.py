@@ -56,9 +56,16 @@ class WatchService:
         device: str | None = None,
         db_url: str | None = None,
         decoders: int | None = None,
-        poll_interval: float = 1.0,
+        poll_interval: float = 5.0,
         status_file: Path | None = None,
     ) -> None:
+        """Arguments left ``None`` come from ``settings`` (default: the config file).
+
+        ``poll_interval``: seconds between the polling observer's snapshots (``--poll``, or a
+        tree that fell back to polling); each one stats the whole tree, so keep it modest on
+        network shares. ``status_file``: default ``<data dir>/daemon-status.json``; the lock file
+        sits next to it. ``decoders``: decoder threads (default: CPUs, at most 4).
+        """
         if not folders:
             raise ConfigError("no folder to watch")
         self.settings = settings or load_settings()
@@ -239,7 +246,7 @@ class WatchService:
             except Exception as exc:  # noqa: BLE001 - the dispatcher must outlive any one error
                 log.exception("dispatcher error")
                 if self.pipeline is not None:
-                    self.pipeline._note_error(f"dispatcher: {exc}")
+                    self.pipeline.note_error(f"dispatcher: {exc}")
             self.hints.wakeup.wait(tick)
 
     def _pump(self) -> None:
@@ -254,13 +261,10 @@ class WatchService:
         for d in dirs:
             self._directory_changed(d)
         self._settle_gone()
-        room = self.pipeline._paths.maxsize - self.pipeline._paths.qsize()
+        room = self.pipeline.free_slots()
         if room <= 0:
             return
-        for path in self.tracker.due(limit=room, skip=self.pipeline.in_flight()):
-            sig = file_signature(path)
-            if sig is None:
-                continue
+        for path, sig in self.tracker.due(limit=room, skip=self.pipeline.in_flight()):
             if not self.pipeline.submit(path, sig):
                 self.tracker.note(path, settled=True)
 
@@ -338,6 +342,8 @@ class WatchService:
         seen: set[str] = set()
         wall = time.time()
         for path in iter_photos(top):
+            if self._stop.is_set():
+                return  # a SIGTERM during the first scan of a big library must not wait for it
             if is_ignored(path, root) or not self._accept(path):
                 continue
             seen.add(path)

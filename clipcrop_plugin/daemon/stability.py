@@ -82,11 +82,12 @@ class StabilityTracker:
         earliest = min(e.last_seen for e in self._entries.values())
         return max(0.0, earliest + self.window - self._clock())
 
-    def due(self, limit: int | None = None, skip: Iterable[str] = ()) -> list[str]:
-        """Pop up to ``limit`` stable paths; missing files are dropped, changed ones re-armed."""
+    def due(self, limit: int | None = None, skip: Iterable[str] = ()) -> list[tuple[str, Signature]]:
+        """Pop up to ``limit`` stable ``(path, signature)``; missing files are dropped, changed
+        ones re-armed, paths in ``skip`` (being processed) left waiting."""
         now = self._clock()
         skip_set = set(skip)
-        ready: list[str] = []
+        ready: list[tuple[str, Signature]] = []
         for path, entry in list(self._entries.items()):
             if limit is not None and len(ready) >= limit:
                 break
@@ -102,5 +103,5 @@ class StabilityTracker:
                 self._entries[path] = _Entry(now, sig)
             else:
                 del self._entries[path]
-                ready.append(path)
+                ready.append((path, sig))
         return ready
