@@ -190,3 +190,25 @@ def test_other_oserrors_are_not_swallowed(tmp_path: Path, monkeypatch: pytest.Mo
             w.watch(str(tmp_path))
     finally:
         w.stop()
+
+
+def test_example_config_lists_every_setting_with_its_default() -> None:
+    from dataclasses import fields
+
+    from clipcrop_plugin.config import Settings, load_settings, tomllib
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "config.toml"
+    assert load_settings(example) == Settings()
+    assert set(tomllib.loads(example.read_text(encoding="utf-8"))) == {f.name for f in fields(Settings)}
+
+
+def test_example_systemd_unit_runs_the_daemon_and_stops_it_with_sigterm() -> None:
+    import configparser
+
+    unit = Path(__file__).resolve().parents[1] / "examples" / "clipcrop-watch.service"
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.optionxform = str  # type: ignore[assignment, method-assign]
+    cp.read_string(unit.read_text(encoding="utf-8"))
+    assert " watch " in cp["Service"]["ExecStart"]
+    assert cp["Service"]["KillSignal"] == "SIGTERM" and cp["Service"]["Restart"] == "on-failure"
+    assert cp["Install"]["WantedBy"] == "default.target"  # a user unit
