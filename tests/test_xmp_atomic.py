@@ -157,3 +157,12 @@ def test_stale_temp_cleanup_respects_age_and_target(tmp_path: Path) -> None:
     assert clean_stale_temps(tmp_path, older_than=0, target="a.jpg") == []
     assert new.exists() and other.exists()
     assert not is_temp_name(".hidden") and is_temp_name(new.name)
+
+
+def test_deferred_folder_sync_still_renames_each_file_at_once(tmp_path: Path) -> None:
+    photos = [oriented_jpeg(tmp_path / f"d{i}.jpg", Image.new("RGB", (300, 200)), 1) for i in range(3)]
+    with atomic.deferred_dir_sync() as pending:
+        for p in photos:
+            write_crop_metadata(p, make_suggestion(p))
+            assert (tmp_path / f"{p.name}.xmp").exists()  # visible immediately, not at the end
+        assert pending == {tmp_path}
