@@ -135,8 +135,19 @@ def feature_maps(image: Image.Image) -> dict[str, np.ndarray]:
     }
 
 
+def _pool2(a: np.ndarray) -> np.ndarray:
+    h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
+    return a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
 def _tables(maps: dict[str, np.ndarray]) -> np.ndarray:
-    """Summed-area tables (C, H+1, W+1) of every channel, zero-padded at the top/left."""
+    """Summed-area tables (C, H+1, W+1) of every channel, zero-padded at the top/left.
+
+    Maps are 2x2 block-averaged first when large enough: boxes still land within a cell
+    (< 1% of the image) and the cumulative sums, the main cost, shrink fourfold.
+    """
+    if min(maps["interest"].shape) >= 96:
+        maps = {k: _pool2(v) for k, v in maps.items()}
     interest = maps["interest"]
     h, w = interest.shape
     xs = ((np.arange(w, dtype=np.float32) + 0.5) / w)[None, :]
@@ -236,9 +247,8 @@ class HeuristicScorer:
 
     def score_one(self, loaded: LoadedImage, cands: CandidateSet) -> ScoreResult:
         """Scores (N,) and elements (N, 10) for one image's candidates."""
-        maps = feature_maps(loaded.image)
-        sat = _tables(maps)
-        h, w = maps["interest"].shape
+        sat = _tables(feature_maps(loaded.image))
+        h, w = sat.shape[1] - 1, sat.shape[2] - 1
         boxes = np.asarray(cands.boxes, dtype=np.float64)
         n = len(boxes)
         if n == 0:
