@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -11,6 +12,11 @@ from .models import CropOut, ElementChangeOut, LabelOut, PhotoDetail, PhotoPage,
 if TYPE_CHECKING:
     from ..api import Library
     from ..api import PhotoPage as LibraryPage
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    """Store times are naive UTC; the API says so explicitly (RFC 3339 needs a zone)."""
+    return t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t
 
 
 def _change(element: str, change: float) -> ElementChangeOut:
@@ -37,7 +43,7 @@ def label(x: Any) -> LabelOut:
     """A store ``LabelRecord`` as the API's label."""
     return LabelOut(
         id=x.id, photo_id=x.photo_id, kind=x.kind, aspect=x.aspect, rank=x.rank, other_rank=x.other_rank,
-        box=x.box, other_box=x.other_box, source=x.source, created_at=x.created_at,
+        box=x.box, other_box=x.other_box, source=x.source, created_at=_utc(x.created_at),
     )
 
 
@@ -45,7 +51,8 @@ def _summary_fields(p: Any) -> dict[str, Any]:
     camera = " ".join(v for v in (p.camera_make, p.camera_model) if v) or None
     return dict(
         id=p.id, name=PurePath(p.path).name, folder=p.folder, width=p.width or 0, height=p.height or 0,
-        status="offline" if p.offline else p.status, error=p.error, taken_at=p.taken_at, camera=camera,
+        status="offline" if p.offline else p.status, error=p.error,
+        taken_at=p.taken_at.isoformat() if p.taken_at else None, camera=camera,
         best=crop(p.crop) if p.crop is not None else None,
     )
 
@@ -87,7 +94,7 @@ def photo_detail(library: Library, d: Any) -> PhotoDetail:
         scorer=d.run.scorer if d.run else None,
         weights_hash=d.run.weights_hash if d.run else None,
         device=d.run.device if d.run else None,
-        scored_at=d.run.created_at if d.run else None,
+        scored_at=_utc(d.run.created_at) if d.run else None,
         full_frame=crop(d.full_frame, with_changes=True) if d.full_frame is not None else None,
         sets=sets,
         explanation=words,

@@ -57,7 +57,8 @@ class PhotoSummary(BaseModel):
     height: int
     status: str
     error: str | None = None
-    taken_at: datetime | None = None
+    taken_at: str | None = Field(
+        default=None, description="capture time from EXIF, camera-local (ISO 8601 without a zone)")
     camera: str | None = None
     best: CropOut | None = Field(default=None, description="the selected crop (rank 1 of `aspect`, or best overall)")
     label: LabelOut | None = Field(default=None, description="the latest label, if any")
