@@ -41,7 +41,7 @@ def _scored(db: Path) -> int:
 @pytest.fixture
 def backlog(tmp_path: Path) -> tuple[Path, Path, int]:
     lib = tmp_path / "photos"
-    n = 60
+    n = 40
     for i in range(n):
         write_jpeg(lib / f"{i:03d}.jpg", 500 + i, (480, 360))
     db = tmp_path / "db.sqlite3"

@@ -278,3 +278,18 @@ def test_kill_between_commit_and_sidecar_is_repaired_on_restart(tmp_path: Path, 
     again = WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)
     assert again["done"] == 0 and (lib / "k.jpg.xmp").is_file()
     assert runs_per_photo(tmp_path / "db.sqlite3") == {str(photo): 1}
+
+
+def test_renaming_a_folder_relinks_every_photo_in_it(service: WatchService, lib: Path, tmp_path: Path) -> None:
+    for i in range(3):
+        write_jpeg(lib / "trip" / f"t{i}.jpg", 60 + i)
+    db = tmp_path / "db.sqlite3"
+    assert wait_for(lambda: len(runs_per_photo(db)) == 3)
+    assert service.wait_idle(10, settle=WINDOW)
+    (lib / "trip").rename(lib / "2024 trip")
+    want = {str(lib / "2024 trip" / f"t{i}.jpg"): 1 for i in range(3)}
+    assert wait_for(lambda: runs_per_photo(db) == want)
+    assert service.wait_idle(10, settle=WINDOW * 3)
+    assert runs_per_photo(db) == want and db_rows(db, "select count(*) from scoring_runs") == [(3,)]
+    assert db_rows(db, "select count(*) from photos where status != 'scored'") == [(0,)]
+    assert all((lib / "2024 trip" / f"t{i}.jpg.xmp").is_file() for i in range(3))

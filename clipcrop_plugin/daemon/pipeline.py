@@ -177,7 +177,6 @@ class Pipeline:
             for i in range(max(1, decoders))
         ]
         self._scorer = threading.Thread(target=self._score_loop, name="clipcrop-score", daemon=True)
-        self._scoring = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -202,8 +201,7 @@ class Pipeline:
         self._scorer.join(max(0.1, deadline - time.monotonic()))
         self.db.stop(max(0.1, deadline - time.monotonic()))
 
-    @staticmethod
-    def _put_nowait_drop(q: queue.Queue[Any], item: Any) -> None:
+    def _put_nowait_drop(self, q: queue.Queue[Any], item: Any) -> None:
         # Make room for the stop marker by releasing queued work (it is rediscovered on restart).
         while True:
             try:
@@ -211,9 +209,11 @@ class Pipeline:
                 return
             except queue.Full:
                 try:
-                    q.get_nowait()
+                    dropped = q.get_nowait()
                 except queue.Empty:
-                    pass
+                    continue
+                if isinstance(dropped, _Item):
+                    self._release(dropped)
 
     # -- intake ------------------------------------------------------------------------------
     def in_flight(self) -> set[str]:
@@ -291,8 +291,11 @@ class Pipeline:
             return
         try:
             item.content_hash = self._hash(item.path)
-        except OSError:
-            self._release(item)  # vanished or unreadable mid-way; its delete event follows
+        except (OSError, ClipcropError) as exc:
+            if file_signature(item.path) is None:
+                self._release(item)  # vanished mid-way; its delete event follows
+            else:
+                self._fail(item, str(exc))  # there but unreadable (permissions, I/O error)
             return
         with self._lock:
             waiting = self._claimed.get(item.content_hash)
@@ -315,6 +318,12 @@ class Pipeline:
                 self._rehint(item.path)
                 return
             self._fail(item, str(exc))
+            return
+        if file_signature(item.path) != item.signature:
+            # Rewritten while we hashed and decoded: the pixels may not match the hash.
+            item.loaded = None
+            self._release(item)
+            self._rehint(item.path)
             return
         while not self._stopping.is_set():
             try:
@@ -342,11 +351,7 @@ class Pipeline:
                     stop_after = True
                     break
                 batch.append(nxt)
-            self._scoring = True
-            try:
-                self._score_batch(batch)
-            finally:
-                self._scoring = False
+            self._score_batch(batch)
             if stop_after:
                 return
 

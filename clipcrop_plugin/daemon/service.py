@@ -100,10 +100,12 @@ class WatchService:
         self.pipeline: Pipeline | None = None
         self.backend: Any = None
         self.started_at = time.time()
+        self._process_started_at = _own_start_time()
         self.state = "starting"
         self._next_status = 0.0
         self._next_root_check = 0.0
         self._next_rescan = 0.0
+        self._accept = lambda _p: True  # replaced by the foundation's photo-name rule in _open
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _open(self) -> None:
@@ -133,6 +135,7 @@ class WatchService:
                 rehint=self.hints.changed,
                 on_done=self._settled,
             )
+            self.backend.on_error = self.pipeline.note_error
             self.pipeline.start()
         except BaseException:
             self._lock.release()
@@ -147,12 +150,16 @@ class WatchService:
             poll=self.poll,
             poll_interval=self.poll_interval,
         )
-        # Watch first, then scan: a file arriving during the scan is seen by one or the other.
-        for folder in self.folders:
-            mode = self.watcher.watch(folder)
-            log.info("watching %s (%s)", folder, mode)
-        self.state = "running"
-        self._scan(self.folders)
+        try:
+            # Watch first, then scan: a file arriving during the scan is seen by one or the other.
+            for folder in self.folders:
+                mode = self.watcher.watch(folder)
+                log.info("watching %s (%s)", folder, mode)
+            self.state = "running"
+            self._scan(self.folders)
+        except BaseException:
+            self._shutdown()
+            raise
         self._next_rescan = time.monotonic() + self.rescan_seconds
         self._thread = threading.Thread(target=self._loop, name="clipcrop-dispatch", daemon=True)
         self._thread.start()
@@ -377,7 +384,7 @@ class WatchService:
         c = p.counters if p else None
         return {
             "pid": os.getpid(),
-            "process_started_at": _own_start_time(),
+            "process_started_at": self._process_started_at,
             "state": self.state,
             "started_at": self.started_at,
             "updated_at": time.time(),
