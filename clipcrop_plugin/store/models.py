@@ -10,8 +10,9 @@ Layout, chosen so that 100,000 photos x ~90 candidates stay small and fast to qu
 * ``crops``: the query index. Only the top few candidates of each set (rank <= ``TOP_K``) plus the
   full frame get a row, each with exact float32 element scores and the ``active``/``best`` flags
   copied from their run so every query is one indexed table walk.
-* ``explanations``: the top-3 element changes of every rank-1 crop, indexed by
-  (element, change) so "best crop enhances X" is an index range scan.
+* ``explanations``: the exact top-3 element changes of every rank-1 crop; the same top-3 are
+  bitmasks on the crop row (``enhances``/``reduces``) inside its covering index, so "best crop
+  enhances X" is a walk of the improvement index.
 * ``labels`` and ``model_versions`` feed the trainer's personalization (SPEC 12).
 
 Schema changes go through alembic revisions in the top-level ``migrations`` package only.
@@ -119,8 +120,10 @@ class CropRow(Base):
 
     __tablename__ = "crops"
     __table_args__ = (
-        Index("ix_crops_best", "best", "active", "improvement"),
-        Index("ix_crops_aspect", "aspect", "rank", "active", "improvement"),
+        # Covering indexes: ORDER BY improvement walks them and the element masks are checked in
+        # the index itself, so "best crop enhances X, top 50" reads ~50 table rows.
+        Index("ix_crops_best", "best", "active", "improvement", "enhances", "reduces"),
+        Index("ix_crops_aspect", "aspect", "rank", "active", "improvement", "enhances", "reduces"),
         Index("ix_crops_photo", "photo_id", "active"),
         Index("ix_crops_run", "run_id"),
     )
@@ -139,6 +142,10 @@ class CropRow(Base):
     score: Mapped[float] = mapped_column(Float)
     improvement: Mapped[float] = mapped_column(Float)
     elements: Mapped[bytes | None] = mapped_column(LargeBinary)  # 10 float32, exact
+    # Bit i set: element i (ELEMENT_NAMES order) is among the explanation's top-3 changes and rises
+    # (enhances) or falls (reduces). Filled for rank-1 crops; the exact values are in explanations.
+    enhances: Mapped[int] = mapped_column(SmallInteger, default=0)
+    reduces: Mapped[int] = mapped_column(SmallInteger, default=0)
 
 
 class Explanation(Base):

@@ -10,7 +10,11 @@ zlib-compressed (grid boxes repeat coordinates, so they compress well)::
     sets   (N,)   uint8   index into the run's ``aspects`` list
     ranks  (N,)   uint16  1-based rank within the set
 
-Element scores are stored separately as raw (N, 10) float16 (they do not compress).
+Element scores are stored separately, quantized to uint8 over the run's own [min, max]
+(precision: 1/255 of that range, enough to rank and explain; the top candidates of each set keep
+exact float32 copies in their ``crops`` rows)::
+
+    b"EQ1" | float32 min | float32 max | uint16 columns | (N, columns) uint8
 """
 
 from __future__ import annotations
@@ -74,13 +78,22 @@ def unpack_candidates(blob: bytes) -> PackedCandidates:
 
 
 def pack_elements(elements: np.ndarray) -> bytes:
-    """(N, 10) element scores as float16: ~1e-3 precision, enough for ranking explanations."""
-    return np.ascontiguousarray(elements, dtype="<f2").tobytes()
+    """(N, K) element scores quantized to uint8 over their own range."""
+    el = np.asarray(elements, dtype=np.float32)
+    lo, hi = (float(el.min()), float(el.max())) if el.size else (0.0, 0.0)
+    span = hi - lo
+    q = np.zeros(el.shape, np.uint8) if span <= 0 else np.rint((el - lo) * (255.0 / span)).astype(np.uint8)
+    cols = el.shape[1] if el.ndim == 2 else 0
+    return b"EQ1" + struct.pack("<ffH", lo, hi, cols) + q.tobytes()
 
 
 def unpack_elements(blob: bytes, n: int) -> np.ndarray:
-    """(N, 10) float32 from :func:`pack_elements` output."""
-    return np.frombuffer(blob, "<f2").reshape(n, -1).astype(np.float32)
+    """(N, K) float32 from :func:`pack_elements` output (error <= range/510)."""
+    if blob[:3] != b"EQ1":
+        raise StoreError("stored element scores are in an unknown format")
+    lo, hi, cols = struct.unpack("<ffH", blob[3:13])
+    q = np.frombuffer(blob, np.uint8, n * cols, 13).reshape(n, cols).astype(np.float32)
+    return lo + q * ((hi - lo) / 255.0)
 
 
 def pack_vector(values: list[float] | np.ndarray) -> bytes:

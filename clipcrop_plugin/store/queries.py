@@ -11,7 +11,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..elements import ELEMENT_NAMES, element
 from ..errors import ConfigError
-from .models import CropRow, Explanation, Label, Photo, ScoringRun
+from .models import CropRow, Label, Photo, ScoringRun
 
 SORTS = ("improvement", "score", "path", "taken")
 _PREFIX_END = "\U0010ffff"  # sorts after every character: [prefix, prefix+END) is "starts with"
@@ -88,7 +88,7 @@ def build_query(f: QueryFilters, sort: str, dialect: str) -> Select:  # type: ig
     if f.aspect:
         crop_cond += [c.c.aspect == f.aspect, c.c.rank == 1]
     else:
-        crop_cond.append(c.c.best.is_(True))
+        crop_cond.append(c.c.best == True)  # noqa: E712 - "= 1" lets SQLite use the index; "IS 1" may not
     if f.scorer:
         r = ScoringRun.__table__
         newest = select(func.max(r.c.id)).where(r.c.photo_id == p.c.id, r.c.scorer == f.scorer)
@@ -96,12 +96,14 @@ def build_query(f: QueryFilters, sort: str, dialect: str) -> Select:  # type: ig
             newest = newest.where(r.c.weights_hash == f.weights_hash)
         crop_cond.append(c.c.run_id == newest.scalar_subquery())
     else:
-        crop_cond.append(c.c.active.is_(True))
+        crop_cond.append(c.c.active == True)  # noqa: E712
 
     # Score sorts and score filters only make sense for scored photos: drive the query from the
     # crops index then (ORDER BY improvement LIMIT 50 becomes an index walk).
     inner = f.needs_crop() or sort in ("improvement", "score")
-    cols = [p, c.c.id.label("crop_id"), c.c.run_id, c.c.aspect, c.c.rank, c.c.x1, c.c.y1, c.c.x2, c.c.y2,
+    pc = p.c
+    cols = [pc.id, pc.path, pc.folder, pc.status, pc.error, pc.offline, pc.width, pc.height, pc.taken_at,
+            pc.camera_make, pc.camera_model, pc.content_hash, c.c.id.label("crop_id"), c.c.run_id, c.c.aspect, c.c.rank, c.c.x1, c.c.y1, c.c.x2, c.c.y2,
             c.c.score, c.c.improvement, c.c.elements]
     if inner:
         q = select(*cols).select_from(c.join(p, and_(*crop_cond)))
@@ -112,7 +114,8 @@ def build_query(f: QueryFilters, sort: str, dialect: str) -> Select:  # type: ig
     if f.folder:
         folder = f.folder.rstrip("/\\") or "/"
         sep = "" if folder.endswith(("/", "\\")) else "/"
-        where.append(or_(p.c.folder == folder, and_(p.c.path >= folder + sep, p.c.path < folder + sep + _PREFIX_END)))
+        # A range over the unique path index: it also yields rows already in path order.
+        where += [p.c.path >= folder + sep, p.c.path < folder + sep + _PREFIX_END]
     if f.path_glob:
         prefix = _literal_prefix(f.path_glob)
         if prefix:
@@ -129,13 +132,10 @@ def build_query(f: QueryFilters, sort: str, dialect: str) -> Select:  # type: ig
         where.append(c.c.score >= f.min_score)
     if f.min_improvement is not None:
         where.append(c.c.improvement >= f.min_improvement)
-    e = Explanation.__table__
-    for name, positive in ((f.enhances, True), (f.reduces, False)):
-        if name:
-            idx = element_index(name)
-            where.append(
-                exists().where(e.c.crop_id == c.c.id, e.c.element == idx, e.c.change > 0 if positive else e.c.change < 0)
-            )
+    if f.enhances:
+        where.append(c.c.enhances.op("&")(1 << element_index(f.enhances)) != 0)
+    if f.reduces:
+        where.append(c.c.reduces.op("&")(1 << element_index(f.reduces)) != 0)
     if f.labelled is not None:
         has = exists().where(Label.__table__.c.photo_id == p.c.id)
         where.append(has if f.labelled else ~has)
@@ -150,9 +150,10 @@ def build_query(f: QueryFilters, sort: str, dialect: str) -> Select:  # type: ig
         q = q.where(and_(*where))
 
     if sort == "improvement":
-        q = q.order_by(c.c.improvement.desc(), p.c.id)
+        # Ties broken by crop id (the rowid ends every index): still a pure index walk.
+        q = q.order_by(c.c.improvement.desc(), c.c.id.desc())
     elif sort == "score":
-        q = q.order_by(c.c.score.desc(), p.c.id)
+        q = q.order_by(c.c.score.desc(), c.c.id.desc())
     elif sort == "path":
         q = q.order_by(p.c.path)
     else:

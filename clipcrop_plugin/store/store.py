@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
 from ..config import Settings
@@ -36,6 +36,12 @@ log = logging.getLogger("clipcrop.store")
 
 P, R, C, E, L, M = (t.__table__ for t in (Photo, ScoringRun, CropRow, Explanation, Label, ModelVersion))
 _ELEMENT_INDEX = {name: i for i, name in enumerate(ELEMENT_NAMES)}
+# Built once: a statement object per call would cost more than the query itself.
+_EXPLANATIONS_SQL = (
+    select(E.c.crop_id, E.c.position, E.c.element, E.c.change)
+    .where(E.c.crop_id.in_(bindparam("ids", expanding=True)))
+    .order_by(E.c.crop_id, E.c.position)
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -318,16 +324,46 @@ class Store:
     def record_suggestions(
         self, items: Iterable[tuple[Suggestion, str, float | None, int | None]]
     ) -> list[int]:
-        """Store many ``(suggestion, content_hash, mtime, size)`` in one transaction (bulk path)."""
-        ids: list[int] = []
+        """Store many ``(suggestion, content_hash, mtime, size)`` in one transaction (bulk path).
+
+        Returns the photo ids in input order. Built for throughput: one multi-row statement per
+        table for the whole batch (SQLAlchemy Core executemany / insertmanyvalues).
+        """
         items = list(items)
+        ids: list[int | None] = [None] * len(items)
         with self._write() as conn:
-            for s, h, mtime, size in items:
+            scored = []
+            for k, (s, h, mtime, size) in enumerate(items):
                 if s.ok and s.info is not None and s.crops:
-                    ids.append(self._insert_scored(conn, s, h, mtime, size))
+                    scored.append(k)
                 else:
-                    ids.append(self._upsert_failure(conn, s.path, s.error or "not scored", h, mtime, size))
-        return ids
+                    ids[k] = self._upsert_failure(conn, s.path, s.error or "not scored", h, mtime, size)
+            if scored:
+                for k, pid in zip(scored, self._insert_scored_batch(conn, [items[k] for k in scored])):
+                    ids[k] = pid
+        return [int(i) for i in ids if i is not None]
+
+    def _insert_ids(self, conn: Connection, table: Any, rows: list[dict[str, Any]], raw: bool = False) -> list[int]:
+        """Insert ``rows`` and return their ids in order.
+
+        SQLite cannot return ids of a multi-row INSERT in a guaranteed order, and SQLAlchemy falls
+        back to one statement per row for that (~10x slower). Inside our ``BEGIN IMMEDIATE``
+        transaction we are the only writer, so ids are assigned here and the rows go in as one
+        executemany. Other backends use ordered RETURNING.
+        """
+        if not rows:
+            return []
+        if self.dialect == "sqlite":
+            start = int(conn.execute(select(func.max(table.c.id))).scalar() or 0) + 1
+            ids = list(range(start, start + len(rows)))
+            for i, row in zip(ids, rows):
+                row["id"] = i
+            if raw:
+                self._executemany(conn, table, rows)
+            else:
+                conn.execute(insert(table), rows)
+            return ids
+        return list(conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
 
     def _photo_values(self, s: Suggestion, h: str, mtime: float | None, size: int | None) -> dict[str, Any]:
         info = s.info
@@ -347,74 +383,123 @@ class Store:
         conn.execute(update(P).where(P.c.id == pid).values(**values))
         return int(pid)
 
-    def _insert_scored(self, conn: Connection, s: Suggestion, h: str, mtime: float | None, size: int | None) -> int:
+    def _insert_scored_batch(
+        self, conn: Connection, items: list[tuple[Suggestion, str, float | None, int | None]]
+    ) -> list[int]:
+        # Later duplicates of a path in one batch win, as if written one after another.
+        last = {s.path: k for k, (s, _h, _m, _z) in enumerate(items)}
+        keep = sorted(last.values())
+        items = [items[k] for k in keep]
+        paths = [s.path for s, *_ in items]
+        existing: dict[str, int] = {}
+        for i in range(0, len(paths), 500):
+            existing.update((r[0], r[1]) for r in conn.execute(select(P.c.path, P.c.id).where(P.c.path.in_(paths[i:i + 500]))))
+        now = utcnow()
+        new_rows = [dict(path=s.path, created_at=now, **self._photo_values(s, h, m, z))
+                    for s, h, m, z in items if s.path not in existing]
+        if new_rows:
+            got = self._insert_ids(conn, P, new_rows)
+            existing.update(zip((r["path"] for r in new_rows), got))
+        pids = [existing[p] for p in paths]
+        new_paths = {r["path"] for r in new_rows}
+        for (s, h, m, z), pid in zip(items, pids):
+            if s.path in new_paths:
+                continue  # a new photo has no runs to supersede
+            conn.execute(update(P).where(P.c.id == pid).values(**self._photo_values(s, h, m, z)))
+            wh, scorer = _wh(s.weights_hash), s.scorer or "unknown"
+            # Superseded runs: same scorer+weights (a re-score), or an older content of the file.
+            stale = select(R.c.id).where(
+                R.c.photo_id == pid, (R.c.content_hash != h) | ((R.c.scorer == scorer) & (R.c.weights_hash == wh)))
+            conn.execute(delete(R).where(R.c.id.in_(stale)))
+            conn.execute(update(R).where(R.c.photo_id == pid, R.c.active == True).values(active=False))  # noqa: E712
+            conn.execute(update(C).where(C.c.photo_id == pid, C.c.active == True).values(active=False))  # noqa: E712
+
+        run_rows, per_photo = [], []
+        for (s, h, _m, _z), pid in zip(items, pids):
+            row, crops_rows, expl = self._pack_run(s, h, pid, now)
+            run_rows.append(row)
+            per_photo.append((crops_rows, expl))
+        run_ids = self._insert_ids(conn, R, run_rows)
+        crop_rows: list[dict[str, Any]] = []
+        expls: list[list[ElementChange]] = []
+        for run_id, (rows, expl) in zip(run_ids, per_photo):
+            for r in rows:
+                r["run_id"] = run_id
+            crop_rows += rows
+            expls += expl
+        crop_ids = self._insert_ids(conn, C, crop_rows, raw=True)
+        erows = [
+            dict(crop_id=cid, position=i + 1, element=_ELEMENT_INDEX[ec.element], change=float(ec.change))
+            for cid, changes in zip(crop_ids, expls)
+            for i, ec in enumerate(changes[:3])
+        ]
+        if erows:
+            self._executemany(conn, E, erows)
+        return pids
+
+    def _executemany(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+        """INSERT many rows. On SQLite the rows go straight to the driver's executemany: the
+        crops/explanations columns are plain ints, floats, bools and bytes, and SQLAlchemy's
+        per-row parameter processing would otherwise cost more than SQLite's own work."""
+        if self.dialect != "sqlite":
+            conn.execute(insert(table), rows)
+            return
+        cols = list(rows[0])
+        sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows])
+
+    def _pack_run(self, s: Suggestion, h: str, pid: int, now: datetime
+                  ) -> tuple[dict[str, Any], list[dict[str, Any]], list[list[ElementChange]]]:
+        """The scoring_runs row (candidates packed) and the queryable crops rows of one suggestion."""
         info = s.info
         assert info is not None
-        pid = self._upsert_photo(conn, s.path, self._photo_values(s, h, mtime, size))
-        wh = _wh(s.weights_hash)
-        scorer = s.scorer or "unknown"
-        # Superseded runs: same scorer+weights (re-score), or an older content of the file.
-        stale = select(R.c.id).where(
-            R.c.photo_id == pid, (R.c.content_hash != h) | ((R.c.scorer == scorer) & (R.c.weights_hash == wh))
-        )
-        conn.execute(delete(R).where(R.c.id.in_(stale)))
-        conn.execute(update(R).where(R.c.photo_id == pid, R.c.active.is_(True)).values(active=False))
-        conn.execute(update(C).where(C.c.photo_id == pid, C.c.active.is_(True)).values(active=False))
-
         crops = list(s.crops)
         full = s.full_frame or next((c for c in crops if c.aspect == "full"), None)
         if full is not None and all(c is not full for c in crops):
             crops.append(full)
-        aspects: list[str] = []
+        code: dict[str, int] = {}
         for c in crops:
-            if c.aspect not in aspects:
-                aspects.append(c.aspect)
-        code = {a: i for i, a in enumerate(aspects)}
+            code.setdefault(c.aspect, len(code))
         n = len(crops)
         boxes = np.array([c.box for c in crops], dtype=np.int64).reshape(n, 4)
         scores = np.array([c.score for c in crops], dtype=np.float32)
         sets = np.array([code[c.aspect] for c in crops], dtype=np.uint8)
         ranks = np.array([c.rank for c in crops], dtype=np.uint16)
         has_el = all(c.elements is not None for c in crops)
-        el_blob = pack_elements(np.array([c.elements for c in crops], dtype=np.float32)) if has_el else None
         best = s.best()
         full_score = float(full.score) if full is not None else float(scores.max())
-        run_id = conn.execute(
-            insert(R).values(
-                photo_id=pid, content_hash=h, scorer=scorer, weights_hash=wh, device=s.device, created_at=utcnow(),
-                active=True, width=info.width, height=info.height, n_candidates=n, aspects=",".join(aspects),
-                full_score=full_score, best_score=float(best.score) if best else None,
-                best_improvement=float(best.improvement) if best else None,
-                candidates=pack_candidates(boxes, scores, sets, ranks), elements=el_blob,
-            )
-        ).inserted_primary_key[0]
-
+        run = dict(
+            photo_id=pid, content_hash=h, scorer=s.scorer or "unknown", weights_hash=_wh(s.weights_hash),
+            device=s.device, created_at=now, active=True, width=info.width, height=info.height, n_candidates=n,
+            aspects=",".join(code), full_score=full_score, best_score=float(best.score) if best else None,
+            best_improvement=float(best.improvement) if best else None,
+            candidates=pack_candidates(boxes, scores, sets, ranks),
+            elements=pack_elements(np.array([c.elements for c in crops], dtype=np.float32)) if has_el else None,
+        )
         rows: list[dict[str, Any]] = []
         expl: list[list[ElementChange]] = []
         for c in crops:
             if c.rank > TOP_K and c is not best:
                 continue
-            x1, y1, x2, y2 = (int(v) for v in c.box)
+            changes: list[ElementChange] = []
+            if c.rank == 1 and c.aspect != "full":
+                changes = [e for e in (list(c.explanation) or (_top3(c.changes) if c.changes is not None else []))
+                           if e.element in _ELEMENT_INDEX][:3]
+            enh = red = 0
+            for e in changes:
+                if e.change > 0:
+                    enh |= 1 << _ELEMENT_INDEX[e.element]
+                elif e.change < 0:
+                    red |= 1 << _ELEMENT_INDEX[e.element]
+            x1, y1, x2, y2 = c.box
             rows.append(dict(
-                run_id=run_id, photo_id=pid, active=True, best=c is best, aspect=c.aspect, rank=int(c.rank),
-                x1=x1, y1=y1, x2=x2, y2=y2, score=float(c.score), improvement=float(c.improvement),
+                run_id=None, photo_id=pid, active=True, best=c is best, aspect=c.aspect, rank=int(c.rank),
+                x1=int(x1), y1=int(y1), x2=int(x2), y2=int(y2), score=float(c.score),
+                improvement=float(c.improvement), enhances=enh, reduces=red,
                 elements=pack_vector(c.elements) if c.elements is not None else None,
             ))
-            if c.rank == 1 and c.aspect != "full":
-                expl.append(list(c.explanation) or (_top3(c.changes) if c.changes is not None else []))
-            else:
-                expl.append([])
-        if rows:
-            crop_ids = conn.execute(insert(C).returning(C.c.id, sort_by_parameter_order=True), rows).scalars().all()
-            erows = [
-                dict(crop_id=cid, position=i + 1, element=_ELEMENT_INDEX[ec.element], change=float(ec.change))
-                for cid, changes in zip(crop_ids, expl)
-                for i, ec in enumerate(changes[:3])
-                if ec.element in _ELEMENT_INDEX
-            ]
-            if erows:
-                conn.execute(insert(E), erows)
-        return pid
+            expl.append(changes)
+        return run, rows, expl
 
     def _upsert_failure(
         self, conn: Connection, path: str, reason: str, h: str | None, mtime: float | None, size: int | None
@@ -481,7 +566,7 @@ class Store:
         """(scorer, weights_hash) of the photo's active run, or ``None`` when it has none."""
         with self._read() as conn:
             row = conn.execute(select(R.c.scorer, R.c.weights_hash).where(
-                R.c.photo_id == photo_id, R.c.active.is_(True))).first()
+                R.c.photo_id == photo_id, R.c.active == True)).first()  # noqa: E712
         return (row.scorer, row.weights_hash or None) if row else None
 
     def activate(self, photo_id: int, scorer: str, weights_hash: str | None) -> bool:
@@ -547,7 +632,7 @@ class Store:
             conn.execute(delete(P).where(P.c.path == str(new_path)))
             new_id = int(conn.execute(insert(P).values(path=str(new_path), created_at=utcnow(), **values))
                          .inserted_primary_key[0])
-            run = conn.execute(select(R).where(R.c.photo_id == photo_id, R.c.active.is_(True))).first()
+            run = conn.execute(select(R).where(R.c.photo_id == photo_id, R.c.active == True)).first()  # noqa: E712
             if run is not None:
                 rv = {k: getattr(run, k) for k in R.c.keys() if k != "id"}
                 rv["photo_id"] = new_id
@@ -623,8 +708,8 @@ class Store:
         out: dict[int, list[ElementChange]] = {}
         for i in range(0, len(crop_ids), 500):
             chunk = crop_ids[i:i + 500]
-            for row in conn.execute(select(E).where(E.c.crop_id.in_(chunk)).order_by(E.c.crop_id, E.c.position)):
-                out.setdefault(row.crop_id, []).append(ElementChange(ELEMENT_NAMES[row.element], float(row.change)))
+            for cid, _pos, element, change in conn.execute(_EXPLANATIONS_SQL, {"ids": chunk}):
+                out.setdefault(cid, []).append(ElementChange(ELEMENT_NAMES[element], float(change)))
         return out
 
     def _summary(self, r: Any, expl: dict[int, list[ElementChange]]) -> PhotoSummary:
@@ -636,6 +721,22 @@ class Store:
         return PhotoSummary(r.id, r.path, r.folder, r.status, r.error, bool(r.offline), r.width, r.height,
                             r.taken_at, r.camera_make, r.camera_model, r.content_hash,
                             int(r.run_id) if r.crop_id is not None else None, crop)
+
+    def best_crop(self, photo: str | int, aspect: str | None = None) -> CropRecord | None:
+        """The active run's best crop of ``photo`` (rank 1 of ``aspect`` when given), without
+        decoding the other candidates: one indexed lookup."""
+        ref = self.resolve_photo(photo)
+        cond = [C.c.photo_id == ref.id, C.c.active == True]  # noqa: E712
+        cond += [C.c.aspect == aspect, C.c.rank == 1] if aspect else [C.c.best == True]  # noqa: E712
+        q = select(C, P.c.width, P.c.height).join(P, P.c.id == C.c.photo_id).where(*cond).limit(1)
+        with self._read() as conn:
+            row = conn.execute(q).first()
+            if row is None:
+                return None
+            expl = self._explanations(conn, [row.id])
+        box = (int(row.x1), int(row.y1), int(row.x2), int(row.y2))
+        return CropRecord(row.aspect, int(row.rank), box, _fractions(box, row.width, row.height), float(row.score),
+                          float(row.improvement), expl.get(row.id, []), unpack_vector(row.elements))
 
     def resolve_photo(self, photo: str | int) -> PhotoRef:
         """A photo by id, exact path, or a path relative to the current folder; ``StoreError`` if unknown."""
@@ -847,7 +948,7 @@ class Store:
     def active_model_version(self) -> ModelVersionRecord | None:
         """The model version in use, if one was activated."""
         with self._read() as conn:
-            r = conn.execute(select(M).where(M.c.active.is_(True))).first()
+            r = conn.execute(select(M).where(M.c.active == True)).first()  # noqa: E712
         return self._mv(r) if r else None
 
     def set_active_model(self, version: int | str) -> ModelVersionRecord:

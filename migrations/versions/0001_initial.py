@@ -87,13 +87,15 @@ def upgrade() -> None:
     sa.Column('score', sa.Float(), nullable=False),
     sa.Column('improvement', sa.Float(), nullable=False),
     sa.Column('elements', sa.LargeBinary(), nullable=True),
+    sa.Column('enhances', sa.SmallInteger(), nullable=False),
+    sa.Column('reduces', sa.SmallInteger(), nullable=False),
     sa.ForeignKeyConstraint(['photo_id'], ['photos.id'], name=op.f('fk_crops_photo_id_photos'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['run_id'], ['scoring_runs.id'], name=op.f('fk_crops_run_id_scoring_runs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_crops'))
     )
     with op.batch_alter_table('crops', schema=None) as batch_op:
-        batch_op.create_index('ix_crops_aspect', ['aspect', 'rank', 'active', 'improvement'], unique=False)
-        batch_op.create_index('ix_crops_best', ['best', 'active', 'improvement'], unique=False)
+        batch_op.create_index('ix_crops_aspect', ['aspect', 'rank', 'active', 'improvement', 'enhances', 'reduces'], unique=False)
+        batch_op.create_index('ix_crops_best', ['best', 'active', 'improvement', 'enhances', 'reduces'], unique=False)
         batch_op.create_index('ix_crops_photo', ['photo_id', 'active'], unique=False)
         batch_op.create_index('ix_crops_run', ['run_id'], unique=False)
 
