@@ -105,3 +105,17 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
     assert res.returncode == 2 and "Traceback" not in res.stderr
     res = subprocess.run([*CLI, "status"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and res.stderr.startswith("error: no daemon status")
+
+
+def test_a_second_daemon_on_the_same_data_folder_is_refused(tmp_path: Path) -> None:
+    from clipcrop_plugin.daemon.status import DaemonLock
+
+    _config(tmp_path / "db.sqlite3")
+    held = DaemonLock(Path(os.environ["CLIPCROP_DATA_DIR"]))
+    held.acquire()
+    try:
+        res = subprocess.run([*CLI, "watch", str(tmp_path), "--once"], capture_output=True, text=True, timeout=60)
+    finally:
+        held.release()
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines()[-1] == f"error: another clipcrop watch is running on this data folder (pid {os.getpid()})"

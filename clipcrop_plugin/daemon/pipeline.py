@@ -391,9 +391,12 @@ class Pipeline:
             now = time.monotonic()
             self.counters.done += len(good)
             self.counters.recent.extend([now] * len(good))
-        for (it, _), final in zip(good, finals):
+        for (it, sug), final in zip(good, finals):
+            best = sug.best()
+            log.debug("scored %s (best %s %+.3f)", it.path, best.aspect if best else "-", best.improvement if best else 0.0)
             self._on_done(it.path, final or it.signature)
             self._release(it)
+        log.info("scored %d photo(s)%s", len(good), f", {self.depth()} waiting" if self.depth() else "")
 
     def _fail(self, item: _Item, reason: str) -> None:
         line = reason if item.path in reason else f"{item.path}: {reason}"
