@@ -114,7 +114,7 @@ def test_query_filters_and_sorts(store: Store) -> None:
     enh = store.query(QueryFilters(enhances="rule-of-thirds"), limit=None)
     assert enh and all(any(e.element == "rule_of_thirds" and e.change > 0 for e in p.crop.explanation) for p in enh)
     expected = sum(any(e.element == "rule_of_thirds" and e.change > 0 for e in p.crop.explanation) for p in everything)
-    assert len(enh) == expected
+    assert len(enh) == expected == store.count(QueryFilters(enhances="rule_of_thirds"))
     red = store.query(QueryFilters(reduces="lighting"), limit=None)
     assert all(any(e.element == "lighting" and e.change < 0 for e in p.crop.explanation) for p in red)
     with pytest.raises(ConfigError, match="unknown element"):

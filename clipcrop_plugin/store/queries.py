@@ -79,8 +79,11 @@ def _literal_prefix(pattern: str) -> str:
     return m.group(0) if m else ""
 
 
-def build_query(f: QueryFilters, sort: str, dialect: str) -> Select:  # type: ignore[type-arg]
-    """The SELECT for ``f``: columns of ``photos`` plus the selected crop's columns (or NULLs)."""
+def build_query(f: QueryFilters, sort: str, dialect: str, *, count: bool = False) -> Select:  # type: ignore[type-arg]
+    """The SELECT for ``f``: columns of ``photos`` plus the selected crop's columns (or NULLs).
+
+    With ``count``, ``SELECT count(*)`` over the same rows (no crops join unless a filter needs it).
+    """
     if sort not in SORTS:
         raise ConfigError(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
     p, c = Photo.__table__, CropRow.__table__
@@ -103,10 +106,14 @@ def build_query(f: QueryFilters, sort: str, dialect: str) -> Select:  # type: ig
     inner = f.needs_crop() or sort in ("improvement", "score")
     pc = p.c
     cols = [pc.id, pc.path, pc.folder, pc.status, pc.error, pc.offline, pc.width, pc.height, pc.taken_at,
-            pc.camera_make, pc.camera_model, pc.content_hash, c.c.id.label("crop_id"), c.c.run_id, c.c.aspect, c.c.rank, c.c.x1, c.c.y1, c.c.x2, c.c.y2,
-            c.c.score, c.c.improvement, c.c.elements]
+            pc.camera_make, pc.camera_model, pc.content_hash, c.c.id.label("crop_id"), c.c.run_id, c.c.aspect,
+            c.c.rank, c.c.x1, c.c.y1, c.c.x2, c.c.y2, c.c.score, c.c.improvement, c.c.elements]
+    if count:
+        cols = [func.count()]
     if inner:
         q = select(*cols).select_from(c.join(p, and_(*crop_cond)))
+    elif count:
+        q = select(*cols).select_from(p)  # the outer join adds no rows: one selected crop per photo
     else:
         q = select(*cols).select_from(p.outerjoin(c, and_(*crop_cond)))
 
@@ -149,6 +156,8 @@ def build_query(f: QueryFilters, sort: str, dialect: str) -> Select:  # type: ig
     if where:
         q = q.where(and_(*where))
 
+    if count:
+        return q
     if sort == "improvement":
         # Ties broken by crop id (the rowid ends every index): still a pure index walk.
         q = q.order_by(c.c.improvement.desc(), c.c.id.desc())

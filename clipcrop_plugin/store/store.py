@@ -695,9 +695,9 @@ class Store:
 
     def count(self, filters: QueryFilters | None = None) -> int:
         """How many photos :meth:`query` would return without a limit."""
-        q = build_query(filters or QueryFilters(), "path", self.dialect).order_by(None)
+        q = build_query(filters or QueryFilters(), "path", self.dialect, count=True)
         with self._read() as conn:
-            return int(conn.execute(select(func.count()).select_from(q.subquery())).scalar() or 0)
+            return int(conn.execute(q).scalar() or 0)
 
     def status_counts(self) -> dict[str, int]:
         """Number of photos per status."""
