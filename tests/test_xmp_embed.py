@@ -199,3 +199,30 @@ def test_other_formats_get_a_sidecar_with_a_note(tmp_path: Path) -> None:
     original = photo.read_bytes()
     result = write_crop_metadata(photo, make_suggestion(photo), mode="embed")
     assert result.mode_used == "sidecar" and "TIFF" in result.note and photo.read_bytes() == original
+
+
+def test_packet_over_the_jpeg_limit_falls_back(tmp_path: Path) -> None:
+    photo = tmp_path / "big_xmp.jpg"
+    filler = "x" * 64_800  # an existing packet just under the 65502-byte limit
+    packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+              f'dc:format="{filler}"/></rdf:RDF></x:xmpmeta>').encode()
+    photo_image().save(photo, "JPEG", xmp=packet)
+    original = photo.read_bytes()
+    result = write_crop_metadata(photo, make_suggestion(photo), mode="embed")
+    assert result.mode_used == "sidecar" and "65502" in result.note
+    assert photo.read_bytes() == original
+    assert read_crop_metadata(photo)["location"] == "sidecar"
+
+
+def test_two_standard_xmp_segments_are_not_guessed_between(tmp_path: Path) -> None:
+    photo = tmp_path / "two.jpg"
+    photo_image().save(photo, "JPEG")
+    data = photo.read_bytes()
+    seg = jpegmod.xmp_segment(b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>')
+    photo.write_bytes(data[:2] + seg + seg + data[2:])
+    original = photo.read_bytes()
+    result = write_crop_metadata(photo, make_suggestion(photo), mode="embed")
+    assert result.mode_used == "sidecar" and "2 standard XMP" in result.note
+    assert photo.read_bytes() == original
+    assert clear_crop_metadata(photo) == [tmp_path / "two.jpg.xmp"]

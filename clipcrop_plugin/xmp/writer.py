@@ -269,7 +269,10 @@ def _clear_embedded(photo: Path) -> list[Path]:
     if kind is None:
         return []
     try:
-        doc = _embedded_doc(data, kind, f"embedded XMP of {photo.name}")
+        try:
+            doc = _embedded_doc(data, kind, f"embedded XMP of {photo.name}")
+        except MetadataError:
+            return []  # clipcrop never writes over a packet it cannot parse, so none of it is ours
         if doc is None or not has_clipcrop(doc):
             return []
         _, created = clear_crop(doc)
