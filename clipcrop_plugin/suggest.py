@@ -81,33 +81,36 @@ def build_suggestion(loaded: LoadedImage, candidates: CandidateSet, result: Scor
         order = idx[np.argsort(-scores[idx], kind="stable")]
         ranks[order] = np.arange(1, len(order) + 1)
 
+    # Vectorised up front: a photo has hundreds of candidates, and per-crop numpy calls add up.
+    boxes = np.asarray(candidates.boxes).tolist()
+    score_list = scores.tolist()
+    rank_list = ranks.tolist()
+    improvements = (scores - full_score).tolist()
+    el_rows = ch_rows = top_rows = None
+    if elements is not None and full_elements is not None:
+        changes = elements - full_elements
+        el_rows, ch_rows = elements.tolist(), changes.tolist()
+        top_rows = np.argsort(-np.abs(changes), axis=1, kind="stable")[:, :EXPLANATION_SIZE].tolist()
+
     crops: list[Crop] = []
-    full_crop: Crop | None = None
-    for i, (box, group) in enumerate(zip(candidates.boxes, candidates.groups)):
+    for i, group in enumerate(candidates.groups):
         explanation: list[ElementChange] = []
-        el = ch = None
-        if elements is not None and full_elements is not None:
-            el_arr = elements[i]
-            ch_arr = el_arr - full_elements
-            el, ch = el_arr.tolist(), ch_arr.tolist()
-            if i != fi:
-                top = np.argsort(-np.abs(ch_arr), kind="stable")[:EXPLANATION_SIZE]
-                explanation = [
-                    ElementChange(ELEMENT_NAMES[k], float(ch_arr[k])) for k in top if abs(ch_arr[k]) >= MIN_CHANGE
-                ]
-        crop = Crop(
-            aspect=group,
-            box=tuple(int(v) for v in box),  # type: ignore[arg-type]
-            score=float(scores[i]),
-            rank=int(ranks[i]),
-            improvement=float(scores[i]) - full_score,
-            explanation=explanation,
-            elements=el,
-            changes=ch,
+        if ch_rows is not None and top_rows is not None and i != fi:
+            row = ch_rows[i]
+            explanation = [ElementChange(ELEMENT_NAMES[k], row[k]) for k in top_rows[i] if abs(row[k]) >= MIN_CHANGE]
+        crops.append(
+            Crop(
+                aspect=group,
+                box=tuple(boxes[i]),  # type: ignore[arg-type]
+                score=score_list[i],
+                rank=rank_list[i],
+                improvement=improvements[i],
+                explanation=explanation,
+                elements=el_rows[i] if el_rows is not None else None,
+                changes=ch_rows[i] if ch_rows is not None else None,
+            )
         )
-        crops.append(crop)
-        if i == fi:
-            full_crop = crop
+    full_crop = crops[fi]
     return Suggestion(
         path=loaded.info.path,
         ok=True,

@@ -148,3 +148,14 @@ def test_third_party_scorer_through_entry_points(tmp_path: Path, monkeypatch: py
     assert "constant" in scorer_names()
     scorer = load_scorer("constant", settings=Settings())
     assert scorer.name == "constant"
+
+
+def test_a_candidate_equal_to_the_full_frame_scores_like_it(tmp_path: Path) -> None:
+    p = tmp_path / "square.jpg"
+    subject_photo(400, 400).save(p, "JPEG")
+    li = load_image(p)
+    cs = generate_candidates(400, 400, [parse_aspect("1:1")])
+    (res,) = HeuristicScorer().score([li], [cs])
+    same = np.flatnonzero(np.all(cs.boxes == cs.boxes[cs.full_index], axis=1))
+    assert len(same) == 2  # the 1:1 set's largest box and the full frame itself
+    assert res.scores[same[0]] == res.scores[same[1]]

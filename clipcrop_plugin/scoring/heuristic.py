@@ -46,11 +46,18 @@ def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
+def _robust_max(a: np.ndarray, q: float = 99.0) -> float:
+    """A high percentile (of a strided sample: cheap and plenty for a scale), else the max."""
+    if a.size == 0:
+        return 0.0
+    sample = a[::2, ::2] if a.ndim == 2 and min(a.shape) >= 32 else a
+    hi = float(np.percentile(sample, q))
+    return hi if hi > 1e-8 else float(a.max())
+
+
 def _normalize(a: np.ndarray, q: float = 99.0) -> np.ndarray:
     """Scale to [0, 1] by a high percentile so a few hot pixels do not flatten the map."""
-    hi = float(np.percentile(a, q)) if a.size else 0.0
-    if hi <= 1e-8:
-        hi = float(a.max()) if a.size else 0.0
+    hi = _robust_max(a, q)
     if hi <= 1e-8:
         return np.zeros_like(a)
     return np.clip(a / hi, 0.0, 1.0)
@@ -74,42 +81,62 @@ def _spectral_residual(lum: np.ndarray) -> np.ndarray:
     return _resize(_normalize(sal), (lum.shape[1], lum.shape[0]))
 
 
+def _pool2(a: np.ndarray) -> np.ndarray:
+    """2x2 block mean (an odd last row/column is dropped)."""
+    h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
+    a = a[:h, :w]
+    return (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) * 0.25
+
+
 def feature_maps(image: Image.Image) -> dict[str, np.ndarray]:
-    """The per-pixel maps the score uses, each (H, W) float32, on ``image`` (working size)."""
+    """The maps the score uses, each (H, W) float32.
+
+    Edges are measured on ``image`` itself (working size); every map is then 2x2 block-averaged
+    when the image is large enough, and the colour, skin and saliency maps are computed at that
+    half resolution: boxes still land within a cell (< 1% of the image) and everything after
+    the gradients costs a quarter.
+    """
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) * (1.0 / 255.0)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    lum = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    lum_full = rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
     # Gradients and their orientation: c = cos(2*theta) is +1 on vertical edges (strong d/dx),
     # -1 on horizontal ones and 0 on diagonals, so the three shares add up to the magnitude.
-    p = np.pad(lum, 1, mode="edge")
+    p = np.pad(lum_full, 1, mode="edge")
     gx = (p[1:-1, 2:] - p[1:-1, :-2]) * 0.5
     gy = (p[2:, 1:-1] - p[:-2, 1:-1]) * 0.5
     g2 = gx * gx + gy * gy
     mag = np.sqrt(g2)
     c = (gx * gx - gy * gy) / (g2 + 1e-8)
-    detail = _normalize(mag)
-    e_v = detail * np.maximum(c, 0.0)
-    e_h = detail * np.maximum(-c, 0.0)
-    e_c = detail * (1.0 - np.abs(c))
+    e_v = mag * np.maximum(c, 0.0)
+    e_h = mag * np.maximum(-c, 0.0)
+    e_c = mag - e_v - e_h
+
+    pool = min(lum_full.shape) >= 96
+    if pool:
+        mag, e_v, e_h, e_c = _pool2(mag), _pool2(e_v), _pool2(e_h), _pool2(e_c)
+        rgb = np.stack([_pool2(rgb[..., k]) for k in range(3)], axis=-1)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    lum = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    scale = _robust_max(mag)
+    detail = np.clip(mag / scale, 0.0, 1.0) if scale > 0 else np.zeros_like(mag)
+    if scale > 0:
+        e_v, e_h, e_c = e_v / scale, e_h / scale, e_c / scale
 
     mx = np.maximum(np.maximum(r, g), b)
     mn = np.minimum(np.minimum(r, g), b)
-    light = (mx + mn) * 0.5
-    sat = (mx - mn) / (1.0 - np.abs(2.0 * light - 1.0) + 1e-6)
-    sat = np.clip(sat, 0.0, 1.0)
-    sat_feature = np.where((lum >= 0.05) & (lum <= 0.9), np.maximum(sat - 0.4, 0.0) / 0.6, 0.0)
+    sat = np.clip((mx - mn) / (1.0 - np.abs(mx + mn - 1.0) + 1e-6), 0.0, 1.0)
+    sat_feature = np.where((lum >= 0.05) & (lum <= 0.9), np.maximum(sat - 0.4, 0.0) * (1 / 0.6), 0.0)
 
     norm = np.sqrt(r * r + g * g + b * b) + 1e-3
     skin_d = np.sqrt(
         (r / norm - _SKIN_COLOR[0]) ** 2 + (g / norm - _SKIN_COLOR[1]) ** 2 + (b / norm - _SKIN_COLOR[2]) ** 2
     )
-    skin = np.where((lum >= 0.2) & (lum <= 1.0), np.maximum(1.0 - skin_d - 0.8, 0.0) / 0.2, 0.0)
+    skin = np.where(lum >= 0.2, np.maximum(0.2 - skin_d, 0.0) * 5.0, 0.0)
 
     # Saliency proxy: spectral residual plus colour distinctness from the image's mean colour.
     blur_r = max(1, round(min(lum.shape) / 64))
-    blurred = np.stack([_box_blur(rgb[..., k], blur_r) for k in range(3)], axis=-1)
-    distinct = np.sqrt(((blurred - blurred.reshape(-1, 3).mean(axis=0)) ** 2).sum(axis=-1))
+    mean_rgb = rgb.reshape(-1, 3).mean(axis=0)
+    distinct = _box_blur(np.sqrt(((rgb - mean_rgb) ** 2).sum(axis=-1)), blur_r)
     # A mild centre prior, as in most saliency models: photographers rarely put the subject
     # against the frame edge, and spectral residual over-reacts to the image border.
     h, w = lum.shape
@@ -135,25 +162,15 @@ def feature_maps(image: Image.Image) -> dict[str, np.ndarray]:
     }
 
 
-def _pool2(a: np.ndarray) -> np.ndarray:
-    h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
-    return a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-
-
 def _tables(maps: dict[str, np.ndarray]) -> np.ndarray:
-    """Summed-area tables (C, H+1, W+1) of every channel, zero-padded at the top/left.
-
-    Maps are 2x2 block-averaged first when large enough: boxes still land within a cell
-    (< 1% of the image) and the cumulative sums, the main cost, shrink fourfold.
-    """
-    if min(maps["interest"].shape) >= 96:
-        maps = {k: _pool2(v) for k, v in maps.items()}
+    """Summed-area tables (C, H+1, W+1) of every channel, zero-padded at the top/left."""
     interest = maps["interest"]
     h, w = interest.shape
     xs = ((np.arange(w, dtype=np.float32) + 0.5) / w)[None, :]
     ys = ((np.arange(h, dtype=np.float32) + 0.5) / h)[:, None]
     q = interest * interest  # peaked weight: the centroid follows the strongest content
-    stack = np.empty((_CHANNELS, h, w), dtype=np.float64)
+    # float32 halves the memory traffic; sums stay exact to ~1e-4 of a strip at these sizes.
+    stack = np.empty((_CHANNELS, h, w), dtype=np.float32)
     stack[_I] = interest
     stack[_IX] = interest * xs
     stack[_IY] = interest * ys
@@ -168,7 +185,7 @@ def _tables(maps: dict[str, np.ndarray]) -> np.ndarray:
     stack[_L2] = maps["lum"] ** 2
     stack[_S] = maps["sat"]
     stack[_SAL] = maps["saliency"]
-    sat = np.zeros((_CHANNELS, h + 1, w + 1), dtype=np.float64)
+    sat = np.zeros((_CHANNELS, h + 1, w + 1), dtype=np.float32)
     sat[:, 1:, 1:] = stack.cumsum(axis=1).cumsum(axis=2)
     return sat
 
@@ -193,7 +210,7 @@ def _pairwise_iou(b: np.ndarray) -> np.ndarray:
 
 
 def _smooth_within_groups(scores: np.ndarray, cands: CandidateSet, sigma: float) -> np.ndarray:
-    """Kernel-average scores over overlapping candidates of the same set (full frame untouched)."""
+    """Kernel-average each score over the overlapping candidates of its set."""
     if sigma <= 0:
         return scores
     out = scores.copy()
@@ -205,6 +222,11 @@ def _smooth_within_groups(scores: np.ndarray, cands: CandidateSet, sigma: float)
             continue
         k = np.exp(-((1.0 - _pairwise_iou(boxes[idx])) ** 2) / (2.0 * sigma * sigma))
         out[idx] = (k @ scores[idx]) / k.sum(axis=1)
+    # The full frame keeps its own score, and so does any candidate that is the full frame
+    # (1:1 on a square photo): the same box must never show an improvement over itself.
+    fi = cands.full_index
+    same = np.all(boxes == boxes[fi], axis=1)
+    out[same] = scores[fi]
     return out
 
 
@@ -214,7 +236,7 @@ class HeuristicScorer:
     name = "heuristic"
     weights_hash: str | None = None
     device = "cpu"
-    min_side = 256
+    min_side = 192
 
     # Score weights (see module docstring); retained content dominates so a crop only wins
     # when it concentrates the picture without cutting its subject.
