@@ -116,7 +116,7 @@ class StoreBackend:
         if not self.store.is_scored(ref.content_hash, self.scorer_name, self.weights_hash):
             return False
         self._ensure_active(ref.id)
-        self._ensure_metadata(ref.id, path)
+        self._ensure_metadata(path)
         return True
 
     def is_scored(self, content_hash: str) -> bool:
@@ -129,7 +129,7 @@ class StoreBackend:
         if ref is not None and ref.content_hash == content_hash:
             self.store.mark_seen(ref.id, mtime=mtime, size=size)
             self._ensure_active(ref.id)
-            self._ensure_metadata(ref.id, path)
+            self._ensure_metadata(path)
             return
         pid = self.store.relink(content_hash, path, mtime=mtime, size=size)
         if pid is not None:
@@ -141,7 +141,7 @@ class StoreBackend:
             pid = self.store.copy_scores(src.id, path, mtime=mtime, size=size)
             log.info("%s is a copy of %s; scores copied", path, src.path)
         self._ensure_active(pid)
-        self._ensure_metadata(pid, path)
+        self._ensure_metadata(path)
 
     def _has_metadata(self, path: str) -> bool:
         from pathlib import Path
@@ -154,21 +154,23 @@ class StoreBackend:
 
         return sidecar_path(Path(path), self.naming)[0].is_file()
 
-    def _ensure_metadata(self, photo_id: int, path: str) -> None:
+    def _ensure_metadata(self, path: str) -> None:
         """Write the stored crop for a photo that lacks it: a moved or copied photo, or one whose
         sidecar was never written because the daemon was killed between commit and write."""
         try:
             if self._has_metadata(path):
                 return
-            from ..api import Library
+            from ..xmp.fromstore import suggestion_from_store
 
-            lib = Library(self.store, self.settings, scorer=self.scorer, plugins=self.plugins)
-            lib.write_metadata(photo_id, embed=self.embed, naming=self.naming)
-            log.info("wrote the stored crop metadata of %s", path)
+            suggestion = suggestion_from_store(self.store, path)
         except Exception as exc:  # noqa: BLE001 - the score is safe in the database
-            msg = f"{path}: cannot write crop metadata ({exc})"
-            log.warning("%s", msg)
-            self.on_error(msg)
+            self.on_error(f"{path}: cannot read the stored crop ({exc})")
+            return
+        sig = file_signature(path)
+        if suggestion is None or sig is None:
+            return
+        self._write_metadata(suggestion, sig)
+        log.info("wrote the stored crop metadata of %s", path)
 
     def record_batch(self, items: list[tuple[Suggestion, str, Signature]]) -> list[Signature]:
         """Store scored photos in one transaction, then write their crop metadata.
