@@ -60,7 +60,7 @@ const CC = (() => {
       const pct = Math.min(50, (Math.abs(c.change) / max) * 50);
       const span = el("span", { class: c.change >= 0 ? "up" : "down", style: { width: pct + "%" } });
       box.append(
-        el("div", { text: elementLabels[c.element] || c.element.replaceAll("_", " "),
+        el("div", { text: c.label || elementLabels[c.element] || c.element.replaceAll("_", " "),
                     title: `${c.element}: ${c.change >= 0 ? "+" : ""}${c.change.toFixed(4)}` }),
         el("div", { class: "bar", "data-element": c.element }, span));
     }
@@ -74,8 +74,11 @@ const CC = (() => {
    */
   function frame(photo, crop, { size = 512, onAdjust = null, ratio = null, lazy = true } = {}) {
     const root = el("div", { class: "frame", style: { aspectRatio: `${photo.width} / ${photo.height}` } });
+    // Grid cards are ~250 CSS px wide: a 256 px thumbnail on ordinary screens, 512 px on HiDPI ones.
+    const src = (s) => `/api/photos/${photo.id}/thumbnail?size=${s}`;
     root.append(el("img", {
-      src: `/api/photos/${photo.id}/thumbnail?size=${size}`, alt: photo.name, draggable: "false",
+      src: src(size), srcset: size <= 512 ? `${src(256)} 256w, ${src(512)} 512w` : null,
+      sizes: size <= 512 ? "(max-width: 600px) 100vw, 260px" : null, alt: photo.name, draggable: "false",
       loading: lazy ? "lazy" : "eager", decoding: "async", width: photo.width, height: photo.height }));
     if (!crop) {
       root.append(el("div", { class: "nocrop", text: photo.status === "failed" ? "could not score" : "no suggestion" }));

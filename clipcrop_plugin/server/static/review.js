@@ -137,20 +137,30 @@
   });
 
   async function start() {
-    const info = await CC.loadInfo();
-    for (const a of info.aspects) controls.aspect.append(el("option", { value: a, text: a }));
-    for (const e of info.elements) controls.element.append(el("option", { value: e.name, text: e.label }));
     const params = new URLSearchParams(location.search);
-    for (const [k, c] of Object.entries(controls)) if (params.has(k)) c.value = params.get(k);
+    for (const [k, c] of Object.entries(controls)) {
+      if (!params.has(k)) continue;
+      // The set and element lists arrive with /api/info; do not wait for them to ask for photos.
+      if (![...c.options].some((o) => o.value === params.get(k))) c.append(el("option", { value: params.get(k), text: params.get(k) }));
+      c.value = params.get(k);
+    }
     for (const c of Object.values(controls)) c.addEventListener("change", () => {
       const p = new URLSearchParams();
-      for (const [k, cc] of Object.entries(controls)) if (cc.value) p.set(k, cc.value);
+      for (const [k, cc] of Object.entries(controls)) p.set(k, cc.value);
       history.replaceState(null, "", "?" + p);
       reset();
     });
     new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) loadMore(); },
       { rootMargin: "1200px 0px" }).observe(sentinel);
     reset();
+    const info = await CC.loadInfo();
+    const have = (c, v) => [...c.options].some((o) => o.value === v);
+    for (const a of info.aspects) if (!have(controls.aspect, a)) controls.aspect.append(el("option", { value: a, text: a }));
+    for (const e of info.elements) {
+      const known = [...controls.element.options].find((o) => o.value === e.name);
+      if (known) known.textContent = e.label;
+      else controls.element.append(el("option", { value: e.name, text: e.label }));
+    }
   }
 
   start().catch((err) => toast(`could not start: ${err.message}`, true));
