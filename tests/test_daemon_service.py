@@ -293,3 +293,17 @@ def test_renaming_a_folder_relinks_every_photo_in_it(service: WatchService, lib:
     assert runs_per_photo(db) == want and db_rows(db, "select count(*) from scoring_runs") == [(3,)]
     assert db_rows(db, "select count(*) from photos where status != 'scored'") == [(0,)]
     assert all((lib / "2024 trip" / f"t{i}.jpg.xmp").is_file() for i in range(3))
+
+
+def test_a_folder_missing_at_start_is_offline_until_it_appears(tmp_path: Path, lib: Path) -> None:
+    share = tmp_path / "nas"
+    svc = WatchService([lib, share], settings_for(tmp_path), status_file=tmp_path / "s.json")
+    svc.start()
+    db = tmp_path / "db.sqlite3"
+    try:
+        assert svc.snapshot()["folders"][1] == {"path": str(share), "observer": "offline", "online": False}
+        write_jpeg(share / "late.jpg", 70)  # the share is mounted
+        assert wait_for(lambda: runs_per_photo(db).get(str(share / "late.jpg")) == 1)
+        assert wait_for(lambda: svc.snapshot()["folders"][1]["online"] is True)
+    finally:
+        svc.stop()

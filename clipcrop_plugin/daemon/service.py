@@ -72,8 +72,10 @@ class WatchService:
         s = self.settings
         self.folders = [os.path.abspath(os.path.expanduser(os.fspath(f))) for f in folders]
         for f in self.folders:
-            if not os.path.isdir(f):
+            if os.path.exists(f) and not os.path.isdir(f):
                 raise ConfigError(f"{f}: not a folder")
+        if not any(os.path.isdir(f) for f in self.folders):
+            raise ConfigError(f"no such folder: {', '.join(self.folders)}")
         self.scorer_name = scorer or s.scorer
         self.aspect_names = list(aspects) if aspects else list(s.aspects)
         self.embed = s.embed if embed is None else embed
@@ -151,8 +153,11 @@ class WatchService:
             poll_interval=self.poll_interval,
         )
         try:
+            self._start_offline()
             # Watch first, then scan: a file arriving during the scan is seen by one or the other.
             for folder in self.folders:
+                if folder in self._offline:
+                    continue
                 mode = self.watcher.watch(folder)
                 log.info("watching %s (%s)", folder, mode)
             self.state = "running"
@@ -170,6 +175,7 @@ class WatchService:
         assert self.pipeline is not None
         self.state = "running"
         try:
+            self._start_offline()
             self._scan(self.folders)
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
@@ -338,9 +344,20 @@ class WatchService:
                 self._scan([folder])
 
     # -- scanning ----------------------------------------------------------------------------
+    def _start_offline(self) -> None:
+        # A share that is not mounted when the daemon starts must not stop it watching the
+        # others: it starts offline and is picked up when it appears.
+        assert self.pipeline is not None
+        for folder in self.folders:
+            if not os.path.isdir(folder):
+                log.warning("%s does not exist (not mounted?); watching it once it appears", folder)
+                self._offline.add(folder)
+                self.pipeline.db.submit(self.backend.mark_offline, folder)
+
     def _scan(self, folders: Iterable[str]) -> None:
         for folder in folders:
-            self._scan_tree(folder, root=folder, reconcile=True)
+            if folder not in self._offline:
+                self._scan_tree(folder, root=folder, reconcile=True)
 
     def _scan_tree(self, top: str, *, root: str, reconcile: bool = False) -> None:
         """Track every photo under ``top`` that is new or changed since it was last settled."""
