@@ -139,3 +139,17 @@ def test_rotated_corpus_photo_sidecar(corpus_copy: Path, exiftool: str) -> None:
     assert t["Orientation"] == 6
     with Image.open(photo) as im:
         assert (t["ImageWidth"], t["ImageHeight"]) == im.size
+
+
+def test_heic_sidecar_describes_the_displayed_frame(corpus_copy: Path, exiftool: str) -> None:
+    imaging = pytest.importorskip("clipcrop_plugin.imaging")
+    photo = corpus_copy / "heic" / "mobile" / "iphone_13_pro_max.HEIC"
+    try:
+        loaded = imaging.load_image(photo, min_side=64)
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"no HEIC decoder here ({exc})")
+    info = loaded.info
+    result = write_crop_metadata(photo, make_suggestion(photo, info=info))
+    [t] = exiftool_json(exiftool, "-n", "-XMP-tiff:all", "-XMP-crs:all", result.path_written)
+    assert "Orientation" not in t  # EXIF says 6, but the decoder already applied the container's rotation
+    assert (t["ImageWidth"], t["ImageHeight"]) == (info.width, info.height)

@@ -36,6 +36,7 @@ from .sidecar import NAMINGS, sidecar_candidates, sidecar_path
 MODES = ("sidecar", "embed")
 EMBED_PADDING = 2048  # lets other tools edit the embedded packet in place
 ALTERNATIVES_PER_SET = 3
+_ROTATED_BY_DECODER = {"HEIF", "HEIC", "AVIF"}
 
 
 @dataclass
@@ -87,7 +88,9 @@ def build_packet(suggestion: Suggestion, *, aspects: Sequence[str] | None = None
         "AlreadyApplied": "False",
     }
     tiff = {"ImageWidth": str(info.stored_width), "ImageLength": str(info.stored_height)}
-    if info.has_orientation_tag:
+    # HEIF decoders hand out pixels already turned by the container's irot/imir and HEIF readers
+    # ignore the EXIF tag, so no EXIF orientation describes the frame those pixels are in.
+    if info.has_orientation_tag and (info.format or "").upper() not in _ROTATED_BY_DECODER:
         tiff["Orientation"] = str(info.orientation)
     when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     simple = {
