@@ -31,7 +31,7 @@ import pluggy
 from .config import Settings, load_settings
 from .errors import ClipcropError, MetadataError, StoreError
 from .hooks import make_plugin_manager
-from .results import Crop, ElementChange, Suggestion
+from .results import Suggestion
 
 if TYPE_CHECKING:  # the heavy modules load only when a method needs them
     from PIL import Image
@@ -222,29 +222,19 @@ class Library:
         """The stored suggestion of a photo as a :class:`~clipcrop_plugin.results.Suggestion`
         (what :meth:`suggest` returned when it was scored), or None if it was never scored.
 
-        The file is read again (header and a small decode) so that orientation and stored size
-        are exact; raises :class:`MetadataError` if the file changed since it was scored.
+        The file's header is read again so that orientation and stored size are exact; raises
+        :class:`MetadataError` if the file changed since it was scored (or cannot be read).
         """
-        from .hashing import content_hash
-        from .imaging import load_image
+        from .xmp.fromstore import suggestion_from_store
 
         detail = self.photo(photo)
         if detail.run is None or not detail.candidates:
             return None
-        path = Path(detail.photo.path)
-        if detail.run.content_hash and content_hash(path) != detail.run.content_hash:
-            raise MetadataError(f"{path} changed since it was scored; score it again first")
-        info = load_image(path, min_side=64).info
-
-        def crop(c: Any) -> Crop:
-            return Crop(c.aspect, tuple(c.box), c.score, c.rank, c.improvement,
-                        [ElementChange(e.element, e.change) for e in c.explanation], c.elements, c.changes)
-
-        crops = [crop(c) for c in detail.candidates]
-        full = next((c for c in crops if c.aspect == "full"), None)
-        return Suggestion(path=str(path), ok=True, info=info, scorer=detail.run.scorer,
-                          weights_hash=detail.run.weights_hash, device=detail.run.device, crops=crops,
-                          full_frame=full)
+        rebuilt = suggestion_from_store(self.store, detail.photo.path)
+        if rebuilt is None:
+            raise MetadataError(f"{detail.photo.path} changed since it was scored (or cannot be read); "
+                                "score it again first")
+        return rebuilt
 
     def labels(self, photo: PhotoRef | None = None, *, kinds: Sequence[str] | None = None) -> list[LabelRecord]:
         """Recorded labels (oldest first), of one photo or of the whole library."""
