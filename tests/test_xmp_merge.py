@@ -278,3 +278,43 @@ def test_malformed_sidecar_is_not_overwritten(tmp_path: Path, junk: str) -> None
 def test_packet_parser_keeps_unknown_prefixes() -> None:
     doc = parse_packet(DARKTABLE.encode())
     assert doc.prefixes["http://darktable.sf.net/"] == "darktable"
+
+
+ODD_PACKETS = {
+    "default-namespace": """<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""><Rating xmlns="http://ns.adobe.com/xap/1.0/">5</Rating></rdf:Description>
+ </rdf:RDF></x:xmpmeta>""",
+    "lang-alt-and-comment": """<?xml version="1.0" encoding="UTF-8"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/"><!-- written by hand -->
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">
+   <dc:title><rdf:Alt><rdf:li xml:lang="x-default">Sunset &lt;3</rdf:li><rdf:li xml:lang="fr">Coucher</rdf:li></rdf:Alt></dc:title>
+  </rdf:Description>
+  <rdf:Description rdf:about="" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" photoshop:City="Zürich"/>
+ </rdf:RDF>
+</x:xmpmeta>""",
+    "bare-rdf-and-prefix-clash": """<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:crs="http://example.com/not-camera-raw/" crs:Thing="kept"/>
+ </rdf:RDF>""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_PACKETS))
+def test_odd_but_valid_packets_round_trip(tmp_path: Path, exiftool: str, name: str) -> None:
+    photo = fake_photo(tmp_path / "odd.jpg")
+    sidecar = tmp_path / "odd.jpg.xmp"
+    sidecar.write_text(ODD_PACKETS[name], encoding="utf-8")
+    before = all_tags(exiftool, sidecar)
+    write_crop_metadata(photo, make_suggestion(photo))
+    after = all_tags(exiftool, sidecar)
+    assert after["HasCrop"] is True
+    if name == "default-namespace":
+        # exiftool misreads a default namespace ("RatingXmlns"); written back with a prefix it reads right
+        assert after["Rating"] == 5
+        clear_crop_metadata(photo)
+        assert all_tags(exiftool, sidecar) == {"Rating": 5}
+        return
+    for key, value in before.items():
+        assert after[key] == value, key
+    clear_crop_metadata(photo)
+    assert all_tags(exiftool, sidecar) == before
