@@ -4,7 +4,6 @@ gives a MetadataError (or a safe fallback), never another exception and never a 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -6,19 +6,17 @@ else from the scoring pipeline; one photo's failure is reported for it and never
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..candidates import AspectRatio
-from ..errors import ClipcropError
+from ..errors import ClipcropError, ConfigError
 from ..results import Suggestion
 from .atomic import deferred_dir_sync
 from .writer import WriteResult, clear_crop_metadata, write_crop_metadata
 
-log = logging.getLogger("clipcrop.xmp")
 SOURCES = ("auto", "db", "score")
 CHUNK = 32  # photos whose folder flushes are shared
 
@@ -60,6 +58,8 @@ def write_paths(
     from ..suggest import iter_photo_paths, suggest_paths
     from .fromstore import suggestion_from_store
 
+    if source not in SOURCES:
+        raise ConfigError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     names = [a.name for a in aspects] or None
     to_score: list[Path] = []
     jobs: list[Callable[[], Outcome]] = []
