@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from .errors import ImageError
 from .results import PhotoInfo
@@ -281,7 +281,7 @@ def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if im.format == "JPEG":
+            if isinstance(im, JpegImagePlugin.JpegImageFile):  # JPEG and MPO (phone multi-picture files)
                 # draft picks the largest DCT scale (1/2, 1/4, 1/8) keeping both sides >= the request.
                 im.draft("RGB", (target_w, target_h))
             im.load()
