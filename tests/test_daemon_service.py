@@ -307,3 +307,13 @@ def test_a_folder_missing_at_start_is_offline_until_it_appears(tmp_path: Path, l
         assert wait_for(lambda: svc.snapshot()["folders"][1]["online"] is True)
     finally:
         svc.stop()
+
+
+def test_photos_deleted_while_the_daemon_was_down_are_marked_gone_on_start(tmp_path: Path, lib: Path) -> None:
+    keep, drop = write_jpeg(lib / "keep.jpg", 80), write_jpeg(lib / "drop.jpg", 81)
+    st = settings_for(tmp_path)
+    assert WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)["done"] == 2
+    drop.unlink()
+    WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)
+    db = tmp_path / "db.sqlite3"
+    assert dict(db_rows(db, "select path, status from photos")) == {str(keep): "scored", str(drop): "gone"}

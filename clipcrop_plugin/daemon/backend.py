@@ -234,6 +234,21 @@ class StoreBackend:
         if self.store.mark_gone(path):
             log.info("gone: %s", path)
 
+    def mark_missing_gone(self, root: str, seen: set[str]) -> int:
+        """After a full walk of ``root``: stored photos under it that were not seen and are not
+        on disk are gone (deleted while the daemon was down, or an event was lost). Same rule
+        as ``scan_folders``."""
+        n = 0
+        if not os.path.isdir(root):
+            return 0  # unmounted meanwhile: offline, not gone
+        for ref in self.store.photos_under(root):
+            if ref.path not in seen and ref.status != "gone" and not os.path.exists(ref.path):
+                self.store.mark_gone(ref.path)
+                n += 1
+        if n:
+            log.info("%d photo(s) under %s are gone", n, root)
+        return n
+
     def mark_offline(self, folder: str) -> None:
         n = self.store.mark_offline(folder)
         log.info("marked %d photo(s) under %s offline", n, folder)

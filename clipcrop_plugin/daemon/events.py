@@ -135,7 +135,7 @@ class HintHandler(FileSystemEventHandler):
         try:
             self._dispatch(event)
         except Exception:  # an exception here would kill watchdog's dispatcher thread
-            log.exception("could not handle %s event for %s", event.event_type, event.src_path)
+            log.error("could not handle %s event for %s", event.event_type, event.src_path, exc_info=log.isEnabledFor(logging.DEBUG))
 
     def _dispatch(self, event: FileSystemEvent) -> None:
         if isinstance(event, (DirCreatedEvent, DirDeletedEvent)):

@@ -89,7 +89,8 @@ class DBThread:
         self._q: queue.Queue[Any] = queue.Queue()
         self._on_error = on_error
         self._thread = threading.Thread(target=self._run, name="clipcrop-db", daemon=True)
-        self.busy = False
+        self._count_lock = threading.Lock()
+        self._pending = 0  # submitted and not finished (a queue's size misses the running job)
 
     def start(self) -> None:
         self._thread.start()
@@ -97,6 +98,8 @@ class DBThread:
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Queue ``fn(*args)``; the returned future holds its result or exception."""
         fut: Future[Any] = Future()
+        with self._count_lock:
+            self._pending += 1
         self._q.put((fut, fn, args))
         return fut
 
@@ -105,7 +108,9 @@ class DBThread:
         return self.submit(fn, *args).result()
 
     def pending(self) -> int:
-        return self._q.qsize() + (1 if self.busy else 0)
+        """Operations submitted and not yet finished."""
+        with self._count_lock:
+            return self._pending
 
     def stop(self, timeout: float) -> None:
         """Finish every queued operation, then end the thread."""
@@ -118,17 +123,17 @@ class DBThread:
             if job is _STOP:
                 return
             fut, fn, args = job
-            if not fut.set_running_or_notify_cancel():
-                continue
-            self.busy = True
             try:
-                fut.set_result(fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - reported through the future and the log
-                self._on_error(f"database: {exc}")
-                log.error("database operation %s failed: %s", getattr(fn, "__name__", fn), exc)
-                fut.set_exception(exc)
+                if fut.set_running_or_notify_cancel():
+                    try:
+                        fut.set_result(fn(*args))
+                    except BaseException as exc:  # noqa: BLE001 - reported through the future and the log
+                        self._on_error(f"database: {exc}")
+                        log.error("database operation %s failed: %s", getattr(fn, "__name__", fn), exc)
+                        fut.set_exception(exc)
             finally:
-                self.busy = False
+                with self._count_lock:
+                    self._pending -= 1
 
 
 class Pipeline:
@@ -281,7 +286,7 @@ class Pipeline:
             try:
                 self._decode(item)
             except Exception as exc:  # noqa: BLE001 - one photo must never stop the daemon
-                log.exception("unexpected error preparing %s", item.path)
+                log.error("unexpected error preparing %s: %s", item.path, exc, exc_info=log.isEnabledFor(logging.DEBUG))
                 self.note_error(f"{item.path}: {exc}")
                 self._release(item)
 

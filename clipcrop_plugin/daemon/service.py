@@ -181,7 +181,7 @@ class WatchService:
             while True:
                 self._pump()
                 self._write_status()
-                if not len(self.tracker) and self.pipeline.wait_idle(0.05):
+                if not len(self.tracker) and self.pipeline.wait_idle(0.05) and not self.pipeline.db.pending():
                     break
                 if self._stop.is_set() or (deadline is not None and time.monotonic() > deadline):
                     break
@@ -231,7 +231,8 @@ class WatchService:
         deadline = time.monotonic() + timeout
         quiet_since: float | None = None
         while time.monotonic() < deadline:
-            busy = len(self.hints) or len(self.tracker) or (self.pipeline and self.pipeline.depth()) or self._gone
+            p = self.pipeline
+            busy = len(self.hints) or len(self.tracker) or (p and (p.depth() or p.db.pending())) or self._gone
             if busy:
                 quiet_since = None
             elif quiet_since is None:
@@ -257,7 +258,8 @@ class WatchService:
                     self._next_rescan = now + self.rescan_seconds
                 self._write_status()
             except Exception as exc:  # noqa: BLE001 - the dispatcher must outlive any one error
-                log.exception("dispatcher error")
+                # One line for journald; the traceback only at -vv.
+                log.error("dispatcher error: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
                 if self.pipeline is not None:
                     self.pipeline.note_error(f"dispatcher: {exc}")
             self.hints.wakeup.wait(tick)
@@ -381,14 +383,13 @@ class WatchService:
                 continue
             # Old files skip the wait; young ones may still be arriving.
             self.tracker.note(path, settled=wall - sig[1] >= self.window)
-        if reconcile:
-            # Deletions whose events were lost (inotify overflow, daemon down for a delete
-            # while the folder stayed mounted).
-            now = time.monotonic()
+        if reconcile and self.pipeline is not None and not self._stop.is_set():
+            # Deletions whose events were lost (inotify overflow) or happened while the daemon
+            # was down: the database knows what was there.
             with self._known_lock:
-                lost = [p for p in self.known if _under(p, top) and p not in seen]
-            for p in lost:
-                self._gone.setdefault(p, now - self.window)
+                for p in [p for p in self.known if _under(p, top) and p not in seen]:
+                    del self.known[p]
+            self.pipeline.db.submit(self.backend.mark_missing_gone, top, seen)
 
     def _settled(self, path: str, sig: Signature) -> None:
         with self._known_lock:

@@ -75,13 +75,6 @@ class StabilityTracker:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def next_due_in(self) -> float | None:
-        """Seconds until the earliest entry could be due, or ``None`` when nothing waits."""
-        if not self._entries:
-            return None
-        earliest = min(e.last_seen for e in self._entries.values())
-        return max(0.0, earliest + self.window - self._clock())
-
     def due(self, limit: int | None = None, skip: Iterable[str] = ()) -> list[tuple[str, Signature]]:
         """Pop up to ``limit`` stable ``(path, signature)``; missing files are dropped, changed
         ones re-armed, paths in ``skip`` (being processed) left waiting."""
