@@ -14,7 +14,7 @@ from pathlib import Path
 from ..candidates import AspectRatio
 from ..errors import ClipcropError, ConfigError
 from ..results import Suggestion
-from .atomic import deferred_dir_sync
+from .atomic import clean_stale_temps, deferred_dir_sync
 from .writer import WriteResult, clear_crop_metadata, write_crop_metadata
 
 SOURCES = ("auto", "db", "score")
@@ -30,6 +30,12 @@ class Outcome:
     cleared: list[Path] | None = None
     error: str | None = None
     origin: str = ""  # "db" or "scored" for writes
+
+
+def _with_path(path: str | os.PathLike[str], message: str) -> str:
+    """``PATH: message`` unless the message already names the photo."""
+    p = os.fspath(path)
+    return message if p in message else f"{p}: {message}"
 
 
 def _has_aspects(s: Suggestion, aspects: Sequence[AspectRatio]) -> bool:
@@ -69,7 +75,16 @@ def write_paths(
             return Outcome(s.path, write_crop_metadata(s.path, s, mode=mode, naming=naming, aspects=names),
                            origin=origin)
         except ClipcropError as exc:
-            return Outcome(s.path, error=str(exc), origin=origin)
+            return Outcome(s.path, error=_with_path(s.path, str(exc)), origin=origin)
+
+    swept: set[Path] = set()
+
+    def sweep(folder: Path) -> None:
+        # Temp files a killed writer left behind: removed once per folder per run (not per photo,
+        # which would list a large folder once for every photo in it).
+        if folder not in swept:
+            swept.add(folder)
+            clean_stale_temps(folder)
 
     def flush() -> list[Outcome]:
         # One folder fsync per chunk instead of one per photo; file data is still fsynced per file.
@@ -79,6 +94,7 @@ def write_paths(
         return done
 
     for photo in iter_photo_paths(paths, recursive=recursive):
+        sweep(photo.parent)
         stored = None
         if store is not None and source in ("auto", "db"):
             stored = suggestion_from_store(store, photo)
@@ -103,7 +119,7 @@ def write_paths(
     scorer = scorer_factory()
     for s in suggest_paths(to_score, scorer, aspects, batch_size=batch_size):  # type: ignore[arg-type]
         jobs.append((lambda s=s: write(s, "scored")) if s.ok else
-                    (lambda s=s: Outcome(s.path, error=s.error or "not scored", origin="scored")))
+                    (lambda s=s: Outcome(s.path, error=_with_path(s.path, s.error or "not scored"), origin="scored")))
         if len(jobs) >= max(1, batch_size):
             yield from flush()
     yield from flush()
@@ -118,4 +134,4 @@ def clear_paths(paths: Iterable[str | os.PathLike[str]], *, mode: str = "all", n
         try:
             yield Outcome(str(photo), cleared=clear_crop_metadata(photo, mode=mode, naming=naming))
         except ClipcropError as exc:
-            yield Outcome(str(photo), error=str(exc))
+            yield Outcome(str(photo), error=_with_path(photo, str(exc)))

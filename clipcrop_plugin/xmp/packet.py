@@ -83,6 +83,14 @@ class CropPacket:
     alternatives: list[dict[str, str]] = field(default_factory=list)
 
 
+_REFUSED = {
+    "DTDForbidden": "a DTD",
+    "EntitiesForbidden": "entity declarations",
+    "ExternalReferenceForbidden": "an external reference",
+    "NotSupportedError": "an unsupported XML feature",
+}
+
+
 class _NsTreeBuilder(ET.TreeBuilder):
     """A TreeBuilder that keeps comments and remembers the prefix each namespace was declared with."""
 
@@ -138,8 +146,8 @@ def parse_packet(data: bytes | str, what: str = "XMP") -> XmpDoc:
         parser.feed(data)
         root = parser.close()
     except DefusedXmlException as exc:
-        kind = type(exc).__name__.replace("Forbidden", "")
-        raise MetadataError(f"{what} refused: it declares a {kind.lower() or 'DTD'} (untrusted XML)") from None
+        kind = _REFUSED.get(type(exc).__name__, "a construct XMP never needs")
+        raise MetadataError(f"{what} refused: it contains {kind} (untrusted XML is not expanded)") from None
     except ET.ParseError as exc:
         raise MetadataError(f"{what} is not well-formed XML ({exc})") from None
     except (ValueError, LookupError, RecursionError) as exc:  # bad encoding declarations and the like

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import MetadataError
 from ..results import Crop, Suggestion
 from . import jpeg, png
-from .atomic import atomic_delete, atomic_write, clean_stale_temps
+from .atomic import atomic_delete, atomic_write
 from .orientation import box_to_crs, stored_to_upright
 from .packet import (
     CropPacket,
@@ -154,7 +154,6 @@ def _write_sidecar(photo: Path, packet: CropPacket, naming: str, note: str | Non
         doc = apply_crop(new_doc(), packet, created=True)
     data = serialize(doc)
     atomic_write(target, data)
-    clean_stale_temps(target.parent, target=target.name)
     return WriteResult(target, "sidecar", "; ".join(notes) or None, hashlib.sha256(data).hexdigest())
 
 
@@ -215,7 +214,6 @@ def _write_embedded(photo: Path, suggestion: Suggestion, packet: CropPacket, nam
     except jpeg.EmbedRefused as exc:
         return _write_sidecar(photo, packet, naming, f"{exc}; wrote a sidecar")
     atomic_write(photo, new)
-    clean_stale_temps(photo.parent, target=photo.name)
     return WriteResult(photo, "embed", None, hashlib.sha256(new).hexdigest())
 
 
