@@ -124,7 +124,7 @@ class CropRow(Base):
         # the index itself, so "best crop enhances X, top 50" reads ~50 table rows.
         Index("ix_crops_best", "best", "active", "improvement", "enhances", "reduces"),
         Index("ix_crops_aspect", "aspect", "rank", "active", "improvement", "enhances", "reduces"),
-        Index("ix_crops_photo", "photo_id", "active"),
+        Index("ix_crops_photo", "photo_id", "active", "best"),
         Index("ix_crops_run", "run_id"),
     )
 
@@ -152,7 +152,6 @@ class Explanation(Base):
     """One of the three largest element changes of a rank-1 crop (position 1..3)."""
 
     __tablename__ = "explanations"
-    __table_args__ = (Index("ix_explanations_element_change", "element", "change"),)
 
     crop_id: Mapped[int] = mapped_column(ForeignKey("crops.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(SmallInteger, primary_key=True)

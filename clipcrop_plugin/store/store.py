@@ -25,7 +25,7 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from ..config import Settings
 from ..elements import ELEMENT_NAMES
 from ..errors import ConfigError, StoreError
-from ..results import Box, Crop, ElementChange, Suggestion
+from ..results import Box, ElementChange, Suggestion
 from . import migrate
 from .engine import WRITE_OPTION, make_engine, resolve_url
 from .models import LABEL_KINDS, TOP_K, CropRow, Explanation, Label, ModelVersion, Photo, ScoringRun, utcnow

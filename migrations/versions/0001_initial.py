@@ -96,7 +96,7 @@ def upgrade() -> None:
     with op.batch_alter_table('crops', schema=None) as batch_op:
         batch_op.create_index('ix_crops_aspect', ['aspect', 'rank', 'active', 'improvement', 'enhances', 'reduces'], unique=False)
         batch_op.create_index('ix_crops_best', ['best', 'active', 'improvement', 'enhances', 'reduces'], unique=False)
-        batch_op.create_index('ix_crops_photo', ['photo_id', 'active'], unique=False)
+        batch_op.create_index('ix_crops_photo', ['photo_id', 'active', 'best'], unique=False)
         batch_op.create_index('ix_crops_run', ['run_id'], unique=False)
 
     op.create_table('explanations',
@@ -107,8 +107,6 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['crop_id'], ['crops.id'], name=op.f('fk_explanations_crop_id_crops'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('crop_id', 'position', name=op.f('pk_explanations'))
     )
-    with op.batch_alter_table('explanations', schema=None) as batch_op:
-        batch_op.create_index('ix_explanations_element_change', ['element', 'change'], unique=False)
 
 
 def downgrade() -> None:
