@@ -179,23 +179,16 @@ def verify_sha256(info: CheckpointInfo) -> None:
 
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu"):  # -> (CLIPCropping, CheckpointInfo)
     """Verify and load one of our checkpoints: returns (model in eval mode on ``device``, info)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from .network import CLIPCropping, create_clip
+    from .weights import copy_state_into
 
     info = read_checkpoint_info(path)
     verify_sha256(info)
-    try:
-        state = load_file(str(info.path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"corrupt checkpoint {info.path.name}: {exc}") from exc
     model = CLIPCropping(info.config, create_clip(info.config), info.prompts)
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        raise WeightsError(f"checkpoint {info.path.name} does not fit its config: {lines[1] if len(lines) > 1 else lines[0]}") from exc
+        copy_state_into(model, info.path, what="checkpoint")
+    except WeightsError as exc:
+        raise WeightsError(str(exc).replace("do not fit the configured model", "does not fit its config")) from exc
     model.to(device).eval()
     return model, info
 

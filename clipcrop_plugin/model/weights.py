@@ -138,3 +138,55 @@ def load_clip_state(model_dir: Path, name: str = "RN50", pretrained: str = "open
     where = find_clip_weights(model_dir, name, pretrained, explicit)
     state = load_state_file(where.path)
     return state, where, sha256_file(where.path)
+
+
+_IGNORED_KEYS = ("input_resolution", "context_length", "vocab_size")
+
+
+def copy_state_into(module: torch.nn.Module, path: Path, what: str = "weights") -> None:
+    """Load a state file into ``module``'s existing tensors, strictly, one tensor at a time.
+
+    For safetensors files only one tensor is resident beside the model at any moment, which
+    keeps peak memory near the model's own size (a whole-file load would double it). Other
+    formats go through :func:`load_state_file` (``weights_only``). Key or shape mismatches are
+    a one-line WeightsError.
+    """
+    path = Path(path)
+    target = module.state_dict()
+    if not (path.suffix == ".safetensors" or _looks_like_safetensors(_head(path))):
+        state = load_state_file(path)
+        _check_and_copy(target, {k: (lambda v=v: v) for k, v in state.items()}, path, what)
+        return
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            getters = {k: (lambda k=k: fh.get_tensor(k)) for k in fh.keys()}
+            _check_and_copy(target, getters, path, what)
+    except SafetensorError as exc:
+        raise WeightsError(f"corrupt safetensors file {path.name}: {exc}") from exc
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(9)
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc.strerror or exc}") from exc
+
+
+def _check_and_copy(target: dict[str, torch.Tensor], getters: dict, path: Path, what: str) -> None:  # noqa: ANN001
+    getters = {(k[7:] if k.startswith("module.") else k): g for k, g in getters.items() if k not in _IGNORED_KEYS}
+    missing = sorted(set(target) - set(getters))
+    unexpected = sorted(set(getters) - set(target))
+    if missing or unexpected:
+        sample = ", ".join((missing or unexpected)[:3])
+        raise WeightsError(f"{what} {path.name} do not fit the configured model ({len(missing)} missing, "
+                           f"{len(unexpected)} unexpected keys, e.g. {sample})")
+    with torch.no_grad():
+        for key, dest in target.items():
+            src = getters[key]()
+            if tuple(src.shape) != tuple(dest.shape):
+                raise WeightsError(f"{what} {path.name} do not fit the configured model: {key} has shape "
+                                   f"{tuple(src.shape)}, expected {tuple(dest.shape)}")
+            dest.copy_(src)

@@ -27,6 +27,9 @@ class CLIPCroppingScorer:
         if not bool(model.text_ready):
             model.refresh_text_cache()
         model.drop_text_tower()
+        import gc
+
+        gc.collect()  # hand the text tower's memory back before scoring starts
         self.model = model.to(device).eval()
         self.info = info
         self.torch_device = device

@@ -47,6 +47,9 @@ class ZeroShotScorer:
         for attr in ("transformer", "token_embedding", "ln_final"):
             setattr(self.clip, attr, None)  # inference never needs the text tower again
         self.clip.text_projection = None
+        import gc
+
+        gc.collect()  # hand the text tower's memory back before scoring starts
         pool = self.clip.visual.attnpool
         self.pool_size = int(round((pool.positional_embedding.shape[0] - 1) ** 0.5))
 
@@ -59,8 +62,8 @@ class ZeroShotScorer:
         from ..model.checkpoints import is_checkpoint, load_checkpoint
         from ..model.config import ModelConfig
         from ..model.device import pick_device
-        from ..model.network import create_clip, load_clip_into
-        from ..model.weights import load_clip_state
+        from ..model.network import create_clip
+        from ..model.weights import copy_state_into, find_clip_weights, sha256_file
 
         dev = pick_device(device or settings.device)
         explicit = weights or settings.weights or None
@@ -68,16 +71,15 @@ class ZeroShotScorer:
             model, info = load_checkpoint(explicit, "cpu")
             return cls(model.clip, model.config, dev, info.sha256, str(info.path))
         config = ModelConfig(clip_model=settings.clip_model, clip_pretrained=settings.clip_pretrained)
-        state, where, digest = load_clip_state(settings.resolved_model_dir(), settings.clip_model,
-                                               settings.clip_pretrained, explicit)
+        where = find_clip_weights(settings.resolved_model_dir(), settings.clip_model, settings.clip_pretrained, explicit)
         vision = config.open_clip_config().get("vision_cfg", {})
         size = int(vision.get("image_size", config.image_size))
         if isinstance(vision.get("image_size"), (list, tuple)):
             raise WeightsError(f"{settings.clip_model} has a non-square input; zeroshot needs a square ResNet tower")
         config = ModelConfig(clip_model=settings.clip_model, clip_pretrained=settings.clip_pretrained, image_size=size)
         clip = create_clip(config)
-        load_clip_into(clip, state)
-        return cls(clip, config, dev, digest, str(Path(where.path)))
+        copy_state_into(clip, where.path, what="CLIP weights")
+        return cls(clip, config, dev, sha256_file(where.path), str(Path(where.path)))
 
     def embed_crops(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list:
         """Normalized CLIP embeddings of every candidate, per image: list of (Ni, D) tensors."""
