@@ -113,3 +113,17 @@ def test_stored_scores_are_used_without_rescoring(photos: Path, tmp_path: Path, 
     shutil.copy(photos / "p0.jpg", photos / "p1.jpg")
     code, out, err = run("xmp", "write", str(photos / "p1.jpg"), "--scorer", "heuristic")
     assert code == 0 and "scored now" in out, err
+
+
+def test_write_sweeps_stale_temp_files(photos: Path) -> None:
+    import os
+    import time
+
+    stale = photos / ".p0.jpg.clipcrop-tmp-deadbeef"
+    fresh = photos / ".p1.jpg.clipcrop-tmp-0badf00d"
+    stale.write_bytes(b"half a jpeg")
+    fresh.write_bytes(b"another writer is busy with this one")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    code, _, err = run("xmp", "write", str(photos / "p0.jpg"), "--scorer", "heuristic")
+    assert code == 0, err
+    assert not stale.exists() and fresh.exists()
