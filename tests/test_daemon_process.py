@@ -119,3 +119,17 @@ def test_a_second_daemon_on_the_same_data_folder_is_refused(tmp_path: Path) -> N
         held.release()
     assert res.returncode == 1
     assert res.stderr.strip().splitlines()[-1] == f"error: another clipcrop watch is running on this data folder (pid {os.getpid()})"
+
+
+def test_once_reports_failures_with_reasons_and_exit_1(tmp_path: Path) -> None:
+    lib = tmp_path / "photos"
+    write_jpeg(lib / "good.jpg", 1)
+    (lib / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    _config(tmp_path / "db.sqlite3")
+    res = subprocess.run([*CLI, "watch", str(lib), "--once"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert res.stdout.strip() == "1 scored, 0 unchanged, 1 failed"
+    assert [ln for ln in res.stderr.splitlines() if ln.startswith("WARNING")] == [
+        ln for ln in res.stderr.splitlines() if "bad.jpg" in ln
+    ]
+    assert "Traceback" not in res.stderr

@@ -46,6 +46,9 @@ def watch(
     Example:
       clipcrop watch ~/Pictures /mnt/nas/photos --poll --aspect 4:5
       clipcrop watch ~/Pictures --once          # one pass, for cron
+
+    With --once the exit status is 1 when a photo could not be scored (each one is logged
+    with its reason, and recorded in the database).
     """
     from ..daemon.service import WatchService
 
@@ -77,8 +80,8 @@ def watch(
         if once:
             snap = service.run_once()
             click.echo(f"{snap['done']} scored, {snap['skipped']} unchanged, {snap['failed']} failed")
-            if snap["failed"] and not snap["done"] and not snap["skipped"]:
-                raise SystemExit(1)
+            if snap["failed"]:
+                raise SystemExit(1)  # like `clipcrop scan`: each failure was logged with its reason
             return
         service.start()
         service.wait()
