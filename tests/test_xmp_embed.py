@@ -226,3 +226,11 @@ def test_two_standard_xmp_segments_are_not_guessed_between(tmp_path: Path) -> No
     assert result.mode_used == "sidecar" and "2 standard XMP" in result.note
     assert photo.read_bytes() == original
     assert clear_crop_metadata(photo) == [tmp_path / "two.jpg.xmp"]
+
+
+def test_embedding_through_a_symlink_updates_the_target(tmp_path: Path) -> None:
+    real = oriented_jpeg(tmp_path / "real.jpg", photo_image(), 1)
+    link = tmp_path / "link.jpg"
+    link.symlink_to(real)
+    write_crop_metadata(link, make_suggestion(link), mode="embed")
+    assert link.is_symlink() and jpegmod.find_xmp(real.read_bytes()) is not None

@@ -84,9 +84,15 @@ def atomic_write(path: Path, data: bytes) -> None:
     no temp file is left behind.
     """
     path = Path(path)
+    if path.is_symlink():
+        # Replace the file the link points to; renaming over the link would turn it into a copy.
+        path = Path(os.path.realpath(path))
     folder = path.parent
+    owner: tuple[int, int] | None = None
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        st = os.stat(path)
+        mode = stat.S_IMODE(st.st_mode)
+        owner = (st.st_uid, st.st_gid)
     except FileNotFoundError:
         umask = os.umask(0)
         os.umask(umask)
@@ -106,6 +112,11 @@ def atomic_write(path: Path, data: bytes) -> None:
                 view = view[written:]
             if hasattr(os, "fchmod"):  # not on Windows
                 os.fchmod(fd, mode)
+            if owner is not None and hasattr(os, "fchown"):
+                try:  # keeps the owner when root writes a user's file; others cannot, and need not
+                    os.fchown(fd, *owner)
+                except OSError:
+                    pass
             os.fsync(fd)
         finally:
             os.close(fd)
