@@ -90,6 +90,31 @@ def test_unreadable_file(tmp_path: Path) -> None:
         p.chmod(0o644)
 
 
+def test_permission_denied_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same check as above but works as root too: the open itself is refused."""
+    import clipcrop_plugin.imaging as imaging
+
+    p = tmp_path / "locked.jpg"
+    subject_photo(64, 64).save(p, "JPEG")
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(imaging, "open", refuse, raising=False)
+    _assert_one_line_error(p, "cannot read", "permission denied")
+
+
+def test_working_box_maps_to_working_pixels(tmp_path: Path) -> None:
+    from clipcrop_plugin.imaging import working_box
+
+    p = tmp_path / "w.jpg"
+    subject_photo(1000, 600).save(p, "JPEG")
+    li = load_image(p, min_side=150)
+    assert li.image.size == (250, 150)
+    assert working_box(li, (0, 0, 1000, 600)) == (0, 0, 250, 150)
+    assert working_box(li, (100, 60, 501, 300)) == (25, 15, 126, 75)
+
+
 def test_heic_without_decoder_says_so(tmp_path: Path, corpus_dir: Path) -> None:
     heic = corpus_dir / "heic" / "IMG_5195.HEIC"
     code = (

@@ -159,3 +159,12 @@ def test_a_candidate_equal_to_the_full_frame_scores_like_it(tmp_path: Path) -> N
     same = np.flatnonzero(np.all(cs.boxes == cs.boxes[cs.full_index], axis=1))
     assert len(same) == 2  # the 1:1 set's largest box and the full frame itself
     assert res.scores[same[0]] == res.scores[same[1]]
+
+
+def test_auto_with_explicit_weights_that_nobody_accepts_is_an_error(tmp_path: Path) -> None:
+    from clipcrop_plugin.errors import WeightsError
+
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"not weights")
+    with pytest.raises(WeightsError):
+        load_scorer("auto", settings=Settings(model_dir=str(tmp_path / "m")), weights=str(bogus))

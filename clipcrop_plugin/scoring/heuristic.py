@@ -231,7 +231,24 @@ def _smooth_within_groups(scores: np.ndarray, cands: CandidateSet, sigma: float)
 
 
 class HeuristicScorer:
-    """Weights-free scorer (registry name ``heuristic``): fast, explainable, no model needed."""
+    """Weights-free scorer (registry name ``heuristic``): fast, explainable, no model needed.
+
+    Score (higher is better): retained interest + log(interest density relative to the image)
+    + 0.3 x best of thirds/centre placement + 0.15 x lighting + 0.1 x colour - 0.15 x border cut,
+    then averaged with overlapping crops of the same set. Elements, each in [0, 1]:
+
+    ==================== ==========================================================
+    center               closeness of the interest centroid to the crop centre
+    rule_of_thirds       closeness of that centroid to the nearest thirds intersection
+    horizontal/vertical  share of edge energy on horizontal / vertical edges
+    curved               share on diagonal and curved edges
+    color                mean saturation
+    lighting             exposure balance (mean luminance near mid-grey) and contrast
+    depth_of_field       detail inside vs. outside the crop (0.5 for the full frame)
+    object_emphasis      saliency inside vs. outside the crop (0.5 for the full frame)
+    interesting_content  interest density inside vs. the whole image
+    ==================== ==========================================================
+    """
 
     name = "heuristic"
     weights_hash: str | None = None
