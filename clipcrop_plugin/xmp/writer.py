@@ -73,7 +73,8 @@ def build_packet(suggestion: Suggestion, *, aspects: Sequence[str] | None = None
             f"the suggestion has no {', '.join(missing)} crops (scored sets: {', '.join(present) or 'none'})")
     primary: Crop | None = suggestion.best(wanted[0]) if aspects else suggestion.best()
     if primary is None:
-        raise MetadataError("no crop to write: the suggestion holds no candidate crops")
+        raise MetadataError(f"no crop to write: no candidate crop fits this {info.width}x{info.height} image "
+                            "(only the full frame was scored)")
     o = info.orientation if info.has_orientation_tag else 1
     w, h = info.width, info.height
     left, top, right, bottom = box_to_crs(primary.box, w, h, o)
