@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, data_dir, load_settings
+from ..config import Settings, load_settings
 from ..errors import ConfigError
 from .events import HintHandler, Hints, is_ignored
 from .observer import Watcher
@@ -449,4 +449,4 @@ def _redact(url: str) -> str:
         return url.split("://", 1)[0] + "://..."
 
 
-__all__ = ["WatchService", "data_dir"]
+__all__ = ["WatchService"]

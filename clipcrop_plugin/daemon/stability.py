@@ -9,6 +9,7 @@ the only one that reads pixels.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,15 +25,9 @@ def file_signature(path: str) -> Signature | None:
         st = os.stat(path)
     except OSError:
         return None
-    if not _is_regular(st.st_mode):
+    if not stat.S_ISREG(st.st_mode):
         return None
     return (st.st_size, st.st_mtime)
-
-
-def _is_regular(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(mode)
 
 
 @dataclass
