@@ -214,6 +214,19 @@ def test_db_commands_and_bad_databases(env, tmp_path: Path) -> None:  # type: ig
     assert "newer than this clipcrop" in res.stderr
 
 
+def test_scan_writes_xmp_sidecars_when_asked(env) -> None:  # type: ignore[no-untyped-def]
+    lib, _db, run = env
+    run("scan", str(lib), "--scorer", "heuristic")
+    assert not list(lib.glob("*.xmp"))
+    make_photo(lib / "new.jpg", seed=42)
+    before = sha(lib / "new.jpg")
+    run("scan", str(lib), "--scorer", "heuristic", "--xmp")
+    sidecar = lib / "new.jpg.xmp"
+    assert [p.name for p in lib.glob("*.xmp")] == ["new.jpg.xmp"]  # only the newly scored photo
+    assert b"CropLeft" in sidecar.read_bytes()
+    assert sha(lib / "new.jpg") == before
+
+
 def test_clipcrop_db_environment_variable(env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     lib, _db, _run = env
     target = tmp_path / "from-env.sqlite3"

@@ -17,9 +17,11 @@ from .params import aspect_option, exit_code_for, fail, scorer_options
 @aspect_option
 @scorer_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Photos per scorer call.")
+@click.option("--xmp", "write_xmp", is_flag=True,
+              help="Also write each newly scored photo's best crop as XMP (a sidecar; embedded if the config sets embed).")
 @db_option
 def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str, device: str, weights: str | None,
-         batch_size: int, db: str | None) -> None:
+         batch_size: int, write_xmp: bool, db: str | None) -> None:
     """Score every new or changed photo under FOLDERS into the database.
 
     Photos already scored by this scorer and weights are skipped (moved or renamed ones are
@@ -29,9 +31,27 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
     \b
     Example:
       clipcrop scan ~/Pictures --aspect 1:1 --aspect 4:5
+      clipcrop scan /media/photos --scorer heuristic --xmp
     """
-    from ..scan import scan_folders
+    from ..config import load_settings
+    from ..scan import MetadataWriter, scan_folders
     from ..scoring.registry import load_scorer
+
+    writer: MetadataWriter | None = None
+    if write_xmp:
+        from ..xmp.writer import write_crop_metadata
+
+        try:
+            settings = load_settings()
+        except ClipcropError as exc:
+            fail(str(exc), exit_code_for(exc))
+        mode, naming = ("embed" if settings.embed else "sidecar"), settings.sidecar_naming
+
+        def _write_xmp(s):  # type: ignore[no-untyped-def]
+            return write_crop_metadata(s.path, s, mode=mode, naming=naming,
+                                       aspects=[a.name for a in aspects] or None)
+
+        writer = _write_xmp
 
     store = open_store(db)
     try:
@@ -49,11 +69,13 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
                 state["done"] = done
 
             report = scan_folders(store, list(folders), scorer_obj, aspects, progress=progress,
-                                  batch_size=batch_size)
+                                  batch_size=batch_size, write_metadata=writer)
     finally:
         store.close()
     for path, reason in report.failures:
         click.echo(f"failed: {reason}" if path in reason else f"failed: {path}: {reason}", err=True)
+    for _path, reason in report.metadata_errors:
+        click.echo(f"xmp not written: {reason}", err=True)
     click.echo(report.summary())
     if report.interrupted:
         raise SystemExit(130)
