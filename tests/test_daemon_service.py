@@ -317,3 +317,18 @@ def test_photos_deleted_while_the_daemon_was_down_are_marked_gone_on_start(tmp_p
     WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)
     db = tmp_path / "db.sqlite3"
     assert dict(db_rows(db, "select path, status from photos")) == {str(keep): "scored", str(drop): "gone"}
+
+
+def test_a_copy_that_pauses_longer_than_the_window_is_not_recorded_as_failed(service: WatchService, lib: Path, tmp_path: Path) -> None:
+    data = jpeg_bytes(90, (320, 240))
+    target = lib / "paused.jpg"
+    with open(target, "wb") as fh:
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        time.sleep(WINDOW * 3)  # the half file is "stable" and does not decode: it must wait
+        fh.write(data[len(data) // 2 :])
+    db = tmp_path / "db.sqlite3"
+    assert wait_for(lambda: runs_per_photo(db).get(str(target)) == 1)
+    assert service.wait_idle(10, settle=WINDOW * 2)
+    assert service.pipeline is not None and service.pipeline.counters.failed == 0
+    assert db_rows(db, "select status, error from photos") == [("scored", None)]

@@ -142,8 +142,9 @@ class Pipeline:
     ``load(path)`` decodes a photo (raises :class:`ClipcropError` for a bad one);
     ``score(images)`` turns a batch of decoded photos into :class:`Suggestion` objects in one
     scorer call; ``content_hash(path)`` identifies the content. ``rehint(path)`` is called for a
-    file that turned out to be still changing, ``on_done(path, signature)`` when a path is
-    settled (scored, skipped or failed).
+    file that turned out to be still changing (or that does not decode yet and was modified
+    less than ``young_seconds`` ago), ``on_done(path, signature)`` when a path is settled
+    (scored, skipped or failed).
     """
 
     def __init__(
@@ -159,8 +160,10 @@ class Pipeline:
         batch_wait: float = 0.05,
         rehint: Callable[[str], None] | None = None,
         on_done: Callable[[str, Signature], None] | None = None,
+        young_seconds: float = 5.0,
     ) -> None:
         self.backend = backend
+        self.young_seconds = young_seconds
         self._load = load
         self._score = score
         self._hash = content_hash
@@ -317,8 +320,11 @@ class Pipeline:
         try:
             item.loaded = self._load(item.path)
         except ClipcropError as exc:
-            if file_signature(item.path) != item.signature:
-                # Not broken, just not finished: a writer is still at it. Wait for it again.
+            young = time.time() - item.signature[1] < self.young_seconds
+            if young or file_signature(item.path) != item.signature:
+                # Probably not broken, just not finished: a writer is still at it, or paused
+                # longer than the stability window (a slow network copy). Look again later;
+                # once the file has been left alone for young_seconds, a failure is a failure.
                 self._release(item)
                 self._rehint(item.path)
                 return

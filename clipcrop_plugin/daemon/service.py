@@ -136,6 +136,8 @@ class WatchService:
                 decoders=self.decoders,
                 rehint=self.hints.changed,
                 on_done=self._settled,
+                # A file that does not decode yet gets this long to finish arriving.
+                young_seconds=max(2.0, 4 * self.window),
             )
             self.backend.on_error = self.pipeline.note_error
             self.pipeline.start()
