@@ -160,7 +160,9 @@ def create_app(
         headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
         if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
             return Response(status_code=304, headers=headers)
-        return FileResponse(thumbs.get(source, content_hash, bucket), media_type="image/jpeg", headers=headers)
+        # Bytes, not a FileResponse: a thumbnail is small, and the cache may be cleared between
+        # making it and sending it.
+        return Response(thumbs.read(source, content_hash, bucket), media_type="image/jpeg", headers=headers)
 
     @app.post("/api/photos/{photo_id}/score", response_model=PhotoDetail, responses=ERRORS, tags=["actions"])
     def score(photo_id: PhotoId, body: ScoreRequest | None = Body(None)) -> PhotoDetail:

@@ -58,6 +58,15 @@ class ThumbnailCache:
             self._render(Path(source), target, snap_size(size))
         return target
 
+    def read(self, source: Path, content_hash: str, size: int) -> bytes:
+        """The thumbnail's JPEG bytes (made first if needed; remade if it vanished meanwhile)."""
+        for _ in range(3):
+            try:
+                return self.get(source, content_hash, size).read_bytes()
+            except FileNotFoundError:
+                continue
+        raise ImageError(f"cannot keep a preview of {Path(source).name} in {self.root}", source)
+
     @staticmethod
     def _render(source: Path, target: Path, size: int) -> None:
         try:

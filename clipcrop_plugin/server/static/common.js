@@ -72,13 +72,14 @@ const CC = (() => {
    * image. When ``onAdjust`` is given the box can be moved (drag inside) and resized (drag a
    * corner handle); ``ratio`` (w/h, or null for free) keeps a ratio set's shape.
    */
-  function frame(photo, crop, { size = 512, onAdjust = null, ratio = null, lazy = true } = {}) {
+  function frame(photo, crop, { size = 512, onAdjust = null, ratio = null, lazy = true, width = 260 } = {}) {
     const root = el("div", { class: "frame", style: { aspectRatio: `${photo.width} / ${photo.height}` } });
-    // Grid cards are ~250 CSS px wide: a 256 px thumbnail on ordinary screens, 512 px on HiDPI ones.
+    // ``width`` is the CSS width the frame will get: the browser picks the 256 px thumbnail for
+    // ordinary screens and the 512 px one for HiDPI screens or wide cards.
     const src = (s) => `/api/photos/${photo.id}/thumbnail?size=${s}`;
     root.append(el("img", {
       src: src(size), srcset: size <= 512 ? `${src(256)} 256w, ${src(512)} 512w` : null,
-      sizes: size <= 512 ? "(max-width: 600px) 100vw, 260px" : null, alt: photo.name, draggable: "false",
+      sizes: size <= 512 ? `${Math.ceil(width)}px` : null, alt: photo.name, draggable: "false",
       loading: lazy ? "lazy" : "eager", decoding: "async", width: photo.width, height: photo.height }));
     if (!crop) {
       root.append(el("div", { class: "nocrop", text: photo.status === "failed" ? "could not score" : "no suggestion" }));

@@ -34,12 +34,22 @@
     }
   }
 
+  // The width a card's photo will have, from the grid's CSS (minimum column, gap, padding), so
+  // that srcset can pick the right thumbnail before the card is laid out.
+  function imageWidth() {
+    const css = getComputedStyle(grid);
+    const gap = parseFloat(css.columnGap) || 14;
+    const min = parseFloat(getComputedStyle(document.documentElement).getPropertyValue("--card")) || 236;
+    const cols = Math.max(1, Math.floor((grid.clientWidth + gap) / (min + gap)));
+    return (grid.clientWidth - (cols - 1) * gap) / cols - 18;  // card padding and border
+  }
+
   function card(photo) {
     const crop = cropFor(photo);
     const node = el("article", { class: "card", tabindex: "0", role: "listitem",
       "data-id": photo.id, "data-name": photo.name });
     node.append(frame(photo, crop, {
-      size: 512, ratio: crop ? ratioOf(crop.aspect) : null,
+      size: 512, width: imageWidth(), ratio: crop ? ratioOf(crop.aspect) : null,
       onAdjust: crop ? (box) => label(node, { kind: "box", aspect: crop.aspect, rank: crop.rank, box }) : null,
     }));
     node.append(el("div", { class: "meta" },
