@@ -212,3 +212,10 @@ def test_example_systemd_unit_runs_the_daemon_and_stops_it_with_sigterm() -> Non
     assert " watch " in cp["Service"]["ExecStart"]
     assert cp["Service"]["KillSignal"] == "SIGTERM" and cp["Service"]["Restart"] == "on-failure"
     assert cp["Install"]["WantedBy"] == "default.target"  # a user unit
+
+
+def test_status_never_shows_a_database_password() -> None:
+    from clipcrop_plugin.daemon.service import _redact
+
+    assert _redact("postgresql+psycopg://clip:s3cret@db.local/crops") == "postgresql+psycopg://clip:***@db.local/crops"
+    assert _redact("/home/me/crops.sqlite3") == "/home/me/crops.sqlite3"

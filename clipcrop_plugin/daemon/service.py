@@ -445,6 +445,8 @@ def _redact(url: str) -> str:
     # Never put a database password into a world-readable status file.
     from sqlalchemy.engine import make_url
 
+    if "://" not in url:
+        return url  # a bare SQLite path
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001
