@@ -112,7 +112,7 @@ def main() -> int:
     shm = Path("/dev/shm")
     places = ([("tmpfs", str(shm))] if shm.is_dir() and os.access(shm, os.W_OK) else []) + [("disk", None)]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
-          f"{platform.python_version()}, shared with other jobs; corpus {corpus}")
+          f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}; corpus {corpus}")
     for label, base in places:
         with tempfile.TemporaryDirectory(prefix="clipcrop-xmp-bench-", dir=base) as tmp:
             work = copy_corpus(corpus, Path(tmp))
