@@ -107,6 +107,9 @@ def test_stored_scores_are_used_without_rescoring(photos: Path, tmp_path: Path, 
     code, out, err = run("xmp", "write", "--query", "--embed", "--json")
     assert code == 0, err
     assert sorted(Path(json.loads(line)["path"]).name for line in out.splitlines()) == ["p0.jpg", "p1.jpg"]
+    # the embedded photos' new bytes were filed in the database: stored scores still apply
+    code, out, err = run("xmp", "write", str(photos / "p0.jpg"), "--source", "db")
+    assert code == 0 and "stored scores" in out, err
     code, _, err = run("xmp", "write", str(photos / "sub" / "g.png"), "--source", "db")
     assert code == 1 and "no current scores" in err
     # a changed photo is scored again instead of getting stale scores

@@ -38,6 +38,17 @@ def _with_path(path: str | os.PathLike[str], message: str) -> str:
     return message if p in message else f"{p}: {message}"
 
 
+def _rehash(store: object, s: Suggestion, result: WriteResult) -> None:
+    """Embedding changed the photo's bytes: file its stored scores under the new content hash,
+    so the database still knows the photo (no rescoring, ``--source db`` keeps working)."""
+    try:
+        st = os.stat(s.path)
+        store.record_suggestion(s, result.sha256, mtime=st.st_mtime, size=st.st_size)  # type: ignore[attr-defined]
+    except (ClipcropError, OSError) as exc:
+        extra = f"database not updated with the new content hash ({exc})"
+        result.note = f"{result.note}; {extra}" if result.note else extra
+
+
 def _has_aspects(s: Suggestion, aspects: Sequence[AspectRatio]) -> bool:
     present = set(s.aspects())
     return all(a.name in present for a in aspects)
@@ -72,10 +83,12 @@ def write_paths(
 
     def write(s: Suggestion, origin: str) -> Outcome:
         try:
-            return Outcome(s.path, write_crop_metadata(s.path, s, mode=mode, naming=naming, aspects=names),
-                           origin=origin)
+            result = write_crop_metadata(s.path, s, mode=mode, naming=naming, aspects=names)
         except ClipcropError as exc:
             return Outcome(s.path, error=_with_path(s.path, str(exc)), origin=origin)
+        if origin == "db" and result.mode_used == "embed":
+            _rehash(store, s, result)
+        return Outcome(s.path, result, origin=origin)
 
     swept: set[Path] = set()
 
