@@ -138,7 +138,8 @@ class Library:
 
         ``aspects``: ratio sets such as ``["1:1", "16:9"]`` on top of the grid (default: the
         configured ones). A photo that cannot be read comes back with ``ok=False`` and its reason
-        (and is recorded as failed); nothing is raised for a bad photo.
+        (and is recorded as failed, unless the path does not exist at all); nothing is raised for
+        a bad photo.
         """
         from .hashing import content_hash
         from .suggest import failed, suggest_paths
@@ -149,7 +150,8 @@ class Library:
         with self._scorer_lock:
             suggestion = next(iter(suggest_paths([file], scorer, ratios, batch_size=1, recursive=False)),
                               None) or failed(file, f"{file}: not a photo", scorer)
-        if record:
+        # A path that does not exist is the caller's typo, not a photo of the library: not recorded.
+        if record and file.exists():
             try:
                 digest = content_hash(file)
                 st = file.stat()

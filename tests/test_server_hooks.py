@@ -105,3 +105,15 @@ def test_entry_point_plugins_are_loaded_and_add_commands(tmp_path: Path, monkeyp
         lib.suggest(photo)
         lib.record_label(photo, "reject")
     assert sys.modules["gallery_hooks"].SEEN == [(str(photo), "reject")]
+
+
+def test_suggest_records_failures_but_not_typos(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"")
+    with Library.open(f"sqlite:///{tmp_path / 'db.sqlite3'}", settings=Settings(), scorer="heuristic",
+                      plugins=make_plugin_manager(False)) as lib:
+        bad = lib.suggest(broken)
+        typo = lib.suggest(tmp_path / "no-such-photo.jpg")
+        page = lib.photos(sort="path", status="failed")
+    assert not bad.ok and "empty" in bad.error and not typo.ok and "no such file" in typo.error
+    assert [p.path for p in page.items] == [str(broken)] and "empty" in page.items[0].error
