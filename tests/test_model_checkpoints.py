@@ -150,3 +150,25 @@ def test_weight_discovery_order(tmp_path: Path) -> None:
         find_clip_weights(model_dir, "RN50", "openai", tmp_path / "nope.pt")
     state, where, digest = load_clip_state(model_dir, "RN50", "openai")
     assert where.source == "model_dir" and len(digest) == 64 and "visual.conv1.weight" in state
+
+
+def test_loaded_model_matches_the_saved_one(tmp_path: Path) -> None:
+    cfg = tiny_config()
+    model = build_model(cfg, load_state_file(write_clip_weights(tmp_path / "clip.safetensors", cfg)))
+    model.refresh_text_cache({"aesthetic": torch.randn(32)})
+    info = save_checkpoint(model, tmp_path / "m")
+    x = torch.randn(2, 3, 64, 64)
+    boxes = [torch.tensor([[0.0, 0.0, 64.0, 64.0], [3.0, 9.0, 50.0, 61.0]]), torch.tensor([[8.0, 0.0, 64.0, 40.0]])]
+    with torch.no_grad():
+        f = model.features(x)
+        ref_s, ref_e = model.score_crops(f, boxes), model.element_scores(f, boxes)
+        for text_tower in (True, False):
+            loaded, _ = load_checkpoint(info.path, text_tower=text_tower)
+            assert (loaded.clip.transformer is not None) == text_tower
+            g = loaded.features(x)
+            for a, b in zip(loaded.score_crops(g, boxes), ref_s):
+                torch.testing.assert_close(a, b)
+            for a, b in zip(loaded.element_scores(g, boxes), ref_e):
+                torch.testing.assert_close(a, b)
+        full, _ = load_checkpoint(info.path)
+        torch.testing.assert_close(full.text_embeddings("aesthetic"), model.text_embeddings("aesthetic"))

@@ -177,18 +177,30 @@ def verify_sha256(info: CheckpointInfo) -> None:
                            f"(file {actual[:12]}, sidecar {info.sha256[:12]}); refusing to load it")
 
 
-def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu"):  # -> (CLIPCropping, CheckpointInfo)
-    """Verify and load one of our checkpoints: returns (model in eval mode on ``device``, info)."""
-    from .network import CLIPCropping, create_clip
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu", text_tower: bool = True):
+    """Verify and load one of our checkpoints: returns (model in eval mode on ``device``, info).
+
+    ``text_tower=False`` (inference) never materialises the text encoder and prompt learners;
+    the checkpoint must then carry its cached element text embeddings.
+    """
+    from .network import TEXT_PREFIXES, CLIPCropping, create_clip
     from .weights import copy_state_into
 
     info = read_checkpoint_info(path)
     verify_sha256(info)
-    model = CLIPCropping(info.config, create_clip(info.config), info.prompts)
+    model = CLIPCropping(info.config, create_clip(info.config, empty=True), info.prompts)
+    ignore: tuple[str, ...] = ()
+    if not text_tower:
+        model.text_ready.fill_(True)  # lets drop_text_tower run; the loaded value is checked below
+        model.drop_text_tower()
+        ignore = TEXT_PREFIXES
     try:
-        copy_state_into(model, info.path, what="checkpoint")
+        copy_state_into(model, info.path, what="checkpoint", ignore_prefixes=ignore)
     except WeightsError as exc:
         raise WeightsError(str(exc).replace("do not fit the configured model", "does not fit its config")) from exc
+    if not text_tower and not bool(model.text_ready):
+        raise WeightsError(f"checkpoint {info.path.name} has no cached element text embeddings; "
+                           "re-save it with model.refresh_text_cache() run first")
     model.to(device).eval()
     return model, info
 

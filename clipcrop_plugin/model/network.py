@@ -24,8 +24,13 @@ STRIDE = 32
 BRANCHES = ("composition", "aesthetic")
 
 
-def create_clip(config: ModelConfig) -> nn.Module:
-    """A randomly initialised open_clip CLIP model of the configured ResNet tower."""
+def create_clip(config: ModelConfig, empty: bool = False) -> nn.Module:
+    """An open_clip CLIP model of the configured ResNet tower.
+
+    ``empty=True`` skips random initialisation (the tensors are allocated but hold garbage):
+    use it only when every tensor is loaded next, which saves time and the memory that
+    initialisation temporaries would take.
+    """
     from open_clip.model import CLIP
 
     cfg = config.open_clip_config()
@@ -33,9 +38,30 @@ def create_clip(config: ModelConfig) -> nn.Module:
     if not isinstance(vision.get("layers"), (list, tuple)):
         raise WeightsError(f"clip model {config.clip_model!r} is not a ResNet tower; CLIPCropping needs one")
     try:
-        return CLIP(embed_dim=cfg["embed_dim"], vision_cfg=vision, text_cfg=cfg["text_cfg"], quick_gelu=config.quick_gelu)
+        if not empty:
+            return CLIP(embed_dim=cfg["embed_dim"], vision_cfg=vision, text_cfg=cfg["text_cfg"], quick_gelu=config.quick_gelu)
+        with torch.device("meta"):
+            clip = CLIP(embed_dim=cfg["embed_dim"], vision_cfg=vision, text_cfg=cfg["text_cfg"], quick_gelu=config.quick_gelu)
     except (KeyError, TypeError) as exc:
         raise WeightsError(f"bad open_clip config for {config.clip_model!r}: {exc}") from exc
+    clip.to_empty(device="cpu")
+    # The causal mask is the one non-persistent buffer (not in any state dict): rebuild it.
+    if getattr(clip, "attn_mask", None) is not None:
+        n = clip.attn_mask.shape[0]
+        clip.attn_mask = torch.full((n, n), float("-inf")).triu_(1)
+    return clip
+
+
+def drop_text_modules(clip: nn.Module) -> None:
+    """Remove CLIP's text tower in place (inference that has its text embeddings cached)."""
+    for name in ("transformer", "token_embedding", "ln_final"):
+        setattr(clip, name, None)
+    clip.text_projection = None
+    clip.positional_embedding = None
+
+
+TEXT_PREFIXES = ("clip.transformer.", "clip.token_embedding.", "clip.ln_final.", "clip.text_projection",
+                 "clip.positional_embedding", "cke_learner.", "ake_learner.")
 
 
 def trunk_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -232,9 +258,7 @@ class CLIPCropping(nn.Module):
         """Free the text encoder for inference-only use (the cached text embeddings remain)."""
         if not bool(self.text_ready):
             raise WeightsError("refusing to drop the text tower before the text cache is computed")
-        for name in ("transformer", "token_embedding", "ln_final"):
-            setattr(self.clip, name, None)
-        self.clip.text_projection = None
+        drop_text_modules(self.clip)
         self.cke_learner = None  # type: ignore[assignment]
         self.ake_learner = None  # type: ignore[assignment]
 

@@ -143,26 +143,27 @@ def load_clip_state(model_dir: Path, name: str = "RN50", pretrained: str = "open
 _IGNORED_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 
-def copy_state_into(module: torch.nn.Module, path: Path, what: str = "weights") -> None:
+def copy_state_into(module: torch.nn.Module, path: Path, what: str = "weights",
+                    ignore_prefixes: tuple[str, ...] = ()) -> None:
     """Load a state file into ``module``'s existing tensors, strictly, one tensor at a time.
 
     For safetensors files only one tensor is resident beside the model at any moment, which
     keeps peak memory near the model's own size (a whole-file load would double it). Other
     formats go through :func:`load_state_file` (``weights_only``). Key or shape mismatches are
-    a one-line WeightsError.
+    a one-line WeightsError. File keys starting with one of ``ignore_prefixes`` are skipped.
     """
     path = Path(path)
     target = module.state_dict()
     if not (path.suffix == ".safetensors" or _looks_like_safetensors(_head(path))):
         state = load_state_file(path)
-        _check_and_copy(target, {k: (lambda v=v: v) for k, v in state.items()}, path, what)
+        _check_and_copy(target, {k: (lambda v=v: v) for k, v in state.items()}, path, what, ignore_prefixes)
         return
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as fh:
             getters = {k: (lambda k=k: fh.get_tensor(k)) for k in fh.keys()}
-            _check_and_copy(target, getters, path, what)
+            _check_and_copy(target, getters, path, what, ignore_prefixes)
     except SafetensorError as exc:
         raise WeightsError(f"corrupt safetensors file {path.name}: {exc}") from exc
 
@@ -175,8 +176,10 @@ def _head(path: Path) -> bytes:
         raise WeightsError(f"cannot read weights {path}: {exc.strerror or exc}") from exc
 
 
-def _check_and_copy(target: dict[str, torch.Tensor], getters: dict, path: Path, what: str) -> None:  # noqa: ANN001
-    getters = {(k[7:] if k.startswith("module.") else k): g for k, g in getters.items() if k not in _IGNORED_KEYS}
+def _check_and_copy(target: dict[str, torch.Tensor], getters: dict, path: Path, what: str,  # noqa: ANN001
+                    ignore_prefixes: tuple[str, ...] = ()) -> None:
+    getters = {(k[7:] if k.startswith("module.") else k): g for k, g in getters.items()
+               if k not in _IGNORED_KEYS and not k.startswith(ignore_prefixes or ("\0",))}
     missing = sorted(set(target) - set(getters))
     unexpected = sorted(set(getters) - set(target))
     if missing or unexpected:

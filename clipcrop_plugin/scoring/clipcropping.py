@@ -26,7 +26,8 @@ class CLIPCroppingScorer:
     def __init__(self, model, info, device) -> None:  # noqa: ANN001 - torch types
         if not bool(model.text_ready):
             model.refresh_text_cache()
-        model.drop_text_tower()
+        if model.clip.transformer is not None:
+            model.drop_text_tower()
         import gc
 
         gc.collect()  # hand the text tower's memory back before scoring starts
@@ -58,7 +59,7 @@ class CLIPCroppingScorer:
                 raise WeightsError(f"no trained clipcropping checkpoint in {model_dir}; "
                                    "import one with `clipcrop models import FILE` or train one with clipcrop-train")
             path = str(active.path)
-        model, info = load_checkpoint(path, "cpu")
+        model, info = load_checkpoint(path, "cpu", text_tower=False)
         return cls(model, info, dev)
 
     def score(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list[ScoreResult]:

@@ -32,6 +32,7 @@ class ZeroShotScorer:
         import torch
 
         from ..model.knowledge import encode_texts
+        from ..model.network import drop_text_modules
         from ..model.prompts import BAD_PROMPTS, GOOD_PROMPTS
 
         self.clip = clip.to(device).eval()
@@ -44,9 +45,7 @@ class ZeroShotScorer:
         with torch.no_grad():
             self.quality = encode_texts(self.clip, [GOOD_PROMPTS, BAD_PROMPTS]).to(device)
             self.element_text = encode_texts(self.clip, [e.prompts for e in ELEMENTS]).to(device)
-        for attr in ("transformer", "token_embedding", "ln_final"):
-            setattr(self.clip, attr, None)  # inference never needs the text tower again
-        self.clip.text_projection = None
+        drop_text_modules(self.clip)  # inference never needs the text tower again
         import gc
 
         gc.collect()  # hand the text tower's memory back before scoring starts
@@ -77,7 +76,7 @@ class ZeroShotScorer:
         if isinstance(vision.get("image_size"), (list, tuple)):
             raise WeightsError(f"{settings.clip_model} has a non-square input; zeroshot needs a square ResNet tower")
         config = ModelConfig(clip_model=settings.clip_model, clip_pretrained=settings.clip_pretrained, image_size=size)
-        clip = create_clip(config)
+        clip = create_clip(config, empty=True)
         copy_state_into(clip, where.path, what="CLIP weights")
         return cls(clip, config, dev, sha256_file(where.path), str(Path(where.path)))
 
