@@ -234,3 +234,16 @@ def test_embedding_through_a_symlink_updates_the_target(tmp_path: Path) -> None:
     link.symlink_to(real)
     write_crop_metadata(link, make_suggestion(link), mode="embed")
     assert link.is_symlink() and jpegmod.find_xmp(real.read_bytes()) is not None
+
+
+def test_standalone_marker_in_the_header_is_kept(tmp_path: Path) -> None:
+    photo = tmp_path / "tem.jpg"
+    photo_image().save(photo, "JPEG")
+    data = photo.read_bytes()
+    sugg = make_suggestion(photo)
+    photo.write_bytes(data[:2] + b"\xff\x01" + data[2:])  # TEM: a marker without a length field
+    write_crop_metadata(photo, sugg, mode="embed")
+    new = photo.read_bytes()
+    _, sos_old = jpegmod.parse_segments(data)
+    _, sos_new = jpegmod.parse_segments(new)
+    assert new[2:4] == b"\xff\x01" and new[sos_new:] == data[sos_old:] and xmp_count(new) == 1

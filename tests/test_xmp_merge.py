@@ -318,3 +318,12 @@ def test_odd_but_valid_packets_round_trip(tmp_path: Path, exiftool: str, name: s
         assert after[key] == value, key
     clear_crop_metadata(photo)
     assert all_tags(exiftool, sidecar) == before
+
+
+def test_existing_upper_case_sidecar_is_reused(tmp_path: Path) -> None:
+    photo = fake_photo(tmp_path / "DSC_1.JPG")
+    upper = tmp_path / "DSC_1.XMP"
+    upper.write_text(LIGHTROOM, encoding="utf-8")
+    result = write_crop_metadata(photo, make_suggestion(photo), naming="base")
+    assert result.path_written == upper and not (tmp_path / "DSC_1.xmp").exists()
+    assert "xmp:Rating=\"4\"" in upper.read_text(encoding="utf-8")
