@@ -332,3 +332,16 @@ def test_a_copy_that_pauses_longer_than_the_window_is_not_recorded_as_failed(ser
     assert service.wait_idle(10, settle=WINDOW * 2)
     assert service.pipeline is not None and service.pipeline.counters.failed == 0
     assert db_rows(db, "select status, error from photos") == [("scored", None)]
+
+
+def test_identical_copies_dropped_together_are_scored_once(service: WatchService, lib: Path, tmp_path: Path) -> None:
+    data = jpeg_bytes(91)
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (lib / name).write_bytes(data)
+    db = tmp_path / "db.sqlite3"
+    assert wait_for(lambda: db_rows(db, "select count(*) from photos where status = 'scored'") == [(3,)])
+    assert service.wait_idle(10, settle=WINDOW * 2)
+    assert service.pipeline is not None and service.pipeline.counters.done == 1  # one scorer pass
+    # The copies carry the scores of that pass (the store copies the run for each path).
+    assert len({h for (h,) in db_rows(db, "select content_hash from scoring_runs")}) == 1
+    assert all((lib / f"{n}.xmp").is_file() for n in ("a.jpg", "b.jpg", "c.jpg"))
