@@ -147,9 +147,9 @@ def _write_sidecar(photo: Path, packet: CropPacket, naming: str, note: str | Non
     if target.exists():
         doc = parse_packet(_read(target), what=f"existing sidecar {target.name}")
         if naming == "base" and has_clipcrop(doc) and not _owned_by(doc, photo, target):
-            target, _ = sidecar_path(photo, "ext")
-            notes.append(f"{photo.stem}.xmp holds another file's crop; wrote {target.name} instead")
-            return _write_sidecar(photo, packet, "ext", "; ".join(notes) or None)
+            ext_name = sidecar_path(photo, "ext")[0].name
+            notes.append(f"{target.name} holds another file's crop; wrote {ext_name} instead")
+            return _write_sidecar(photo, packet, "ext", "; ".join(notes))
         apply_crop(doc, packet, created=False)
     else:
         doc = apply_crop(new_doc(), packet, created=True)
