@@ -87,11 +87,19 @@ def build_query(f: QueryFilters, sort: str, dialect: str, *, count: bool = False
     if sort not in SORTS:
         raise ConfigError(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
     p, c = Photo.__table__, CropRow.__table__
+    # A path range selects a small part of the library: drive the query from the photos' path
+    # index then, not from the crops' improvement index (which SQLite would otherwise walk,
+    # filtering out ~99% of rows). "+ 0" hides a column from the planner's index choice.
+    narrow = dialect == "sqlite" and bool(f.folder or (f.path_glob and _literal_prefix(f.path_glob)))
+
+    def flag(col):  # type: ignore[no-untyped-def]
+        return ((col + 0) if narrow else col) == True  # noqa: E712 - "= 1" is indexable, "IS 1" may not be
+
     crop_cond: list[ColumnElement[bool]] = [c.c.photo_id == p.c.id]
     if f.aspect:
-        crop_cond += [c.c.aspect == f.aspect, c.c.rank == 1]
+        crop_cond += [(c.c.aspect + "" if narrow else c.c.aspect) == f.aspect, c.c.rank == 1]
     else:
-        crop_cond.append(c.c.best == True)  # noqa: E712 - "= 1" lets SQLite use the index; "IS 1" may not
+        crop_cond.append(flag(c.c.best))
     if f.scorer:
         r = ScoringRun.__table__
         newest = select(func.max(r.c.id)).where(r.c.photo_id == p.c.id, r.c.scorer == f.scorer)
@@ -99,7 +107,7 @@ def build_query(f: QueryFilters, sort: str, dialect: str, *, count: bool = False
             newest = newest.where(r.c.weights_hash == f.weights_hash)
         crop_cond.append(c.c.run_id == newest.scalar_subquery())
     else:
-        crop_cond.append(c.c.active == True)  # noqa: E712
+        crop_cond.append(flag(c.c.active))
 
     # Score sorts and score filters only make sense for scored photos: drive the query from the
     # crops index then (ORDER BY improvement LIMIT 50 becomes an index walk).
