@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Integer, Select, and_, exists, func, or_, select, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..elements import ELEMENT_NAMES, element
@@ -93,7 +93,9 @@ def build_query(f: QueryFilters, sort: str, dialect: str, *, count: bool = False
     narrow = dialect == "sqlite" and bool(f.folder or (f.path_glob and _literal_prefix(f.path_glob)))
 
     def flag(col):  # type: ignore[no-untyped-def]
-        return ((col + 0) if narrow else col) == True  # noqa: E712 - "= 1" is indexable, "IS 1" may not be
+        if narrow:
+            return (type_coerce(col, Integer) + 0) == 1
+        return col == True  # noqa: E712 - "= 1" is indexable, "IS 1" may not be
 
     crop_cond: list[ColumnElement[bool]] = [c.c.photo_id == p.c.id]
     if f.aspect:
