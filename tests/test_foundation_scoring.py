@@ -138,16 +138,24 @@ def test_third_party_scorer_through_entry_points(tmp_path: Path, monkeypatch: py
         "    @classmethod\n    def create(cls, settings, device='auto', weights=None):\n        return cls()\n"
         "    def score(self, images, candidates):\n"
         "        return [ScoreResult(np.arange(len(c), dtype=float)) for c in candidates]\n"
+        "class Broken:\n"
+        "    @classmethod\n    def create(cls, settings, device='auto', weights=None):\n"
+        "        raise RuntimeError('boom')\n"
     )
     dist = tmp_path / "fakeplug-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplug\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[clipcrop.scorers]\nconstant = fakeplug_mod:ConstantScorer\n")
+    (dist / "entry_points.txt").write_text(
+        "[clipcrop.scorers]\nconstant = fakeplug_mod:ConstantScorer\nbroken = fakeplug_mod:Broken\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "fakeplug_mod", raising=False)
     assert "constant" in scorer_names()
     scorer = load_scorer("constant", settings=Settings())
     assert scorer.name == "constant"
+    with pytest.raises(ConfigError) as info:
+        load_scorer("broken", settings=Settings())
+    assert "could not start" in str(info.value) and "boom" in str(info.value)
 
 
 def test_a_candidate_equal_to_the_full_frame_scores_like_it(tmp_path: Path) -> None:

@@ -234,7 +234,7 @@ class HeuristicScorer:
     """Weights-free scorer (registry name ``heuristic``): fast, explainable, no model needed.
 
     Score (higher is better): retained interest + log(interest density relative to the image)
-    + 0.3 x best of thirds/centre placement + 0.15 x lighting + 0.1 x colour - 0.15 x border cut,
+    + 0.3 x best of thirds/centre placement + 0.15 x lighting + 0.1 x colour - 0.4 x border cut,
     then averaged with overlapping crops of the same set. Elements, each in [0, 1]:
 
     ==================== ==========================================================
@@ -264,7 +264,7 @@ class HeuristicScorer:
     w_composition = 0.3
     w_lighting = 0.15
     w_color = 0.1
-    w_border = 0.15
+    w_border = 0.4
     # Width (in 1 - IoU) of the kernel that averages each candidate's score with its overlapping
     # neighbours: a crop wins for sitting in a broadly good region, not for a lucky pixel, which
     # keeps the choice stable under JPEG noise, rotation and small edits.
@@ -362,25 +362,34 @@ class HeuristicScorer:
     def _border_cut(
         sat: np.ndarray, x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, w: int, h: int, i_all: float
     ) -> np.ndarray:
-        """Mean interest in a thin strip inside each crop edge, relative to the image's mean.
+        """How much interesting content each crop edge cuts through, relative to the image mean.
 
-        An edge lying on the photo's own border cuts nothing new and is not counted.
+        An edge cuts through content when there is content on both sides of it: the lesser of
+        the mean interest in a thin strip just inside and just outside the edge. An edge that
+        runs along the border between a subject and empty background costs nothing, and one
+        lying on the photo's own border cuts nothing new.
         """
         tx = np.maximum(1, np.round((x2 - x1) * 0.05)).astype(np.int64)
         ty = np.maximum(1, np.round((y2 - y1) * 0.05)).astype(np.int64)
         # The weight ramps up over the first 4% of the image from its border, so moving an edge
         # by one cell never makes the score jump.
         ramp_x, ramp_y = max(1.0, 0.04 * w), max(1.0, 0.04 * h)
-        strips = (
-            (x1, y1, np.minimum(x1 + tx, x2), y2, x1 / ramp_x),  # left
-            (np.maximum(x2 - tx, x1), y1, x2, y2, (w - x2) / ramp_x),  # right
-            (x1, y1, x2, np.minimum(y1 + ty, y2), y1 / ramp_y),  # top
-            (x1, np.maximum(y2 - ty, y1), x2, y2, (h - y2) / ramp_y),  # bottom
+        sides = (
+            # inner strip, outer strip, distance of the edge from the photo border
+            ((x1, y1, np.minimum(x1 + tx, x2), y2), (np.maximum(x1 - tx, 0), y1, x1, y2), x1 / ramp_x),
+            ((np.maximum(x2 - tx, x1), y1, x2, y2), (x2, y1, np.minimum(x2 + tx, w), y2), (w - x2) / ramp_x),
+            ((x1, y1, x2, np.minimum(y1 + ty, y2)), (x1, np.maximum(y1 - ty, 0), x2, y1), y1 / ramp_y),
+            ((x1, np.maximum(y2 - ty, y1), x2, y2), (x1, y2, x2, np.minimum(y2 + ty, h)), (h - y2) / ramp_y),
         )
+
+        def strip_mean(box: tuple[np.ndarray, ...]) -> np.ndarray:
+            bx1, by1, bx2, by2 = box
+            area = ((bx2 - bx1) * (by2 - by1)).astype(np.float64)
+            total = sat[_I, by2, bx2] - sat[_I, by1, bx2] - sat[_I, by2, bx1] + sat[_I, by1, bx1]
+            return np.where(area > 0, total / np.maximum(area, 1.0), 0.0)
+
         cut = np.zeros(len(x1))
-        for sx1, sy1, sx2, sy2, dist in strips:
-            a = ((sx2 - sx1) * (sy2 - sy1)).astype(np.float64)
-            strip_sum = sat[_I, sy2, sx2] - sat[_I, sy1, sx2] - sat[_I, sy2, sx1] + sat[_I, sy1, sx1]
-            weight = np.clip(dist, 0.0, 1.0)
-            cut += weight * np.minimum(3.0, strip_sum / np.maximum(a, 1.0) / (i_all + 1e-9))
+        for inner, outer, dist in sides:
+            both = np.minimum(strip_mean(inner), strip_mean(outer)) / (i_all + 1e-9)
+            cut += np.clip(dist, 0.0, 1.0) * np.minimum(3.0, both)
         return cut / 4.0

@@ -54,6 +54,16 @@ def _load_class(name: str, ep: EntryPoint) -> Any:
         raise ConfigError(f"scorer {name!r} could not be loaded ({type(exc).__name__}: {exc})") from exc
 
 
+def _create(name: str, cls: Any, settings: Settings, device: str, weights: str | None) -> Scorer:
+    """``cls.create(...)``; an unexpected exception from a scorer becomes a one-line ConfigError."""
+    try:
+        return cls.create(settings, device=device, weights=weights)
+    except (WeightsError, ConfigError):
+        raise
+    except Exception as exc:
+        raise ConfigError(f"scorer {name!r} could not start ({type(exc).__name__}: {exc})") from exc
+
+
 def load_scorer(
     name: str = "auto",
     *,
@@ -74,15 +84,14 @@ def load_scorer(
     if name != "auto":
         if name not in eps:
             raise ConfigError(f"unknown scorer {name!r}; known: auto, {', '.join(sorted(eps))}")
-        return _load_class(name, eps[name]).create(settings, device=device, weights=weights)
+        return _create(name, _load_class(name, eps[name]), settings, device, weights)
 
     reasons: list[str] = []
     for candidate in AUTO_ORDER:
         if candidate not in eps:
             continue
         try:
-            cls = _load_class(candidate, eps[candidate])
-            scorer = cls.create(settings, device=device, weights=weights)
+            scorer = _create(candidate, _load_class(candidate, eps[candidate]), settings, device, weights)
         except (WeightsError, ConfigError) as exc:
             reasons.append(f"{candidate}: {exc}")
             log.debug("auto: %s unavailable: %s", candidate, exc)
