@@ -14,6 +14,7 @@ copied into a folder named after the model), then the same two names directly in
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,14 +159,47 @@ def copy_state_into(module: torch.nn.Module, path: Path, what: str = "weights",
         state = load_state_file(path)
         _check_and_copy(target, {k: (lambda v=v: v) for k, v in state.items()}, path, what, ignore_prefixes)
         return
-    from safetensors import SafetensorError, safe_open
+    with open(path, "rb") as fh:
+        _check_and_copy(target, _safetensors_getters(fh, path), path, what, ignore_prefixes)
 
+
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool}
+
+
+def _safetensors_getters(fh, path: Path) -> dict:  # noqa: ANN001
+    """Lazy per-tensor readers for a safetensors file, with plain reads rather than a memory map.
+
+    A memory map would count every touched page of the file in the process's resident set for
+    as long as it is open; reading tensor by tensor keeps the peak at model + one tensor.
+    """
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            getters = {k: (lambda k=k: fh.get_tensor(k)) for k in fh.keys()}
-            _check_and_copy(target, getters, path, what, ignore_prefixes)
-    except SafetensorError as exc:
+        n = int.from_bytes(fh.read(8), "little")
+        if not 2 <= n < (1 << 30):
+            raise ValueError("bad header length")
+        header = json.loads(fh.read(n))
+    except (ValueError, UnicodeDecodeError) as exc:
         raise WeightsError(f"corrupt safetensors file {path.name}: {exc}") from exc
+    base = 8 + n
+    size = path.stat().st_size
+
+    def reader(spec: dict) -> torch.Tensor:
+        try:
+            dtype = _ST_DTYPES[spec["dtype"]]
+            start, end = (int(v) for v in spec["data_offsets"])
+            shape = [int(v) for v in spec["shape"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightsError(f"corrupt safetensors file {path.name}: bad tensor entry") from exc
+        if base + end > size or end < start:
+            raise WeightsError(f"corrupt safetensors file {path.name}: truncated")
+        fh.seek(base + start)
+        buf = bytearray(fh.read(end - start))
+        if not buf:
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).reshape(shape)
+
+    return {k: (lambda spec=v: reader(spec)) for k, v in header.items() if k != "__metadata__"}
 
 
 def _head(path: Path) -> bytes:
