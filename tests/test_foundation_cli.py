@@ -85,6 +85,7 @@ def test_bad_file_is_reported_and_the_rest_go_on(library: Path) -> None:
         (["--aspect", "x:y"], 2, "bad aspect"),
         (["--scorer", "nope"], 2, "unknown scorer"),
         (["--top", "-1"], 2, "--top"),
+        (["--no-grid"], 2, "--no-grid"),
     ],
 )
 def test_usage_errors(library: Path, args: list[str], code: int, message: str) -> None:

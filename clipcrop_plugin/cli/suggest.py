@@ -127,6 +127,8 @@ def suggest(
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
         return
+    if no_grid and not aspects:
+        fail("--no-grid leaves no candidates: add at least one --aspect W:H", 2)
     targets = PreviewTargets(preview, paths) if preview else None
 
     total = errors = 0
@@ -152,7 +154,7 @@ def suggest(
         click.echo(json.dumps(s.to_dict(top=top or None)) if as_json else format_suggestion(s, top))
     if total == 0:
         fail(f"no photos found in {', '.join(paths)}")
-    summary = f"{total} photo(s), {total - errors if errors <= total else 0} ok, {errors} failed"
+    summary = f"{total} photo(s), {max(total - errors, 0)} ok, {errors} failed"
     click.echo(summary, err=as_json or errors > 0)
     if errors:
         raise SystemExit(1)
