@@ -255,3 +255,35 @@ def test_orientation_gives_upright_pixels(tmp_path: Path, orientation: int) -> N
 def test_panasonic_thumbnail_orientation_is_ignored(corpus_dir: Path) -> None:
     info = load_image(corpus_dir / "jpg" / "Panasonic_DMC-FZ30.jpg").info
     assert info.orientation == 1 and (info.width, info.height) == (info.stored_width, info.stored_height)
+
+
+@pytest.mark.slow
+def test_24mp_jpeg_is_scored_without_a_full_decode(tmp_path: Path) -> None:
+    """SPEC 2: a 24 MP JPEG is never decoded at full size to be scored; peak memory stays small."""
+    big = tmp_path / "24mp.jpg"
+    subject_photo(750, 500).resize((6000, 4000), Image.Resampling.BILINEAR).save(big, "JPEG", quality=85)
+    code = (
+        "import json\n"
+        "from PIL import JpegImagePlugin\n"
+        "sizes = []\n"
+        "orig = JpegImagePlugin.JpegImageFile.load\n"
+        "def spy(self):\n    sizes.append(self.size)\n    return orig(self)\n"
+        "JpegImagePlugin.JpegImageFile.load = spy\n"
+        "from clipcrop_plugin.candidates import parse_aspect\n"
+        "from clipcrop_plugin.imaging import load_image\n"
+        "from clipcrop_plugin.scoring.heuristic import HeuristicScorer\n"
+        "from clipcrop_plugin.suggest import suggest_images\n"
+        f"li = load_image({str(big)!r}, min_side=HeuristicScorer.min_side)\n"
+        "(s,) = suggest_images([li], HeuristicScorer(), [parse_aspect('1:1')])\n"
+        "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+        "print(json.dumps({'decoded': sizes[0], 'working': li.image.size, 'hwm_kb': hwm, 'ok': s.ok}))\n"
+    )
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc to read the peak resident set size")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    import json
+
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["ok"] and tuple(res["decoded"]) == (750, 500)  # 1/8 DCT scale
+    assert min(res["working"]) == 192
+    assert res["hwm_kb"] < 150 * 1024, res  # a full RGB decode alone would be 72 MB on top of imports
