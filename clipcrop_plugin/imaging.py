@@ -198,6 +198,15 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def _check_bomb(path: Path, width: int, height: int) -> None:
+    """Refuse to decode more than Pillow's MAX_IMAGE_PIXELS (its decompression-bomb limit)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise ImageError(
+            f"{path}: refused as a possible decompression bomb ({width}x{height} exceeds {limit} pixels)", path
+        )
+
+
 def _working_size(width: int, height: int, min_side: int) -> tuple[int, int]:
     """(w, h) with the short side about ``min_side``, aspect kept; never upscales."""
     short = min(width, height)
@@ -236,7 +245,9 @@ def load_image(source: str | os.PathLike[str], *, min_side: int = 256) -> Loaded
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; the limit is enforced below,
+            # on the pixels that will actually be decoded (a JPEG is decoded at up to 1/8 scale).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{path}: refused as a possible decompression bomb ({exc})", path) from None
@@ -262,12 +273,9 @@ def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
     stored_w, stored_h = im.size
     if stored_w <= 0 or stored_h <= 0:
         raise ImageError(f"{path}: zero-size image ({stored_w}x{stored_h})", path)
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit and stored_w * stored_h > limit:
-        raise ImageError(
-            f"{path}: refused as a possible decompression bomb ({stored_w}x{stored_h} exceeds {limit} pixels)",
-            path,
-        )
+    is_jpeg = isinstance(im, JpegImagePlugin.JpegImageFile)  # JPEG and MPO (phone multi-picture files)
+    if not is_jpeg:
+        _check_bomb(path, stored_w, stored_h)
     try:
         exif = im.getexif()
     except Exception:
@@ -281,9 +289,10 @@ def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if isinstance(im, JpegImagePlugin.JpegImageFile):  # JPEG and MPO (phone multi-picture files)
+            if is_jpeg:
                 # draft picks the largest DCT scale (1/2, 1/4, 1/8) keeping both sides >= the request.
                 im.draft("RGB", (target_w, target_h))
+                _check_bomb(path, *im.size)
             im.load()
             work = _to_rgb(im)
             if work.size != (target_w, target_h) and min(work.size) > min_side:

@@ -79,6 +79,23 @@ def test_decompression_bomb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     _assert_one_line_error(p, "decompression bomb")
 
 
+def test_decompression_limit_applies_to_what_a_jpeg_decodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "big.jpg"
+    subject_photo(2400, 1600).save(p, "JPEG")
+    # 3.84 MP stored (over a 2 MP limit), but decoded at 1/8 scale (300x200): accepted...
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2_000_000)
+    assert load_image(p, min_side=192).image.size == (288, 192)
+    # ...while a request that needs the full-size decode is refused.
+    _assert_one_line_error_kw(p, {"min_side": 1600}, "decompression bomb")
+
+
+def _assert_one_line_error_kw(path: Path, kw: dict[str, int], *fragments: str) -> None:
+    with pytest.raises(ImageError) as info:
+        load_image(path, **kw)
+    msg = str(info.value)
+    assert "\n" not in msg and all(f in msg.lower() for f in fragments), msg
+
+
 @pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root reads anything")
 def test_unreadable_file(tmp_path: Path) -> None:
     p = tmp_path / "locked.jpg"
