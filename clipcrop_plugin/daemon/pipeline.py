@@ -325,16 +325,16 @@ class Pipeline:
                 # Probably not broken, just not finished: a writer is still at it, or paused
                 # longer than the stability window (a slow network copy). Look again later;
                 # once the file has been left alone for young_seconds, a failure is a failure.
+                self._rehint(item.path)  # before the release, so the work never looks finished
                 self._release(item)
-                self._rehint(item.path)
                 return
             self._fail(item, str(exc))
             return
         if file_signature(item.path) != item.signature:
             # Rewritten while we hashed and decoded: the pixels may not match the hash.
             item.loaded = None
-            self._release(item)
             self._rehint(item.path)
+            self._release(item)
             return
         while not self._stopping.is_set():
             try:

@@ -183,7 +183,8 @@ class WatchService:
             while True:
                 self._pump()
                 self._write_status()
-                if not len(self.tracker) and self.pipeline.wait_idle(0.05) and not self.pipeline.db.pending():
+                # Idle first, then look for hints: a decoder may re-hint a path just before it settles.
+                if self.pipeline.wait_idle(0.05) and not (len(self.tracker) or len(self.hints) or self.pipeline.db.pending()):
                     break
                 if self._stop.is_set() or (deadline is not None and time.monotonic() > deadline):
                     break
@@ -234,7 +235,8 @@ class WatchService:
         quiet_since: float | None = None
         while time.monotonic() < deadline:
             p = self.pipeline
-            busy = len(self.hints) or len(self.tracker) or (p and (p.depth() or p.db.pending())) or self._gone
+            # Pipeline first: a decoder re-hints a path before it lets go of it.
+            busy = (p and (p.depth() or p.db.pending())) or len(self.hints) or len(self.tracker) or self._gone
             if busy:
                 quiet_since = None
             elif quiet_since is None:
