@@ -304,3 +304,15 @@ def test_24mp_jpeg_is_scored_without_a_full_decode(tmp_path: Path) -> None:
     assert res["ok"] and tuple(res["decoded"]) == (750, 500)  # 1/8 DCT scale
     assert min(res["working"]) == 192
     assert res["hwm_kb"] < 150 * 1024, res  # a full RGB decode alone would be 72 MB on top of imports
+
+
+def test_16_bit_rgb_and_float_tiff(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    rgb16 = (np.asarray(subject_photo(80, 60), dtype=np.uint16) * 257).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "rgb16.tif", rgb16)
+    tifffile.imwrite(tmp_path / "f32.tif", rgb16[..., 0].astype(np.float32) / 65535)
+    for name in ("rgb16.tif", "f32.tif"):
+        li = load_image(tmp_path / name)
+        arr = np.asarray(li.image, dtype=np.float32)
+        assert li.image.mode == "RGB" and li.image.size == (80, 60)
+        assert abs(float(arr[..., 0].mean()) - float(rgb16[..., 0].mean()) / 257) < 3, name
