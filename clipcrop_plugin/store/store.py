@@ -216,6 +216,13 @@ class ModelVersionRecord:
 # ----------------------------------------------------------------------------------------------
 
 
+def _sqlite_value(v: Any) -> Any:
+    """A value as SQLAlchemy's SQLite dialect stores it (DateTime: ISO text with microseconds)."""
+    if isinstance(v, datetime):
+        return v.isoformat(sep=" ", timespec="microseconds")
+    return v
+
+
 def _wh(weights_hash: str | None) -> str:
     return weights_hash or ""
 
@@ -343,7 +350,7 @@ class Store:
                     ids[k] = pid
         return [int(i) for i in ids if i is not None]
 
-    def _insert_ids(self, conn: Connection, table: Any, rows: list[dict[str, Any]], raw: bool = False) -> list[int]:
+    def _insert_ids(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
         """Insert ``rows`` and return their ids in order.
 
         SQLite cannot return ids of a multi-row INSERT in a guaranteed order, and SQLAlchemy falls
@@ -358,10 +365,7 @@ class Store:
             ids = list(range(start, start + len(rows)))
             for i, row in zip(ids, rows):
                 row["id"] = i
-            if raw:
-                self._executemany(conn, table, rows)
-            else:
-                conn.execute(insert(table), rows)
+            self._executemany(conn, table, rows)
             return ids
         return list(conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
 
@@ -427,7 +431,7 @@ class Store:
                 r["run_id"] = run_id
             crop_rows += rows
             expls += expl
-        crop_ids = self._insert_ids(conn, C, crop_rows, raw=True)
+        crop_ids = self._insert_ids(conn, C, crop_rows)
         erows = [
             dict(crop_id=cid, position=i + 1, element=_ELEMENT_INDEX[ec.element], change=float(ec.change))
             for cid, changes in zip(crop_ids, expls)
@@ -438,15 +442,15 @@ class Store:
         return pids
 
     def _executemany(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-        """INSERT many rows. On SQLite the rows go straight to the driver's executemany: the
-        crops/explanations columns are plain ints, floats, bools and bytes, and SQLAlchemy's
-        per-row parameter processing would otherwise cost more than SQLite's own work."""
+        """INSERT many rows. On SQLite the rows go straight to the driver's executemany (values
+        stored exactly as SQLAlchemy would store them): SQLAlchemy's per-row parameter processing
+        would otherwise cost more than SQLite's own work."""
         if self.dialect != "sqlite":
             conn.execute(insert(table), rows)
             return
         cols = list(rows[0])
         sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-        conn.exec_driver_sql(sql, [tuple(r[c] for c in cols) for r in rows])
+        conn.exec_driver_sql(sql, [tuple(_sqlite_value(r[c]) for c in cols) for r in rows])
 
     def _pack_run(self, s: Suggestion, h: str, pid: int, now: datetime
                   ) -> tuple[dict[str, Any], list[dict[str, Any]], list[list[ElementChange]]]:
