@@ -30,7 +30,7 @@ import pluggy
 
 from .config import Settings, load_settings
 from .errors import ClipcropError, MetadataError, StoreError
-from .hooks import make_plugin_manager
+from .hooks import get_plugin_manager
 from .results import Suggestion
 
 if TYPE_CHECKING:  # the heavy modules load only when a method needs them
@@ -74,7 +74,8 @@ class Library:
     ) -> None:
         self.store = store
         self.settings = settings
-        self.plugins = plugins if plugins is not None else make_plugin_manager()
+        # Default: the process-wide manager, so hooks registered there (or installed) see every Library.
+        self.plugins = plugins if plugins is not None else get_plugin_manager()
         self._scorer: Scorer | None = None if scorer is None or isinstance(scorer, str) else scorer
         self._scorer_name = scorer if isinstance(scorer, str) else settings.scorer
         self._scorer_lock = threading.Lock()
@@ -94,7 +95,8 @@ class Library:
         ``db`` defaults to ``$CLIPCROP_DB``, then the configured URL, then the SQLite file in the
         data folder. ``scorer``: a scorer name (``auto``, ``heuristic``, ...) or a ready
         :class:`~clipcrop_plugin.scoring.base.Scorer`; default: the configured one. ``plugins``: a
-        pluggy manager for the hooks (default: one that loads the ``clipcrop`` entry points).
+        pluggy manager for the hooks (default: :func:`clipcrop_plugin.hooks.get_plugin_manager`, which
+        loads the ``clipcrop`` entry points once per process).
         """
         from .store import Store
 
