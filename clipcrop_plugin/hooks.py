@@ -22,9 +22,13 @@ implementation propagate to the caller, because a host that registered a hook wa
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 from typing import Any
 
 import pluggy
+
+log = logging.getLogger("clipcrop.hooks")
 
 PROJECT = "clipcrop"
 ENTRY_POINT_GROUP = "clipcrop"
@@ -64,11 +68,21 @@ _default: pluggy.PluginManager | None = None
 
 
 def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
-    """A new plugin manager with clipcrop's hook specs, plus installed plugins when asked."""
+    """A new plugin manager with clipcrop's hook specs, plus installed plugins when asked.
+
+    A plugin that fails to import is skipped with one warning: a broken third-party package must
+    not stop the CLI or the daemon.
+    """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(ClipcropSpecs)
     if load_entrypoints:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+                continue
+            try:
+                pm.register(ep.load(), name=ep.name)
+            except Exception as exc:  # noqa: BLE001 - any failure of foreign code
+                log.warning("skipping clipcrop plugin %r (%s): %s: %s", ep.name, ep.value, type(exc).__name__, exc)
     return pm
 
 

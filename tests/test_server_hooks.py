@@ -117,3 +117,17 @@ def test_suggest_records_failures_but_not_typos(tmp_path: Path) -> None:
         page = lib.photos(sort="path", status="failed")
     assert not bad.ok and "empty" in bad.error and not typo.ok and "no such file" in typo.error
     assert [p.path for p in page.items] == [str(broken)] and "empty" in page.items[0].error
+
+
+def test_a_broken_plugin_is_skipped_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    dist = tmp_path / "broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nbroken = broken_hooks_module\n")
+    (tmp_path / "broken_hooks_module.py").write_text("raise RuntimeError('half-installed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with caplog.at_level("WARNING", logger="clipcrop.hooks"):
+        pm = make_plugin_manager()
+    assert "broken" not in [name for name, _ in pm.list_name_plugin()]
+    assert "skipping clipcrop plugin 'broken'" in caplog.text and "half-installed" in caplog.text
