@@ -115,7 +115,7 @@ def create_app(
     def list_photos(
         folder: str | None = Query(None, max_length=4096, description="this folder and below"),
         glob: str | None = Query(None, max_length=4096, description="shell pattern over the path"),
-        status: Literal["pending", "scored", "failed", "offline", "gone"] | None = None,
+        status: Literal["pending", "scored", "failed", "gone"] | None = None,
         scorer: str | None = Query(None, max_length=64),
         aspect: str | None = Query(None, max_length=16, description="select the rank-1 crop of this set"),
         min_score: float | None = None,

@@ -51,7 +51,7 @@ def _summary_fields(p: Any) -> dict[str, Any]:
     camera = " ".join(v for v in (p.camera_make, p.camera_model) if v) or None
     return dict(
         id=p.id, name=PurePath(p.path).name, folder=p.folder, width=p.width or 0, height=p.height or 0,
-        status="offline" if p.offline else p.status, error=p.error,
+        status=p.status, offline=p.offline, error=p.error,
         taken_at=p.taken_at.isoformat() if p.taken_at else None, camera=camera,
         best=crop(p.crop) if p.crop is not None else None,
     )

@@ -55,7 +55,8 @@ class PhotoSummary(BaseModel):
     folder: str
     width: int
     height: int
-    status: str
+    status: str = Field(description="pending, scored, failed or gone")
+    offline: bool = Field(False, description="its folder is not reachable now (unmounted disk, share)")
     error: str | None = None
     taken_at: str | None = Field(
         default=None, description="capture time from EXIF, camera-local (ISO 8601 without a zone)")
