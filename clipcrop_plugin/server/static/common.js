@@ -77,7 +77,9 @@ const CC = (() => {
     // ``width`` is the CSS width the frame will get: the browser picks the 256 px thumbnail for
     // ordinary screens and the 512 px one for HiDPI screens or wide cards.
     const src = (s) => `/api/photos/${photo.id}/thumbnail?size=${s}`;
-    root.append(el("img", {
+    // An offline photo's file cannot be read now (unmounted disk): show the crop on an empty frame.
+    if (photo.offline) root.append(el("div", { class: "nocrop", text: "offline", style: { zIndex: 2, top: "6px", bottom: "auto" } }));
+    else root.append(el("img", {
       src: src(size), srcset: size <= 512 ? `${src(256)} 256w, ${src(512)} 512w` : null,
       sizes: size <= 512 ? `${Math.ceil(width)}px` : null, alt: photo.name, draggable: "false",
       loading: lazy ? "lazy" : "eager", decoding: "async", width: photo.width, height: photo.height }));
