@@ -119,6 +119,7 @@ def test_element_scores_are_eq24_cosines(tiny: CLIPCropping) -> None:
         comp = tiny.knowledge_embeddings(fmap, "composition", boxes)[0]
         aes = tiny.knowledge_embeddings(fmap, "aesthetic", boxes)[0]
     assert el.shape == (3, 10)
+    el = el / tiny.logit_scale.detach().exp()  # reported on CLIP's logit scale
     for k in range(5):
         had = (comp * tiny.cke_text[k]).sum(dim=1)  # sum of the Hadamard product (eq. 24)
         torch.testing.assert_close(el[:, k], had)

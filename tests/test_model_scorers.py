@@ -88,7 +88,7 @@ def test_zeroshot_scores_every_candidate_with_one_trunk_pass(settings: Settings,
     for cand, res in zip(cands, results):
         assert res.scores.shape == (len(cand),) and res.elements.shape == (len(cand), len(ELEMENT_NAMES))
         assert np.isfinite(res.scores).all() and np.ptp(res.scores) > 0
-        assert np.abs(res.elements).max() <= 1.0 + 1e-5  # cosines
+        assert np.abs(res.elements).max() <= scorer.scale * (1.0 + 1e-5)  # cosines times the logit scale
 
 
 def test_zeroshot_full_frame_is_clips_image_embedding(settings: Settings, photos: list[Path]) -> None:
@@ -182,3 +182,19 @@ def test_models_cli_lists_and_imports(settings: Settings, tmp_path: Path) -> Non
     bad.write_bytes(b"not a checkpoint")
     out = runner.invoke(cli, ["models", "import", str(bad)], env=env)
     assert out.exit_code == 1 and out.output.startswith("error: ") and "Traceback" not in out.output
+
+
+def test_suggest_cli_with_zeroshot_explains_crops(settings: Settings, photos: list[Path]) -> None:
+    from click.testing import CliRunner
+
+    from clipcrop_plugin.cli.main import cli
+
+    _clip_weights(settings)
+    Path(os.environ["CLIPCROP_CONFIG"]).write_text(f'clip_model = "{settings.clip_model}"\n')
+    out = CliRunner().invoke(cli, ["suggest", str(photos[0]), "--scorer", "zeroshot", "--device", "cpu", "--json"],
+                             env={"CLIPCROP_MODEL_DIR": settings.model_dir})
+    assert out.exit_code == 0, out.output
+    row = json.loads(out.output.strip().splitlines()[0])
+    assert row["scorer"] == "zeroshot" and row["ok"] and row["crops"]
+    best = row["crops"][0]
+    assert len(best["explanation"]) == 3 and all(c["element"] in ELEMENT_NAMES for c in best["explanation"])

@@ -40,7 +40,7 @@ class ModelConfig:
     pool_sampling_ratio: int = 1
     # CoCoOp prompt learners
     n_ctx: int = 4
-    ctx_init: str = "a photo of"
+    ctx_init: str = "a photo of a"
     meta_hidden_ratio: int = 16
     mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)

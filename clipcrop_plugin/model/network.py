@@ -241,13 +241,16 @@ class CLIPCropping(nn.Module):
         """Eq. 24 for every box: sum of the Hadamard product of normalized visual and text embeddings.
 
         Returns per image (Ni, 10) in ELEMENT_NAMES order (5 composition, then 5 aesthetic),
-        using the cached text embeddings (see :meth:`refresh_text_cache`).
+        using the cached text embeddings (see :meth:`refresh_text_cache`), multiplied by CLIP's
+        logit scale (``logit_scale.exp()``, the InfoNCE temperature of training): only relative
+        sizes mean anything (paper 4.5), and this puts them on the scale of the training logits.
         """
         if not bool(self.text_ready):
             raise WeightsError("this model has no cached element text embeddings; call refresh_text_cache() first")
         comp = self.knowledge_embeddings(feature_map, "composition", boxes)
         aes = self.knowledge_embeddings(feature_map, "aesthetic", boxes)
-        return [torch.cat([c.float().matmul(self.cke_text.t()), a.float().matmul(self.ake_text.t())], dim=1)
+        scale = self.logit_scale.detach().float().exp().clamp(max=100.0)
+        return [scale * torch.cat([c.float().matmul(self.cke_text.t()), a.float().matmul(self.ake_text.t())], dim=1)
                 for c, a in zip(comp, aes)]
 
     def forward(self, images: torch.Tensor, boxes: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -3,7 +3,7 @@
 Every candidate goes through ONE trunk pass per image: the crop is RoIAligned to CLIP's own
 attention-pool grid (projection trick in :func:`clipcrop_plugin.model.knowledge.roi_attention_pool`),
 giving its CLIP image embedding. Score = mean cosine to the good-composition prompts minus mean
-cosine to the bad ones (:mod:`clipcrop_plugin.model.prompts`); elements = cosine to each of the
+cosine to the bad ones, times CLIP's logit scale (:mod:`clipcrop_plugin.model.prompts`); elements = cosine to each of the
 ten element prompt groups. Text embeddings are computed once at ``create()``, after which the
 text tower is freed.
 """
@@ -42,6 +42,7 @@ class ZeroShotScorer:
         self.weights_hash = weights_hash
         self.weights_source = source
         self.min_side = config.image_size
+        self.scale = float(self.clip.logit_scale.detach().exp().clamp(max=100.0))
         with torch.no_grad():
             self.quality = encode_texts(self.clip, [GOOD_PROMPTS, BAD_PROMPTS]).to(device)
             self.element_text = encode_texts(self.clip, [e.prompts for e in ELEMENTS]).to(device)
@@ -106,8 +107,10 @@ class ZeroShotScorer:
         """Quality-prompt margin and element cosines for every candidate of every image."""
         results = []
         for emb in self.embed_crops(images, candidates):
-            sims = emb @ self.quality.t()  # (N, 2): good, bad
+            # CLIP's own logit scale (100 for OpenAI's weights): cosines become CLIP logits, so
+            # changes between crops are read on the scale CLIP was trained to separate things at.
+            sims = self.scale * (emb @ self.quality.t())  # (N, 2): good, bad
             scores = (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64)
-            elements = (emb @ self.element_text.t()).cpu().numpy().astype(np.float64)
+            elements = (self.scale * (emb @ self.element_text.t())).cpu().numpy().astype(np.float64)
             results.append(ScoreResult(scores=scores, elements=elements))
         return results
