@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -56,6 +57,12 @@ def test_sigterm_mid_backlog_exits_zero_within_seconds(backlog: tuple[Path, Path
     try:
         assert wait_for(lambda: _scored(db) >= 4, timeout=60), proc.stderr.read() if proc.poll() is not None else ""
         assert _status(data).get("running") is True
+        res = subprocess.run([*CLI, "status", "--json"], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        doc = json.loads(res.stdout)
+        assert doc["pid"] == proc.pid and doc["folders"][0]["path"] == str(lib) and doc["scorer"] == "heuristic"
+        res = subprocess.run([*CLI, "status"], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and res.stdout.startswith(f"clipcrop watch: running (pid {proc.pid}")
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
