@@ -160,3 +160,33 @@ def best_boxes(model: CLIPCropping, records: Sequence[BestCropRecord], device: t
         best = boxes[int(np.argmax(scores))]
         out[rec.name] = {"box": best.tolist(), "width": prep.width, "height": prep.height}
     return out
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: CLIPCropping, prepared: Sequence[Prepared], device: torch.device,
+                        limit: int = 64, batch_size: int = 16) -> int:
+    """Set the trunk's BatchNorm statistics from (up to ``limit``) training images.
+
+    Only for a trunk WITHOUT pretrained weights: open_clip initialises it with unit running
+    statistics and zeroed residual gains, so activations fade layer by layer until every image
+    yields the same embedding and the knowledge branches cannot learn. Returns the images used.
+    """
+    visual = model.clip.visual
+    bns = [m for m in visual.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration batches
+        if bn.weight is not None and float(bn.weight.abs().sum()) == 0.0:
+            bn.weight.fill_(1.0)  # wake zero-initialised residual branches
+    used = list(range(min(limit, len(prepared))))
+    visual.train()
+    try:
+        for group in group_by_size(prepared, used, batch_size):
+            x = normalize(model, torch.stack([prepared[i].pixels for i in group]).to(device))
+            trunk_pass = model.features(x)
+            del trunk_pass
+    finally:
+        for bn in bns:
+            bn.momentum = 0.1
+        model.eval()
+    return len(used)

@@ -305,6 +305,7 @@ def _build_or_load(s: StageSettings, resume: dict[str, Any] | None) -> tuple[CLI
     if s.stage != "composition":
         log.warning("%s stage started without --init: Algorithm 1 starts it from the previous stage", s.stage)
     model = modeling.new_model(_model_config(s), s.clip_weights)
+    origin["random_trunk"] = not s.clip_weights
     if s.clip_weights:
         origin["clip_weights"] = str(s.clip_weights)
         origin["clip_weights_sha256"] = sha256_file(Path(s.clip_weights))
@@ -348,6 +349,9 @@ def run_stage(s: StageSettings, *, progress: bool = True, stop_after: int | None
         _set_rng_state(resume["rng"])
     prep_train = runner.prepare(train, "train", progress)
     prep_val = runner.prepare(val, "val", progress)
+    if resume is None and origin.get("random_trunk"):
+        log.warning("no pretrained CLIP weights (--clip-weights/--init): training a randomly initialised trunk")
+        origin["batchnorm_calibrated_on"] = modeling.calibrate_batchnorm(model, prep_train, device)
     assert s.epochs is not None and s.batch_size is not None
     epochs_run = 0
     for epoch in range(start_epoch, s.epochs):
