@@ -219,3 +219,23 @@ def test_status_never_shows_a_database_password() -> None:
 
     assert _redact("postgresql+psycopg://clip:s3cret@db.local/crops") == "postgresql+psycopg://clip:***@db.local/crops"
     assert _redact("/home/me/crops.sqlite3") == "/home/me/crops.sqlite3"
+
+
+def test_network_shares_are_polled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    share, local = tmp_path / "nas", tmp_path / "local"
+    share.mkdir()
+    local.mkdir()
+    mounts = [("/", "ext4"), (str(share), "nfs4"), (str(tmp_path / "ssh"), "fuse.sshfs")]
+    monkeypatch.setattr(observer_mod, "_mounts", lambda: mounts)
+    assert observer_mod.network_fs(str(share / "2024")) == "nfs4"
+    assert observer_mod.network_fs(str(tmp_path / "ssh")) == "fuse.sshfs"
+    assert observer_mod.network_fs(str(local)) is None
+    assert observer_mod.network_fs(str(tmp_path / "nas-other")) is None  # a prefix is not a parent
+    w = Watcher(lambda root: HintHandler(Hints(), root), poll_interval=0.1)
+    try:
+        with caplog.at_level("INFO", logger="clipcrop.daemon"):
+            assert w.watch(str(share)) == "polling"
+            assert w.watch(str(local)) == "native"
+        assert any("is on nfs4; polling it" in r.getMessage() for r in caplog.records)
+    finally:
+        w.stop()

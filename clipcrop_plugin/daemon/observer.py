@@ -1,7 +1,8 @@
 """Observers: the native one (inotify, FSEvents, ...) by default, polling where it must.
 
-Polling is chosen for a whole tree when the user asks (``--poll``, network shares, where
-inotify never sees writes made by other machines) or when the kernel refuses more inotify
+Polling is chosen for a whole tree when the user asks (``--poll``), when the tree is on a
+network file system (``/proc/mounts`` says nfs, cifs, sshfs, ...: inotify never sees writes
+made by other machines), or when the kernel refuses more inotify
 watches (``ENOSPC``: ``fs.inotify.max_user_watches``; ``EMFILE``: ``max_user_instances``). The
 latter is one warning line and a fallback, never a crash; the periodic rescan covers anything
 either observer misses.
@@ -23,6 +24,43 @@ log = logging.getLogger("clipcrop.daemon")
 
 # errno values that mean "no more inotify resources", not "this folder is broken".
 WATCH_LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
+
+
+# File systems whose changes made elsewhere (another machine, a FUSE backend) never reach
+# inotify: they are polled. Compared without a "fuse." prefix.
+NETWORK_FS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre", "ncpfs",
+    "sshfs", "rclone", "davfs", "davfs2", "s3fs", "gcsfuse", "webdav",
+})
+
+
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, fs type) from /proc/mounts; empty where there is none (macOS, Windows)."""
+    try:
+        with open("/proc/mounts", encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 3:
+            # /proc/mounts escapes spaces and tabs in mount points as octal.
+            out.append((parts[1].replace("\\040", " ").replace("\\011", "\t"), parts[2]))
+    return out
+
+
+def network_fs(folder: str) -> str | None:
+    """The network file system type ``folder`` lives on (``"nfs4"``, ``"cifs"``, ...), or None."""
+    real = os.path.realpath(folder)
+    best = ("", "")
+    for mnt, fstype in _mounts():
+        inside = real == mnt or real.startswith(mnt.rstrip("/") + "/")
+        if inside and len(mnt) >= len(best[0]):
+            best = (mnt, fstype)
+    fstype = best[1].lower()
+    name = fstype[5:] if fstype.startswith("fuse.") else fstype
+    return fstype if name in NETWORK_FS else None
 
 
 def native_observer_factory() -> BaseObserver:
@@ -69,6 +107,10 @@ class Watcher:
         self.unwatch(folder)
         handler = self._handler_for(folder)
         mode = "polling" if self.poll else "native"
+        fstype = None if self.poll else network_fs(folder)
+        if fstype is not None:
+            log.info("%s is on %s; polling it (inotify does not see changes made by other machines)", folder, fstype)
+            mode = "polling"
         if mode == "native":
             try:
                 obs = self._native_observer()
