@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,15 @@ def test_raw_dot_segments_over_a_real_socket(shared_sample: SampleLibrary, tmp_p
             conn.close()
             assert 400 <= resp.status < 500, (target, resp.status)
             assert b"root:" not in body
+
+
+def test_no_page_loads_third_party_scripts(shared_client: TestClient) -> None:
+    # FastAPI's /docs would pull Swagger UI from a CDN into our origin: it is switched off.
+    assert shared_client.get("/docs").status_code == 404 and shared_client.get("/redoc").status_code == 404
+    for page in ("/", "/photo/1"):
+        html = shared_client.get(page).text
+        for src in re.findall(r'<(?:script|link|img)[^>]*(?:src|href)="([^"]+)"', html):
+            assert src.startswith("/static/"), (page, src)
+    for asset in ("review.js", "photo.js", "common.js", "review.css"):
+        text = shared_client.get(f"/static/{asset}").text
+        assert "http://" not in text and "https://" not in text and "import(" not in text

@@ -66,6 +66,10 @@ def create_app(
         title="clipcrop",
         version=__version__,
         summary="Aesthetic crop suggestions for a photo library: query, review, label, write XMP.",
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN; a script from elsewhere
+        # running in our origin could call the API. The description stays at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     thumbs = ThumbnailCache(thumbnail_dir or data_dir() / "cache" / "thumbs")
     app.state.library = library
