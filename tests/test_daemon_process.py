@@ -140,3 +140,21 @@ def test_once_reports_failures_with_reasons_and_exit_1(tmp_path: Path) -> None:
         ln for ln in res.stderr.splitlines() if "bad.jpg" in ln
     ]
     assert "Traceback" not in res.stderr
+
+
+def test_ctrl_c_stops_an_idle_daemon_cleanly(tmp_path: Path) -> None:
+    lib = tmp_path / "photos"
+    write_jpeg(lib / "one.jpg", 2)
+    _config(tmp_path / "db.sqlite3")
+    data = Path(os.environ["CLIPCROP_DATA_DIR"])
+    proc = subprocess.Popen([*CLI, "watch", str(lib)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: _status(data).get("done") == 1, timeout=60)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and time.monotonic() - sent < 5.0, err
+    assert "received SIGINT" in err and "Traceback" not in err
