@@ -118,7 +118,7 @@ class _Evil:
 def test_pickled_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     with open(path, "wb") as fh:
-        pickle.dump({"x": _Evil()}, fh)
+        pickle.dump({"x": _Evil()}, fh, protocol=2)
     with pytest.raises(WeightsError, match="refusing to unpickle"):
         load_state_file(path)
     assert not Path("/tmp/clipcrop_pwned_by_test").exists()

@@ -98,17 +98,18 @@ def rod_align(feature_map: torch.Tensor, boxes: Sequence[torch.Tensor], size: in
     """
     b, c, h, w = feature_map.shape
     outs = []
-    grid = torch.arange(size + 1, dtype=feature_map.dtype, device=feature_map.device) / size
+    # Coordinates and weights in float32 even under fp16 autocast: pixel positions need the bits.
+    grid = torch.arange(size + 1, dtype=torch.float32, device=feature_map.device) / size
     for index, bx in enumerate(boxes):
-        bx = bx.to(device=feature_map.device, dtype=feature_map.dtype).reshape(-1, 4)
+        bx = bx.to(device=feature_map.device, dtype=torch.float32).reshape(-1, 4)
         in_w, in_h = input_sizes[index] if input_sizes is not None else (w * stride, h * stride)
         xs, ys = grid * in_w, grid * in_h
-        wy = axis_weights(ys / stride - 0.5, h)  # (size+1, H)
-        wx = axis_weights(xs / stride - 0.5, w)  # (size+1, W)
+        wy = axis_weights(ys / stride - 0.5, h).to(feature_map.dtype)  # (size+1, H)
+        wx = axis_weights(xs / stride - 0.5, w).to(feature_map.dtype)  # (size+1, W)
         samples = torch.einsum("ph,chw,qw->cpq", wy, feature_map[index], wx)  # (C, size+1, size+1)
         inside_y = (ys.view(1, -1) >= bx[:, 1:2]) & (ys.view(1, -1) <= bx[:, 3:4])  # (N, size+1)
         inside_x = (xs.view(1, -1) >= bx[:, 0:1]) & (xs.view(1, -1) <= bx[:, 2:3])
         keep = ~(inside_y.unsqueeze(2) & inside_x.unsqueeze(1))  # (N, size+1, size+1)
-        masked = samples.unsqueeze(0) * keep.unsqueeze(1).to(samples.dtype)
+        masked = samples.unsqueeze(0) * keep.unsqueeze(1).to(samples.dtype)  # (N, C, size+1, size+1)
         outs.append(F.avg_pool2d(masked, kernel_size=2, stride=1))
     return torch.cat(outs, 0) if outs else feature_map.new_zeros((0, c, size, size))
