@@ -178,6 +178,10 @@ def test_models_cli_lists_and_imports(settings: Settings, tmp_path: Path) -> Non
     assert out.exit_code == 0 and "imported trained" in out.output
     out = runner.invoke(cli, ["models"], env=env)
     assert "clipcropping  ready" in out.output and "checkpoint * trained" in out.output
+    out = runner.invoke(cli, ["models", "use", "trained"], env=env)
+    assert out.exit_code == 0 and "now uses trained" in out.output
+    out = runner.invoke(cli, ["models", "use", "nope"], env=env)
+    assert out.exit_code == 1 and out.output.startswith("error: checkpoint not found")
     bad = tmp_path / "junk.safetensors"
     bad.write_bytes(b"not a checkpoint")
     out = runner.invoke(cli, ["models", "import", str(bad)], env=env)

@@ -59,3 +59,22 @@ def import_cmd(file: str) -> None:
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
     click.echo(f"imported {info.name} (sha256 {info.sha256[:12]}) into {info.path.parent}")
+
+
+@models.command("use")
+@click.argument("name")
+def use_cmd(name: str) -> None:
+    """Make an imported checkpoint the one the clipcropping scorer uses (the others stay available).
+
+    \b
+    Example:
+      clipcrop models use clipcropping-personal-2
+    """
+    from ..model.checkpoints import set_active
+
+    try:
+        settings = load_settings()
+        info = set_active(settings.resolved_model_dir(), name)
+    except ClipcropError as exc:
+        fail(str(exc), exit_code_for(exc))
+    click.echo(f"clipcropping now uses {info.name} (sha256 {info.sha256[:12]})")

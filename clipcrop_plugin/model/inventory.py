@@ -6,7 +6,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import WeightsError
-from .checkpoints import active_checkpoint, checkpoint_dir, list_checkpoints
+from .checkpoints import active_checkpoint, checkpoint_dir, is_checkpoint, list_checkpoints
 from .weights import find_clip_weights, model_dir_candidates
 
 
@@ -34,7 +34,9 @@ def scorer_inventory(settings: Settings) -> list[dict[str, Any]]:
             except WeightsError as exc:
                 info, row["detail"] = None, str(exc)
             if explicit:
-                row.update(weights=explicit, detail="settings.weights")
+                ok = is_checkpoint(explicit)
+                row.update(weights=explicit, ready=ok,
+                           detail="settings.weights" if ok else "settings.weights is not a clipcrop checkpoint")
             elif info is not None:
                 row.update(weights=str(info.path), sha256=info.sha256, detail="active checkpoint")
             else:
