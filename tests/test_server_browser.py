@@ -41,6 +41,12 @@ def browser_page() -> Iterator[object]:
         browser.close()
 
 
+def wait_js(page, fn: str, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    """Poll a JS function until it returns something truthy. (Playwright's wait_for_function
+    evaluates strings with eval, which the page's Content-Security-Policy rightly forbids.)"""
+    return _wait_for(lambda: page.evaluate(fn), timeout)
+
+
 def _wait_for(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,8 +63,8 @@ def test_review_grid_accept_drag_keyboard_and_photo_page(sample: SampleLibrary, 
     app = create_app(sample.library, thumbnail_dir=tmp_path / "thumbs")
     with LiveServer(app) as live:
         page.goto(live.url + "/")
-        page.wait_for_function("document.querySelectorAll('.card .crop').length === 6")
-        page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        wait_js(page, "() => document.querySelectorAll('.card .crop').length === 6")
+        wait_js(page, "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
         crops = page.locator(".card .crop")
         for i in range(6):
             assert crops.nth(i).is_visible()
@@ -109,7 +115,7 @@ def test_review_grid_accept_drag_keyboard_and_photo_page(sample: SampleLibrary, 
 
         # 4. The photo page lists every candidate ranked; prefer #3 over #1 with the keyboard.
         page.goto(f"{live.url}/photo/{first_id}")
-        page.wait_for_function("document.querySelectorAll('.cand').length > 10")
+        wait_js(page, "() => document.querySelectorAll('.cand').length > 10")
         ranks = [int(v) for v in page.locator(".cand").evaluate_all("els => els.map(e => e.dataset.rank)")]
         assert ranks == list(range(1, len(ranks) + 1))
         assert page.locator("#preview .crop").is_visible()
@@ -126,10 +132,9 @@ def test_aspect_switch_redraws_crops_in_that_shape(sample: SampleLibrary, tmp_pa
     page = browser_page
     with LiveServer(create_app(sample.library, thumbnail_dir=tmp_path / "thumbs")) as live:
         page.goto(live.url + "/")
-        page.wait_for_function("document.querySelectorAll('.card .crop').length === 6")
+        wait_js(page, "() => document.querySelectorAll('.card .crop').length === 6")
         page.select_option("#aspect", "1:1")
-        page.wait_for_function(
-            "document.querySelectorAll('.card .crop[data-aspect=\"1:1\"]').length === 6")
+        wait_js(page, "() => document.querySelectorAll('.card .crop[data-aspect=\"1:1\"]').length === 6")
         for i in range(6):
             b = page.locator(".card .crop").nth(i).bounding_box()
             assert abs(b["width"] - b["height"]) <= 2.5  # square on screen

@@ -195,3 +195,11 @@ def test_no_page_loads_third_party_scripts(shared_client: TestClient) -> None:
     for asset in ("review.js", "photo.js", "common.js", "review.css"):
         text = shared_client.get(f"/static/{asset}").text
         assert "http://" not in text and "https://" not in text and "import(" not in text
+
+
+def test_pages_forbid_framing_and_foreign_scripts(shared_client: TestClient) -> None:
+    for path in ("/", "/api/photos", "/static/review.js"):
+        h = shared_client.get(path).headers
+        assert "frame-ancestors 'none'" in h["content-security-policy"]
+        assert "default-src 'self'" in h["content-security-policy"]
+        assert h["x-content-type-options"] == "nosniff" and h["x-frame-options"] == "DENY"
