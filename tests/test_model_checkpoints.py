@@ -172,3 +172,21 @@ def test_loaded_model_matches_the_saved_one(tmp_path: Path) -> None:
                 torch.testing.assert_close(a, b)
         full, _ = load_checkpoint(info.path)
         torch.testing.assert_close(full.text_embeddings("aesthetic"), model.text_embeddings("aesthetic"))
+
+
+def test_open_clip_hf_cache_is_the_last_resort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file open_clip downloaded earlier (Hugging Face cache layout) is found without any network."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf"
+    repo = cache / "models--timm--resnet50_clip.openai"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    snap = repo / "snapshots" / "0123abcd" / "open_clip_model.safetensors"
+    write_clip_weights(snap, tiny_config())
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    where = find_clip_weights(tmp_path / "empty-models", "RN50", "openai")
+    assert where.source == "open_clip_cache" and where.path.resolve() == snap.resolve()
+    # the model folder still wins over the cache
+    mine = write_clip_weights(tmp_path / "empty-models" / "RN50-openai.safetensors", tiny_config())
+    assert find_clip_weights(tmp_path / "empty-models", "RN50", "openai").path == mine
