@@ -202,3 +202,19 @@ def test_suggest_cli_with_zeroshot_explains_crops(settings: Settings, photos: li
     assert row["scorer"] == "zeroshot" and row["ok"] and row["crops"]
     best = row["crops"][0]
     assert len(best["explanation"]) == 3 and all(c["element"] in ELEMENT_NAMES for c in best["explanation"])
+
+
+def test_clipcropping_in_aspect_mode(settings: Settings, photos: list[Path], tmp_path: Path) -> None:
+    """An aspect-preserving checkpoint groups photos by input size, one trunk pass per group."""
+    cfg = tiny_config(input_mode="aspect")
+    model = build_model(cfg, load_state_file(write_clip_weights(tmp_path / "c.safetensors", cfg)))
+    ckpt = save_checkpoint(model, tmp_path / "aspect").path
+    scorer = load_scorer("clipcropping", settings=settings, device="cpu", weights=str(ckpt))
+    calls: list[tuple[int, ...]] = []
+    hook = scorer.model.clip.visual.layer4.register_forward_hook(lambda m, i, o: calls.append(tuple(o.shape)))
+    try:
+        _, cands, results = _score(scorer, photos)  # one landscape, one portrait photo
+    finally:
+        hook.remove()
+    assert sorted(calls) == sorted([(1, 256, 2, 3), (1, 256, 3, 2)])
+    assert [r.scores.shape[0] for r in results] == [len(c) for c in cands]
