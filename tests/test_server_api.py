@@ -190,3 +190,19 @@ def test_review_pages_and_static_assets_are_served(client: TestClient) -> None:
     js = client.get("/static/review.js")
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert "http" not in client.get("/static/common.js").text.split("fetch(")[1][:20]  # no CDN, same origin
+
+
+def test_capture_time_filters(client: TestClient, sample: SampleLibrary) -> None:  # noqa: F811
+    import piexif
+
+    photo = sample.photos[0].with_name("dated.jpg")
+    Image.open(sample.photos[0]).save(photo, "JPEG", exif=piexif.dump(
+        {"Exif": {piexif.ExifIFD.DateTimeOriginal: b"2024:06:01 12:30:00"}}))
+    assert sample.library.suggest(photo).ok
+    after = client.get("/api/photos", params={"taken_after": "2024-01-01T00:00:00"}).json()
+    assert [p["name"] for p in after["items"]] == ["dated.jpg"]
+    assert after["items"][0]["taken_at"] == "2024-06-01T12:30:00"
+    assert client.get("/api/photos", params={"taken_before": "2023-12-31T00:00:00"}).json()["total"] == 0
+    newest = client.get("/api/photos", params={"sort": "taken", "limit": 1}).json()["items"][0]
+    assert newest["name"] == "dated.jpg"
+    assert client.get("/api/photos", params={"taken_after": "yesterday"}).status_code == 422

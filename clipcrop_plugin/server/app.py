@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -127,7 +128,10 @@ def create_app(
         enhances: str | None = Query(None, max_length=32, description="the crop enhances this element"),
         reduces: str | None = Query(None, max_length=32, description="the crop reduces this element"),
         labelled: bool | None = None,
+        taken_after: datetime | None = Query(None, description="captured at or after (camera-local time)"),
+        taken_before: datetime | None = Query(None, description="captured at or before (camera-local time)"),
         camera: str | None = Query(None, max_length=64),
+        include_gone: bool = Query(False, description="also list photos whose files were deleted"),
         sort: Literal["improvement", "score", "path", "taken"] = "improvement",
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0, le=10**9),
@@ -136,6 +140,10 @@ def create_app(
         filters = dict(
             folder=folder, path_glob=glob, status=status, scorer=scorer, aspect=aspect, min_score=min_score,
             min_improvement=min_improvement, enhances=enhances, reduces=reduces, labelled=labelled, camera=camera,
+            # EXIF times have no zone and are stored as such: compare like with like.
+            taken_after=taken_after.replace(tzinfo=None) if taken_after else None,
+            taken_before=taken_before.replace(tzinfo=None) if taken_before else None,
+            include_gone=include_gone or None,
         )
         page = library.photos(sort=sort, limit=limit, offset=offset, **filters)
         # A page of not-yet-labelled photos has no labels to look up.
