@@ -175,3 +175,17 @@ def test_real_rn50_shapes_random_weights() -> None:
         assert model.element_scores(fmap, boxes)[0].shape == (2, 10)
     assert model.cke_text.shape == (5, 1024) and model.pool_size == 7
     assert time.perf_counter() - start < 60
+
+
+def test_prompt_learner_at_init_is_clips_text_encoder(tiny: CLIPCropping) -> None:
+    """Context initialised from "a photo of a", no meta bias: exactly CLIP's text embedding of the words."""
+    from clipcrop_plugin.elements import COMPOSITION_ELEMENTS
+    from clipcrop_plugin.model.knowledge import encode_texts
+
+    import dataclasses
+
+    model = CLIPCropping(dataclasses.replace(tiny.config, n_ctx=4, ctx_init="a photo of a"), tiny.clip)
+    with torch.no_grad():
+        got = model.text_embeddings("composition")
+    groups = [[f"a photo of a {p}." for p in e.prompts] for e in COMPOSITION_ELEMENTS]
+    torch.testing.assert_close(got, encode_texts(tiny.clip, groups), atol=1e-5, rtol=1e-5)
