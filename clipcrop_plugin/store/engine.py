@@ -97,6 +97,10 @@ def _configure_sqlite(engine: Engine, in_memory: bool) -> None:
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode except on power loss
+            # 32 MiB page cache (default 2 MiB): the crops indexes of a 100k-photo library stay
+            # cached, which keeps bulk inserts at speed as the library grows.
+            cur.execute("PRAGMA cache_size=-32768")
+            cur.execute("PRAGMA temp_store=MEMORY")
         finally:
             cur.close()
 
