@@ -235,3 +235,26 @@ def test_clipcrop_db_environment_variable(env, tmp_path: Path, monkeypatch: pyte
     assert res.exit_code == 0, res.output
     with Store.open(f"sqlite:///{target}") as store:
         assert store.status_counts() == {"scored": 1}
+
+
+def test_scan_ctrl_c_exits_130_and_the_next_scan_finishes(env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    lib, db, run = env
+    import clipcrop_plugin.scan as scan_mod
+
+    real = scan_mod.suggest_paths
+    calls = {"n": 0}
+
+    def interrupted(*a, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:  # Ctrl-C while the second batch is being scored
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(scan_mod, "suggest_paths", interrupted)
+    res = run("scan", str(lib), "--scorer", "heuristic", "--batch-size", "2", code=130)
+    assert "interrupted" in res.stdout
+    with Store.open(str(db)) as store:
+        assert store.status_counts() == {"scored": 2}
+    monkeypatch.setattr(scan_mod, "suggest_paths", real)
+    res = run("scan", str(lib), "--scorer", "heuristic", "--batch-size", "2")
+    assert "3 scored, 2 unchanged" in res.stdout

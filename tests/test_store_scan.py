@@ -154,3 +154,16 @@ def test_deleted_files_are_marked_gone_and_a_missing_folder_offline(store: Store
     r2 = scan_folders(store, [library], scorer)
     assert r2.offline == 1 and r2.gone == 0
     assert all(p.offline for p in store.query(QueryFilters(folder=str(library)), sort="path", limit=None))
+
+
+def test_content_hash_streams_sha256_and_reports_vanished_files(tmp_path: Path) -> None:
+    import hashlib
+
+    from clipcrop_plugin.errors import ImageError
+
+    big = tmp_path / "big.bin"
+    data = os.urandom(3 * (1 << 20) + 123)  # spans several read chunks
+    big.write_bytes(data)
+    assert content_hash(big) == hashlib.sha256(data).hexdigest()
+    with pytest.raises(ImageError, match="vanished"):
+        content_hash(tmp_path / "nope.jpg")
