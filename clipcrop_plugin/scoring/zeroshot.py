@@ -3,8 +3,8 @@
 Every candidate goes through ONE trunk pass per image: the crop is RoIAligned to CLIP's own
 attention-pool grid (projection trick in :func:`clipcrop_plugin.model.knowledge.roi_attention_pool`),
 giving its CLIP image embedding. Score = mean cosine to the good-composition prompts minus mean
-cosine to the bad ones, times CLIP's logit scale (:mod:`clipcrop_plugin.model.prompts`); elements = cosine to each of the
-ten element prompt groups. Text embeddings are computed once at ``create()``, after which the
+cosine to the bad ones (:mod:`clipcrop_plugin.model.prompts`); elements = cosine to each of
+the ten element prompt groups; both times CLIP's logit scale. Text embeddings are computed once at ``create()``, after which the
 text tower is freed.
 """
 
@@ -76,7 +76,13 @@ class ZeroShotScorer:
         size = int(vision.get("image_size", config.image_size))
         if isinstance(vision.get("image_size"), (list, tuple)):
             raise WeightsError(f"{settings.clip_model} has a non-square input; zeroshot needs a square ResNet tower")
-        config = ModelConfig(clip_model=settings.clip_model, clip_pretrained=settings.clip_pretrained, image_size=size)
+        import open_clip
+
+        # Activation and normalisation follow the pretrained weights (OpenAI's use QuickGELU).
+        pcfg = open_clip.get_pretrained_cfg(settings.clip_model, settings.clip_pretrained) or {}
+        extra = {k: tuple(pcfg[k]) for k in ("mean", "std") if pcfg.get(k)}
+        config = ModelConfig(clip_model=settings.clip_model, clip_pretrained=settings.clip_pretrained, image_size=size,
+                             quick_gelu=bool(pcfg.get("quick_gelu", settings.clip_pretrained == "openai")), **extra)
         clip = create_clip(config, empty=True)
         copy_state_into(clip, where.path, what="CLIP weights")
         return cls(clip, config, dev, sha256_file(where.path), str(Path(where.path)))
