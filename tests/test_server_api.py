@@ -128,6 +128,12 @@ def test_score_now_stores_a_new_run(client: TestClient, sample: SampleLibrary) -
     assert sets and "16:9" in sets[0][0]
     assert runs_before >= 1
     assert client.post(f"/api/photos/{pid}/score", json={"aspects": ["wide-ish"]}, headers=SAFE).status_code == 400
+    # A photo that can no longer be decoded: 422 with the reason, recorded as failed.
+    name = client.get(f"/api/photos/{pid}").json()["name"]
+    (sample.folder / name).write_bytes(b"\xff\xd8\xff truncated")
+    broken = client.post(f"/api/photos/{pid}/score", json={}, headers=SAFE)
+    assert broken.status_code == 422 and name in broken.json()["detail"]
+    assert sample.sql("SELECT status FROM photos WHERE id = ?", pid) == [("failed",)]
     assert "16:9" in client.get("/api/info").json()["aspects"]
 
 

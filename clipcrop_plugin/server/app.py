@@ -8,7 +8,6 @@ nothing to traverse.
 from __future__ import annotations
 
 import hashlib
-import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -40,12 +39,11 @@ from .models import (
 from .security import GuardMiddleware, default_allowed_hosts
 from .thumbs import SIZES, ThumbnailCache, snap_size
 
-log = logging.getLogger("clipcrop.server")
-
 STATIC = Path(__file__).with_name("static")
 PhotoId = Annotated[int, PathParam(ge=1, le=2**62, description="database id of the photo")]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Problem}, 404: {"model": Problem}, 422: {"model": Problem}, 409: {"model": Problem},
+    400: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem},
+    503: {"model": Problem, "description": "the database could not be read or written"},
 }
 
 
@@ -180,7 +178,9 @@ def create_app(
     def score(photo_id: PhotoId, body: ScoreRequest | None = Body(None)) -> PhotoDetail:
         """Score the photo now (stores a new run) and return it."""
         aspects = body.aspects if body else None
-        library.score_photo(photo_id, aspects=aspects)
+        result = library.score_photo(photo_id, aspects=aspects)
+        if not result.ok:  # recorded as failed in the database; the caller hears why
+            raise ImageError(result.error or "the photo could not be scored")
         return convert.photo_detail(library, library.photo(photo_id))
 
     @app.get("/api/photos/{photo_id}/labels", response_model=list[LabelOut], responses=ERRORS, tags=["labels"])
