@@ -71,6 +71,59 @@ class ScanReport:
         return line + (" (interrupted; run the scan again to continue)" if self.interrupted else "")
 
 
+def _ensure_active(store: Store, photo_id: int, scorer: str, weights_hash: str | None) -> None:
+    if store.active_scorer(photo_id) != (scorer, weights_hash):
+        store.activate(photo_id, scorer, weights_hash)
+
+
+def settle_unchanged(store: Store, path: str, size: int, mtime: float, scorer: str, weights_hash: str | None, *,
+                     retry_failed: bool = True) -> str | None:
+    """Settle ``path`` without reading it when it is unchanged since it was last handled.
+
+    Unchanged means the stored size and mtime match. Returns ``"skipped"`` when this scorer and
+    weights already scored it (its run is made active), ``"failed"`` when it failed before and
+    ``retry_failed`` is false, else ``None``: the caller must hash the file. ``clipcrop scan``
+    retries failures (the user may have installed a decoder since); the daemon does not, so its
+    periodic rescans do not repeat the same error forever.
+    """
+    ref = store.find_path(path)
+    if ref is None or ref.size != size or ref.mtime != mtime:
+        return None
+    if ref.status == "failed":
+        return None if retry_failed else "failed"
+    if ref.status != "scored" or not ref.content_hash or not store.is_scored(ref.content_hash, scorer, weights_hash):
+        return None
+    _ensure_active(store, ref.id, scorer, weights_hash)
+    return "skipped"
+
+
+def settle_scored_content(store: Store, path: str, content_hash: str, size: int | None, mtime: float | None,
+                          scorer: str, weights_hash: str | None) -> str | None:
+    """Settle ``path`` whose content this scorer+weights may already have scored.
+
+    Returns ``"skipped"`` (same file, seen again), ``"relinked"`` (a moved or renamed photo keeps
+    its scores), ``"copied"`` (a duplicate gets a copy of the scores), or ``None`` when the content
+    is new to this scorer and must be scored. Both ``clipcrop scan`` and the daemon decide here.
+    """
+    if not store.is_scored(content_hash, scorer, weights_hash):
+        return None
+    ref = store.find_path(path)
+    if ref is not None and ref.content_hash == content_hash:
+        store.mark_seen(ref.id, mtime=mtime, size=size)
+        _ensure_active(store, ref.id, scorer, weights_hash)
+        return "skipped"
+    pid = store.relink(content_hash, path, mtime=mtime, size=size)
+    outcome = "relinked"
+    if pid is None:
+        src = next((r for r in store.find_by_hash(content_hash) if r.path != path), None)
+        if src is None:
+            return None
+        pid = store.copy_scores(src.id, path, mtime=mtime, size=size)
+        outcome = "copied"
+    _ensure_active(store, pid, scorer, weights_hash)
+    return outcome
+
+
 @dataclass
 class _Pending:
     path: str
@@ -98,10 +151,6 @@ class _Scanner:
         self.report.failures.append((path, reason))
         self._tick(path)
 
-    def _ensure_active(self, photo_id: int) -> None:
-        if self.store.active_scorer(photo_id) != (self.scorer_name, self.weights_hash):
-            self.store.activate(photo_id, self.scorer_name, self.weights_hash)
-
     def visit(self, path: str) -> None:
         """Settle one path: skip, relink, copy, fail, or queue it for scoring."""
         try:
@@ -111,11 +160,8 @@ class _Scanner:
                 f"cannot read ({exc.strerror or exc})")
             self._fail(path, f"{path}: {reason}")
             return
-        ref = self.store.find_path(path)
-        if ref is not None and ref.content_hash and ref.mtime == st.st_mtime and ref.size == st.st_size \
-                and ref.status == "scored" and self.store.is_scored(ref.content_hash, self.scorer_name, self.weights_hash):
-            # Same size and mtime as last seen: trust the stored hash instead of re-reading the file.
-            self._ensure_active(ref.id)
+        ident = (self.scorer_name, self.weights_hash)
+        if settle_unchanged(self.store, path, st.st_size, st.st_mtime, *ident) == "skipped":
             self.report.skipped += 1
             self._tick(path)
             return
@@ -124,20 +170,9 @@ class _Scanner:
         except ClipcropError as exc:
             self._fail(path, str(exc), st=st)
             return
-        if self.store.is_scored(h, self.scorer_name, self.weights_hash):
-            if ref is not None and ref.content_hash == h:
-                self.store.mark_seen(ref.id, mtime=st.st_mtime, size=st.st_size)
-                self._ensure_active(ref.id)
-                self.report.skipped += 1
-            else:
-                pid = self.store.relink(h, path, mtime=st.st_mtime, size=st.st_size)
-                if pid is not None:
-                    self.report.relinked += 1
-                else:
-                    src = next(r for r in self.store.find_by_hash(h) if r.path != path)
-                    pid = self.store.copy_scores(src.id, path, mtime=st.st_mtime, size=st.st_size)
-                    self.report.copied += 1
-                self._ensure_active(pid)
+        outcome = settle_scored_content(self.store, path, h, st.st_size, st.st_mtime, *ident)
+        if outcome is not None:
+            setattr(self.report, outcome, getattr(self.report, outcome) + 1)
             self._tick(path)
             return
         self.pending.append(_Pending(path, h, st.st_mtime, st.st_size))

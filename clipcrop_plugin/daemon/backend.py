@@ -96,51 +96,33 @@ class StoreBackend:
         self.store.close()
 
     # -- Backend protocol (DB thread) ----------------------------------------------------------
-    # The decisions below are clipcrop scan's (``scan._Scanner.visit``), made with the same Store
-    # calls in the same order; they are split in two only because the daemon hashes files on its
-    # decoder threads, not on the database thread.
-
-    def _ensure_active(self, photo_id: int) -> None:
-        if self.store.active_scorer(photo_id) != (self.scorer_name, self.weights_hash):
-            self.store.activate(photo_id, self.scorer_name, self.weights_hash)
+    # The decisions are clipcrop scan's (``scan.settle_unchanged`` / ``scan.settle_scored_content``);
+    # they are split in two only because the daemon hashes files on its decoder threads, not on
+    # the database thread.
 
     def already_done(self, path: str, signature: Signature) -> bool:
-        """Same path, size and mtime as when this scorer scored it: trust the stored hash."""
-        ref = self.store.find_path(path)
-        if ref is None or ref.size != signature[0] or ref.mtime != _mtime(signature):
-            return False
-        if ref.status == "failed":
-            return True  # unchanged since it failed: trying again would only repeat the reason
-        if ref.status != "scored" or not ref.content_hash:
-            return False
-        if not self.store.is_scored(ref.content_hash, self.scorer_name, self.weights_hash):
-            return False
-        self._ensure_active(ref.id)
-        self._ensure_metadata(path)
-        return True
+        """Same path, size and mtime as when this scorer scored it (or failed on it): nothing to do."""
+        from ..scan import settle_unchanged
+
+        outcome = settle_unchanged(self.store, path, signature[0], signature[1], self.scorer_name,
+                                   self.weights_hash, retry_failed=False)
+        if outcome == "skipped":
+            self._ensure_metadata(path)
+        return outcome is not None
 
     def is_scored(self, content_hash: str) -> bool:
         return bool(self.store.is_scored(content_hash, self.scorer_name, self.weights_hash))
 
     def relink(self, content_hash: str, path: str, signature: Signature) -> None:
         """Already-scored content at ``path``: unchanged (seen), moved (relink) or a copy (copy scores)."""
-        mtime, size = _mtime(signature), _size(signature)
-        ref = self.store.find_path(path)
-        if ref is not None and ref.content_hash == content_hash:
-            self.store.mark_seen(ref.id, mtime=mtime, size=size)
-            self._ensure_active(ref.id)
-            self._ensure_metadata(path)
+        from ..scan import settle_scored_content
+
+        outcome = settle_scored_content(self.store, path, content_hash, _size(signature), _mtime(signature),
+                                        self.scorer_name, self.weights_hash)
+        if outcome is None:
             return
-        pid = self.store.relink(content_hash, path, mtime=mtime, size=size)
-        if pid is not None:
-            log.info("relinked %s (moved or renamed; scores kept)", path)
-        else:
-            src = next((r for r in self.store.find_by_hash(content_hash) if r.path != path), None)
-            if src is None:
-                return
-            pid = self.store.copy_scores(src.id, path, mtime=mtime, size=size)
-            log.info("%s is a copy of %s; scores copied", path, src.path)
-        self._ensure_active(pid)
+        if outcome != "skipped":
+            log.info("%s %s (same content as a scored photo; scores kept)", outcome, path)
         self._ensure_metadata(path)
 
     def _has_metadata(self, path: str) -> bool:
