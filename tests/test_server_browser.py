@@ -124,6 +124,12 @@ def test_review_grid_accept_drag_keyboard_and_photo_page(sample: SampleLibrary, 
         _wait_for(lambda: len(sample.sql("SELECT id FROM labels")) == 4)
         kind, rank, other = sample.sql("SELECT kind, rank, other_rank FROM labels ORDER BY id DESC LIMIT 1")[0]
         assert (kind, rank, other) == ("prefer", 3, 1)
+
+        # 5. "Write XMP" writes the selected candidate's set as a sidecar next to the photo.
+        name = sample.library.photo(first_id).photo.path
+        page.locator("#xmp").click()
+        sidecar = _wait_for(lambda: next(iter(sample.folder.glob(Path(name).name + ".xmp")), None))
+        assert "CropLeft" in sidecar.read_text()
     assert page.errors == []  # type: ignore[attr-defined]
 
 
