@@ -89,6 +89,11 @@
       for (const photo of page.items) frag.append(card(photo));
       grid.append(frag);
       status.textContent = `${state.offset} of ${page.total} photos`;
+      if (page.total === 0) {
+        grid.append(el("p", { class: "muted empty", text: controls.filter.value === "unlabeled" && !controls.element.value
+          ? "Nothing left to review here. Score photos with `clipcrop scan FOLDER` (or `clipcrop watch`), or show all photos."
+          : "No scored photo matches these settings." }));
+      }
       if (!grid.querySelector(".card.focused") && grid.firstElementChild) grid.firstElementChild.classList.add("focused");
     } catch (err) {
       toast(`could not load photos: ${err.message}`, true);
