@@ -13,11 +13,27 @@ Submodules import torch; import this package only where a model is really needed
 
 from __future__ import annotations
 
-from .checkpoints import CheckpointInfo, import_checkpoint, load_checkpoint, read_checkpoint_info, save_checkpoint
-from .config import ModelConfig
-from .device import autocast_for, pick_device
-from .network import CLIPCropping, build_model
-from .weights import ClipWeights, find_clip_weights, load_clip_state, load_state_file
+from importlib import import_module
+from typing import Any
+
+# Attributes are imported on first use (PEP 562): importing a light submodule such as
+# ``checkpoints`` or ``weights`` to look for weights must not import torch and open_clip.
+_LAZY = {
+    "CheckpointInfo": "checkpoints", "import_checkpoint": "checkpoints", "load_checkpoint": "checkpoints",
+    "read_checkpoint_info": "checkpoints", "save_checkpoint": "checkpoints",
+    "ModelConfig": "config",
+    "autocast_for": "device", "pick_device": "device",
+    "CLIPCropping": "network", "build_model": "network",
+    "ClipWeights": "weights", "find_clip_weights": "weights", "load_clip_state": "weights",
+    "load_state_file": "weights",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CLIPCropping",

@@ -20,7 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # listing and verifying checkpoints must not pay for importing torch
+    import torch
 
 from ..elements import ELEMENT_NAMES
 from ..errors import WeightsError

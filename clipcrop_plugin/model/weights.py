@@ -19,7 +19,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported only where tensors are made: finding weights must stay cheap
+    import torch
 
 from ..errors import WeightsError
 
@@ -58,10 +61,16 @@ def model_dir_candidates(model_dir: Path, name: str, pretrained: str) -> list[Pa
 def open_clip_cache_candidates(name: str, pretrained: str) -> list[Path]:
     """Files open_clip would have downloaded for this tower, if they are in the local HF cache."""
     try:
-        import open_clip
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - both are dependencies
+        from huggingface_hub import constants, try_to_load_from_cache
+    except ImportError:  # pragma: no cover - a dependency of open_clip
         return []
+    # Importing open_clip costs seconds (it imports torch); only pay for it when the local
+    # cache holds some CLIP repository at all.
+    cache = Path(constants.HF_HUB_CACHE)
+    if not cache.is_dir() or not any("clip" in p.name.lower() for p in cache.glob("models--*")):
+        return []
+    import open_clip
+
     cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
     repo = (cfg.get("hf_hub") or "").strip("/")
     found = []
@@ -99,6 +108,8 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     A pickle that needs code to load (a full pickled model, a TorchScript archive such as
     OpenAI's original RN50.pt) is refused rather than executed.
     """
+    import torch
+
     path = Path(path)
     try:
         with open(path, "rb") as fh:
@@ -163,9 +174,12 @@ def copy_state_into(module: torch.nn.Module, path: Path, what: str = "weights",
         _check_and_copy(target, _safetensors_getters(fh, path), path, what, ignore_prefixes)
 
 
-_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-              "BOOL": torch.bool}
+def _st_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+            "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+            "BOOL": torch.bool}[name]
 
 
 def _safetensors_getters(fh, path: Path) -> dict:  # noqa: ANN001
@@ -185,8 +199,10 @@ def _safetensors_getters(fh, path: Path) -> dict:  # noqa: ANN001
     size = path.stat().st_size
 
     def reader(spec: dict) -> torch.Tensor:
+        import torch
+
         try:
-            dtype = _ST_DTYPES[spec["dtype"]]
+            dtype = _st_dtype(spec["dtype"])
             start, end = (int(v) for v in spec["data_offsets"])
             shape = [int(v) for v in spec["shape"]]
         except (KeyError, TypeError, ValueError) as exc:
@@ -212,6 +228,8 @@ def _head(path: Path) -> bytes:
 
 def _check_and_copy(target: dict[str, torch.Tensor], getters: dict, path: Path, what: str,  # noqa: ANN001
                     ignore_prefixes: tuple[str, ...] = ()) -> None:
+    import torch
+
     getters = {(k[7:] if k.startswith("module.") else k): g for k, g in getters.items()
                if k not in _IGNORED_KEYS and not k.startswith(ignore_prefixes or ("\0",))}
     missing = sorted(set(target) - set(getters))

@@ -43,9 +43,7 @@ class CLIPCroppingScorer:
     def create(cls, settings: Settings, device: str = "auto", weights: str | None = None) -> CLIPCroppingScorer:
         """Load ``weights`` / ``settings.weights`` (must be our checkpoint) or the model folder's active one."""
         from ..model.checkpoints import active_checkpoint, is_checkpoint, load_checkpoint
-        from ..model.device import pick_device
 
-        dev = pick_device(device or settings.device)
         explicit = weights or settings.weights or None
         if explicit:
             if not is_checkpoint(explicit):
@@ -59,6 +57,9 @@ class CLIPCroppingScorer:
                 raise WeightsError(f"no trained clipcropping checkpoint in {model_dir}; "
                                    "import one with `clipcrop models import FILE` or train one with clipcrop-train")
             path = str(active.path)
+        from ..model.device import pick_device  # torch only once a checkpoint is known to exist
+
+        dev = pick_device(device or settings.device)
         model, info = load_checkpoint(path, "cpu", text_tower=False)
         return cls(model, info, dev)
 

@@ -59,19 +59,28 @@ class ZeroShotScorer:
 
         ``weights`` may also be one of our checkpoints: its CLIP towers are used.
         """
-        from ..model.checkpoints import is_checkpoint, load_checkpoint
+        # Weights are looked for before torch is imported, so that `auto` falls back to the
+        # heuristic scorer quickly when there are none.
+        from ..model.checkpoints import is_checkpoint
         from ..model.config import ModelConfig
+        from ..model.weights import find_clip_weights
+
+        explicit = weights or settings.weights or None
+        is_ours = bool(explicit) and is_checkpoint(explicit)
+        if not is_ours:
+            where = find_clip_weights(settings.resolved_model_dir(), settings.clip_model, settings.clip_pretrained,
+                                      explicit)
+
+        from ..model.checkpoints import load_checkpoint
         from ..model.device import pick_device
         from ..model.network import create_clip
-        from ..model.weights import copy_state_into, find_clip_weights, sha256_file
+        from ..model.weights import copy_state_into, sha256_file
 
         dev = pick_device(device or settings.device)
-        explicit = weights or settings.weights or None
-        if explicit and is_checkpoint(explicit):
+        if is_ours:
             model, info = load_checkpoint(explicit, "cpu")
             return cls(model.clip, model.config, dev, info.sha256, str(info.path))
         config = ModelConfig(clip_model=settings.clip_model, clip_pretrained=settings.clip_pretrained)
-        where = find_clip_weights(settings.resolved_model_dir(), settings.clip_model, settings.clip_pretrained, explicit)
         vision = config.open_clip_config().get("vision_cfg", {})
         size = int(vision.get("image_size", config.image_size))
         if isinstance(vision.get("image_size"), (list, tuple)):
