@@ -258,3 +258,26 @@ def test_scan_ctrl_c_exits_130_and_the_next_scan_finishes(env, monkeypatch: pyte
     monkeypatch.setattr(scan_mod, "suggest_paths", real)
     res = run("scan", str(lib), "--scorer", "heuristic", "--batch-size", "2")
     assert "3 scored, 2 unchanged" in res.stdout
+
+
+def test_label_command_fires_the_label_recorded_hook(env) -> None:  # type: ignore[no-untyped-def]
+    """The CLI goes through the host facade, so a plugin's label_recorded hook sees CLI labels."""
+    from clipcrop_plugin.hooks import get_plugin_manager, hookimpl
+
+    seen: list[tuple[str, str]] = []
+
+    class Recorder:
+        @hookimpl
+        def label_recorded(self, photo_path: str, label: dict) -> None:
+            seen.append((photo_path, label["kind"]))
+
+    lib, _db, run = env
+    run("scan", str(lib), "--scorer", "heuristic")
+    pm = get_plugin_manager()
+    plugin = Recorder()
+    pm.register(plugin)
+    try:
+        run("label", str(lib / "p1.jpg"), "--reject")
+    finally:
+        pm.unregister(plugin)
+    assert seen == [(str(lib / "p1.jpg"), "reject")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
@@ -12,6 +12,9 @@ from .params import exit_code_for, fail
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+if TYPE_CHECKING:
+    from ..api import Library
+
 
 def db_option(f: F) -> F:
     """``--db URL``: SQLAlchemy URL or SQLite file path (default: $CLIPCROP_DB, config, data folder)."""
@@ -20,6 +23,17 @@ def db_option(f: F) -> F:
         help="Database: SQLAlchemy URL or SQLite file (default: $CLIPCROP_DB, else the config, else"
              " clipcrop.sqlite3 in the data folder).",
     )(f)
+
+
+def open_library(db: str | None) -> Library:
+    """Open the host facade (database + hooks) for a command, or exit with one ``error:`` line."""
+    from ..api import Library
+
+    try:
+        return Library.open(db)
+    except ClipcropError as exc:
+        fail(str(exc), exit_code_for(exc))
+        raise AssertionError("unreachable")  # fail() exits
 
 
 def open_store(db: str | None) -> Store:

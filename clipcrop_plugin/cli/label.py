@@ -6,7 +6,7 @@ import click
 
 from ..errors import ClipcropError, ConfigError
 from ..results import Box
-from .db import db_option, open_store
+from .db import db_option, open_library
 from .params import exit_code_for, fail
 
 
@@ -62,24 +62,24 @@ def label(photo: str, accept: int | None, reject: int | None, box: str | None, p
         fail("give exactly one of --accept, --reject, --box, --prefer", 2)
     if (prefer is None) != (over is None):
         fail("--prefer and --over go together", 2)
-    store = open_store(db)
+    # Through the facade, so a host's label_recorded hook sees CLI labels too.
+    lib = open_library(db)
     try:
         if accept is not None:
-            lid = store.add_label(photo, "accept", rank=accept, aspect=aspect, source=source)
+            rec = lib.record_label(photo, "accept", rank=accept, aspect=aspect, source=source)
         elif reject is not None:
-            lid = store.add_label(photo, "reject", rank=reject, aspect=aspect, source=source)
+            rec = lib.record_label(photo, "reject", rank=reject, aspect=aspect, source=source)
         elif box is not None:
-            lid = store.add_label(photo, "box", box=parse_box(box), aspect=aspect, source=source)
+            rec = lib.record_label(photo, "box", box=parse_box(box), aspect=aspect, source=source)
         else:
             assert prefer is not None and over is not None
             (ra, ba), (rb, bb) = _rank_or_box(prefer), _rank_or_box(over)
-            lid = store.add_label(photo, "prefer", rank=ra, box=ba, other=bb, other_rank=rb, aspect=aspect,
-                                  source=source)
-        rec = next(lab for lab in store.labels(photo_id=store.resolve_photo(photo).id) if lab.id == lid)
+            rec = lib.record_label(photo, "prefer", rank=ra, box=ba, other_box=bb, other_rank=rb, aspect=aspect,
+                                   source=source)
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
     finally:
-        store.close()
+        lib.close()
     what = ",".join(map(str, rec.box)) if rec.box else ""
     if rec.other_box:
         what += " over " + ",".join(map(str, rec.other_box))
