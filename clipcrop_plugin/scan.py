@@ -30,6 +30,8 @@ log = logging.getLogger("clipcrop.scan")
 Progress = Callable[[int, int, str], None]
 # write_metadata(suggestion): e.g. the XMP writer; its errors are reported, never fatal.
 MetadataWriter = Callable[[Suggestion], object]
+# on_scored(suggestion): told of every photo this pass scored or failed to score (plugin hooks).
+ScoredCallback = Callable[[Suggestion], object]
 
 
 @dataclass
@@ -134,9 +136,10 @@ class _Pending:
 
 class _Scanner:
     def __init__(self, store: Store, scorer: Scorer, aspects: Sequence[AspectRatio], report: ScanReport,
-                 progress: Progress | None, write_metadata: MetadataWriter | None, batch_size: int, grid: bool):
+                 progress: Progress | None, write_metadata: MetadataWriter | None, batch_size: int, grid: bool,
+                 on_scored: ScoredCallback | None = None):
         self.store, self.scorer, self.aspects, self.report = store, scorer, aspects, report
-        self.progress, self.write_metadata = progress, write_metadata
+        self.progress, self.write_metadata, self.on_scored = progress, write_metadata, on_scored
         self.batch_size, self.grid = max(1, batch_size), grid
         self.scorer_name = getattr(scorer, "name", type(scorer).__name__)
         self.weights_hash = getattr(scorer, "weights_hash", None)
@@ -202,6 +205,11 @@ class _Scanner:
                         self.report.metadata_errors.append((p.path, f"{p.path}: {exc.strerror or exc}"))
             else:
                 self.report.failures.append((p.path, s.error or "not scored"))
+            if self.on_scored is not None:
+                try:
+                    self.on_scored(s)
+                except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop the scan
+                    log.warning("photo_scored hook failed for %s: %s", p.path, exc)
             self._tick(p.path)
 
 
@@ -209,13 +217,13 @@ def scan_paths(
     store: Store, paths: Iterable[str | os.PathLike[str]], scorer: Scorer, aspects: Sequence[AspectRatio] = (), *,
     progress: Progress | None = None, stop: Callable[[], bool] | None = None,
     write_metadata: MetadataWriter | None = None, batch_size: int = 8, grid: bool = True,
-    report: ScanReport | None = None,
+    report: ScanReport | None = None, on_scored: ScoredCallback | None = None,
 ) -> ScanReport:
     """Process explicit photo paths (no folder walk, no gone detection). See :func:`scan_folders`."""
     plist = [os.path.abspath(os.fspath(p)) for p in paths]
     report = report or ScanReport()
     report.total = report.total or len(plist)
-    scanner = _Scanner(store, scorer, aspects, report, progress, write_metadata, batch_size, grid)
+    scanner = _Scanner(store, scorer, aspects, report, progress, write_metadata, batch_size, grid, on_scored)
     try:
         for path in plist:
             if stop is not None and stop():
@@ -235,12 +243,14 @@ def scan_folders(
     store: Store, folders: Sequence[str | os.PathLike[str]], scorer: Scorer, aspects: Sequence[AspectRatio] = (), *,
     progress: Progress | None = None, stop: Callable[[], bool] | None = None,
     write_metadata: MetadataWriter | None = None, batch_size: int = 8, grid: bool = True,
+    on_scored: ScoredCallback | None = None,
 ) -> ScanReport:
     """Scan ``folders`` (and photo files given directly) into ``store``.
 
     ``progress(done, total, path)`` is called after each photo; ``stop()`` is polled between
     photos; ``write_metadata(suggestion)`` is called for each newly scored photo (e.g. the XMP
-    writer). Ctrl-C (``KeyboardInterrupt``) or ``stop()`` ends the pass early with
+    writer); ``on_scored(suggestion)`` for each photo scored or failed in this pass (e.g. the
+    ``photo_scored`` plugin hook). Ctrl-C (``KeyboardInterrupt``) or ``stop()`` ends the pass early with
     ``report.interrupted`` set and a consistent database. After a complete pass, stored photos
     under the folders whose files are gone are marked ``gone``; a folder that is missing entirely
     (an unmounted drive) has its photos marked offline instead.
@@ -258,7 +268,7 @@ def scan_folders(
     paths = [str(p) for p in iter_photo_paths(present)]
     report.total = len(paths)
     scan_paths(store, paths, scorer, aspects, progress=progress, stop=stop, write_metadata=write_metadata,
-               batch_size=batch_size, grid=grid, report=report)
+               batch_size=batch_size, grid=grid, report=report, on_scored=on_scored)
     if report.interrupted:
         return report
     seen = set(paths)

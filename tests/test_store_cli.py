@@ -281,3 +281,28 @@ def test_label_command_fires_the_label_recorded_hook(env) -> None:  # type: igno
     finally:
         pm.unregister(plugin)
     assert seen == [(str(lib / "p1.jpg"), "reject")]
+
+
+def test_scan_command_fires_photo_scored_for_each_new_photo(env) -> None:  # type: ignore[no-untyped-def]
+    from clipcrop_plugin.hooks import get_plugin_manager, hookimpl
+
+    seen: list[tuple[str, bool]] = []
+
+    class Recorder:
+        @hookimpl
+        def photo_scored(self, photo_path: str, suggestion) -> None:  # type: ignore[no-untyped-def]
+            seen.append((photo_path, suggestion.ok))
+
+    lib, _db, run = env
+    (lib / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    pm = get_plugin_manager()
+    plugin = Recorder()
+    pm.register(plugin)
+    try:
+        run("scan", str(lib), "--scorer", "heuristic", code=1)
+        run("scan", str(lib), "--scorer", "heuristic", code=1)  # nothing new: no second round of hooks
+    finally:
+        pm.unregister(plugin)
+    assert sorted(p.rsplit("/", 1)[-1] for p, ok in seen if ok) == ["p0.jpg", "p1.jpg", "p2.jpg", "p3.jpg", "rot.jpg"]
+    # scan retries failures (a decoder may have been installed since), so the broken file is reported twice
+    assert [p.rsplit("/", 1)[-1] for p, ok in seen if not ok] == ["broken.jpg", "broken.jpg"]
