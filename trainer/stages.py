@@ -126,7 +126,9 @@ def _load_data(s: StageSettings) -> tuple[list[Any], list[Any], str]:
     branch = BRANCH_OF[s.stage]
     ds: ElementSet = load_element_dataset(branch, s.data, s.split)
     if s.val is not None:
-        val_set = load_element_dataset(branch, s.val, "test")
+        # AADB's label folder holds every split: use its test lists when present.
+        val_split = "test" if (Path(s.val) / "imgListTestRegression_ColorHarmony.txt").is_file() else s.split
+        val_set = load_element_dataset(branch, s.val, val_split)
         return ds.records, val_set.records, f"{s.data} / val {s.val}"
     tr, va = _split_holdout(len(ds.records), s.val_fraction, s.seed)
     return ([ds.records[i] for i in tr], [ds.records[i] for i in va],

@@ -226,7 +226,9 @@ def write_aadb(root: str | Path, n: int = 40, seed: int = 0, size: tuple[int, in
     (root / "images").mkdir(parents=True, exist_ok=True)
     factors: dict[str, np.ndarray] = {}
     for i in range(n):
-        f = np.round(rng.uniform(-1, 1, size=5), 2)
+        # Mostly negative scores (each attribute positive for about 30% of images), as in AADB where
+        # most photos are average: an image has one or two positive attributes, rarely all five.
+        f = np.round(rng.uniform(-1, 0.45, size=5), 2)
         f[f == 0] = 0.01
         name = f"aadb_{i:04d}.jpg"
         _aesthetic_image(rng, *size, f).save(root / "images" / name, quality=92)
