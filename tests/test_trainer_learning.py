@@ -62,6 +62,10 @@ def test_stage3_learns_the_visual_rule_and_evaluates_from_its_checkpoint(gaicd: 
                                      str(result.checkpoint), "--device", "cpu"])
     assert table.exit_code == 0, table.output
     assert "SRCC" in table.output and "0.866" in table.output
+    # FCDB: the ground truth follows the same rule, so the best grid anchor should overlap it well.
+    fcdb = synthetic.write_fcdb(tmp_path / "fcdb", n=4, seed=2)
+    f = evaluate_checkpoint("fcdb", fcdb, result.checkpoint, device="cpu", progress=False)
+    assert f["iou"] > 0.6 and f["disp"] < 0.1, f
 
 
 def test_interrupted_run_resumes_to_the_same_weights(gaicd: Path, tmp_path: Path) -> None:

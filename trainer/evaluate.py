@@ -150,5 +150,6 @@ def format_table(result: dict[str, float], dataset: str) -> str:
         for _, paper in columns:
             row += f" {(fmt.format(paper[key]).strip() if key in paper else '-'):>19}"
         lines.append(row)
-    lines.append(f"({int(result.get('images', 0))} images; accuracies in percent)")
+    unit = "; accuracies in percent" if dataset != "fcdb" else ""
+    lines.append(f"({int(result.get('images', 0))} images{unit})")
     return "\n".join(lines)
