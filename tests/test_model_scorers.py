@@ -138,15 +138,19 @@ def test_zeroshot_without_weights_fails_fast_and_says_how(settings: Settings) ->
     assert time.perf_counter() - start < 10 and "\n" not in str(exc.value)
 
 
-def test_auto_never_picks_random_weights(settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="clipcrop")
+def test_auto_never_picks_random_weights(settings: Settings, tmp_path: Path) -> None:
+    # Our own handler on the "clipcrop" logger: caplog's capture depends on propagation, which
+    # the CLI's logging set-up (run earlier in the same process) turns off.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
     logger = logging.getLogger("clipcrop")
-    logger.propagate = True
+    logger.addHandler(handler)
     try:
         assert load_scorer("auto", settings=settings, device="cpu").name == "heuristic"
     finally:
-        logger.propagate = False
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        logger.removeHandler(handler)
+    warnings = [r for r in records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "weights" in warnings[0].getMessage()
     _clip_weights(settings)
     assert load_scorer("auto", settings=settings, device="cpu").name == "zeroshot"
