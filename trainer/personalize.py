@@ -90,7 +90,8 @@ class PersonalizeResult:
                  f"new model version {self.version_id}: {self.checkpoint} (sha256 {self.sha256[:12]}, "
                  f"parent {self.parent_sha256[:12]})"]
         lines.append("activated" if self.activated else
-                     f"not active; use it with: clipcrop-train personalize --activate, or clipcrop models activate {self.version_id}")
+                     f"not active; switch to it with: clipcrop models use {self.checkpoint.stem} "
+                     f"(after `clipcrop models import {self.checkpoint}` if it is outside the model folder)")
         return "\n".join(lines)
 
 
