@@ -91,25 +91,31 @@ def rod_align(feature_map: torch.Tensor, boxes: Sequence[torch.Tensor], size: in
     The grid spans the whole input image, edge to edge: ``x_k = k * W_in / size`` for
     ``k = 0..size`` (likewise y), sampled bilinearly (torchvision's border rules). Points with
     ``x1 <= x_k <= x2`` and ``y1 <= y_k <= y2`` lie in the crop and are set to zero. The grid
-    samples do not depend on the box, so they are taken once per image and only the mask is
-    per crop. ``input_sizes`` gives (width, height) of each image's valid input area; by
+    samples do not depend on the box, so they are taken once per image (one einsum for the
+    whole batch) and only the mask is per crop. ``input_sizes`` gives (width, height) of each image's valid input area; by
     default the whole map (``W * stride``, ``H * stride``).
     Returns (sum Ni, C, size, size).
     """
     b, c, h, w = feature_map.shape
-    outs = []
+    per_image = [bx.to(device=feature_map.device, dtype=torch.float32).reshape(-1, 4) for bx in boxes]
+    if not per_image or sum(len(bx) for bx in per_image) == 0:
+        return feature_map.new_zeros((0, c, size, size))
     # Coordinates and weights in float32 even under fp16 autocast: pixel positions need the bits.
     grid = torch.arange(size + 1, dtype=torch.float32, device=feature_map.device) / size
-    for index, bx in enumerate(boxes):
-        bx = bx.to(device=feature_map.device, dtype=torch.float32).reshape(-1, 4)
-        in_w, in_h = input_sizes[index] if input_sizes is not None else (w * stride, h * stride)
-        xs, ys = grid * in_w, grid * in_h
-        wy = axis_weights(ys / stride - 0.5, h).to(feature_map.dtype)  # (size+1, H)
-        wx = axis_weights(xs / stride - 0.5, w).to(feature_map.dtype)  # (size+1, W)
-        samples = torch.einsum("ph,chw,qw->cpq", wy, feature_map[index], wx)  # (C, size+1, size+1)
-        inside_y = (ys.view(1, -1) >= bx[:, 1:2]) & (ys.view(1, -1) <= bx[:, 3:4])  # (N, size+1)
-        inside_x = (xs.view(1, -1) >= bx[:, 0:1]) & (xs.view(1, -1) <= bx[:, 2:3])
-        keep = ~(inside_y.unsqueeze(2) & inside_x.unsqueeze(1))  # (N, size+1, size+1)
-        masked = samples.unsqueeze(0) * keep.unsqueeze(1).to(samples.dtype)  # (N, C, size+1, size+1)
-        outs.append(F.avg_pool2d(masked, kernel_size=2, stride=1))
-    return torch.cat(outs, 0) if outs else feature_map.new_zeros((0, c, size, size))
+    sizes = torch.tensor(input_sizes if input_sizes is not None else [(w * stride, h * stride)] * len(per_image),
+                         dtype=torch.float32, device=feature_map.device)  # (B', 2): width, height
+    xs, ys = grid.view(1, -1) * sizes[:, :1], grid.view(1, -1) * sizes[:, 1:]  # (B', size+1)
+    wy = axis_weights(ys / stride - 0.5, h).to(feature_map.dtype)  # (B', size+1, H)
+    wx = axis_weights(xs / stride - 0.5, w).to(feature_map.dtype)  # (B', size+1, W)
+    # The grid samples do not depend on the box: one einsum for the whole batch.
+    samples = torch.einsum("bph,bchw,bqw->bcpq", wy, feature_map[: len(per_image)], wx)  # (B', C, s+1, s+1)
+    owner = torch.repeat_interleave(torch.arange(len(per_image), device=feature_map.device),
+                                    torch.tensor([len(bx) for bx in per_image], device=feature_map.device))
+    bx = torch.cat(per_image)  # (sum Ni, 4)
+    ys_n, xs_n = ys[owner], xs[owner]  # (sum Ni, size+1)
+    inside_y = (ys_n >= bx[:, 1:2]) & (ys_n <= bx[:, 3:4])
+    inside_x = (xs_n >= bx[:, 0:1]) & (xs_n <= bx[:, 2:3])
+    keep = ~(inside_y.unsqueeze(2) & inside_x.unsqueeze(1))  # (sum Ni, size+1, size+1)
+    masked = samples[owner] * keep.unsqueeze(1).to(samples.dtype)  # (sum Ni, C, size+1, size+1)
+    return F.avg_pool2d(masked, kernel_size=2, stride=1)
+

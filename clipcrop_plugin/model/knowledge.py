@@ -51,35 +51,40 @@ def _pos_projections(pool: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 def roi_attention_pool(pool: nn.Module, feature_map: torch.Tensor, sampling: torch.Tensor) -> torch.Tensor:
-    """open_clip ``AttentionPool2d`` applied to RoIAligned crops of one image's feature map.
+    """open_clip ``AttentionPool2d`` applied to RoIAligned crops of a feature map.
 
-    ``feature_map``: (C, H, W) of one image; ``sampling``: (N, P*P, H*W) RoIAlign matrices
-    (P = the pool's grid side, 7 for RN50 at 224). Returns (N, output_dim), equal to
-    ``pool(roi_align(feature_map, boxes, P))`` up to float rounding.
+    One image: ``feature_map`` (C, H, W), ``sampling`` (N, P*P, H*W) RoIAlign matrices
+    (P = the pool's grid side, 7 for RN50 at 224) -> (N, output_dim). A batch: ``feature_map``
+    (B, C, H, W), ``sampling`` (B, N, P*P, H*W) -> (B, N, output_dim); every image is handled
+    by the same batched operations, so the cost on a GPU does not grow with kernel launches per
+    image. Equal to ``pool(roi_align(feature_map, boxes, P))`` up to float rounding.
     """
-    c = feature_map.shape[0]
-    x = feature_map.flatten(1).t()  # (HW, C)
-    n, tokens, hw = sampling.shape
+    if feature_map.dim() == 3:
+        return roi_attention_pool(pool, feature_map.unsqueeze(0), sampling.unsqueeze(0))[0]
+    bsz, c = feature_map.shape[:2]
+    x = feature_map.flatten(2).transpose(1, 2)  # (B, HW, C)
+    _, n, tokens, hw = sampling.shape
     heads = pool.num_heads
     d = c // heads
     sampling = sampling.to(x.dtype)
     pq0, pk, pv = (t.to(x.dtype) for t in _pos_projections(pool))
-    w = sampling.mean(dim=1)  # (N, HW): the mean token as a combination of map positions
+    w = sampling.mean(dim=2)  # (B, N, HW): the mean token as a combination of map positions
     if n > hw:
-        q = w @ F.linear(x, pool.q_proj.weight)
+        q = torch.bmm(w, F.linear(x, pool.q_proj.weight))
     else:
-        q = F.linear(w @ x, pool.q_proj.weight)
+        q = F.linear(torch.bmm(w, x), pool.q_proj.weight)
     q = (q + pq0) * (d ** -0.5)
-    k_map = F.linear(x, pool.k_proj.weight).view(hw, heads, d)
-    v_map = F.linear(x, pool.v_proj.weight).view(hw, heads, d)
-    s = torch.cat([w.unsqueeze(1), sampling], dim=1)  # (N, T, HW), T = P*P + 1
-    qh = q.view(n, heads, d)
-    g = torch.einsum("nhd,khd->nhk", qh, k_map)  # query against every map position
-    logits = torch.einsum("nhk,ntk->nht", g, s) + torch.einsum("nhd,thd->nht", qh, pk.view(-1, heads, d))
+    # k and v of every map position in one projection each for the whole batch.
+    k_map = F.linear(x, pool.k_proj.weight).view(bsz, hw, heads, d)
+    v_map = F.linear(x, pool.v_proj.weight).view(bsz, hw, heads, d)
+    s = torch.cat([w.unsqueeze(2), sampling], dim=2)  # (B, N, T, HW), T = P*P + 1
+    qh = q.view(bsz, n, heads, d)
+    g = torch.einsum("bnhd,bkhd->bnhk", qh, k_map)  # query against every map position
+    logits = torch.einsum("bnhk,bntk->bnht", g, s) + torch.einsum("bnhd,thd->bnht", qh, pk.view(-1, heads, d))
     attn = logits.float().softmax(dim=-1).to(x.dtype)
-    mixed = torch.einsum("nht,ntk->nhk", attn, s)
-    out = torch.einsum("nhk,khd->nhd", mixed, v_map) + torch.einsum("nht,thd->nhd", attn, pv.view(-1, heads, d))
-    return pool.c_proj(out.reshape(n, c))
+    mixed = torch.einsum("bnht,bntk->bnhk", attn, s)
+    out = torch.einsum("bnhk,bkhd->bnhd", mixed, v_map) + torch.einsum("bnht,thd->bnhd", attn, pv.view(-1, heads, d))
+    return pool.c_proj(out.reshape(bsz, n, c))
 
 
 class KnowledgeBranch(nn.Module):

@@ -190,9 +190,23 @@ class CLIPCropping(nn.Module):
         return [box for _ in range(b)]
 
     def pooled(self, pool: nn.Module, feature_map: torch.Tensor, boxes: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
-        """An attention pool on RoIs of each image (full frames when ``boxes`` is None): list of (Ni, D)."""
+        """An attention pool on RoIs of each image (full frames when ``boxes`` is None): list of (Ni, D).
+
+        The images' box lists are padded to one length so the whole batch goes through the pool
+        together (one set of kernels, not one per image); the padding rows are dropped after.
+        """
         boxes = self.full_boxes(feature_map) if boxes is None else boxes
-        return [roi_attention_pool(pool, feature_map[i], self._sampling(feature_map, b)) for i, b in enumerate(boxes)]
+        per_image = [b.to(feature_map.device, torch.float32).reshape(-1, 4) for b in boxes]
+        counts = [int(b.shape[0]) for b in per_image]
+        longest = max(counts, default=0)
+        if longest == 0:
+            return [feature_map.new_zeros((0, pool.c_proj.out_features)) for _ in per_image]
+        filler = self.full_boxes(feature_map)[0]
+        padded = torch.stack([torch.cat([b, filler.expand(longest - len(b), 4)]) if len(b) < longest else b
+                              for b in per_image])  # (B, Nmax, 4)
+        sampling = self._sampling(feature_map, padded).view(len(per_image), longest, -1, feature_map.shape[2] * feature_map.shape[3])
+        out = roi_attention_pool(pool, feature_map, sampling)  # (B, Nmax, D)
+        return [out[i, :k] for i, k in enumerate(counts)]
 
     def knowledge_embeddings(self, feature_map: torch.Tensor, branch: str,
                              boxes: Sequence[torch.Tensor] | None = None) -> torch.Tensor | list[torch.Tensor]:
