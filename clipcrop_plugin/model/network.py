@@ -190,23 +190,29 @@ class CLIPCropping(nn.Module):
         return [box for _ in range(b)]
 
     def pooled(self, pool: nn.Module, feature_map: torch.Tensor, boxes: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
-        """An attention pool on RoIs of each image (full frames when ``boxes`` is None): list of (Ni, D).
+        """An attention pool on RoIs of each image (full frames when ``boxes`` is None): list of (Ni, D)."""
+        out, counts = self._pooled_padded(pool, feature_map, boxes)
+        return [out[i, :k] for i, k in enumerate(counts)]
 
-        The images' box lists are padded to one length so the whole batch goes through the pool
-        together (one set of kernels, not one per image); the padding rows are dropped after.
+    def _pooled_padded(self, pool: nn.Module, feature_map: torch.Tensor,
+                       boxes: Sequence[torch.Tensor] | None) -> tuple[torch.Tensor, list[int]]:
+        """The pool on every image's RoIs at once: ((B, Nmax, D), [Ni]).
+
+        The images' box lists are padded to one length (with the full frame) so the whole batch
+        goes through one set of kernels, not one per image; callers drop rows ``>= Ni``.
         """
         boxes = self.full_boxes(feature_map) if boxes is None else boxes
         per_image = [b.to(feature_map.device, torch.float32).reshape(-1, 4) for b in boxes]
         counts = [int(b.shape[0]) for b in per_image]
         longest = max(counts, default=0)
         if longest == 0:
-            return [feature_map.new_zeros((0, pool.c_proj.out_features)) for _ in per_image]
+            return feature_map.new_zeros((len(per_image), 0, pool.c_proj.out_features)), counts
         filler = self.full_boxes(feature_map)[0]
         padded = torch.stack([torch.cat([b, filler.expand(longest - len(b), 4)]) if len(b) < longest else b
                               for b in per_image])  # (B, Nmax, 4)
-        sampling = self._sampling(feature_map, padded).view(len(per_image), longest, -1, feature_map.shape[2] * feature_map.shape[3])
-        out = roi_attention_pool(pool, feature_map, sampling)  # (B, Nmax, D)
-        return [out[i, :k] for i, k in enumerate(counts)]
+        hw = feature_map.shape[2] * feature_map.shape[3]
+        sampling = self._sampling(feature_map, padded).view(len(per_image), longest, -1, hw)
+        return roi_attention_pool(pool, feature_map, sampling), counts
 
     def knowledge_embeddings(self, feature_map: torch.Tensor, branch: str,
                              boxes: Sequence[torch.Tensor] | None = None) -> torch.Tensor | list[torch.Tensor]:
@@ -216,8 +222,11 @@ class CLIPCropping(nn.Module):
         pixels): a list of (Ni, D), each crop RoIAligned to the pool's grid from the same map.
         """
         module, _ = self.branch(branch)
-        out = [module.project(p) for p in self.pooled(module.pool, feature_map, boxes)]
-        return torch.cat(out, 0) if boxes is None else out
+        pooled, counts = self._pooled_padded(module.pool, feature_map, boxes)
+        emb = module.project(pooled)  # (B, Nmax, D): one MLP call for the whole batch
+        if boxes is None:
+            return emb[:, 0]
+        return [emb[i, :k] for i, k in enumerate(counts)]
 
     def text_embeddings(self, branch: str, visual_emb: torch.Tensor | None = None) -> torch.Tensor:
         """Element text embeddings through the prompt learner and CLIP's text encoder.
@@ -264,8 +273,10 @@ class CLIPCropping(nn.Module):
         comp = self.knowledge_embeddings(feature_map, "composition", boxes)
         aes = self.knowledge_embeddings(feature_map, "aesthetic", boxes)
         scale = self.logit_scale.detach().float().exp().clamp(max=100.0)
-        return [scale * torch.cat([c.float().matmul(self.cke_text.t()), a.float().matmul(self.ake_text.t())], dim=1)
-                for c, a in zip(comp, aes)]
+        counts = [int(c.shape[0]) for c in comp]
+        both = torch.cat([torch.cat(comp).float().matmul(self.cke_text.t()),
+                          torch.cat(aes).float().matmul(self.ake_text.t())], dim=1)  # (sum Ni, 10)
+        return list((scale * both).split(counts))
 
     def forward(self, images: torch.Tensor, boxes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Scores of the boxes of each image (the inference path of the paper, Fig. 2c)."""
