@@ -6,14 +6,64 @@ import os
 import tempfile
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from typing import Sequence
+
+from PIL import Image, ImageDraw, ImageFont
 
 from .errors import ImageError
 from .imaging import load_image
-from .results import Suggestion
+from .results import Crop, Suggestion
 
 # One colour per candidate set, in the order the sets appear; the overall best is drawn thickest.
 PALETTE = ((255, 204, 0), (0, 200, 255), (255, 80, 160), (120, 255, 90), (255, 140, 0), (190, 120, 255))
+
+
+def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's built-in font at ``size`` px (no font files needed on the machine)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size only
+        return ImageFont.load_default()
+
+
+def draw_crops(source: str | os.PathLike[str], width: int, height: int, crops: Sequence[tuple[str, Crop]],
+               best: Crop | None, *, max_side: int) -> Image.Image:
+    """The upright photo (long side <= ``max_side``), dimmed outside ``best``, each crop outlined.
+
+    ``width``/``height`` are the upright full-resolution size the boxes refer to; a file whose
+    size no longer matches (edited since it was scored) is refused rather than drawn wrongly.
+    ``crops`` are ``(set name, crop)`` pairs; ``best`` is drawn thickest.
+    """
+    # min_side is a short-side target: pick it so the long side lands near max_side.
+    short_target = max(1, round(max_side * min(width, height) / max(width, height)))
+    loaded = load_image(source, min_side=short_target)
+    if (loaded.info.width, loaded.info.height) != (width, height):
+        raise ImageError(f"{os.fspath(source)}: changed since it was scored; score it again")
+    img = loaded.image.convert("RGB")
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    sx, sy = img.width / width, img.height / height
+
+    def scaled(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x1, y1, x2, y2 = box
+        return round(x1 * sx), round(y1 * sy), max(round(x1 * sx) + 1, round(x2 * sx) - 1), max(
+            round(y1 * sy) + 1, round(y2 * sy) - 1
+        )
+
+    if best is not None:
+        mask = Image.new("L", img.size, 115)
+        ImageDraw.Draw(mask).rectangle(scaled(best.box), fill=0)
+        img = Image.composite(Image.new("RGB", img.size, (0, 0, 0)), img, mask)
+    draw = ImageDraw.Draw(img)
+    lw = max(2, round(max(img.size) / 300))
+    font = label_font(13)
+    for k, (aspect, crop) in enumerate(crops):
+        color = PALETTE[k % len(PALETTE)]
+        box = scaled(crop.box)
+        draw.rectangle(box, outline=color, width=lw * (2 if crop is best else 1))
+        draw.text((box[0] + lw + 3, box[1] + lw + 2), f"{aspect} {crop.score:.3f} ({crop.improvement:+.3f})",
+                  fill=color, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    return img
 
 
 def render_preview(source: str | os.PathLike[str], suggestion: Suggestion, *, max_side: int = 1200) -> Image.Image:
@@ -23,41 +73,9 @@ def render_preview(source: str | os.PathLike[str], suggestion: Suggestion, *, ma
     """
     if not suggestion.ok or suggestion.info is None:
         raise ImageError(f"{suggestion.path}: no suggestion to draw ({suggestion.error})")
-    info = suggestion.info
-    # min_side is a short-side target: pick it so the long side lands near max_side.
-    short_target = max(1, round(max_side * min(info.width, info.height) / max(info.width, info.height)))
-    loaded = load_image(source, min_side=short_target)
-    img = loaded.image.convert("RGB")
-    if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    sx, sy = img.width / info.width, img.height / info.height
-
-    def scaled(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        x1, y1, x2, y2 = box
-        return round(x1 * sx), round(y1 * sy), max(round(x1 * sx) + 1, round(x2 * sx) - 1), max(
-            round(y1 * sy) + 1, round(y2 * sy) - 1
-        )
-
-    best = suggestion.best()
-    if best is not None:
-        shade = Image.new("RGB", img.size, (0, 0, 0))
-        mask = Image.new("L", img.size, 110)
-        ImageDraw.Draw(mask).rectangle(scaled(best.box), fill=0)
-        img = Image.composite(shade, img, mask)
-    draw = ImageDraw.Draw(img)
-    width = max(2, round(max(img.size) / 300))
-    for k, aspect in enumerate(suggestion.aspects()):
-        crop = suggestion.best(aspect)
-        if crop is None:
-            continue
-        color = PALETTE[k % len(PALETTE)]
-        box = scaled(crop.box)
-        draw.rectangle(box, outline=color, width=width * (2 if crop is best else 1))
-        label = f"{aspect} {crop.score:.3f} ({crop.improvement:+.3f})"
-        tx, ty = box[0] + width + 2, box[1] + width + 2
-        draw.rectangle((tx - 2, ty - 1, tx + 7 * len(label), ty + 12), fill=(0, 0, 0))
-        draw.text((tx, ty), label, fill=color)
-    return img
+    crops = [(a, c) for a in suggestion.aspects() if (c := suggestion.best(a)) is not None]
+    return draw_crops(source, suggestion.info.width, suggestion.info.height, crops, suggestion.best(),
+                      max_side=max_side)
 
 
 def save_preview(image: Image.Image, out: str | os.PathLike[str]) -> Path:

@@ -3,22 +3,14 @@ best crop's element changes beside it."""
 
 from __future__ import annotations
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from ..elements import BY_NAME, ELEMENT_NAMES
 from ..errors import ImageError
-from ..imaging import load_image
+from ..preview import draw_crops, label_font
 from .store import PhotoDetail
 
-PALETTE = ((255, 204, 0), (0, 200, 255), (255, 80, 160), (120, 255, 90), (255, 140, 0), (190, 120, 255))
 PANEL_W = 440
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one bitmap size only
-        return ImageFont.load_default()
 
 
 def render_detail(detail: PhotoDetail, *, max_side: int = 900) -> Image.Image:
@@ -28,40 +20,18 @@ def render_detail(detail: PhotoDetail, *, max_side: int = 900) -> Image.Image:
     best = p.crop
     if best is None or not p.width or not p.height:
         raise ImageError(f"{p.path}: no stored crop to draw (status {p.status})")
-    short = max(1, round(max_side * min(p.width, p.height) / max(p.width, p.height)))
-    loaded = load_image(p.path, min_side=short)
-    if (loaded.info.width, loaded.info.height) != (p.width, p.height):
-        raise ImageError(f"{p.path}: changed since it was scored; scan it again")
-    img = loaded.image.convert("RGB")
-    if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    sx, sy = img.width / p.width, img.height / p.height
-
-    def scaled(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        x1, y1, x2, y2 = box
-        return round(x1 * sx), round(y1 * sy), max(round(x1 * sx) + 1, round(x2 * sx) - 1), max(
-            round(y1 * sy) + 1, round(y2 * sy) - 1)
-
-    mask = Image.new("L", img.size, 120)
-    ImageDraw.Draw(mask).rectangle(scaled(best.box), fill=0)
-    img = Image.composite(Image.new("RGB", img.size, (0, 0, 0)), img, mask)
-    draw = ImageDraw.Draw(img)
-    lw = max(2, round(max(img.size) / 300))
-    small = _font(13)
-    for k, (aspect, crop) in enumerate(detail.best.items()):
-        color = PALETTE[k % len(PALETTE)]
-        box = scaled(crop.box)
-        is_best = crop.aspect == best.aspect and crop.rank == best.rank
-        draw.rectangle(box, outline=color, width=lw * (2 if is_best else 1))
-        draw.text((box[0] + lw + 3, box[1] + lw + 2), f"{aspect} {crop.score:.3f} ({crop.improvement:+.3f})",
-                  fill=color, font=small, stroke_width=2, stroke_fill=(0, 0, 0))
+    best_of_sets = list(detail.best.items())
+    # The crop objects of `detail.best` and `p.crop` differ; match the overall best by set and rank.
+    best_drawn = next((c for a, c in best_of_sets if c.aspect == best.aspect and c.rank == best.rank), best)
+    img = draw_crops(p.path, p.width, p.height, best_of_sets, best_drawn, max_side=max_side)
+    small = label_font(13)
 
     height = max(img.height, 360)
     canvas = Image.new("RGB", (img.width + PANEL_W, height), (24, 24, 24))
     canvas.paste(img, (0, (height - img.height) // 2))
     d = ImageDraw.Draw(canvas)
     x0 = img.width + 16
-    d.text((x0, 14), f"best crop: {best.aspect} #{best.rank}", fill=(235, 235, 235), font=_font(16))
+    d.text((x0, 14), f"best crop: {best.aspect} #{best.rank}", fill=(235, 235, 235), font=label_font(16))
     d.text((x0, 36), f"score {best.score:.3f}, {best.improvement:+.3f} vs full frame", fill=(200, 200, 200), font=small)
     changes = best.changes
     if changes is None:
