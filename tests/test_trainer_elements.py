@@ -28,18 +28,25 @@ def _pretrained_stand_in(tmp_path: Path, branch: str, data: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stage", "lr", "epochs"), [("composition", 3e-3, 15), ("aesthetic", 1e-3, 20)])
+@pytest.mark.parametrize(("stage", "lr", "epochs"), [("composition", 1e-3, 30), ("aesthetic", 3e-4, 40)])
 def test_knowledge_stage_beats_chance_on_held_out_images(stage: str, lr: float, epochs: int, tmp_path: Path) -> None:
     write = synthetic.write_cadb if stage == "composition" else synthetic.write_aadb
     train = write(tmp_path / "train", n=60, seed=0)
     # A held-out set in the same form (AADB's own split files for the aesthetic stage).
     val = write(tmp_path / "val", n=40, seed=1, **({"split": "test"} if stage == "aesthetic" else {}))
     base = _pretrained_stand_in(tmp_path, stage, train)
-    s = StageSettings(stage=stage, data=train, val=val, out=tmp_path / "run", init=base,
-                      lr=lr, epochs=epochs, batch_size=5, device="cpu", seed=0)
-    result = run_stage(s, progress=False)
-    last = result.history[-1]
-    print(stage, [(round(h["val_top1"], 3), round(h["val_pair"], 3)) for h in result.history], last["val_top1_chance"])
+    # One small run's result depends on the data order (and on float rounding): over seeds it
+    # ranged from barely above chance to 0.9. The claim is about the stage, so it is judged on
+    # the mean of three seeds, and no seed may end at or below chance.
+    finals = []
+    for seed in (0, 1, 2):
+        s = StageSettings(stage=stage, data=train, val=val, out=tmp_path / f"run{seed}", init=base,
+                          lr=lr, epochs=epochs, batch_size=5, device="cpu", seed=seed)
+        finals.append(run_stage(s, progress=False).history[-1])
+    pair = sum(f["val_pair"] for f in finals) / len(finals)
+    top1 = sum(f["val_top1"] for f in finals) / len(finals)
+    chance = finals[0]["val_top1_chance"]
+    print(stage, [(round(f["val_top1"], 3), round(f["val_pair"], 3)) for f in finals], chance)
     # pair: share of (positive, negative) element pairs ordered correctly; chance is 0.5.
-    assert last["val_pair"] > 0.65, result.history
-    assert last["val_top1"] > last["val_top1_chance"] + 0.15, result.history
+    assert pair > 0.65 and min(f["val_pair"] for f in finals) > 0.5, finals
+    assert top1 > chance + 0.15, finals

@@ -39,8 +39,10 @@ def test_stage3_learns_the_visual_rule_and_evaluates_from_its_checkpoint(gaicd: 
     torch.manual_seed(0)
     untrained = modeling.new_model(modeling.tiny_config(128)).eval()
     before = _heldout_srcc(untrained, gaicd)
+    # lr 2e-3: at 5e-3 the tiny random trunk learns or diverges depending on float rounding
+    # (held-out SRCC from -0.16 to 0.94 over seeds); at 2e-3 every seed tried lands at 0.94-0.97.
     s = StageSettings(stage="cropping", data=gaicd, out=tmp_path / "s3", model_config=modeling.tiny_config(128),
-                      lr=5e-3, epochs=6, batch_size=4, device="cpu", seed=0)
+                      lr=2e-3, epochs=6, batch_size=4, device="cpu", seed=0)
     result = run_stage(s, progress=False)
     model, info = load_checkpoint(result.checkpoint)
     after = _heldout_srcc(model, gaicd)
@@ -49,7 +51,7 @@ def test_stage3_learns_the_visual_rule_and_evaluates_from_its_checkpoint(gaicd: 
     # The checkpoint's provenance: data, stage, hyperparameters, metrics, parent.
     prov = info.provenance
     assert prov["stage"] == "cropping" and "GAICD" in prov["data"]
-    assert prov["hyperparameters"]["lr"] == 5e-3 and prov["hyperparameters"]["optimizer"] == "AdamW"
+    assert prov["hyperparameters"]["lr"] == 2e-3 and prov["hyperparameters"]["optimizer"] == "AdamW"
     assert prov["metrics"]["val_srcc"] == pytest.approx(after, abs=1e-3)
     assert info.sha256 == result.sha256
     # `clipcrop models import` accepts it (the same library call).
