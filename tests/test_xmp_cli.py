@@ -130,3 +130,26 @@ def test_write_sweeps_stale_temp_files(photos: Path) -> None:
     code, _, err = run("xmp", "write", str(photos / "p0.jpg"), "--scorer", "heuristic")
     assert code == 0, err
     assert not stale.exists() and fresh.exists()
+
+
+def test_write_and_clear_fire_the_metadata_written_hook(photos: Path) -> None:
+    """A host plugin hears about CLI writes and clears, as it does about the facade's."""
+    from clipcrop_plugin.hooks import get_plugin_manager, hookimpl
+
+    seen: list[tuple[str, bool, list[str]]] = []
+
+    class Recorder:
+        @hookimpl
+        def metadata_written(self, photo_path: str, written: list[str], cleared: bool) -> None:
+            seen.append((Path(photo_path).name, cleared, [Path(w).name for w in written]))
+
+    pm = get_plugin_manager()
+    plugin = Recorder()
+    pm.register(plugin)
+    try:
+        one = sorted(p for p in photos.iterdir() if p.suffix == ".jpg")[0]
+        run("xmp", "write", str(one), "--scorer", "heuristic")
+        run("xmp", "clear", str(one))
+    finally:
+        pm.unregister(plugin)
+    assert seen == [(one.name, False, [one.name + ".xmp"]), (one.name, True, [one.name + ".xmp"])]

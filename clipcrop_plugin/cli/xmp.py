@@ -27,6 +27,24 @@ def _open_store(settings: object, required: bool) -> object | None:
     return Store.open(url, settings=settings)  # type: ignore[arg-type]
 
 
+def _announce(outcomes, cleared: bool):  # noqa: ANN001, ANN202
+    """Pass outcomes through, firing the ``metadata_written`` hook for each photo changed, so a
+    host's plugin hears about CLI writes exactly as it does about the facade's and the daemon's."""
+    import logging
+
+    from ..hooks import get_plugin_manager
+
+    hook = get_plugin_manager().hook.metadata_written
+    for o in outcomes:
+        files = [str(o.result.path_written)] if o.result is not None else [str(p) for p in (o.cleared or [])]
+        if files and not o.error:
+            try:
+                hook(photo_path=o.path, written=files, cleared=cleared)
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop the command
+                logging.getLogger("clipcrop").warning("metadata_written hook failed for %s: %s", o.path, exc)
+        yield o
+
+
 def _report(outcomes, as_json: bool, verb: str) -> None:  # noqa: ANN001
     total = errors = 0
     for o in outcomes:
@@ -132,9 +150,10 @@ def write(paths: tuple[str, ...], embed: bool, naming: str | None, aspects: tupl
         return load_scorer(scorer, settings=settings, device=device, weights=weights)
 
     try:
-        _report(write_paths(paths, mode="embed" if embed else "sidecar", naming=naming or settings.sidecar_naming,
-                            aspects=aspects, source=source, store=store, scorer_factory=make_scorer,
-                            recursive=not no_recursive, batch_size=settings.batch_size), as_json, "written")
+        _report(_announce(write_paths(paths, mode="embed" if embed else "sidecar",
+                                      naming=naming or settings.sidecar_naming, aspects=aspects, source=source,
+                                      store=store, scorer_factory=make_scorer, recursive=not no_recursive,
+                                      batch_size=settings.batch_size), cleared=False), as_json, "written")
     except ClipcropError as exc:  # e.g. the scorer cannot be loaded
         fail(str(exc), exit_code_for(exc))
 
@@ -157,7 +176,8 @@ def clear(paths: tuple[str, ...], only: str, naming: str | None, no_recursive: b
     """
     from ..xmp.batch import clear_paths
 
-    _report(clear_paths(paths, mode=only, naming=naming, recursive=not no_recursive), as_json, "checked")
+    _report(_announce(clear_paths(paths, mode=only, naming=naming, recursive=not no_recursive), cleared=True),
+            as_json, "checked")
 
 
 @xmp.command("show")
