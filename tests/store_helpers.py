@@ -50,3 +50,23 @@ def make_photo(path: Path, seed: int, size: tuple[int, int] = (192, 128)) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, quality=90)
     return path
+
+
+def database_at_revision(path: Path, revision: str, *statements: str) -> Path:
+    """An SQLite database migrated only up to ``revision`` (an older release's schema), with
+    ``statements`` run in the same transaction; for upgrade and refusal tests."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from clipcrop_plugin.store import migrate
+    from clipcrop_plugin.store.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{path}")
+    cfg = migrate.alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        for sql in statements:
+            conn.execute(text(sql))
+    engine.dispose()
+    return path

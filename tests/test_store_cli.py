@@ -16,7 +16,7 @@ from PIL import Image
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.store import Store
-from store_helpers import make_photo
+from store_helpers import database_at_revision, make_photo
 
 
 def sha(p: Path) -> str:
@@ -183,18 +183,7 @@ def test_db_commands_and_bad_databases(env, tmp_path: Path) -> None:  # type: ig
     con.close()
     assert "needs `clipcrop db upgrade`" in run("db", "current").stdout
     # (0001 stamp over a 0002 schema would fail to re-create tables: use a real old database instead)
-    old = tmp_path / "old.sqlite3"
-    from alembic import command
-
-    from clipcrop_plugin.store import migrate
-    from clipcrop_plugin.store.engine import make_engine
-
-    eng = make_engine(f"sqlite:///{old}")
-    cfg = migrate.alembic_config(eng)
-    with eng.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
-    eng.dispose()
+    old = database_at_revision(tmp_path / "old.sqlite3", "0001")
     res = CliRunner().invoke(cli, ["db", "upgrade", "--db", str(old)])
     assert res.exit_code == 0 and "upgraded 0001 -> 0002" in res.stdout and "backup" in res.stdout
     assert list(tmp_path.glob("old.sqlite3.0001.*.bak"))

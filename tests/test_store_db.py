@@ -13,13 +13,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 
 from clipcrop_plugin.errors import StoreError
 from clipcrop_plugin.store import QueryFilters, Store, migrate
 from clipcrop_plugin.store.engine import make_engine
 from clipcrop_plugin.store.models import Base
-from store_helpers import synthetic_suggestion
+from store_helpers import database_at_revision, synthetic_suggestion
 
 
 def test_default_location_is_the_data_folder_with_wal_and_foreign_keys(tmp_path: Path) -> None:
@@ -92,15 +91,9 @@ def test_every_revision_in_order_ends_matching_the_models(tmp_path: Path) -> Non
 
 
 def test_older_database_is_upgraded_on_open_with_a_backup(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite3"
-    engine = make_engine(f"sqlite:///{path}")
-    cfg = migrate.alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
-        conn.execute(text("INSERT INTO photos (path, folder, status, offline, created_at, updated_at)"
-                          " VALUES ('/p/a.jpg', '/p', 'failed', 0, '2024-01-01', '2024-01-01')"))
-    engine.dispose()
+    path = database_at_revision(tmp_path / "old.sqlite3", "0001",
+                                "INSERT INTO photos (path, folder, status, offline, created_at, updated_at)"
+                                " VALUES ('/p/a.jpg', '/p', 'failed', 0, '2024-01-01', '2024-01-01')")
     with Store.open(str(path)) as store:
         assert store.revision() == migrate.head_revision()
         assert [p.path for p in store.query(QueryFilters(status="failed"), sort="path")] == ["/p/a.jpg"]
@@ -115,13 +108,7 @@ def test_older_database_is_upgraded_on_open_with_a_backup(tmp_path: Path) -> Non
 
 
 def test_upgrade_false_refuses_an_old_schema(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite3"
-    engine = make_engine(f"sqlite:///{path}")
-    cfg = migrate.alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
-    engine.dispose()
+    path = database_at_revision(tmp_path / "old.sqlite3", "0001")
     with pytest.raises(StoreError, match="clipcrop db upgrade"):
         Store.open(str(path), upgrade=False)
 

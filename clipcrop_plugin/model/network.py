@@ -189,11 +189,6 @@ class CLIPCropping(nn.Module):
         box = torch.tensor([[0.0, 0.0, w * STRIDE, h * STRIDE]], device=feature_map.device)
         return [box for _ in range(b)]
 
-    def pooled(self, pool: nn.Module, feature_map: torch.Tensor, boxes: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
-        """An attention pool on RoIs of each image (full frames when ``boxes`` is None): list of (Ni, D)."""
-        out, counts = self._pooled_padded(pool, feature_map, boxes)
-        return [out[i, :k] for i, k in enumerate(counts)]
-
     def _pooled_padded(self, pool: nn.Module, feature_map: torch.Tensor,
                        boxes: Sequence[torch.Tensor] | None) -> tuple[torch.Tensor, list[int]]:
         """The pool on every image's RoIs at once: ((B, Nmax, D), [Ni]).
