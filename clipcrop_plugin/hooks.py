@@ -97,3 +97,12 @@ def get_plugin_manager() -> pluggy.PluginManager:
 def add_plugin_commands(cli: Any) -> None:
     """Let installed plugins add their commands to the ``clipcrop`` group (``register_commands``)."""
     get_plugin_manager().hook.register_commands(cli=cli)
+
+
+def notify(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> None:
+    """Fire hook ``name`` for a batch job (scan, the daemon, ``xmp write``): a plugin that raises
+    is logged and the job goes on. (The facade, unlike this, lets a host's exception through.)"""
+    try:
+        getattr(pm.hook, name)(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - foreign code must not stop a batch
+        log.warning("plugin hook %s failed for %s: %s", name, kwargs.get("photo_path", "?"), exc)

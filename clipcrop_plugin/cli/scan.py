@@ -34,7 +34,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
       clipcrop scan /media/photos --scorer heuristic --xmp
     """
     from ..config import load_settings
-    from ..hooks import get_plugin_manager
+    from ..hooks import get_plugin_manager, notify
     from ..scan import MetadataWriter, scan_folders
     from ..scoring.registry import load_scorer
 
@@ -72,7 +72,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
             plugins = get_plugin_manager()
             report = scan_folders(store, list(folders), scorer_obj, aspects, progress=progress,
                                   batch_size=batch_size, write_metadata=writer,
-                                  on_scored=lambda s: plugins.hook.photo_scored(photo_path=s.path, suggestion=s))
+                                  on_scored=lambda s: notify(plugins, "photo_scored", photo_path=s.path, suggestion=s))
     finally:
         store.close()
     for path, reason in report.failures:

@@ -30,18 +30,13 @@ def _open_store(settings: object, required: bool) -> object | None:
 def _announce(outcomes, cleared: bool):  # noqa: ANN001, ANN202
     """Pass outcomes through, firing the ``metadata_written`` hook for each photo changed, so a
     host's plugin hears about CLI writes exactly as it does about the facade's and the daemon's."""
-    import logging
+    from ..hooks import get_plugin_manager, notify
 
-    from ..hooks import get_plugin_manager
-
-    hook = get_plugin_manager().hook.metadata_written
+    plugins = get_plugin_manager()
     for o in outcomes:
         files = [str(o.result.path_written)] if o.result is not None else [str(p) for p in (o.cleared or [])]
         if files and not o.error:
-            try:
-                hook(photo_path=o.path, written=files, cleared=cleared)
-            except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop the command
-                logging.getLogger("clipcrop").warning("metadata_written hook failed for %s: %s", o.path, exc)
+            notify(plugins, "metadata_written", photo_path=o.path, written=files, cleared=cleared)
         yield o
 
 

@@ -168,11 +168,9 @@ class StoreBackend:
         return finals
 
     def _hook(self, name: str, **kwargs: Any) -> None:
-        # A plugin's bug must not stop the daemon.
-        try:
-            getattr(self.plugins.hook, name)(**kwargs)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("plugin hook %s failed: %s", name, exc)
+        from ..hooks import notify
+
+        notify(self.plugins, name, **kwargs)
 
     def _write_metadata(self, suggestion: Suggestion, signature: Signature) -> Signature:
         try:
