@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(VENV)/bin/clipcrop suggest $(SAMPLE_DIR) --aspect 1:1 --aspect 16:9 --top 1
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: $(STAMP)

@@ -36,7 +36,7 @@ def main() -> int:
 
     from clipcrop_plugin.candidates import generate_candidates
     from clipcrop_plugin.model import ModelConfig, build_model, pick_device
-    from clipcrop_plugin.model.align import roi_align, rod_align
+    from clipcrop_plugin.model.align import rod_align, roi_align
     from clipcrop_plugin.model.device import autocast_for
 
     device = pick_device(args.device)

@@ -6,8 +6,8 @@ All boxes are ``(x1, y1, x2, y2)`` in upright full-resolution pixels, ``x2``/``y
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-
-from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 

@@ -59,6 +59,23 @@ class Crop:
         }
 
 
+@dataclass(frozen=True)
+class Subject:
+    """Something a crop must respect: a face, a person or a salient object.
+
+    ``kind`` is ``"face"``, ``"profile_face"``, ``"person"`` or ``"salient"``; ``box`` is in upright
+    full-resolution pixels like every other box; ``score`` is the detector's confidence in [0, 1].
+    Subjects are found once per photo (``clipcrop_plugin.subjects``) and stored with it.
+    """
+
+    kind: str
+    box: Box
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "box": [int(v) for v in self.box], "score": round(float(self.score), 4)}
+
+
 @dataclass
 class PhotoInfo:
     """What intake learned about a photo file (sizes in pixels, orientation 1..8)."""
@@ -93,6 +110,7 @@ class Suggestion:
     device: str | None = None
     crops: list[Crop] = field(default_factory=list)
     full_frame: Crop | None = None
+    subjects: list[Subject] = field(default_factory=list)
 
     def aspects(self) -> list[str]:
         """The candidate sets present, in first-seen order, without ``"full"``."""

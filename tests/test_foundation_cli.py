@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from foundation_helpers import save_with_orientation, subject_photo
 from PIL import Image
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.suggest import iter_photo_paths
-
-from foundation_helpers import save_with_orientation, subject_photo
 
 KEYS = {"path", "ok", "error", "width", "height", "orientation", "scorer", "crops"}
 CROP_KEYS = {"aspect", "box", "score", "rank", "improvement", "explanation"}
@@ -27,7 +26,7 @@ def library(tmp_path: Path) -> Path:
     return lib
 
 
-def run(*args: str) -> "object":
+def run(*args: str) -> object:
     return CliRunner().invoke(cli, ["suggest", *args], catch_exceptions=False)
 
 

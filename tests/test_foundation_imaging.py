@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import piexif
 import pytest
+from foundation_helpers import save_with_orientation, subject_photo
 from PIL import Image, JpegImagePlugin
 
 from clipcrop_plugin.errors import ImageError
 from clipcrop_plugin.imaging import load_image
-
-from foundation_helpers import save_with_orientation, subject_photo
 
 
 def _assert_one_line_error(path: Path, *fragments: str) -> str:

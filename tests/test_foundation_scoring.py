@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from foundation_helpers import subject_photo
 
 from clipcrop_plugin.candidates import generate_candidates, parse_aspect
 from clipcrop_plugin.config import Settings
@@ -17,8 +18,6 @@ from clipcrop_plugin.imaging import load_image
 from clipcrop_plugin.scoring.base import Scorer
 from clipcrop_plugin.scoring.heuristic import HeuristicScorer
 from clipcrop_plugin.scoring.registry import load_scorer, scorer_names
-
-from foundation_helpers import subject_photo
 
 
 @pytest.fixture()

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from foundation_helpers import save_with_orientation, subject_photo
 
 from clipcrop_plugin.candidates import generate_candidates, parse_aspect
 from clipcrop_plugin.imaging import load_image
 from clipcrop_plugin.scoring.base import ScoreResult
 from clipcrop_plugin.scoring.heuristic import HeuristicScorer
 from clipcrop_plugin.suggest import build_suggestion, iter_photo_paths, suggest_images, suggest_paths
-
-from foundation_helpers import save_with_orientation, subject_photo
 
 
 def test_iter_photo_paths_walks_and_skips(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from clipcrop_plugin.model.align import roi_align, rod_align, sampling_matrix
+from clipcrop_plugin.model.align import rod_align, roi_align, sampling_matrix
 
 
 def _bilinear_ref(fmap: torch.Tensor, y: float, x: float) -> torch.Tensor:

@@ -12,8 +12,14 @@ import torch
 
 from clipcrop_plugin.errors import WeightsError
 from clipcrop_plugin.model import build_model, load_checkpoint, save_checkpoint
-from clipcrop_plugin.model.checkpoints import (active_checkpoint, import_checkpoint, is_checkpoint, list_checkpoints,
-                                               read_checkpoint_info, set_active)
+from clipcrop_plugin.model.checkpoints import (
+    active_checkpoint,
+    import_checkpoint,
+    is_checkpoint,
+    list_checkpoints,
+    read_checkpoint_info,
+    set_active,
+)
 from clipcrop_plugin.model.network import create_clip, load_clip_into
 from clipcrop_plugin.model.testing import tiny_config, write_clip_weights
 from clipcrop_plugin.model.weights import find_clip_weights, load_clip_state, load_state_file

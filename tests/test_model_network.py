@@ -179,10 +179,10 @@ def test_real_rn50_shapes_random_weights() -> None:
 
 def test_prompt_learner_at_init_is_clips_text_encoder(tiny: CLIPCropping) -> None:
     """Context initialised from "a photo of a", no meta bias: exactly CLIP's text embedding of the words."""
+    import dataclasses
+
     from clipcrop_plugin.elements import COMPOSITION_ELEMENTS
     from clipcrop_plugin.model.knowledge import encode_texts
-
-    import dataclasses
 
     model = CLIPCropping(dataclasses.replace(tiny.config, n_ctx=4, ctx_init="a photo of a"), tiny.clip)
     with torch.no_grad():

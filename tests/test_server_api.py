@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from test_server_support import BASE, SAFE, SampleLibrary, sample  # noqa: F401  (fixture)
 
 from clipcrop_plugin.server import create_app
-from test_server_support import BASE, SAFE, SampleLibrary, sample  # noqa: F401  (fixture)
 
 
 @pytest.fixture()

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_server_support import LiveServer, SampleLibrary, sample  # noqa: F401  (fixture)
 
 from clipcrop_plugin.server import create_app
-from test_server_support import LiveServer, SampleLibrary, sample  # noqa: F401  (fixture)
 
 CHROMIUM = Path(os.environ.get("CLIPCROP_CHROMIUM", "/usr/bin/chromium"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

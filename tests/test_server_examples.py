@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_server_support import LiveServer, build_library, make_photo
 
 from clipcrop_plugin.server import create_app
-from test_server_support import LiveServer, build_library, make_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -11,9 +11,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from test_server_support import SAFE, SampleLibrary, shared_sample  # noqa: F401  (fixture)
 
 from clipcrop_plugin.server import create_app
-from test_server_support import SAFE, SampleLibrary, shared_sample  # noqa: F401  (fixture)
 
 MAX_EXAMPLES = 25
 

@@ -11,11 +11,11 @@ import click
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from test_server_support import make_photo
 
 from clipcrop_plugin.api import Library
 from clipcrop_plugin.config import Settings
 from clipcrop_plugin.hooks import ENTRY_POINT_GROUP, hookimpl, make_plugin_manager
-from test_server_support import make_photo
 
 
 class Recorder:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from test_server_support import BASE, SAFE, SampleLibrary, sample, shared_sample  # noqa: F401  (fixtures)
 
 from clipcrop_plugin.errors import ConfigError
 from clipcrop_plugin.server import create_app
 from clipcrop_plugin.server.security import check_bind, default_allowed_hosts, is_loopback
-from test_server_support import BASE, SAFE, SampleLibrary, sample, shared_sample  # noqa: F401  (fixtures)
 
 FOREIGN = ("http://evil.example", "http://127.0.0.1:9999", "null", "https://127.0.0.1:8765")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_server_support import make_photo
 
 from clipcrop_plugin.errors import ImageError
 from clipcrop_plugin.server.thumbs import SIZES, ThumbnailCache, snap_size
-from test_server_support import make_photo
 
 
 def _made(cache: ThumbnailCache, src: Path, size: int = 256) -> Image.Image:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from store_helpers import FakeScorer, synthetic_suggestion
 
 from clipcrop_plugin.candidates import parse_aspect
 from clipcrop_plugin.errors import ConfigError, StoreError
 from clipcrop_plugin.store import QueryFilters, Store
 from clipcrop_plugin.store.packing import pack_candidates, unpack_candidates
-from store_helpers import FakeScorer, synthetic_suggestion
 
 
 @pytest.fixture

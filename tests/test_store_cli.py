@@ -13,10 +13,10 @@ import piexif
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from store_helpers import database_at_revision, make_photo
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.store import Store
-from store_helpers import database_at_revision, make_photo
 
 
 def sha(p: Path) -> str:

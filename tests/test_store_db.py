@@ -13,12 +13,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from store_helpers import database_at_revision, synthetic_suggestion
 
 from clipcrop_plugin.errors import StoreError
 from clipcrop_plugin.store import QueryFilters, Store, migrate
 from clipcrop_plugin.store.engine import make_engine
 from clipcrop_plugin.store.models import Base
-from store_helpers import database_at_revision, synthetic_suggestion
 
 
 def test_default_location_is_the_data_folder_with_wal_and_foreign_keys(tmp_path: Path) -> None:

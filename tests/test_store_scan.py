@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from store_helpers import make_photo
 
 from clipcrop_plugin import scan as scan_mod
 from clipcrop_plugin.candidates import parse_aspect
@@ -15,7 +16,6 @@ from clipcrop_plugin.hashing import content_hash
 from clipcrop_plugin.scan import scan_folders
 from clipcrop_plugin.scoring.registry import load_scorer
 from clipcrop_plugin.store import QueryFilters, Store
-from store_helpers import make_photo
 
 
 @pytest.fixture(scope="module")

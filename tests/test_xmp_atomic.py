@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from xmp_helpers import decoded, make_suggestion, oriented_jpeg
 
 from clipcrop_plugin.errors import MetadataError
 from clipcrop_plugin.xmp import atomic, clean_stale_temps, is_temp_name, write_crop_metadata
-from xmp_helpers import decoded, make_suggestion, oriented_jpeg
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEN = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

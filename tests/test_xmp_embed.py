@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from xmp_helpers import decoded, exiftool_json, info_for, jpeg_segments, make_suggestion, oriented_jpeg
 
 from clipcrop_plugin.errors import MetadataError
 from clipcrop_plugin.xmp import clear_crop_metadata, read_crop_metadata, write_crop_metadata
 from clipcrop_plugin.xmp import jpeg as jpegmod
 from clipcrop_plugin.xmp import png as pngmod
-from xmp_helpers import decoded, exiftool_json, info_for, jpeg_segments, make_suggestion, oriented_jpeg
 
 
 def photo_image(w: int = 320, h: int = 200) -> Image.Image:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from xmp_helpers import exiftool_json, make_suggestion, sha256
 
 from clipcrop_plugin.errors import MetadataError
 from clipcrop_plugin.results import PhotoInfo
 from clipcrop_plugin.xmp import clear_crop_metadata, read_crop_metadata, write_crop_metadata
 from clipcrop_plugin.xmp.packet import parse_packet
-from xmp_helpers import exiftool_json, make_suggestion, sha256
 
 LIGHTROOM = """<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Adobe XMP Core 7.0-c000 1.000000, 0000/00/00-00:00:00        ">
  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">

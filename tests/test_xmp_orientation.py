@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
+from xmp_helpers import TO_STORED, TO_UPRIGHT, exiftool_json, info_for, make_suggestion, oriented_jpeg, transpose
 
 from clipcrop_plugin.errors import MetadataError
 from clipcrop_plugin.xmp import read_crop_metadata, write_crop_metadata
 from clipcrop_plugin.xmp.orientation import box_to_crs, stored_size, stored_to_upright, upright_to_stored
-from xmp_helpers import TO_STORED, TO_UPRIGHT, exiftool_json, info_for, make_suggestion, oriented_jpeg, transpose
 
 UPRIGHT = (240, 160)  # landscape upright frame
 SUBJECT = (150, 24, 222, 88)  # red square-ish subject, upright pixels (x2/y2 exclusive)

@@ -201,7 +201,8 @@ def personalize(db_url: str | None, checkpoint: Path | None, out: Path | None, h
       clipcrop label photo.jpg --accept 1      # ... label a few dozen photos, then:
       clipcrop-train personalize --activate
     """
-    from .personalize import PersonalizeSettings, personalize as run
+    from .personalize import PersonalizeSettings
+    from .personalize import personalize as run
 
     result = run(PersonalizeSettings(db_url=db_url, checkpoint=checkpoint, out=out, holdout=holdout, epochs=epochs,
                                      lr=lr, train_trunk_stage=train_trunk_stage, activate=activate, seed=seed,

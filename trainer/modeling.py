@@ -24,6 +24,7 @@ from clipcrop_plugin.model.weights import load_state_file
 
 from .data import BestCropRecord, CropRecord, DataError
 
+
 def tiny_config(image_size: int = 128, **overrides: Any) -> ModelConfig:
     """A tiny random ResNet CLIP (seconds per epoch on a CPU) for tests, demos and smoke runs.
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -33,7 +34,6 @@ def open_library(db: str | None) -> Library:
         return Library.open(db)
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
-        raise AssertionError("unreachable")  # fail() exits
 
 
 def open_store(db: str | None) -> Store:
@@ -42,7 +42,6 @@ def open_store(db: str | None) -> Store:
         return Store.open(db)
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
-        raise AssertionError("unreachable")  # fail() exits
 
 
 @click.group("db")

@@ -9,7 +9,7 @@ convention with ``spatial_scale = 1/stride``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -16,7 +16,7 @@ thousand multiply-adds plus the output projection, instead of ~425M.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

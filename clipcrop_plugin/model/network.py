@@ -7,7 +7,7 @@ channel-reduced map), the CKE/AKE element embeddings of the full frame and of ev
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from torch import nn
 
 from ..elements import AESTHETIC_ELEMENTS, COMPOSITION_ELEMENTS
 from ..errors import WeightsError
-from .align import roi_align, rod_align, sampling_matrix
+from .align import rod_align, roi_align, sampling_matrix
 from .config import ModelConfig
 from .knowledge import KnowledgeBranch, PromptLearner, roi_attention_pool
 

@@ -7,7 +7,7 @@ encoder never runs at inference.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -13,7 +13,7 @@ cut through interesting content. Every candidate is explained in the ten element
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -274,7 +274,7 @@ class HeuristicScorer:
         self.settings = settings
 
     @classmethod
-    def create(cls, settings: Settings | None = None, device: str = "auto", weights: str | None = None) -> "HeuristicScorer":
+    def create(cls, settings: Settings | None = None, device: str = "auto", weights: str | None = None) -> HeuristicScorer:
         """Registry constructor; ``device`` and ``weights`` are accepted and ignored (no model)."""
         return cls(settings)
 

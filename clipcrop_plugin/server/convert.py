@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..elements import BY_NAME, ELEMENT_NAMES
 from .models import CropOut, ElementChangeOut, LabelOut, PhotoDetail, PhotoPage, PhotoSummary
