@@ -15,7 +15,7 @@ from ..candidates import AspectRatio
 from ..errors import ClipcropError, ConfigError
 from ..results import Suggestion
 from .atomic import clean_stale_temps, deferred_dir_sync
-from .writer import WriteResult, clear_crop_metadata, write_crop_metadata
+from .writer import WriteResult, clear_crop_metadata, host_orientation, write_crop_metadata
 
 SOURCES = ("auto", "db", "score")
 CHUNK = 32  # photos whose folder flushes are shared
@@ -70,7 +70,8 @@ def write_paths(
 
     ``source``: ``"db"`` uses only stored suggestions, ``"score"`` always scores now, ``"auto"``
     uses the database where it is current and scores the rest. ``scorer_factory`` is called at
-    most once, and only when something needs scoring.
+    most once, and only when something needs scoring. A photo whose host keeps its rotation in
+    XMP (``tiff:Orientation`` that clipcrop did not write) is scored in that frame.
     """
     from ..suggest import iter_photo_paths, suggest_paths
     from .fromstore import suggestion_from_store
@@ -79,6 +80,7 @@ def write_paths(
         raise ConfigError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     names = [a.name for a in aspects] or None
     to_score: list[Path] = []
+    to_turn: list[tuple[Path, int]] = []  # scored in the frame the host's XMP rotation gives
     jobs: list[Callable[[], Outcome]] = []
 
     def write(s: Suggestion, origin: str) -> Outcome:
@@ -108,34 +110,63 @@ def write_paths(
 
     for photo in iter_photo_paths(paths, recursive=recursive):
         sweep(photo.parent)
+        turned = host_orientation(photo, mode=mode, naming=naming)
         stored = None
         if store is not None and source in ("auto", "db"):
             stored = suggestion_from_store(store, photo)
             if stored is not None and not _has_aspects(stored, aspects):
                 stored = None
+            if stored is not None and turned is not None and stored.info and stored.info.orientation != turned:
+                stored = None  # scored upright by EXIF, but the host shows it turned
         if stored is not None:
             jobs.append(lambda s=stored: write(s, "db"))
         elif source == "db":
             msg = f"{photo}: no current scores in the database (run clipcrop scan first)"
+            if turned is not None:
+                msg = f"{photo}: its XMP turns it to orientation {turned}; the stored scores are for another frame"
             jobs.append(lambda p=photo, m=msg: Outcome(str(p), error=m))
+        elif turned is not None:
+            to_turn.append((photo, turned))
         else:
             to_score.append(photo)
         if len(jobs) >= CHUNK:
             yield from flush()
     yield from flush()
-    if not to_score:
+    if not to_score and not to_turn:
         return
     if scorer_factory is None:
-        for photo in to_score:
+        for photo in [*to_score, *(p for p, _ in to_turn)]:
             yield Outcome(str(photo), error=f"{photo}: not scored and no scorer available")
         return
     scorer = scorer_factory()
+    for s in _suggest_turned(to_turn, scorer, aspects):
+        jobs.append((lambda s=s: write(s, "scored")) if s.ok else
+                    (lambda s=s: Outcome(s.path, error=_with_path(s.path, s.error or "not scored"), origin="scored")))
     for s in suggest_paths(to_score, scorer, aspects, batch_size=batch_size):  # type: ignore[arg-type]
         jobs.append((lambda s=s: write(s, "scored")) if s.ok else
                     (lambda s=s: Outcome(s.path, error=_with_path(s.path, s.error or "not scored"), origin="scored")))
         if len(jobs) >= max(1, batch_size):
             yield from flush()
     yield from flush()
+
+
+def _suggest_turned(photos: Sequence[tuple[Path, int]], scorer: object,
+                    aspects: Sequence[AspectRatio]) -> Iterator[Suggestion]:
+    """Score each photo in the frame of the orientation its host's XMP gives (one at a time:
+    such photos are rare)."""
+    from ..imaging import load_image
+    from ..suggest import failed, suggest_images
+    from .orientation import reorient
+
+    min_side = int(getattr(scorer, "min_side", 256) or 256)
+    for photo, orientation in photos:
+        try:
+            loaded = reorient(load_image(photo, min_side=min_side), orientation)
+            yield from suggest_images([loaded], scorer, aspects)  # type: ignore[arg-type]
+        except ClipcropError as exc:
+            yield failed(photo, str(exc), scorer)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - one photo's scoring failure never stops the batch
+            yield failed(photo, f"scoring failed ({type(exc).__name__}: {exc})", scorer)  # type: ignore[arg-type]
 
 
 def clear_paths(paths: Iterable[str | os.PathLike[str]], *, mode: str = "all", naming: str | None = None,
