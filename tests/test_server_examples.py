@@ -138,7 +138,7 @@ def test_embedding_example_runs(tmp_path: Path) -> None:
     assert r.stdout.count("[hook] ") >= 3 + 2 + 1 + 1
     assert "user said accept" in r.stdout and "user said box" in r.stdout
     assert "labels recorded: [('accept', 'gallery'), ('box', 'gallery')]" in r.stdout
-    assert list(folder.glob("*.jpg.xmp"))
+    assert list(folder.glob("*.xmp"))
 
 
 def test_curl_examples_cover_every_operation(tmp_path: Path) -> None:
