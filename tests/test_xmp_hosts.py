@@ -9,14 +9,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from xmp_helpers import exiftool_json, make_suggestion, oriented_jpeg, sha256
+from xmp_helpers import TO_STORED, exiftool_json, make_suggestion, oriented_jpeg, sha256, transpose
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.config import Settings
 from clipcrop_plugin.errors import ConfigError
+from clipcrop_plugin.imaging import load_image
 from clipcrop_plugin.xmp import clear_crop_metadata, read_crop_metadata, stored_to_upright, write_crop_metadata
 from clipcrop_plugin.xmp.follow import follow_photo_move, forget_photo
 
@@ -319,3 +321,25 @@ def test_exiv2_and_exiftool_read_every_packet_without_warnings(tmp_path: Path, e
     assert len(tags) == len(files)
     for t in tags:
         assert "Warning" not in t and "Error" not in t and t["HasCrop"] is True, t
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_an_oriented_tiff_is_turned_once_and_keeps_its_stored_size(tmp_path: Path, exiftool: str,
+                                                                   orientation: int) -> None:
+    """Pillow >= 11 reports and loads a TIFF already turned by its tag; intake and the writer must
+    still see the stored frame (tiff:ImageWidth) and score the upright one."""
+    rng = np.random.default_rng(3)
+    upright = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).resize((300, 200), Image.NEAREST)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    tif = tmp_path / f"t{orientation}.tif"
+    transpose(upright, TO_STORED[orientation]).save(tif, exif=exif.tobytes())
+    loaded = load_image(tif, min_side=200)
+    stored = (200, 300) if orientation >= 5 else (300, 200)
+    assert (loaded.info.stored_width, loaded.info.stored_height) == stored
+    assert (loaded.info.width, loaded.info.height) == (300, 200) and loaded.info.orientation == orientation
+    work = np.asarray(loaded.image.resize((300, 200), Image.NEAREST), dtype=np.int16)
+    assert np.abs(work - np.asarray(upright, dtype=np.int16)).mean() < 2  # upright, turned exactly once
+    sidecar = write_crop_metadata(tif, make_suggestion(tif, info=loaded.info)).path_written
+    [tags] = exiftool_json(exiftool, "-n", "-XMP-tiff:all", sidecar)
+    assert (tags["ImageWidth"], tags["ImageHeight"], tags["Orientation"]) == (*stored, orientation)
