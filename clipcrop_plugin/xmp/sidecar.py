@@ -13,6 +13,7 @@ next to it, and a RAW never shares it with a second RAW; in those cases the writ
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -23,6 +24,8 @@ RAW_EXTENSIONS = frozenset(
 PHOTO_EXTENSIONS = frozenset(
     "jpg jpeg jpe png tif tiff heic heif avif webp gif bmp jxl".split()
 ) | RAW_EXTENSIONS
+_RAW_SORTED = tuple(sorted(RAW_EXTENSIONS))
+_PHOTO_SORTED = tuple(sorted(PHOTO_EXTENSIONS))
 NAMINGS = ("base", "ext")
 DEFAULT_NAMING = "base"
 
@@ -54,16 +57,16 @@ def base_conflicts(photo: Path) -> list[Path]:
     """Siblings that would share ``NAME.xmp`` with ``photo`` and own it before it does."""
     # Probing known names (lower and upper case) costs a few dozen stat calls, where listing the
     # folder would cost O(folder size) per photo.
+    # Plain strings and lexists: the pathlib objects cost more than the stat calls themselves.
     found: list[Path] = []
     own = photo.suffix.lower().lstrip(".")
-    wanted = RAW_EXTENSIONS if is_raw(photo) else PHOTO_EXTENSIONS
-    for ext in sorted(wanted):
+    stem = os.fspath(photo)[: len(os.fspath(photo)) - len(photo.suffix)] + "."
+    for ext in _RAW_SORTED if is_raw(photo) else _PHOTO_SORTED:
         if ext == own:
             continue
         for spelled in (ext, ext.upper()):
-            candidate = photo.with_suffix("." + spelled)
-            if candidate.exists():
-                found.append(candidate)
+            if os.path.lexists(stem + spelled):
+                found.append(Path(stem + spelled))
                 break
     return found
 
