@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from xmp_helpers import TO_STORED, transpose
+from xmp_helpers import TO_STORED, info_for, make_suggestion, transpose
 
 from clipcrop_plugin.cli.main import cli
+from clipcrop_plugin.xmp import write_crop_metadata
 
 DARKTABLE = shutil.which("darktable-cli")
 pytestmark = pytest.mark.skipif(DARKTABLE is None, reason="darktable-cli is not installed (.ci/run installs it)")
@@ -132,3 +133,43 @@ def test_darktable_turns_by_an_xmp_only_orientation_and_crops_in_that_frame(tmp_
     rendered = render(photo, tmp_path / "out.png", configdir)
     assert abs(rendered.width - (x2 - x1)) <= SIZE_TOLERANCE and abs(rendered.height - (y2 - y1)) <= SIZE_TOLERANCE
     assert agreement(rendered, upright.crop((x1, y1, x2, y2))) > 0.9
+
+
+def _darktable_lua(photo: Path, out: Path, configdir: Path, library: Path, lua: str = "") -> Image.Image:
+    """Render with a persistent library (as the darktable GUI has), optionally running Lua first
+    in the same process, through darktable 4.2's real Lua API."""
+    extra = ["--luacmd", lua] if lua else []
+    r = subprocess.run([DARKTABLE, str(photo), str(out), "--core", "--library", str(library), "--configdir",
+                        str(configdir), "--conf", "opencl=FALSE", *extra], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and out.exists(), r.stdout[-2000:] + r.stderr[-2000:]
+    with Image.open(out) as im:
+        return im.convert("RGB")
+
+
+@pytest.mark.slow
+def test_the_lua_plugins_reset_makes_darktable_apply_a_new_crop(tmp_path: Path) -> None:
+    """What examples/darktable/clipcrop.lua relies on, on the real darktable: an image darktable has
+    processed once never picks up IMG.xmp again, `is_altered` stays false while its only history is
+    darktable's own (including a crop it imported), and `image:reset()` makes the next processing
+    apply the crop in IMG.xmp, including a changed one."""
+    photo = save_oriented(tmp_path / "LIB.jpg", upright_image(), 6)
+    library, configdir, report = tmp_path / "library.db", tmp_path / "config", tmp_path / "lua.txt"
+    assert _darktable_lua(photo, tmp_path / "o1.png", configdir, library).size == UPRIGHT  # processed, no crop yet
+    assert CliRunner().invoke(cli, ["xmp", "write", str(photo), "--scorer", "heuristic"]).exit_code == 0
+    assert _darktable_lua(photo, tmp_path / "o2.png", configdir, library).size == UPRIGHT  # never re-read
+    lua = (f'local dt = require "darktable"; local img = dt.database.import({str(photo)!r}); '
+           f'local f = io.open({str(report)!r}, "a"); f:write(tostring(img.is_altered), " ", '
+           'tostring(pcall(function() return img.apply_sidecar end)), "\\n"); f:close(); '
+           'if not img.is_altered then img:reset(); img:drop_cache() end')
+    _darktable_lua(photo, tmp_path / "o3.png", configdir, library, lua)
+    x1, y1, x2, y2 = json.loads(CliRunner().invoke(cli, ["xmp", "show", str(photo), "--json"]).stdout)["box"]
+    applied = _darktable_lua(photo, tmp_path / "o4.png", configdir, library)
+    assert abs(applied.width - (x2 - x1)) <= SIZE_TOLERANCE and abs(applied.height - (y2 - y1)) <= SIZE_TOLERANCE
+    # clipcrop changes its mind: a reset again, and the next processing takes the new crop
+    box = (0, 0, 200, 150)
+    write_crop_metadata(photo, make_suggestion(photo, box, info_for(photo)))
+    _darktable_lua(photo, tmp_path / "o5.png", configdir, library, lua)
+    again = _darktable_lua(photo, tmp_path / "o6.png", configdir, library)
+    assert abs(again.width - 200) <= SIZE_TOLERANCE and abs(again.height - 150) <= SIZE_TOLERANCE
+    assert report.read_text().split() == ["false", "false", "false", "false"]  # not altered; no apply_sidecar in 4.2

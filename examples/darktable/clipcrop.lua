@@ -10,14 +10,18 @@ that file again.
 
 So for every selected image this script
   1. has clipcrop write the crop as <basename>.xmp, and
-  2. if the image has no edits of yours (image.is_altered is false): calls image:reset(), which
-     drops only the defaults darktable applied by itself and marks the image unprocessed, and
-     image:drop_cache(), so the thumbnail is rendered again; that rendering (or opening it in the
-     darkroom, or exporting it) applies the crop as a crop module entry;
-  3. if the image has history (your edits, or a crop an earlier run applied: darktable cannot
-     tell them apart): leaves it alone and lists it, unless the preference "re-apply to edited
-     images" is on, which resets those too (their darktable history is discarded, as
-     history stack > discard does). Without it, discard the history yourself to take the new crop.
+  2. if the image has no edits of yours (image.is_altered is false; a crop darktable imported
+     from an earlier run does not count): calls image:reset(), which drops only what darktable
+     applied by itself and marks the image unprocessed, and image:drop_cache(), so the thumbnail
+     is rendered again; that rendering (or opening it in the darkroom, or exporting it) applies
+     the crop, as a crop in its history stack. Run it again after clipcrop changes its crop and
+     the new one replaces the old;
+  3. if you have edited the image: leaves your history alone and lists it, unless the
+     preference "re-apply to edited images" is on, which resets those too (their darktable
+     history is discarded, as history stack > discard does). Without it, discard the history
+     yourself to take the new crop.
+Measured with darktable 4.2.1's real Lua API (tests/test_host_darktable.py runs these calls in
+darktable-cli --luacmd against a persistent library).
 Nothing here needs image:apply_sidecar (darktable 5.2+), which applies darktable's own sidecar
 format and not a Lightroom crop.
 
