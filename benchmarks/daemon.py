@@ -102,10 +102,10 @@ def clear_sidecars(folder: Path) -> None:
 
 
 def bench_scan(folder: Path, db: Path, with_metadata: bool) -> float:
+    from clipcrop_plugin.jobs import MetadataPolicy
     from clipcrop_plugin.scan import scan_folders
     from clipcrop_plugin.scoring.registry import load_scorer
     from clipcrop_plugin.store import Store
-    from clipcrop_plugin.jobs import MetadataPolicy
 
     st = settings(db)
     t0 = time.perf_counter()

@@ -73,14 +73,15 @@ class StoreBackend:
         scorer: str,
         weights: str | None,
         device: str,
-        aspects: Sequence[str],
-        embed: bool,
+        job: JobSettings | None = None,
     ) -> StoreBackend:
-        """Open the database (upgrading it) and load the scorer; raises typed clipcrop errors."""
+        """Open the database (upgrading it) and load the scorer; raises typed clipcrop errors.
+
+        ``job``: aspects and metadata policy (default: resolved from ``settings``)."""
         from ..scoring.registry import load_scorer
         from ..store import Store
 
-        job = JobSettings.resolve(settings, aspects=aspects, embed=embed)  # bad input fails before anything opens
+        job = job or JobSettings.resolve(settings)  # bad input fails before anything opens
         store = Store.open(url, settings=settings)
         try:
             sc = load_scorer(scorer, settings=settings, device=device, weights=weights)
