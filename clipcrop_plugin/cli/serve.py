@@ -24,6 +24,13 @@ def serve(host: str, port: int, token: str | None, db_url: str | None, allow_hos
       clipcrop serve                  # then open http://127.0.0.1:8765/
       clipcrop serve --host 0.0.0.0 --token "$(openssl rand -hex 16)" --allow-host nas.local
     """
+    from ..extras import MissingExtraError, require_extra
+
+    try:
+        require_extra("serve", "clipcrop serve")
+    except MissingExtraError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
     import uvicorn
 
     from ..api import Library
