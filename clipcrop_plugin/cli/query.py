@@ -15,6 +15,7 @@ from ..errors import ClipcropError
 from ..store import SORTS, PhotoSummary, QueryFilters
 from .db import db_option, open_store
 from .params import exit_code_for, fail
+from .text import explain_changes
 
 F = TypeVar("F", bound=Callable[..., Any])
 CSV_FIELDS = ("id", "path", "status", "aspect", "rank", "x1", "y1", "x2", "y2", "score", "improvement",
@@ -68,7 +69,7 @@ def filters_from(folder: str | None, path_glob: str | None, status: str | None, 
 def _explain(p: PhotoSummary) -> str:
     if p.crop is None:
         return ""
-    return " ".join(f"{e.element}{e.change:+.2f}" for e in p.crop.explanation)
+    return explain_changes(p.crop.explanation, empty="")
 
 
 def _row(p: PhotoSummary) -> dict[str, Any]:

@@ -36,9 +36,11 @@ def serve(host: str, port: int, token: str | None, db_url: str | None, allow_hos
     from ..api import Library
     from ..server import create_app
     from ..server.security import check_bind, default_allowed_hosts
+    from .db import check_db_location
 
     try:
         check_bind(host, token)
+        check_db_location(db_url, create=False)
         library = Library.open(db_url)
     except ClipcropError as exc:
         click.echo(f"error: {exc}", err=True)

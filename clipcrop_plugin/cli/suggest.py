@@ -10,21 +10,17 @@ import click
 
 from ..candidates import AspectRatio, parse_aspect
 from ..config import load_settings
-from ..elements import BY_NAME
 from ..errors import ClipcropError
 from ..results import Crop, Suggestion
 from .params import aspect_option, exit_code_for, fail, json_option, scorer_options, top_option
+from .text import explain_changes
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
 def explain(crop: Crop) -> str:
     """``more rule of thirds (+0.31), less center composition (-0.28)``: the crop's explanation."""
-    parts = []
-    for change in crop.explanation:
-        label = BY_NAME[change.element].label if change.element in BY_NAME else change.element
-        parts.append(f"{'more' if change.change >= 0 else 'less'} {label} ({change.change:+.2f})")
-    return ", ".join(parts) if parts else "no element changes"
+    return explain_changes(crop.explanation)
 
 
 def format_suggestion(s: Suggestion, top: int) -> str:
