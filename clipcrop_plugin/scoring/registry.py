@@ -19,6 +19,7 @@ from typing import Any
 from ..config import Settings, load_settings
 from ..errors import ConfigError, WeightsError
 from ..extras import MissingExtraError, extra_for_import_error
+from ..notices import say_once_a_day
 from .base import Scorer
 
 GROUP = "clipcrop.scorers"
@@ -112,5 +113,6 @@ def load_scorer(
         return scorer
     if weights:
         raise WeightsError(f"no scorer accepts the weights {weights} ({'; '.join(reasons) or 'no CLIP scorer installed'})")
-    log.warning("no CLIP weights found, using the weights-free heuristic scorer; %s", NO_WEIGHTS_HINT)
+    say_once_a_day(log, "no-clip-weights", "no CLIP weights found, using the weights-free heuristic scorer; %s "
+                   "(said once a day; `clipcrop models` shows the scorers)", NO_WEIGHTS_HINT)
     return _load_class("heuristic", eps["heuristic"]).create(settings, device=device, weights=None)
