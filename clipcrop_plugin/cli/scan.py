@@ -45,7 +45,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
         job = JobSettings.resolve(settings, aspects=aspects, batch_size=batch_size, write=write_xmp)
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
-    store = open_store(db)
+    store = open_store(db, create=True)
     try:
         try:
             scorer_obj = load_scorer(scorer, settings=settings, device=device, weights=weights)
