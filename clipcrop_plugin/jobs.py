@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ClipcropError, ConfigError
 from .hashing import content_hash
+from .hooks import notify
 from .results import Suggestion
 from .xmp.atomic import deferred_dir_sync
 from .xmp.batch import CHUNK, Outcome, plan_writes, with_path
@@ -115,14 +116,10 @@ def fire(plugins: pluggy.PluginManager | None, name: str, *, strict: bool = Fals
     """
     if plugins is None:
         return
-    hook = getattr(plugins.hook, name)
     if strict:
-        hook(**kwargs)
-        return
-    try:
-        hook(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - foreign code must not stop a batch
-        log.warning("plugin hook %s failed for %s: %s", name, kwargs.get("photo_path", "?"), exc)
+        getattr(plugins.hook, name)(**kwargs)
+    else:
+        notify(plugins, name, **kwargs)
 
 
 def _content_changed(store: Store | None, path: str, new_hash: str | None) -> str | None:

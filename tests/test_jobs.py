@@ -172,3 +172,36 @@ def test_a_bad_configured_aspect_is_one_line_and_exit_2(folder: Path, tmp_path: 
     _config('aspects = ["wide-ish"]\n')
     code, _, err = run("scan", str(folder), "--scorer", "heuristic", "--db", str(tmp_path / "x.sqlite3"))
     assert code == 2 and err.strip().startswith("error:") and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_raising_plugin_is_logged_by_batch_jobs_and_raised_for_the_facade(
+        folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from clipcrop_plugin.hooks import make_plugin_manager
+    from clipcrop_plugin.jobs import MetadataPolicy, publish
+    from clipcrop_plugin.scan import scan_folders
+    from clipcrop_plugin.scoring.registry import load_scorer
+    from clipcrop_plugin.xmp.fromstore import suggestion_from_store
+
+    class Broken:
+        @hookimpl
+        def metadata_written(self, photo_path: str, written: list[str], cleared: bool) -> None:
+            raise RuntimeError("gallery offline")
+
+    pm = make_plugin_manager(False)
+    pm.register(Broken())
+    with Store.open(str(tmp_path / "lib.sqlite3")) as store:
+        report = scan_folders(store, [folder], load_scorer("heuristic"), policy=MetadataPolicy("sidecar"), plugins=pm)
+        assert report.scored == 3 and not report.metadata_errors
+        assert caplog.text.count("gallery offline") == 3
+        s = suggestion_from_store(store, folder / "p0.jpg")
+        assert s is not None
+        with pytest.raises(RuntimeError, match="gallery offline"):
+            publish(store, s, MetadataPolicy("sidecar"), plugins=pm, strict=True)
+
+
+def test_metadata_policy_rejects_an_unknown_mode() -> None:
+    from clipcrop_plugin.errors import ConfigError
+    from clipcrop_plugin.jobs import MetadataPolicy
+
+    with pytest.raises(ConfigError, match="sidecar, embed, none"):
+        MetadataPolicy("inline")
