@@ -269,6 +269,7 @@ def test_daemon_moves_and_removes_our_sidecars(tmp_path: Path) -> None:
     from clipcrop_plugin.daemon.backend import StoreBackend
     from clipcrop_plugin.daemon.stability import file_signature
     from clipcrop_plugin.hashing import content_hash
+    from clipcrop_plugin.jobs import MetadataPolicy
     from clipcrop_plugin.scan import scan_paths
     from clipcrop_plugin.scoring.registry import load_scorer
     from clipcrop_plugin.store import Store
@@ -279,7 +280,7 @@ def test_daemon_moves_and_removes_our_sidecars(tmp_path: Path) -> None:
     scorer = load_scorer("heuristic", settings=Settings(), device="cpu", weights=None)
     with Store.open(f"sqlite:///{tmp_path / 'd.sqlite3'}") as store:
         scan_paths(store, [p], scorer)
-        backend = StoreBackend(store, scorer, [], embed=False, naming="base")
+        backend = StoreBackend(store, scorer, [], policy=MetadataPolicy("sidecar", "base"))
         backend._ensure_metadata(str(p))
         assert (folder / "w.xmp").exists()
         new = folder / "renamed.jpg"
