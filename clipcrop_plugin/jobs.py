@@ -269,6 +269,11 @@ def _score_and_publish(photos: list[Path], scorer: Any, aspects: Sequence[Aspect
     def flush() -> list[Outcome]:
         items = []
         for s in batch:
+            if Path(s.path) in turned:
+                # Scored in the host's XMP frame, not the EXIF one the database keeps boxes in
+                # (export, review): published, not recorded.
+                items.append(None)
+                continue
             try:
                 st = os.stat(s.path)
                 items.append((s, content_hash(s.path), st.st_mtime, st.st_size))

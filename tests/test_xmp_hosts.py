@@ -344,3 +344,27 @@ def test_an_oriented_tiff_is_turned_once_and_keeps_its_stored_size(tmp_path: Pat
     sidecar = write_crop_metadata(tif, make_suggestion(tif, info=loaded.info)).path_written
     [tags] = exiftool_json(exiftool, "-n", "-XMP-tiff:all", sidecar)
     assert (tags["ImageWidth"], tags["ImageHeight"], tags["Orientation"]) == (*stored, orientation)
+
+
+def test_stored_scores_of_another_frame_are_not_used_and_not_overwritten(tmp_path: Path, exiftool: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database keeps boxes in the EXIF frame (export and review use them): a photo its host
+    turns by XMP is scored in the host's frame for the sidecar, and the database keeps its own."""
+    from clipcrop_plugin.store import Store
+
+    db = tmp_path / "crops.sqlite3"
+    monkeypatch.setenv("CLIPCROP_DB", f"sqlite:///{db}")
+    (tmp_path / "lib").mkdir()
+    p = photo(tmp_path / "lib" / "turned.png", (480, 320))
+    code, _, err = run("scan", str(p.parent), "--scorer", "heuristic")
+    assert code == 0, err
+    (p.parent / "turned.xmp").write_text(TURNED_BY_HOST, encoding="utf-8")
+    code, _, err = run("xmp", "write", str(p), "--source", "db")
+    assert code == 1 and "stored scores are for another frame" in err
+    code, out, err = run("xmp", "write", str(p), "--scorer", "heuristic")
+    assert code == 0 and "scored now" in out, err
+    [tags] = exiftool_json(exiftool, "-n", "-XMP-tiff:Orientation", "-XMP-clipcrop:UprightWidth", p.parent / "turned.xmp")
+    assert (tags["Orientation"], tags["UprightWidth"]) == (6, 320)
+    with Store.open(f"sqlite:///{db}") as store:
+        detail = store.photo_detail(str(p.resolve()))
+    assert (detail.photo.width, detail.photo.height) == (480, 320) and (detail.orientation or 1) == 1
