@@ -52,6 +52,22 @@ def create_clip(config: ModelConfig, empty: bool = False) -> nn.Module:
     return clip
 
 
+def create_clip_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The state-dict keys and tensor shapes of the configured tower, without allocating it."""
+    from open_clip.model import CLIP
+
+    cfg = config.open_clip_config()
+    vision = dict(cfg.get("vision_cfg", {}))
+    if not isinstance(vision.get("layers"), (list, tuple)):
+        raise WeightsError(f"clip model {config.clip_model!r} is not a ResNet tower; CLIPCropping needs one")
+    try:
+        with torch.device("meta"):
+            clip = CLIP(embed_dim=cfg["embed_dim"], vision_cfg=vision, text_cfg=cfg["text_cfg"], quick_gelu=config.quick_gelu)
+    except (KeyError, TypeError) as exc:
+        raise WeightsError(f"bad open_clip config for {config.clip_model!r}: {exc}") from exc
+    return {k: tuple(v.shape) for k, v in clip.state_dict().items()}
+
+
 def drop_text_modules(clip: nn.Module) -> None:
     """Remove CLIP's text tower in place (inference that has its text embeddings cached)."""
     for name in ("transformer", "token_embedding", "ln_final"):

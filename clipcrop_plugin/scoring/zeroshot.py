@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class ZeroShotScorer:
         # Weights are looked for before torch is imported, so that `auto` falls back to the
         # heuristic scorer quickly when there are none.
         from ..model.checkpoints import is_checkpoint
-        from ..model.config import ModelConfig
+        from ..model.config import pretrained_model_config
         from ..model.weights import find_clip_weights
 
         explicit = weights or settings.weights or None
@@ -80,21 +81,35 @@ class ZeroShotScorer:
         if is_ours:
             model, info = load_checkpoint(explicit, "cpu")
             return cls(model.clip, model.config, dev, info.sha256, str(info.path))
-        config = ModelConfig(clip_model=settings.clip_model, clip_pretrained=settings.clip_pretrained)
-        vision = config.open_clip_config().get("vision_cfg", {})
-        size = int(vision.get("image_size", config.image_size))
-        if isinstance(vision.get("image_size"), (list, tuple)):
-            raise WeightsError(f"{settings.clip_model} has a non-square input; zeroshot needs a square ResNet tower")
-        import open_clip
-
-        # Activation and normalisation follow the pretrained weights (OpenAI's use QuickGELU).
-        pcfg = open_clip.get_pretrained_cfg(settings.clip_model, settings.clip_pretrained) or {}
-        extra = {k: tuple(pcfg[k]) for k in ("mean", "std") if pcfg.get(k)}
-        config = ModelConfig(clip_model=settings.clip_model, clip_pretrained=settings.clip_pretrained, image_size=size,
-                             quick_gelu=bool(pcfg.get("quick_gelu", settings.clip_pretrained == "openai")), **extra)
+        config = pretrained_model_config(settings.clip_model, settings.clip_pretrained)
         clip = create_clip(config, empty=True)
         copy_state_into(clip, where.path, what="CLIP weights")
         return cls(clip, config, dev, sha256_file(where.path), str(Path(where.path)))
+
+    @classmethod
+    def inventory(cls, settings: Settings) -> dict[str, Any]:
+        """``clipcrop models`` row: ready only when the weights ``create`` would load fit the tower."""
+        from ..model.checkpoints import is_checkpoint, read_checkpoint_info
+        from ..model.weights import check_clip_weights, find_clip_weights
+
+        name, tag = settings.clip_model, settings.clip_pretrained
+        explicit = settings.weights or None
+        try:
+            if explicit and is_checkpoint(explicit):
+                info = read_checkpoint_info(explicit)
+                return {"ready": True, "weights": str(info.path), "sha256": info.sha256,
+                        "detail": "CLIP towers of the checkpoint in settings.weights"}
+            where = find_clip_weights(settings.resolved_model_dir(), name, tag, explicit)
+            check_clip_weights(where.path, name, tag)
+        except WeightsError as exc:
+            return {"ready": False, "weights": explicit, "sha256": None, "detail": str(exc)}
+        sha = None
+        if where.source == "fetched":
+            from ..model.fetch import read_records
+
+            rec = read_records(settings.resolved_model_dir()).get(f"{name}-{tag}")
+            sha = rec.sha256 if rec else None
+        return {"ready": True, "weights": str(where.path), "sha256": sha, "detail": f"{name} {tag} from {where.source}"}
 
     def embed_crops(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list:
         """Normalized CLIP embeddings of every candidate, per image: list of (Ni, D) tensors."""
