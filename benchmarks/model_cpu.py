@@ -147,7 +147,10 @@ def main() -> None:
         from clipcrop_plugin.model.weights import load_state_file
 
         model = build_model(config, load_state_file(clip_file))
-        ckpt = save_checkpoint(model, tmp_path / "random-rn50", provenance={"note": "random weights, benchmark only"})
+        ckpt = save_checkpoint(model, tmp_path / "random-rn50", provenance={
+            "note": "random weights, benchmark only", "stage": "cropping",
+            # declared a trained stage-3 model so the scorer accepts it: timing does not depend on the values
+            "lineage": ["cropping"], "trunk": "pretrained"})
         del model
         photo = _synthetic_photo(tmp_path / "photo.jpg")
         weights = {"clipcropping": str(ckpt.path), "zeroshot": str(clip_file)}
