@@ -46,6 +46,7 @@ class Settings:
     clip_pretrained: str = "openai"
     scorer: str = "auto"
     device: str = "auto"
+    zeroshot_rescore: int = 0  # zeroshot: re-embed the top N crops from their own pixels (0: one pass only)
     aspects: list[str] = field(default_factory=list)
     sidecar_naming: str = "ext"  # "ext": IMG.JPG.xmp, "base": IMG.xmp
     embed: bool = False

@@ -19,7 +19,7 @@ from clipcrop_plugin.config import Settings
 from clipcrop_plugin.elements import ELEMENT_NAMES
 from clipcrop_plugin.errors import WeightsError
 from clipcrop_plugin.imaging import load_image
-from clipcrop_plugin.model import build_model, save_checkpoint
+from clipcrop_plugin.model import ModelConfig, build_model, save_checkpoint
 from clipcrop_plugin.model.checkpoints import import_checkpoint
 from clipcrop_plugin.model.testing import tiny_clip_config, tiny_config, write_clip_weights
 from clipcrop_plugin.model.weights import load_state_file, sha256_file
@@ -302,3 +302,39 @@ def test_models_does_not_call_broken_zeroshot_weights_ready(settings: Settings) 
     rows = {r["name"]: r for r in json.loads(CliRunner().invoke(cli, ["models", "--json"], env=env).output)["scorers"]}
     assert rows["zeroshot"]["ready"]
     assert load_scorer("auto", settings=settings, device="cpu").name == "zeroshot"
+
+
+def test_zeroshot_rescore_reorders_only_the_top_crops_from_their_own_pixels(settings: Settings, photos: list[Path]) -> None:
+    _clip_weights(settings)
+    plain = load_scorer("zeroshot", settings=settings, device="cpu")
+    settings.zeroshot_rescore = 4
+    again = load_scorer("zeroshot", settings=settings, device="cpu")
+    assert again.rescore == 4
+    loaded, cands, base = _score(plain, photos)
+    calls: list[tuple[int, ...]] = []
+    hook = again.clip.visual.layer4.register_forward_hook(lambda m, i, o: calls.append(tuple(o.shape)))
+    try:
+        results = again.score(loaded, cands)
+    finally:
+        hook.remove()
+    assert len(calls) == 1 + 4 * len(photos)  # one pass for all, then one per re-scored crop
+    from clipcrop_plugin.model.network import input_size
+
+    aspect = ModelConfig(**{**again.config.to_dict(), "input_mode": "aspect"})
+    expected = []
+    for cand, b in zip(cands, base):
+        for i in np.argsort(-b.scores, kind="stable")[:4]:
+            x1, y1, x2, y2 = cand.boxes[i]
+            w, h = input_size(int(round(x2 - x1)), int(round(y2 - y1)), aspect)  # working image == full size here
+            expected.append((h // 32, w // 32))
+    assert [s[2:] for s in calls[1:]] == expected  # each at its own aspect, not squeezed square
+    for cand, b, r, im in zip(cands, base, results, loaded):
+        top = np.argsort(-b.scores, kind="stable")[:4]
+        rest = np.setdiff1d(np.arange(len(b.scores)), top)
+        np.testing.assert_array_equal(r.scores[rest], b.scores[rest])  # the rest of the ranking is untouched
+        np.testing.assert_array_equal(np.sort(r.scores[top]), np.sort(b.scores[top]))  # same values, maybe reordered
+        own = torch.stack(again.embed_own_pixels(im, cand, top.tolist()))
+        fresh = (again.scale * (own @ again.quality.t())).numpy()
+        fresh = fresh[:, 0] - fresh[:, 1]
+        assert list(top[np.argsort(-fresh, kind="stable")]) == list(np.argsort(-r.scores, kind="stable")[:4])
+        np.testing.assert_allclose(r.elements[top], (again.scale * (own @ again.element_text.t())).numpy(), rtol=1e-5)
