@@ -62,9 +62,11 @@ def fetch_cmd(model: str | None, tag: str | None, revision: str, quiet: bool) ->
       clipcrop models fetch                      # the configured tower, RN50 'openai' by default
       clipcrop models fetch RN101 --pretrained openai
     """
+    from ..extras import require_extra
     from ..model.fetch import fetch_weights
 
     try:
+        require_extra("clip", "clipcrop models fetch")  # open_clip's registry and huggingface_hub
         settings = load_settings()
         rec = fetch_weights(settings.resolved_model_dir(), model or settings.clip_model, tag or settings.clip_pretrained,
                             revision=revision, progress=not quiet)

@@ -14,6 +14,7 @@ verification is removed from the cache.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -175,17 +176,27 @@ def _fetch(repo: str, model_dir: Path, name: str, pretrained: str, revision: str
 
     before = _incomplete(cache, repo)
     last: Exception | None = None
+    remote_missing = getattr(hf_errors, "RemoteEntryNotFoundError", hf_errors.EntryNotFoundError)
+    kwargs: dict[str, Any] = {}
+    if "tqdm_class" in inspect.signature(huggingface_hub.hf_hub_download).parameters:
+        kwargs["tqdm_class"] = None if progress else _silent()
     for filename in HF_FILES:
         try:
             expected, commit = (None, revision) if offline else _expected_sha256(repo, filename, revision, endpoint)
             path = Path(huggingface_hub.hf_hub_download(
                 repo, filename, revision=revision, cache_dir=cache, endpoint=endpoint, local_files_only=offline,
-                library_name="clipcrop", tqdm_class=None if progress else _silent()))
-        except (hf_errors.RemoteEntryNotFoundError, hf_errors.LocalEntryNotFoundError) as exc:
+                library_name="clipcrop", **kwargs))
+        except hf_errors.LocalEntryNotFoundError as exc:
             last = exc
-            if offline or isinstance(exc, hf_errors.RemoteEntryNotFoundError):
-                continue  # try the next file name
-            raise
+            if offline:
+                continue  # not in the cache under this name: try the next one
+            _clean_partial(cache, repo, before)
+            raise WeightsError(f"cannot download {name} ({pretrained}) weights from "
+                               f"{endpoint or 'https://huggingface.co'}/{repo}: {_reason(exc)}; "
+                               + _by_hand(name, pretrained, repo, model_dir)) from None
+        except remote_missing as exc:  # 404: the repository has no file of this name
+            last = exc
+            continue
         except Exception as exc:  # httpx, OS and Hub errors alike: every one means "not downloaded"
             _clean_partial(cache, repo, before)
             raise WeightsError(f"cannot download {name} ({pretrained}) weights from "
