@@ -161,6 +161,7 @@ def test_offline_says_what_to_copy(hub: type[_Hub], tmp_path: Path, monkeypatch:
     assert hub.requests == []
 
 
+@pytest.mark.slow  # two real-size RN50 zeroshot scorers
 def test_cli_fetch_then_models_and_auto(hub: type[_Hub], tmp_path: Path) -> None:
     """After `models fetch`, `clipcrop models` shows zeroshot ready from the fetched file and
     `auto` picks zeroshot, passing over an imported stage-1 checkpoint with one line why."""
