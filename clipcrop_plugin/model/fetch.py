@@ -125,11 +125,12 @@ def _cache_dir() -> str:
 
 
 def _offline() -> bool:
-    if "HF_HUB_OFFLINE" in os.environ:  # set (or changed) since huggingface_hub was imported
-        return os.environ["HF_HUB_OFFLINE"].strip().upper() in ("1", "ON", "YES", "TRUE")
-    from huggingface_hub import constants
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as the environment says now.
 
-    return bool(constants.HF_HUB_OFFLINE)
+    huggingface_hub reads it once at import; this call follows the environment of the moment.
+    """
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
 def _incomplete(cache: str, repo: str) -> set[Path]:
