@@ -85,7 +85,10 @@ def test_interrupted_run_resumes_to_the_same_weights(gaicd: Path, tmp_path: Path
     b = load_checkpoint(resumed.checkpoint)[0].state_dict()
     assert a.keys() == b.keys()
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].numel())
-    assert worst <= 1e-6, worst
+    # A resume that replayed the wrong data order or lost the optimizer state would differ by ~lr
+    # (2e-3); what is left is float rounding, which the memory layout of a long test session can
+    # move to ~1.5e-6 (Adam divides tiny gradients by their own running size).
+    assert worst <= 1e-5, worst
     assert [h["loss"] for h in whole.history] == pytest.approx([h["loss"] for h in resumed.history], abs=1e-6)
 
 
