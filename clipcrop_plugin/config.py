@@ -55,6 +55,7 @@ class Settings:
     clip_pretrained: str = "openai"
     scorer: str = "auto"
     device: str = "auto"
+    zeroshot_rescore: int = 0  # zeroshot: re-embed the top N crops from their own pixels (0: one pass only)
     aspects: list[str] = field(default_factory=list)
     host: str = "generic"  # picks sidecar_naming and embed when those are not set (HOST_PROFILES)
     sidecar_naming: str = ""  # "base": IMG.xmp, "ext": IMG.JPG.xmp; empty: the host's
