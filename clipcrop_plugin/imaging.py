@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
+from . import raw as _raw
 from .errors import ImageError
 from .results import PhotoInfo
 
@@ -239,6 +240,8 @@ def load_image(source: str | os.PathLike[str], *, min_side: int = 256) -> Loaded
             head = fh.read(32)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})", path) from None
+    if _raw.is_raw_file(path, head):
+        return _raw.load(path, min_side)
     heif = _looks_like_heif(path, head)
     if heif:
         heif_available()

@@ -18,6 +18,7 @@ from .candidates import AspectRatio, CandidateSet, generate_candidates
 from .elements import ELEMENT_NAMES
 from .errors import ClipcropError
 from .imaging import LoadedImage, load_image
+from .raw import RAW_SUFFIXES
 from .results import Crop, ElementChange, Suggestion
 from .scoring.base import Scorer, ScoreResult
 
@@ -25,7 +26,7 @@ log = logging.getLogger("clipcrop")
 
 PHOTO_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif", ".hif", ".bmp", ".gif"}
-)
+) | RAW_SUFFIXES
 # Names that are ours (sidecars) or belong to a copy still in progress.
 _SKIP_SUFFIXES = (".xmp", ".tmp", ".part", ".partial", ".crdownload", ".download", "~")
 EXPLANATION_SIZE = 3
