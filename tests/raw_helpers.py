@@ -52,10 +52,11 @@ def _preview_ifd(buf: bytearray, jpeg: bytes, size: tuple[int, int]) -> None:
 
 def make_dng(path: Path, orientation: int = 1, *, preview: tuple[int, int] | None = None,
              size: tuple[int, int] = (1280, 852), taken: str | None = "2024:05:17 10:11:12",
-             maker_note: bytes | None = None, preview_upright: bool = False) -> Path:
+             maker_note: bytes | None = None, preview_upright: bool = False, margins: tuple[int, int] = (0, 0)) -> Path:
     """Write a real CFA DNG of the rocket photo at ``path`` (stored frame ``size``), with EXIF
     Orientation ``orientation`` and, when ``preview`` = (w, h), an embedded JPEG preview.
-    ``preview_upright`` stores the preview already turned (some cameras do). ``maker_note`` goes into DNGPrivateData as Adobe's ``MakN`` block (the DNG home of maker notes)."""
+    ``margins`` = (x, y) masks that many sensor columns/rows on each side (DNG ActiveArea: what
+    LibRaw and darktable both cut off; the preview shows the rest). ``preview_upright`` stores the preview already turned (some cameras do). ``maker_note`` goes into DNGPrivateData as Adobe's ``MakN`` block (the DNG home of maker notes)."""
     pidng_core = pytest.importorskip("pidng.core", reason="pidng (dev extra) writes the test DNGs")
     from pidng.defs import CalibrationIlluminant, CFAPattern, DNGVersion, PhotometricInterpretation
     from pidng.dng import DNGTags, Tag
@@ -93,6 +94,9 @@ def make_dng(path: Path, orientation: int = 1, *, preview: tuple[int, int] | Non
     t.set(Tag.UniqueCameraModel, "clipcrop Test DNG")
     if taken:
         t.set(Tag.DateTime, taken)
+    mx, my = margins
+    if mx or my:
+        t.set(Tag.ActiveArea, [my, mx, h - my, w - mx])
     if maker_note is not None:
         # "Adobe\0MakN", length, original byte order, original offset, then the maker note itself.
         block = b"MM" + struct.pack(">I", 1234) + maker_note
@@ -104,7 +108,7 @@ def make_dng(path: Path, orientation: int = 1, *, preview: tuple[int, int] | Non
     writer.options(t, path="", compress=False)
     buf = bytearray(writer.convert(sensor, filename=""))
     if preview:
-        rendering = Image.fromarray((rgb * 255).round().astype(np.uint8))
+        rendering = Image.fromarray((rgb[my:h - my, mx:w - mx] * 255).round().astype(np.uint8))
         if preview_upright:
             rendering = upright(rendering, orientation)
         rendering = rendering.resize(preview, Image.Resampling.LANCZOS)
