@@ -248,6 +248,9 @@ def load_raw(path: Path, min_side: int) -> tuple[Image.Image, RawHeader, str]:
     op = ORIENTATION_TO_UPRIGHT[header.orientation]
     if op is not None and not upright:
         im = im.transpose(op)
+    # LibRaw hands out previews with an EXIF block of its own (Orientation included): the pixels
+    # are upright now, and nothing downstream may turn them again.
+    im.info = {}
     return im, header, source
 
 
@@ -274,22 +277,34 @@ def preview_image(path: str | os.PathLike[str], size: int) -> Image.Image:
     """An upright image whose long side is about ``size``, from the preview when it is large enough
     (the review page's thumbnails), else from a half-size demosaic."""
     p = Path(os.fspath(path))
-    im, _header_, _source = load_raw(p, min_side=max(1, size // 2))
+    im, _header_, _source = load_raw(p, min_side=max(1, size))
     im.thumbnail((size, size), Image.Resampling.LANCZOS)
     return im
 
 
+# IFD0 tags that describe the shot; the rest of a RAW's IFD0 describes its sensor data (strips,
+# CFA layout, DNG colour tags) and would be nonsense in a JPEG's EXIF.
+_DESCRIPTIVE_IFD0 = (0x010E, 0x010F, 0x0110, 0x0112, 0x011A, 0x011B, 0x0128, 0x0131, 0x0132, 0x013B, 0x8298)
+
+
 def exif_bytes(path: str | os.PathLike[str]) -> bytes | None:
-    """The RAW's EXIF as an ``Exif\\0\\0``-less TIFF blob piexif can load, for exported copies:
-    a TIFF-based RAW's own IFDs, else the EXIF of its embedded JPEG preview; None when neither."""
+    """The RAW's EXIF as bytes piexif can load, for exported copies: a TIFF-based RAW's IFD0
+    (descriptive tags only), EXIF and GPS IFDs, else the EXIF of its embedded JPEG preview; None
+    when there is neither."""
+    import piexif
+
     p = Path(os.fspath(path))
     try:
         with open(p, "rb") as fh:
             head = fh.read(4)
         if head in (b"II*\x00", b"MM\x00*"):
-            return p.read_bytes()
-    except OSError:
-        return None
+            loaded = piexif.load(p.read_bytes())
+            zeroth = {k: v for k, v in loaded.get("0th", {}).items() if k in _DESCRIPTIVE_IFD0}
+            exif = {"0th": zeroth, "Exif": loaded.get("Exif", {}), "GPS": loaded.get("GPS", {}),
+                    "1st": {}, "thumbnail": None}
+            return piexif.dump(exif)
+    except Exception:  # noqa: BLE001 - piexif raises anything on odd EXIF: try the preview's
+        pass
     try:
         with _open(p) as raw:
             thumb = raw.extract_thumb()

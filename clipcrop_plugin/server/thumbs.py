@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from .. import raw as _raw
 from ..errors import ImageError
 
 SIZES: tuple[int, ...] = (256, 512, 1024, 1600)
@@ -70,7 +71,7 @@ class ThumbnailCache:
     @staticmethod
     def _render(source: Path, target: Path, size: int) -> None:
         try:
-            with Image.open(source) as im:
+            with _raw.preview_image(source, size) if _raw.is_raw_file(source) else Image.open(source) as im:
                 # draft() lets libjpeg decode at 1/2..1/8 scale: a 24 MP photo never decodes in full.
                 im.draft("RGB", (size, size))
                 im = ImageOps.exif_transpose(im)

@@ -25,12 +25,13 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from ..config import Settings
 from ..elements import ELEMENT_NAMES
 from ..errors import ConfigError, StoreError
+from ..raw import is_raw_file
 from ..results import Box, ElementChange, Suggestion
 from . import migrate
 from .engine import WRITE_OPTION, make_engine, resolve_url
 from .models import LABEL_KINDS, TOP_K, CropRow, Explanation, Label, ModelVersion, Photo, ScoringRun, utcnow
 from .packing import pack_candidates, pack_elements, pack_vector, unpack_candidates, unpack_elements, unpack_vector
-from .queries import QueryFilters, build_query
+from .queries import QueryFilters, build_query, pair_candidates
 
 log = logging.getLogger("clipcrop.store")
 
@@ -92,11 +93,14 @@ class PhotoSummary:
     content_hash: str | None
     run_id: int | None = None
     crop: CropRecord | None = None
+    pair_path: str | None = None  # the other file of a RAW + JPEG shot
+    pair_role: str | None = None  # "raw" or "companion"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "path": self.path,
+            "pair": {"path": self.pair_path, "role": self.pair_role} if self.pair_path else None,
             "status": self.status,
             "error": self.error,
             "offline": self.offline,
@@ -348,7 +352,32 @@ class Store:
             if scored:
                 for k, pid in zip(scored, self._insert_scored_batch(conn, [items[k] for k in scored])):
                     ids[k] = pid
+            self._link_pairs(conn, [s.path for s, *_ in items])
         return [int(i) for i in ids if i is not None]
+
+    def _link_pairs(self, conn: Connection, paths: Sequence[str]) -> None:
+        """Pair each RAW among ``paths`` with the JPEG/HEIF the camera wrote beside it (same folder,
+        same name), and each such JPEG with its RAW: both rows learn the other's id and their role."""
+        wanted: dict[str, str] = {}  # sibling path -> the recorded path it would pair with
+        for path in paths:
+            for sibling in pair_candidates(path):
+                wanted.setdefault(sibling, path)
+        if not wanted:
+            return
+        known: dict[str, int] = {}
+        names = sorted(set(wanted) | set(paths))
+        for i in range(0, len(names), 500):
+            known.update((r[0], int(r[1])) for r in conn.execute(select(P.c.path, P.c.id).where(P.c.path.in_(names[i:i + 500]))))
+        for path in dict.fromkeys(paths):
+            if path not in known:
+                continue
+            # The first existing sibling in candidate order (JPEG before HEIF, lower case first).
+            other = next((c for c in pair_candidates(path) if c in known), None)
+            if other is None:
+                continue
+            raw_path, companion = (path, other) if is_raw_file(Path(path)) else (other, path)
+            conn.execute(update(P).where(P.c.id == known[raw_path]).values(pair_id=known[companion], pair_role="raw"))
+            conn.execute(update(P).where(P.c.id == known[companion]).values(pair_id=known[raw_path], pair_role="companion"))
 
     def _insert_ids(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
         """Insert ``rows`` and return their ids in order.
@@ -520,7 +549,9 @@ class Store:
     ) -> int:
         """Record that ``path`` could not be scored, with a one-line ``reason``. Earlier runs are kept."""
         with self._write() as conn:
-            return self._upsert_failure(conn, str(path), reason, content_hash, mtime, size)
+            pid = self._upsert_failure(conn, str(path), reason, content_hash, mtime, size)
+            self._link_pairs(conn, [str(path)])
+            return pid
 
     def record_pending(self, path: str, *, content_hash: str | None = None) -> int:
         """Note a photo as found but not yet scored (the daemon's queue)."""
@@ -724,7 +755,8 @@ class Store:
                               float(r.improvement), expl.get(r.crop_id, []), unpack_vector(r.elements))
         return PhotoSummary(r.id, r.path, r.folder, r.status, r.error, bool(r.offline), r.width, r.height,
                             r.taken_at, r.camera_make, r.camera_model, r.content_hash,
-                            int(r.run_id) if r.crop_id is not None else None, crop)
+                            int(r.run_id) if r.crop_id is not None else None, crop,
+                            r.pair_path, r.pair_role if r.pair_path else None)
 
     def best_crop(self, photo: str | int, aspect: str | None = None) -> CropRecord | None:
         """The active run's best crop of ``photo`` (rank 1 of ``aspect`` when given), without
