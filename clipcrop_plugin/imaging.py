@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
+from . import heif as _heif
 from . import raw as _raw
 from .errors import ImageError
 from .results import PhotoInfo
@@ -296,8 +297,12 @@ def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
                 # draft picks the largest DCT scale (1/2, 1/4, 1/8) keeping both sides >= the request.
                 im.draft("RGB", (target_w, target_h))
                 _check_bomb(path, *im.size)
-            im.load()
-            work = _to_rgb(im)
+            # HEIF: its thumbnail when that is large enough, instead of decoding the whole primary.
+            small = _heif.smallest_thumbnail(im.filename, min_short=min_side, primary_size=(stored_w, stored_h)) \
+                if im.format in ("HEIF", "HEIC") and getattr(im, "filename", "") else None
+            if small is None:
+                im.load()
+            work = _to_rgb(small if small is not None else im)
             if work.size != (target_w, target_h) and min(work.size) > min_side:
                 work = work.resize((target_w, target_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
             op = ORIENTATION_TO_UPRIGHT[orientation]
