@@ -131,7 +131,7 @@ def _open(path: Path) -> Any:
     try:
         rawpy = rawpy_module()
     except Exception:  # noqa: BLE001
-        raise ImageError(f"{path}: camera RAW needs LibRaw, which is not installed ({INSTALL_HINT})", path) from None
+        raise ImageError(f"{path}: camera RAW needs the 'raw' extra (LibRaw): {INSTALL_HINT}", path) from None
     try:
         return rawpy.imread(os.fspath(path))
     except Exception as exc:  # noqa: BLE001 - LibRaw's error zoo becomes one line

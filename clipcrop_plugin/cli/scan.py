@@ -54,7 +54,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
 
         writer = _write_xmp
 
-    store = open_store(db)
+    store = open_store(db, create=True)
     try:
         try:
             scorer_obj = load_scorer(scorer, device=device, weights=weights)
