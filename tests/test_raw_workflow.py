@@ -65,11 +65,11 @@ def test_pair_is_recorded_and_query_shows_one_row_per_shot(shoot: Path, tmp_path
     con.close()
     assert pairs == {str(shoot / "IMG_0001.dng"): "raw", str(shoot / "IMG_0001.JPG"): "companion"}
 
-    out = _run("query", "--db", db, "--json", "--sort", "path").output  # type: ignore[attr-defined]
+    out = _run("query", "--db", db, "--json", "--sort", "path").stdout  # type: ignore[attr-defined]
     lines = [json.loads(line) for line in out.splitlines()]
     assert [Path(r["path"]).name for r in lines] == ["IMG_0001.dng", "IMG_0002.jpg"]
     assert lines[0]["pair"] == {"path": str(shoot / "IMG_0001.JPG"), "role": "raw"}
-    every = _run("query", "--db", db, "--json", "--all-files").output  # type: ignore[attr-defined]
+    every = _run("query", "--db", db, "--json", "--all-files").stdout  # type: ignore[attr-defined]
     assert len(every.splitlines()) == 3
     table = _run("query", "--db", db, "--sort", "path").output  # type: ignore[attr-defined]
     assert "IMG_0001.dng (+IMG_0001.JPG)" in table
