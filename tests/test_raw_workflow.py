@@ -163,3 +163,32 @@ def test_daemon_scores_a_raw_and_its_jpeg_and_pairs_them(shoot: Path, tmp_path: 
     con.close()
     assert rows[str(shoot / "IMG_0001.dng")] == "raw:scored"
     assert rows[str(shoot / "IMG_0001.JPG")] == "companion:scored"
+
+
+def test_review_api_lists_one_row_per_shot_and_serves_the_raws_thumbnail(shoot: Path, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi", reason="the [serve] extra runs the review page")
+    from fastapi.testclient import TestClient
+    from test_server_support import BASE
+
+    from clipcrop_plugin.api import Library
+    from clipcrop_plugin.config import Settings
+    from clipcrop_plugin.hooks import make_plugin_manager
+    from clipcrop_plugin.server import create_app
+
+    lib = Library.open(f"sqlite:///{tmp_path / 'r.sqlite3'}", settings=Settings(), scorer="heuristic",
+                       plugins=make_plugin_manager(False))
+    try:
+        for photo in sorted(shoot.iterdir()):
+            assert lib.suggest(photo).ok
+        client = TestClient(create_app(lib, thumbnail_dir=tmp_path / "thumbs"), base_url=BASE)
+        page = client.get("/api/photos", params={"sort": "path"}).json()
+        assert [p["name"] for p in page["items"]] == ["IMG_0001.dng", "IMG_0002.jpg"] and page["total"] == 2
+        raw = page["items"][0]
+        assert (raw["width"], raw["height"]) == (852, 1280)
+        thumb = client.get(f"/api/photos/{raw['id']}/thumbnail", params={"size": 256})
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        with Image.open(io.BytesIO(thumb.content)) as im:
+            assert im.size == (170, 256)
+            assert correlation(im, upright(source_photo(), 6)) > 0.9
+    finally:
+        lib.close()
