@@ -226,8 +226,8 @@ def _demosaic(raw: Any, path: Path, min_side: int) -> Image.Image:
 
 
 def load_raw(path: Path, min_side: int) -> tuple[Image.Image, RawHeader, str]:
-    """Decode ``path`` for scoring: (stored-or-upright working image already turned upright, header,
-    ``"preview"`` or ``"demosaic"``). The image's short side is about ``min_side`` or the RAW's own."""
+    """Decode ``path`` for scoring: (the upright RGB working image, the header, ``"preview"`` or
+    ``"demosaic"``: which decoded it). Its short side is about ``min_side``, or the RAW's own if smaller."""
     from .imaging import ORIENTATION_TO_UPRIGHT, _check_bomb, _working_size
 
     with _open(path) as raw:
