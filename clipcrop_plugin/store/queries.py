@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,23 +54,18 @@ class QueryFilters:
         )
 
 
-# What cameras write beside a RAW for the same shot.
+# What cameras write beside a RAW for the same shot, in order of preference as its companion.
 COMPANION_SUFFIXES = (".jpg", ".jpeg", ".heic", ".heif", ".hif")
 
 
-def pair_candidates(path: str) -> list[str]:
-    """The paths that would be the other file of ``path``'s RAW + JPEG shot (both spellings of case)."""
+def pair_kind(path: str) -> str | None:
+    """``"raw"`` or ``"companion"`` for a file that can be one half of a RAW + JPEG shot, else None."""
     from ..raw import RAW_SUFFIXES
 
-    suffix = os.path.splitext(path)[1]
-    if suffix.lower() in RAW_SUFFIXES:
-        exts: Sequence[str] = COMPANION_SUFFIXES
-    elif suffix.lower() in COMPANION_SUFFIXES:
-        exts = sorted(RAW_SUFFIXES)
-    else:
-        return []
-    base = path[: len(path) - len(suffix)]
-    return [base + e for e in exts] + [base + e.upper() for e in exts]
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in RAW_SUFFIXES:
+        return "raw"
+    return "companion" if suffix in COMPANION_SUFFIXES else None
 
 
 def element_index(name: str) -> int:

@@ -25,19 +25,20 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from ..config import Settings
 from ..elements import ELEMENT_NAMES
 from ..errors import ConfigError, StoreError
-from ..raw import is_raw_file
 from ..results import Box, ElementChange, Suggestion
 from . import migrate
 from .engine import WRITE_OPTION, make_engine, resolve_url
 from .models import LABEL_KINDS, TOP_K, CropRow, Explanation, Label, ModelVersion, Photo, ScoringRun, utcnow
 from .packing import pack_candidates, pack_elements, pack_vector, unpack_candidates, unpack_elements, unpack_vector
-from .queries import QueryFilters, build_query, pair_candidates
+from .queries import _PREFIX_END, COMPANION_SUFFIXES, QueryFilters, build_query, pair_kind
 
 log = logging.getLogger("clipcrop.store")
 
 P, R, C, E, L, M = (t.__table__ for t in (Photo, ScoringRun, CropRow, Explanation, Label, ModelVersion))
 _ELEMENT_INDEX = {name: i for i, name in enumerate(ELEMENT_NAMES)}
 # Built once: a statement object per call would cost more than the query itself.
+_COMPANION_RANK = {suffix: i for i, suffix in enumerate(COMPANION_SUFFIXES)}
+_SAME_STEM_SQL = select(P.c.path, P.c.id).where(P.c.path >= bindparam("lo"), P.c.path < bindparam("hi"))
 _EXPLANATIONS_SQL = (
     select(E.c.crop_id, E.c.position, E.c.element, E.c.change)
     .where(E.c.crop_id.in_(bindparam("ids", expanding=True)))
@@ -358,26 +359,39 @@ class Store:
     def _link_pairs(self, conn: Connection, paths: Sequence[str]) -> None:
         """Pair each RAW among ``paths`` with the JPEG/HEIF the camera wrote beside it (same folder,
         same name), and each such JPEG with its RAW: both rows learn the other's id and their role."""
-        wanted: dict[str, str] = {}  # sibling path -> the recorded path it would pair with
-        for path in paths:
-            for sibling in pair_candidates(path):
-                wanted.setdefault(sibling, path)
-        if not wanted:
+        kinds = {p: k for p in dict.fromkeys(paths) if (k := pair_kind(p))}
+        if not kinds:
             return
-        known: dict[str, int] = {}
-        names = sorted(set(wanted) | set(paths))
-        for i in range(0, len(names), 500):
-            known.update((r[0], int(r[1])) for r in conn.execute(select(P.c.path, P.c.id).where(P.c.path.in_(names[i:i + 500]))))
-        for path in dict.fromkeys(paths):
-            if path not in known:
+        stem = {p: p[: len(p) - len(os.path.splitext(p)[1])] for p in kinds}
+        # Every row named "<folder>/<stem>.*": one seek of the unique path index per photo.
+        prefixes = sorted({b + "." for b in stem.values()})
+        found: list[tuple[str, int]] = []
+        if self.dialect == "sqlite":
+            # All seeks in one statement: SQLite walks the VALUES list and seeks the index per row.
+            for i in range(0, len(prefixes), 400):
+                chunk = prefixes[i:i + 400]
+                values = ", ".join("(?, ?)" for _ in chunk)
+                args = tuple(v for b in chunk for v in (b, b + _PREFIX_END))
+                sql = f"WITH b(lo, hi) AS (VALUES {values}) SELECT p.path, p.id FROM b JOIN photos p ON p.path >= b.lo AND p.path < b.hi"
+                found += [(r[0], int(r[1])) for r in conn.exec_driver_sql(sql, args)]
+        else:
+            for b in prefixes:
+                found += [(r[0], int(r[1])) for r in conn.execute(_SAME_STEM_SQL, {"lo": b, "hi": b + _PREFIX_END})]
+        ids = dict(found)
+        by_stem: dict[str, list[str]] = {}
+        for path, _pid in found:
+            by_stem.setdefault(path[: len(path) - len(os.path.splitext(path)[1])], []).append(path)
+        for path, kind in kinds.items():
+            if path not in ids:
                 continue
-            # The first existing sibling in candidate order (JPEG before HEIF, lower case first).
-            other = next((c for c in pair_candidates(path) if c in known), None)
-            if other is None:
+            others = [q for q in by_stem.get(stem[path], ()) if q != path and pair_kind(q) not in (None, kind)]
+            if not others:
                 continue
-            raw_path, companion = (path, other) if is_raw_file(Path(path)) else (other, path)
-            conn.execute(update(P).where(P.c.id == known[raw_path]).values(pair_id=known[companion], pair_role="raw"))
-            conn.execute(update(P).where(P.c.id == known[companion]).values(pair_id=known[raw_path], pair_role="companion"))
+            # A RAW's JPEG before its HEIF; a JPEG's RAWs by name (one camera writes one of them).
+            other = min(others, key=lambda q: (_COMPANION_RANK.get(os.path.splitext(q)[1].lower(), 0), q))
+            raw_path, companion = (path, other) if kind == "raw" else (other, path)
+            conn.execute(update(P).where(P.c.id == ids[raw_path]).values(pair_id=ids[companion], pair_role="raw"))
+            conn.execute(update(P).where(P.c.id == ids[companion]).values(pair_id=ids[raw_path], pair_role="companion"))
 
     def _insert_ids(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
         """Insert ``rows`` and return their ids in order.
