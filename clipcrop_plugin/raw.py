@@ -26,12 +26,11 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageError
+from .photofiles import RAW_SUFFIXES  # lower-case, with the dot
 
-# Lower-case extensions, with the dot, of the RAW formats LibRaw reads.
-RAW_SUFFIXES = frozenset(
-    "." + e for e in
-    "dng cr2 cr3 crw nef nrw arw srf sr2 raf orf rw2 pef srw raw rwl iiq 3fr fff x3f erf mef mos mrw kdc dcr".split()
-)
+__all__ = ["RAW_SUFFIXES", "RawHeader", "develop", "exif_bytes", "is_raw_file", "load", "load_raw", "preview_image",
+           "raw_available", "read_header"]
+
 INSTALL_HINT = "pip install 'clipcrop[raw]'"
 # LibRaw's flip code -> EXIF Orientation (dcraw maps EXIF v to "50132467"[v & 7]; this is its inverse).
 FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}

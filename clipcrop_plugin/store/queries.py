@@ -12,6 +12,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..elements import ELEMENT_NAMES, element
 from ..errors import ConfigError
+from ..photofiles import RAW_SUFFIXES
 from .models import CropRow, Label, Photo, ScoringRun
 
 SORTS = ("improvement", "score", "path", "taken")
@@ -60,8 +61,6 @@ COMPANION_SUFFIXES = (".jpg", ".jpeg", ".heic", ".heif", ".hif")
 
 def pair_kind(path: str) -> str | None:
     """``"raw"`` or ``"companion"`` for a file that can be one half of a RAW + JPEG shot, else None."""
-    from ..raw import RAW_SUFFIXES
-
     suffix = os.path.splitext(path)[1].lower()
     if suffix in RAW_SUFFIXES:
         return "raw"

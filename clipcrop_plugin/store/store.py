@@ -704,6 +704,20 @@ class Store:
             conn.execute(update(P).where(P.c.id == photo_id, P.c.status.in_(("gone", "offline")))
                          .values(status="scored"))
 
+    def content_changed(self, path: str, content_hash: str, *, mtime: float | None, size: int | None) -> bool:
+        """Our own metadata write changed the bytes of the photo at ``path`` (embedding XMP, or
+        clearing it), not its picture: file its runs of the previous content under the new hash,
+        so the next scan recognises the photo instead of scoring it again. False when unknown."""
+        with self._write() as conn:
+            row = conn.execute(select(P.c.id, P.c.content_hash).where(P.c.path == str(path))).first()
+            if row is None:
+                return False
+            if row.content_hash and row.content_hash != content_hash:
+                conn.execute(update(R).where(R.c.photo_id == row.id, R.c.content_hash == row.content_hash)
+                             .values(content_hash=content_hash))
+            conn.execute(update(P).where(P.c.id == row.id).values(content_hash=content_hash, mtime=mtime, size=size))
+            return True
+
     def mark_gone(self, path: str) -> bool:
         """The file at ``path`` was deleted: keep its scores (a move may relink them) but flag it."""
         with self._write() as conn:
@@ -772,6 +786,13 @@ class Store:
                             r.taken_at, r.camera_make, r.camera_model, r.content_hash,
                             int(r.run_id) if r.crop_id is not None else None, crop,
                             r.pair_path, r.pair_role if r.pair_path else None)
+
+    def active_aspects(self) -> list[str]:
+        """Candidate sets present in the active runs, ``grid`` first, then ratios (not ``full``)."""
+        q = select(C.c.aspect).where(C.c.rank == 1, C.c.active.is_(True)).distinct()
+        with self._read() as conn:
+            found = {a for (a,) in conn.execute(q)} - {"full"}
+        return sorted(found, key=lambda a: (a != "grid", a))
 
     def best_crop(self, photo: str | int, aspect: str | None = None) -> CropRecord | None:
         """The active run's best crop of ``photo`` (rank 1 of ``aspect`` when given), without
