@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, JpegImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
+from . import heif as _heif
+from . import raw as _raw
 from .errors import ImageError
 from .results import PhotoInfo
 
@@ -239,6 +241,8 @@ def load_image(source: str | os.PathLike[str], *, min_side: int = 256) -> Loaded
             head = fh.read(32)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})", path) from None
+    if _raw.is_raw_file(path, head):
+        return _raw.load(path, min_side)
     heif = _looks_like_heif(path, head)
     if heif:
         heif_available()
@@ -304,8 +308,12 @@ def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
                 # draft picks the largest DCT scale (1/2, 1/4, 1/8) keeping both sides >= the request.
                 im.draft("RGB", (target_w, target_h))
                 _check_bomb(path, *im.size)
-            im.load()
-            work = _to_rgb(im)
+            # HEIF: its thumbnail when that is large enough, instead of decoding the whole primary.
+            small = _heif.smallest_thumbnail(im.filename, min_short=min_side, primary_size=(stored_w, stored_h)) \
+                if im.format in ("HEIF", "HEIC") and getattr(im, "filename", "") else None
+            if small is None:
+                im.load()
+            work = _to_rgb(small if small is not None else im)
             if has_tag and isinstance(im, TiffImagePlugin.TiffImageFile) and ORIENTATION_TAG not in im.tag_v2:
                 # Pillow turned it upright on load (and dropped the tag): back to the stored frame,
                 # so the sizes and the single transpose below hold for every format.

@@ -27,6 +27,8 @@ SHARED = frozenset({
 STAGES: dict[str, int] = {
     "clipcrop_plugin.photofiles": 0,  # file
     "clipcrop_plugin.imaging": 1,  # image
+    "clipcrop_plugin.raw": 1,  # camera RAW intake (LibRaw), called by imaging
+    "clipcrop_plugin.heif": 1,  # HEIF thumbnails, called by imaging
     "clipcrop_plugin.subjects": 2,
     "clipcrop_plugin.candidates": 2,
     "clipcrop_plugin.model": 3,
