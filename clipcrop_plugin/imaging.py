@@ -223,13 +223,13 @@ MAX_FILE_BYTES = 4 << 30  # no photo clipcrop reads is larger; a bigger "photo" 
 
 
 @contextmanager
-def opened_image(source: str | os.PathLike[str]) -> Iterator[Image.Image]:
+def opened_image(source: str | os.PathLike[str], *, full_decode: bool = False) -> Iterator[Image.Image]:
     """Pillow's lazy image of ``source``, opened through the one intake door.
 
     Only a regular file is opened (a FIFO, a device or a directory is refused before Pillow sees
     it), its size is bounded, and more pixels than Pillow's ``MAX_IMAGE_PIXELS`` are refused -
     except for a JPEG, whose limit :func:`load_image` applies after ``draft`` picked the decoded
-    size. Every failure is one :class:`ImageError`; the file is closed when the block ends.
+    size (``full_decode=True``: the caller decodes every pixel, so a JPEG is checked too). Every failure is one :class:`ImageError`; the file is closed when the block ends.
     """
     path = Path(os.fspath(source))
     if not os.path.lexists(path):
@@ -271,7 +271,7 @@ def opened_image(source: str | os.PathLike[str]) -> Iterator[Image.Image]:
             stored_w, stored_h = im.size
             if stored_w <= 0 or stored_h <= 0:
                 raise ImageError(f"{show(path)}: zero-size image ({stored_w}x{stored_h})", path)
-            if not isinstance(im, JpegImagePlugin.JpegImageFile):
+            if full_decode or not isinstance(im, JpegImagePlugin.JpegImageFile):
                 _check_bomb(path, stored_w, stored_h)
             yield im
 

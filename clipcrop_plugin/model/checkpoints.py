@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ if TYPE_CHECKING:  # listing and verifying checkpoints must not pay for importin
 
 from ..elements import ELEMENT_NAMES
 from ..errors import WeightsError
+from ..safeio import AtomicFile
 from .config import ModelConfig
 from .weights import sha256_file
 
@@ -104,15 +104,11 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike[str], proven
         raise WeightsError("cannot save a model whose text tower was dropped")
     target.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-        digest = sha256_file(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic = AtomicFile(target, error=WeightsError)
+    with atomic:
+        # safetensors writes by name: into our temp file's inode, which AtomicFile then syncs and renames.
+        save_file(state, str(atomic.tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        digest = sha256_file(atomic.tmp)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     side = {
         "format": FORMAT,
@@ -130,15 +126,9 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike[str], proven
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    with AtomicFile(path, error=WeightsError) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
@@ -260,7 +250,6 @@ def import_checkpoint(path: str | os.PathLike[str], model_dir: Path) -> Checkpoi
             return read_checkpoint_info(dest)
         raise WeightsError(f"a different checkpoint named {dest.name} is already in {folder}; rename the file to import it")
     for src, dst in ((info.path, dest), (info.sidecar, sidecar_path(dest))):
-        tmp = dst.with_name(f".{dst.name}.part")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        with AtomicFile(dst, error=WeightsError) as out, open(src, "rb") as fh:
+            shutil.copyfileobj(fh, out)
     return read_checkpoint_info(dest)
