@@ -179,7 +179,12 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
 
     info = read_checkpoint_info(path)
     verify_sha256(info)
-    model = CLIPCropping(info.config, create_clip(info.config, empty=True), info.prompts)
+    check_config_fits_file(info)
+    try:
+        model = CLIPCropping(info.config, create_clip(info.config, empty=True), info.prompts)
+    except (RuntimeError, MemoryError) as exc:
+        raise WeightsError(f"checkpoint {info.path.name}: cannot build the network its config describes "
+                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
     ignore: tuple[str, ...] = ()
     if not text_tower:
         model.text_ready.fill_(True)  # lets drop_text_tower run; the loaded value is checked below
@@ -194,6 +199,41 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
                            "re-save it with model.refresh_text_cache() run first")
     model.to(device).eval()
     return model, info
+
+
+SIZE_SLACK = 1 << 20  # the safetensors header and non-tensor bytes
+
+
+def check_config_fits_file(info: CheckpointInfo) -> None:
+    """Refuse a config whose tensors would outgrow the weights file, before allocating any.
+
+    The network is built on PyTorch's ``meta`` device (shapes only, no memory), so a sidecar
+    asking for a terabyte-sized layer is one :class:`WeightsError`, not an allocator crash.
+    Where the meta build itself fails, the real load's shape checks still apply.
+    """
+    import torch
+    from open_clip.model import CLIP
+    from torch.fx.experimental import _config as fx_config
+
+    from .network import CLIPCropping
+
+    cfg = info.config.open_clip_config()
+    try:
+        # The prompt learner counts tokens with nonzero(), which meta tensors only fake.
+        with fx_config.patch(meta_nonzero_assume_all_nonzero=True), torch.device("meta"):
+            clip = CLIP(embed_dim=cfg["embed_dim"], vision_cfg=dict(cfg.get("vision_cfg", {})),
+                        text_cfg=cfg["text_cfg"], quick_gelu=info.config.quick_gelu)
+            model = CLIPCropping(info.config, clip, info.prompts)
+        need = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    except WeightsError:
+        raise
+    except Exception:  # noqa: BLE001 - only an estimate; the real load verifies every tensor
+        return
+    have = info.path.stat().st_size
+    if need > have + SIZE_SLACK:
+        raise WeightsError(
+            f"checkpoint {info.path.name}: its config describes {need / 1e9:.1f} GB of tensors but the file holds"
+            f" {have / 1e6:.1f} MB; the config does not match the weights")
 
 
 def checkpoint_dir(model_dir: Path) -> Path:
