@@ -30,18 +30,12 @@ def open_library(db: str | None) -> Library:
     """Open the host facade (database + hooks) for a command, or exit with one ``error:`` line."""
     from ..api import Library
 
-    try:
-        return Library.open(db)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    return Library.open(db)  # a ClipcropError becomes one line in the command group
 
 
 def open_store(db: str | None) -> Store:
     """Open (and upgrade) the database, or exit with one ``error:`` line."""
-    try:
-        return Store.open(db)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    return Store.open(db)
 
 
 @click.group("db")

@@ -8,7 +8,7 @@ import click
 
 from ..errors import ClipcropError
 from .db import db_option, open_store
-from .params import exit_code_for, fail
+from .params import fail
 from .query import filter_options, filters_from
 
 
@@ -53,8 +53,6 @@ def export(photos: tuple[str, ...], use_query: bool, out: str, max_size: int | N
             click.echo(f"{res.source} -> {res.path} ({res.width}x{res.height})")
             if res.exif_note:
                 click.echo(f"note: {res.path}: {res.exif_note}", err=True)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
     finally:
         store.close()
     click.echo(f"{len(targets) - failures} exported, {failures} failed", err=True)

@@ -7,8 +7,6 @@ import json
 import click
 
 from ..config import load_settings
-from ..errors import ClipcropError
-from .params import exit_code_for, fail
 
 
 @click.group(invoke_without_command=True)
@@ -26,11 +24,8 @@ def models(ctx: click.Context, as_json: bool) -> None:
         return
     from ..model.inventory import checkpoint_rows, scorer_inventory
 
-    try:
-        settings = load_settings()
-        rows, ckpts = scorer_inventory(settings), checkpoint_rows(settings)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    settings = load_settings()
+    rows, ckpts = scorer_inventory(settings), checkpoint_rows(settings)
     if as_json:
         click.echo(json.dumps({"scorers": rows, "checkpoints": ckpts, "model_dir": str(settings.resolved_model_dir())}))
         return
@@ -53,11 +48,8 @@ def import_cmd(file: str) -> None:
     """
     from ..model.checkpoints import import_checkpoint
 
-    try:
-        settings = load_settings()
-        info = import_checkpoint(file, settings.resolved_model_dir())
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    settings = load_settings()
+    info = import_checkpoint(file, settings.resolved_model_dir())
     click.echo(f"imported {info.name} (sha256 {info.sha256[:12]}) into {info.path.parent}")
 
 
@@ -72,9 +64,6 @@ def use_cmd(name: str) -> None:
     """
     from ..model.checkpoints import set_active
 
-    try:
-        settings = load_settings()
-        info = set_active(settings.resolved_model_dir(), name)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    settings = load_settings()
+    info = set_active(settings.resolved_model_dir(), name)
     click.echo(f"clipcropping now uses {info.name} (sha256 {info.sha256[:12]})")

@@ -11,10 +11,9 @@ from typing import Any, TypeVar
 
 import click
 
-from ..errors import ClipcropError
 from ..store import SORTS, PhotoSummary, QueryFilters
 from .db import db_option, open_store
-from .params import exit_code_for, fail
+from .params import fail
 
 F = TypeVar("F", bound=Callable[..., Any])
 CSV_FIELDS = ("id", "path", "status", "aspect", "rank", "x1", "y1", "x2", "y2", "score", "improvement",
@@ -116,8 +115,6 @@ def query(sort: str, limit: int, offset: int, as_json: bool, as_csv: bool, db: s
     store = open_store(db)
     try:
         rows = store.query(filters_from(**kw), sort=sort, limit=limit or None, offset=offset)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
     finally:
         store.close()
     if as_json:

@@ -7,9 +7,8 @@ import sys
 import click
 
 from ..candidates import AspectRatio
-from ..errors import ClipcropError
 from .db import db_option, open_store
-from .params import aspect_option, exit_code_for, fail, scorer_options
+from .params import aspect_option, scorer_options
 
 
 @click.command("scan")
@@ -42,10 +41,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
     if write_xmp:
         from ..xmp.writer import write_crop_metadata
 
-        try:
-            settings = load_settings()
-        except ClipcropError as exc:
-            fail(str(exc), exit_code_for(exc))
+        settings = load_settings()
         mode, naming = ("embed" if settings.embed else "sidecar"), settings.sidecar_naming
 
         def _write_xmp(s):  # type: ignore[no-untyped-def]
@@ -56,10 +52,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
 
     store = open_store(db)
     try:
-        try:
-            scorer_obj = load_scorer(scorer, device=device, weights=weights)
-        except ClipcropError as exc:
-            fail(str(exc), exit_code_for(exc))
+        scorer_obj = load_scorer(scorer, device=device, weights=weights)
         with click.progressbar(length=0, label="scanning", file=sys.stderr, show_pos=True,
                                item_show_func=lambda p: p and click.format_filename(p, shorten=True)) as bar:
             state = {"done": 0}

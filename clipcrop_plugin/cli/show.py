@@ -7,10 +7,9 @@ import os
 
 import click
 
-from ..errors import ClipcropError
 from ..store import CropRecord, PhotoDetail
 from .db import db_option, open_store
-from .params import exit_code_for, fail
+from .params import fail
 
 
 def _crop_line(c: CropRecord) -> str:
@@ -77,8 +76,6 @@ def show(photo: str, all_candidates: bool, preview: str | None, as_json: bool, d
     store = open_store(db)
     try:
         detail = store.photo_detail(photo)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
     finally:
         store.close()
     click.echo(json.dumps(detail.to_dict()) if as_json else format_detail(detail, all_candidates))
@@ -90,8 +87,6 @@ def show(photo: str, all_candidates: bool, preview: str | None, as_json: bool, d
             fail(f"--preview {preview} is the photo itself; choose another file")
         try:
             out = save_preview(render_detail(detail), preview)
-        except ClipcropError as exc:
-            fail(str(exc), exit_code_for(exc))
         except OSError as exc:
             fail(f"cannot write {preview}: {exc.strerror or exc}")
         click.echo(f"preview: {out}", err=True)

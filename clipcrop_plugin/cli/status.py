@@ -7,9 +7,6 @@ import time
 
 import click
 
-from ..errors import ClipcropError
-from .params import fail
-
 
 def format_status(doc: dict) -> str:  # type: ignore[type-arg]
     """The human-readable form of a status document (see :func:`~clipcrop_plugin.daemon.status.read_status`)."""
@@ -45,11 +42,7 @@ def status(as_json: bool) -> None:
     """
     from ..daemon.status import read_status
 
-    try:
-        doc = read_status()
-    except ClipcropError as exc:
-        fail(str(exc))
-        return
+    doc = read_status()
     click.echo(json.dumps(doc, indent=1, sort_keys=True) if as_json else format_status(doc))
     if not doc.get("running"):
         raise SystemExit(3)

@@ -13,7 +13,7 @@ from ..config import load_settings
 from ..elements import BY_NAME
 from ..errors import ClipcropError
 from ..results import Crop, Suggestion
-from .params import aspect_option, exit_code_for, fail, json_option, scorer_options, top_option
+from .params import aspect_option, fail, json_option, scorer_options, top_option
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 
@@ -119,14 +119,10 @@ def suggest(
     from ..scoring.registry import load_scorer
     from ..suggest import suggest_paths
 
-    try:
-        settings = load_settings()
-        if not aspects and settings.aspects:
-            aspects = tuple(parse_aspect(a) for a in settings.aspects)
-        scorer_obj = load_scorer(scorer, settings=settings, device=device, weights=weights)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
-        return
+    settings = load_settings()
+    if not aspects and settings.aspects:
+        aspects = tuple(parse_aspect(a) for a in settings.aspects)
+    scorer_obj = load_scorer(scorer, settings=settings, device=device, weights=weights)
     if no_grid and not aspects:
         fail("--no-grid leaves no candidates: add at least one --aspect W:H", 2)
     targets = PreviewTargets(preview, paths) if preview else None

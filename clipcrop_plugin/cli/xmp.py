@@ -144,13 +144,10 @@ def write(paths: tuple[str, ...], embed: bool, naming: str | None, aspects: tupl
 
         return load_scorer(scorer, settings=settings, device=device, weights=weights)
 
-    try:
-        _report(_announce(write_paths(paths, mode="embed" if embed else "sidecar",
-                                      naming=naming or settings.sidecar_naming, aspects=aspects, source=source,
-                                      store=store, scorer_factory=make_scorer, recursive=not no_recursive,
-                                      batch_size=settings.batch_size), cleared=False), as_json, "written")
-    except ClipcropError as exc:  # e.g. the scorer cannot be loaded
-        fail(str(exc), exit_code_for(exc))
+    _report(_announce(write_paths(paths, mode="embed" if embed else "sidecar",
+                                  naming=naming or settings.sidecar_naming, aspects=aspects, source=source,
+                                  store=store, scorer_factory=make_scorer, recursive=not no_recursive,
+                                  batch_size=settings.batch_size), cleared=False), as_json, "written")
 
 
 @xmp.command("clear")
@@ -187,11 +184,7 @@ def show(photo: str, as_json: bool) -> None:
     """
     from ..xmp import read_crop_metadata
 
-    try:
-        data = read_crop_metadata(photo)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
-        return
+    data = read_crop_metadata(photo)
     if data is None:
         fail(f"{photo}: no crop metadata found")
         return
