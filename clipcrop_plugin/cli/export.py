@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..errors import ClipcropError
+from ..safeio import show
 from .db import db_option, open_store
 from .params import fail
 from .query import filter_options, filters_from
@@ -50,7 +51,7 @@ def export(photos: tuple[str, ...], use_query: bool, out: str, max_size: int | N
                 failures += 1
                 click.echo(f"error: {exc}", err=True)
                 continue
-            click.echo(f"{res.source} -> {res.path} ({res.width}x{res.height})")
+            click.echo(f"{show(res.source)} -> {show(res.path)} ({res.width}x{res.height})")
             if res.exif_note:
                 click.echo(f"note: {res.path}: {res.exif_note}", err=True)
     finally:

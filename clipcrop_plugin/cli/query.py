@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..safeio import show
 from ..store import SORTS, PhotoSummary, QueryFilters
 from .db import db_option, open_store
 from .params import fail
@@ -88,10 +89,10 @@ def print_table(rows: list[PhotoSummary]) -> None:
     for p in rows:
         c = p.crop
         if c is None:
-            click.echo(f"{p.id:>6}  {'':>8}  {'':>6}  {'':<6}  {'':<21}  {p.status + (': ' + p.error if p.error else ''):<44}  {p.path}")
+            click.echo(f"{p.id:>6}  {'':>8}  {'':>6}  {'':<6}  {'':<21}  {p.status + (': ' + p.error if p.error else ''):<44}  {show(p.path)}")
             continue
         box = ",".join(str(v) for v in c.box)
-        click.echo(f"{p.id:>6}  {c.improvement:>+8.3f}  {c.score:>6.3f}  {c.aspect:<6}  {box:<21}  {_explain(p):<44}  {p.path}")
+        click.echo(f"{p.id:>6}  {c.improvement:>+8.3f}  {c.score:>6.3f}  {c.aspect:<6}  {box:<21}  {_explain(p):<44}  {show(p.path)}")
 
 
 @click.command("query")

@@ -7,6 +7,7 @@ import os
 
 import click
 
+from ..safeio import show as shown_path
 from ..store import CropRecord, PhotoDetail
 from .db import db_option, open_store
 from .params import fail
@@ -22,7 +23,7 @@ def _crop_line(c: CropRecord) -> str:
 def format_detail(d: PhotoDetail, all_candidates: bool) -> str:
     """The text ``clipcrop show`` prints."""
     p = d.photo
-    lines = [f"{p.path}  (id {p.id}, {p.status}{', offline' if p.offline else ''})"]
+    lines = [f"{shown_path(p.path)}  (id {p.id}, {p.status}{', offline' if p.offline else ''})"]
     if p.width:
         lines.append(f"  {p.width}x{p.height} upright, EXIF orientation {d.orientation}, {d.format}")
     if p.taken_at or p.camera_model:

@@ -13,6 +13,7 @@ from ..config import load_settings
 from ..elements import BY_NAME
 from ..errors import ClipcropError
 from ..results import Crop, Suggestion
+from ..safeio import show
 from .params import aspect_option, fail, json_option, scorer_options, top_option
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -31,7 +32,7 @@ def format_suggestion(s: Suggestion, top: int) -> str:
     """Human-readable block for one photo: per candidate set its best crop(s)."""
     info = s.info
     assert info is not None
-    head = f"{s.path}  {info.width}x{info.height}"
+    head = f"{show(s.path)}  {info.width}x{info.height}"
     if info.orientation != 1:
         head += f"  (EXIF orientation {info.orientation})"
     head += f"  scorer={s.scorer}"
@@ -140,7 +141,7 @@ def suggest(
                     click.echo(f"  preview written to {target}")
             except (ClipcropError, OSError) as exc:
                 errors += 1
-                click.echo(f"error: preview for {s.path}: {exc}", err=True)
+                click.echo(f"error: preview for {show(s.path)}: {exc}", err=True)
         if not s.ok:
             errors += 1
             click.echo(f"error: {s.error}", err=True)

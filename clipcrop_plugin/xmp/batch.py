@@ -14,6 +14,7 @@ from pathlib import Path
 from ..candidates import AspectRatio
 from ..errors import ClipcropError, ConfigError
 from ..results import Suggestion
+from ..safeio import show
 from .atomic import clean_stale_temps, deferred_dir_sync
 from .writer import WriteResult, clear_crop_metadata, write_crop_metadata
 
@@ -34,7 +35,7 @@ class Outcome:
 
 def _with_path(path: str | os.PathLike[str], message: str) -> str:
     """``PATH: message`` unless the message already names the photo."""
-    p = os.fspath(path)
+    p = show(path)  # a newline in a file name must not split the line
     return message if p in message else f"{p}: {message}"
 
 
