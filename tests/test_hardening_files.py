@@ -32,8 +32,8 @@ from clipcrop_plugin import safeio
 from clipcrop_plugin.errors import ClipcropError, ImageError, MetadataError
 from clipcrop_plugin.hashing import content_hash
 from clipcrop_plugin.imaging import load_image
-from clipcrop_plugin.xmp import read_crop_metadata, write_crop_metadata
 from clipcrop_plugin.xmp import jpeg as jpegmod
+from clipcrop_plugin.xmp import read_crop_metadata, write_crop_metadata
 
 pytestmark = pytest.mark.timeout(120)  # a FIFO that blocks must fail the test, not hang the suite
 
