@@ -85,6 +85,23 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
                           cwd=str(ROOT))
 
 
+class Ran:
+    """What a command left: exit status, stdout, stderr (the shape of ``subprocess.run``'s result)."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Ran:
+    """Run ``clipcrop ARGS`` in this process (fast); an exception escaping the command fails the test."""
+    from click.testing import CliRunner
+
+    from clipcrop_plugin.cli.main import cli
+
+    res = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return Ran(res.exit_code, res.stdout, res.stderr)
+
+
 def assert_one_line_errors(stderr: str) -> list[str]:
     """No traceback; every error is one ``error:``/``failed:`` line. Returns the error lines."""
     assert "Traceback" not in stderr, stderr
