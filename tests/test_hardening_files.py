@@ -322,3 +322,50 @@ def test_export_into_an_immutable_folder_is_one_line_per_photo_and_goes_on(tmp_p
     assert res.returncode == 1 and len(lines) == 2 and "0 exported, 2 failed" in res.stderr, res.stderr
     assert all("operation not permitted" in line or "permission denied" in line for line in lines), lines
     assert list(out.iterdir()) == []
+
+
+def test_daemon_lock_and_active_pin_never_write_through_links(tmp_path: Path, elsewhere: Path) -> None:
+    from clipcrop_plugin.daemon.status import LOCK_NAME, DaemonLock
+    from clipcrop_plugin.model import build_model, save_checkpoint
+    from clipcrop_plugin.model.checkpoints import ACTIVE_FILE, CHECKPOINT_SUBDIR, set_active
+    from clipcrop_plugin.model.testing import tiny_config, write_clip_weights
+    from clipcrop_plugin.model.weights import load_state_file
+
+    (tmp_path / LOCK_NAME).symlink_to(elsewhere)
+    before = sha(elsewhere)
+    with pytest.raises(ClipcropError, match="daemon lock"):
+        DaemonLock(tmp_path).acquire()
+    folder = tmp_path / "models" / CHECKPOINT_SUBDIR
+    cfg = tiny_config()
+    model = build_model(cfg, load_state_file(write_clip_weights(tmp_path / "c.safetensors", cfg)))
+    save_checkpoint(model, folder / "mine")
+    (folder / ACTIVE_FILE).symlink_to(elsewhere)
+    with pytest.raises(ClipcropError, match="symbolic link"):
+        set_active(tmp_path / "models", "mine")
+    assert sha(elsewhere) == before and (folder / ACTIVE_FILE).is_symlink()
+
+
+def test_upgrade_backup_never_follows_a_planted_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+    from datetime import datetime, timezone
+
+    from clipcrop_plugin.store import migrate
+
+    class FixedClock(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+    monkeypatch.setattr(migrate, "datetime", FixedClock)
+    db = tmp_path / "lib.sqlite3"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE t (x)")
+    con.close()
+    planted = tmp_path / "lib.sqlite3.0001.20260102T030405.bak"
+    victim = tmp_path / "outside" / "planted.sqlite3"
+    victim.parent.mkdir()
+    planted.symlink_to(victim)  # dangling, exactly where the backup would go
+    made = migrate.backup_sqlite(db, "0001")
+    assert made == tmp_path / "lib.sqlite3.0001.20260102T030405-2.bak"
+    assert planted.is_symlink() and not victim.exists()
+    assert sqlite3.connect(made).execute("SELECT count(*) FROM t").fetchone() == (0,)

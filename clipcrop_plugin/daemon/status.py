@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import data_dir
 from ..errors import ClipcropError
-from ..safeio import atomic_write
+from ..safeio import atomic_write, new_file_mode, reason, show
 
 STATUS_NAME = "daemon-status.json"
 LOCK_NAME = "daemon.lock"
@@ -86,7 +86,11 @@ class DaemonLock:
     def acquire(self) -> None:
         """Take the lock or raise :class:`ClipcropError` naming the daemon that holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the daemon's life
+        try:  # O_NOFOLLOW: the pid is written (and the file truncated) here, never through a link
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), new_file_mode())
+        except OSError as exc:
+            raise ClipcropError(f"cannot open the daemon lock {show(self.path)}: {reason(exc)}") from None
+        fh = open(fd, "r+", encoding="utf-8")  # noqa: SIM115 - held for the daemon's life
         try:
             import fcntl
         except ImportError:  # Windows: no flock; the status file's pid check still warns users

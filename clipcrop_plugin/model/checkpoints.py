@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # listing and verifying checkpoints must not pay for importin
 
 from ..elements import ELEMENT_NAMES
 from ..errors import WeightsError
-from ..safeio import AtomicFile
+from ..safeio import AtomicFile, atomic_write
 from .config import ModelConfig
 from .weights import sha256_file
 
@@ -269,7 +269,7 @@ def set_active(model_dir: Path, name: str) -> CheckpointInfo:
     """Pin the active checkpoint by name (file stem or file name) in the model folder."""
     folder = checkpoint_dir(model_dir)
     info = read_checkpoint_info(folder / _weights_path(Path(name).name).name)
-    (folder / ACTIVE_FILE).write_text(info.path.name + "\n", encoding="utf-8")
+    atomic_write(folder / ACTIVE_FILE, (info.path.name + "\n").encode("utf-8"), error=WeightsError)
     return info
 
 

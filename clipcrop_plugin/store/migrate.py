@@ -14,7 +14,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Engine, inspect
 
 from ..errors import StoreError
-from ..safeio import show
+from ..safeio import AtomicFile, show
 from .engine import WRITE_OPTION, sqlite_path
 
 
@@ -98,23 +98,25 @@ def check_sqlite_schema(path: Path) -> str | None:
 
 
 def backup_sqlite(path: Path, revision: str | None) -> Path:
-    """Copy the SQLite database (consistently, through the backup API) next to itself."""
+    """Copy the SQLite database (consistently, through the backup API) next to itself.
+
+    The copy is made in a fresh temp file and then takes a free name (``...-2.bak`` when the
+    name is taken): an earlier backup is never overwritten, a planted link never followed.
+    """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.{revision or 'none'}.{stamp}.bak")
-    n = 1
-    while target.exists():  # never overwrite an earlier backup
-        target = path.with_name(f"{path.name}.{revision or 'none'}.{stamp}-{n}.bak")
-        n += 1
-    src = sqlite3.connect(str(path))
-    try:
-        dst = sqlite3.connect(str(target))
+    atomic = AtomicFile(path.with_name(f"{path.name}.{revision or 'none'}.{stamp}.bak"), unique=True,
+                        error=StoreError)
+    with atomic:
+        src = sqlite3.connect(str(path))
         try:
-            src.backup(dst)
+            dst = sqlite3.connect(str(atomic.tmp))  # writes into the temp file AtomicFile created
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
         finally:
-            dst.close()
-    finally:
-        src.close()
-    return target
+            src.close()
+    return atomic.path
 
 
 def upgrade(engine: Engine, *, backup: bool = True) -> Path | None:
