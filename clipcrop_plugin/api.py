@@ -210,7 +210,7 @@ class Library:
 
         f = QueryFilters(**{k: v for k, v in filters.items() if v is not None})
         items = self.store.query(f, sort=sort, limit=limit, offset=offset)
-        return PhotoPage(total=self.store.count(f), offset=offset, limit=limit, items=items)
+        return PhotoPage(total=self.store.count(f, sort=sort), offset=offset, limit=limit, items=items)
 
     def count(self, **filters: Any) -> int:
         """How many photos match ``filters`` (all photos except gone ones by default)."""

@@ -51,7 +51,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
 
         writer = _write_xmp
 
-    store = open_store(db)
+    store = open_store(db, create=True)
     try:
         scorer_obj = load_scorer(scorer, device=device, weights=weights)
         with click.progressbar(length=0, label="scanning", file=sys.stderr, show_pos=True,

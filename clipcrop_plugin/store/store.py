@@ -697,9 +697,10 @@ class Store:
             expl = self._explanations(conn, crop_ids)
         return [self._summary(r, expl) for r in rows]
 
-    def count(self, filters: QueryFilters | None = None) -> int:
-        """How many photos :meth:`query` would return without a limit."""
-        q = build_query(filters or QueryFilters(), "path", self.dialect, count=True)
+    def count(self, filters: QueryFilters | None = None, *, sort: str = "path") -> int:
+        """How many photos :meth:`query` with the same ``sort`` would return without a limit
+        (score sorts list scored photos only)."""
+        q = build_query(filters or QueryFilters(), sort, self.dialect, count=True)
         with self._read() as conn:
             return int(conn.execute(q).scalar() or 0)
 
