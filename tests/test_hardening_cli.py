@@ -36,8 +36,9 @@ def test_unexpected_exception_is_one_line_with_a_debug_hint(tmp_path: Path, monk
     def broken(self: object, *args: object, **kwargs: object) -> object:
         raise RuntimeError("index out of whack\nsecond line of a long story")
 
-    monkeypatch.setattr(Store, "query", broken)
     db = str(tmp_path / "x.sqlite3")
+    Store.open(db).close()
+    monkeypatch.setattr(Store, "query", broken)
     res = invoke("query", "--db", db)
     assert res.returncode == 1 and res.stdout == ""
     assert res.stderr.strip() == ("error: unexpected RuntimeError: index out of whack second line of a long story"
