@@ -79,8 +79,7 @@ def show(photo: str, all_candidates: bool, preview: str | None, as_json: bool, d
         store.close()
     click.echo(json.dumps(detail.to_dict()) if as_json else format_detail(detail, all_candidates))
     if preview:
-        from ..preview import save_preview
-        from ..store.render import render_detail
+        from ..preview import render_detail, save_preview
 
         if os.path.exists(preview) and os.path.samefile(preview, detail.photo.path):
             fail(f"--preview {preview} is the photo itself; choose another file")

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -559,12 +559,29 @@ class Store:
             )).all()
         return [self._ref(r) for r in rows]
 
-    def is_scored(self, content_hash: str, scorer: str, weights_hash: str | None) -> bool:
-        """Whether some run scored this content with this scorer and weights."""
+    def is_scored(self, content_hash: str, scorer: str, weights_hash: str | None,
+                  sets: Collection[str] | None = None) -> bool:
+        """Whether some run scored this content with this scorer and weights (and, when ``sets``
+        is given, whether the newest such run has every one of those candidate sets)."""
+        if sets:
+            found = self.run_sets(content_hash, scorer, weights_hash)
+            return found is not None and set(sets) <= found
         with self._read() as conn:
             return conn.execute(select(R.c.id).where(
                 R.c.content_hash == content_hash, R.c.scorer == scorer, R.c.weights_hash == _wh(weights_hash)
             ).limit(1)).first() is not None
+
+    def run_sets(self, content_hash: str, scorer: str, weights_hash: str | None) -> frozenset[str] | None:
+        """The candidate sets (``grid``, ``1:1``, ...; not ``full``) of the newest run of this
+        content by this scorer and weights, or ``None`` when there is no such run."""
+        newest = select(func.max(R.c.id)).where(
+            R.c.content_hash == content_hash, R.c.scorer == scorer, R.c.weights_hash == _wh(weights_hash))
+        with self._read() as conn:
+            run_id = conn.execute(newest).scalar()
+            if run_id is None:
+                return None
+            rows = conn.execute(select(C.c.aspect).where(C.c.run_id == run_id, C.c.rank == 1).distinct())
+            return frozenset(a for (a,) in rows) - {"full"}
 
     def active_scorer(self, photo_id: int) -> tuple[str, str | None] | None:
         """(scorer, weights_hash) of the photo's active run, or ``None`` when it has none."""
@@ -659,6 +676,20 @@ class Store:
             conn.execute(update(P).where(P.c.id == photo_id, P.c.status.in_(("gone", "offline")))
                          .values(status="scored"))
 
+    def content_changed(self, path: str, content_hash: str, *, mtime: float | None, size: int | None) -> bool:
+        """Our own metadata write changed the bytes of the photo at ``path`` (embedding XMP, or
+        clearing it), not its picture: file its runs of the previous content under the new hash,
+        so the next scan recognises the photo instead of scoring it again. False when unknown."""
+        with self._write() as conn:
+            row = conn.execute(select(P.c.id, P.c.content_hash).where(P.c.path == str(path))).first()
+            if row is None:
+                return False
+            if row.content_hash and row.content_hash != content_hash:
+                conn.execute(update(R).where(R.c.photo_id == row.id, R.c.content_hash == row.content_hash)
+                             .values(content_hash=content_hash))
+            conn.execute(update(P).where(P.c.id == row.id).values(content_hash=content_hash, mtime=mtime, size=size))
+            return True
+
     def mark_gone(self, path: str) -> bool:
         """The file at ``path`` was deleted: keep its scores (a move may relink them) but flag it."""
         with self._write() as conn:
@@ -726,6 +757,13 @@ class Store:
         return PhotoSummary(r.id, r.path, r.folder, r.status, r.error, bool(r.offline), r.width, r.height,
                             r.taken_at, r.camera_make, r.camera_model, r.content_hash,
                             int(r.run_id) if r.crop_id is not None else None, crop)
+
+    def active_aspects(self) -> list[str]:
+        """Candidate sets present in the active runs, ``grid`` first, then ratios (not ``full``)."""
+        q = select(C.c.aspect).where(C.c.rank == 1, C.c.active.is_(True)).distinct()
+        with self._read() as conn:
+            found = {a for (a,) in conn.execute(q)} - {"full"}
+        return sorted(found, key=lambda a: (a != "grid", a))
 
     def best_crop(self, photo: str | int, aspect: str | None = None) -> CropRecord | None:
         """The active run's best crop of ``photo`` (rank 1 of ``aspect`` when given), without
