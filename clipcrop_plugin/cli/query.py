@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 import click
 
-from ..errors import ClipcropError
+from ..safeio import show
 from ..store import SORTS, PhotoSummary, QueryFilters
 from .db import db_option, open_store
-from .params import exit_code_for, fail
+from .params import fail
 from .text import explain_changes
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,7 +103,7 @@ def print_table(rows: list[PhotoSummary]) -> None:
     click.echo(f"{'id':>6}  {'improve':>8}  {'score':>6}  {'aspect':<6}  {'box':<21}  {'explanation':<44}  path")
     for p in rows:
         c = p.crop
-        path = p.path + (f" (+{os.path.basename(p.pair_path)})" if p.pair_path and p.pair_role == "raw" else "")
+        path = show(p.path) + (f" (+{show(os.path.basename(p.pair_path))})" if p.pair_path and p.pair_role == "raw" else "")
         if c is None:
             click.echo(f"{p.id:>6}  {'':>8}  {'':>6}  {'':<6}  {'':<21}  {p.status + (': ' + p.error if p.error else ''):<44}  {path}")
             continue
@@ -134,8 +134,6 @@ def query(sort: str, limit: int, offset: int, as_json: bool, as_csv: bool, db: s
         filters = filters_from(**kw)
         rows = store.query(filters, sort=sort, limit=limit or None, offset=offset)
         total = store.count(filters, sort=sort)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
     finally:
         store.close()
     if as_json:
