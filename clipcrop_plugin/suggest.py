@@ -18,8 +18,9 @@ from .candidates import AspectRatio, CandidateSet, generate_candidates
 from .elements import ELEMENT_NAMES
 from .errors import ClipcropError
 from .imaging import LoadedImage, load_image
-from .results import Crop, ElementChange, Suggestion
+from .results import Crop, ElementChange, Subject, Suggestion
 from .scoring.base import Scorer, ScoreResult
+from .subjects import detect_subjects
 
 log = logging.getLogger("clipcrop")
 
@@ -129,9 +130,27 @@ def suggest_images(
     """Score already-loaded images in one batched scorer call."""
     if not loaded:
         return []
+    found = [find_subjects(li) for li in loaded]
     cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
     results = scorer.score(list(loaded), cands)
-    return [build_suggestion(li, cs, r, scorer) for li, cs, r in zip(loaded, cands, results)]
+    out = [build_suggestion(li, cs, r, scorer) for li, cs, r in zip(loaded, cands, results)]
+    for s, (subjects, note) in zip(out, found):
+        s.subjects, s.subjects_error = subjects, note
+    return out
+
+
+def find_subjects(loaded: LoadedImage) -> tuple[list[Subject], str | None]:
+    """The subject stage for one photo: ``(subjects, None)``, or ``([], reason)`` when detection failed.
+
+    A detector failure is logged and never fails the photo: it is scored without subjects.
+    """
+    try:
+        return detect_subjects(loaded), None
+    except Exception as exc:
+        reason = f"subject detection failed ({type(exc).__name__}: {exc})"
+        log.warning("%s: %s; scored without subjects", loaded.info.path, reason)
+        log.debug("subject detection of %s failed", loaded.info.path, exc_info=True)
+        return [], reason
 
 
 def failed(path: str | os.PathLike[str], reason: str, scorer: Scorer | None = None) -> Suggestion:
