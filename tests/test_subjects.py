@@ -195,7 +195,8 @@ def test_pipeline_fills_subjects_and_isolates_a_detector_failure(tmp_path: Path,
     from clipcrop_plugin import suggest as suggest_mod
     from clipcrop_plugin.scoring.heuristic import HeuristicScorer
 
-    paths = [_skimage_photo(tmp_path, n) for n in ("astronaut", "coffee", "chelsea")]
+    for n in ("astronaut", "coffee", "chelsea"):
+        _skimage_photo(tmp_path, n)
     real = suggest_mod.detect_subjects
 
     def flaky(loaded):  # type: ignore[no-untyped-def]
