@@ -32,6 +32,15 @@ class CropOut(BaseModel):
     changes: list[ElementChangeOut] | None = Field(default=None, description="all ten element changes, when known")
 
 
+class SubjectOut(BaseModel):
+    """Something the subject stage found, that a good crop keeps whole."""
+
+    kind: Literal["face", "profile_face", "person", "salient"]
+    box: Box
+    fractions: tuple[float, float, float, float] = Field(description="box / (width, height)")
+    score: float = Field(ge=0, le=1, description="the detector's confidence")
+
+
 class LabelOut(BaseModel):
     """A recorded judgement of the user."""
 
@@ -87,6 +96,9 @@ class PhotoDetail(PhotoSummary):
     sets: dict[str, list[CropOut]] = Field(default_factory=dict, description="every candidate, ranked, per set")
     explanation: str = Field("", description="the best crop's explanation in words")
     labels: list[LabelOut] = Field(default_factory=list)
+    subjects: list[SubjectOut] = Field(
+        default_factory=list, description="faces, people and the main salient region, in upright pixels"
+    )
 
 
 class ScoreRequest(BaseModel):
