@@ -66,7 +66,10 @@ def photo_page(library: Library, page: LibraryPage, *, limit: int, offset: int, 
             recs = library.store.labels(photo_id=p.id)
             if recs:
                 latest[p.id] = label(recs[-1])
-    items = [PhotoSummary(**_summary_fields(p), label=latest.get(p.id)) for p in page.items]
+    found = library.store.subjects_of([p.id for p in page.items]) if page.items else {}
+    items = [PhotoSummary(**_summary_fields(p), label=latest.get(p.id),
+                          subjects=[subject(x, p.width, p.height) for x in found.get(p.id, [])])
+             for p in page.items]
     return PhotoPage(total=page.total, offset=offset, limit=limit, items=items)
 
 

@@ -72,6 +72,9 @@ class PhotoSummary(BaseModel):
     camera: str | None = None
     best: CropOut | None = Field(default=None, description="the selected crop (rank 1 of `aspect`, or best overall)")
     label: LabelOut | None = Field(default=None, description="the latest label, if any")
+    subjects: list[SubjectOut] = Field(
+        default_factory=list, description="faces, people and the main salient region, in upright pixels"
+    )
 
 
 class PhotoPage(BaseModel):
@@ -96,9 +99,6 @@ class PhotoDetail(PhotoSummary):
     sets: dict[str, list[CropOut]] = Field(default_factory=dict, description="every candidate, ranked, per set")
     explanation: str = Field("", description="the best crop's explanation in words")
     labels: list[LabelOut] = Field(default_factory=list)
-    subjects: list[SubjectOut] = Field(
-        default_factory=list, description="faces, people and the main salient region, in upright pixels"
-    )
 
 
 class ScoreRequest(BaseModel):

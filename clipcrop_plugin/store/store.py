@@ -738,6 +738,19 @@ class Store:
                             r.taken_at, r.camera_make, r.camera_model, r.content_hash,
                             int(r.run_id) if r.crop_id is not None else None, crop)
 
+    def subjects_of(self, photo_ids: Sequence[int]) -> dict[int, list[Subject]]:
+        """The active run's subjects of each photo in ``photo_ids`` (one query; photos without
+        subject data map to ``[]``), for pages that list many photos."""
+        out: dict[int, list[Subject]] = {int(i): [] for i in photo_ids}
+        ids = list(out)
+        with self._read() as conn:
+            for i in range(0, len(ids), 500):
+                rows = conn.execute(select(R.c.photo_id, R.c.subjects).where(
+                    R.c.photo_id.in_(ids[i:i + 500]), R.c.active == True))  # noqa: E712
+                for pid, blob in rows:
+                    out[int(pid)] = unpack_subjects(blob)
+        return out
+
     def best_crop(self, photo: str | int, aspect: str | None = None) -> CropRecord | None:
         """The active run's best crop of ``photo`` (rank 1 of ``aspect`` when given), without
         decoding the other candidates: one indexed lookup."""
