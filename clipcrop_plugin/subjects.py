@@ -51,13 +51,16 @@ MIN_FACE_FRACTION = 1 / 8
 # Faces are searched on a copy with this short side: a face smaller than MIN_FACE_FRACTION of it
 # (20 px, the cascades' window) is not found.
 FACE_SIDE = 144
-_SCALE_FACTOR = 1.15
+_SCALE_FACTOR = 1.1
 _PROFILE_SCALE_FACTOR = 1.2
 _FACE_NEIGHBOURS = 3
 _PROFILE_NEIGHBOURS = 4
 _FACE_IOU = 0.3  # frontal and profile boxes overlapping this much are one face
 _PERSON_IOU = 0.5
 _HOG_WIN = (64, 128)
+# Around a skin blob, the face search adds this much of the smallest face (and of the blob's
+# size / 2) on every side: the cascade window holds hair and chin beyond the skin.
+_ROI_MARGIN = 0.5
 _MIN_SALIENT_SIDE = 8  # images smaller than this have no meaningful salient region
 _MAX_SALIENT_AREA = 0.9  # a "salient region" covering the whole frame is not a subject
 _FLAT_STD = 2.0 / 255.0  # luminance spread below which a frame is flat (all black, one colour)
@@ -232,9 +235,8 @@ def skin_regions(cv2: Any, rgb: np.ndarray, min_face: int) -> list[tuple[int, in
             continue
         ys, xs = slice(sl[0].start * k, sl[0].stop * k), slice(sl[1].start * k, sl[1].stop * k)
         bw, bh = xs.stop - xs.start, ys.stop - ys.start
-        # Margin: the cascade window holds hair and chin beyond the skin, and a blob may be the
-        # neck or hand next to a face whose own skin is shaded.
-        m = max(min_face, max(bw, bh) // 2)
+        # A blob may also be the neck or a hand next to a face whose own skin is shaded.
+        m = max(round(min_face * _ROI_MARGIN), round(max(bw, bh) * _ROI_MARGIN / 2))
         boxes.append([max(0, xs.start - m), max(0, ys.start - m), min(w, xs.stop + m), min(h, ys.stop + m)])
     if not boxes:
         return []
@@ -350,7 +352,7 @@ class SubjectDetector:
         # OpenCV's HOG crashes on images smaller than its window. A frame without skin anywhere
         # rarely shows a person large enough for the window (2/3 of the frame's height here).
         if rois and h >= _HOG_WIN[1] and w >= _HOG_WIN[0]:
-            rects, weights = hog.detectMultiScale(gray, winStride=(4, 4), padding=(8, 8), scale=1.1)
+            rects, weights = hog.detectMultiScale(gray, winStride=(4, 4), padding=(8, 8), scale=1.2)
             for (x, y, bw, bh), wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
                 # The detection window has a margin around the body (the person is about the
                 # middle 60% of its width and 90% of its height); the SVM margin wt is 0 on the
@@ -367,27 +369,31 @@ class SubjectDetector:
             roi = gray[hy1:hy2, hx1:hx2]
             if min(roi.shape) < 20:
                 continue
-            for kind, (fx1, fy1, fx2, fy2), sc in self._faces(frontal, profile, roi, 20, 2, 2):
+            # The head region is small, so the finest scale steps cost little here.
+            for kind, (fx1, fy1, fx2, fy2), sc in self._faces(frontal, profile, roi, 20, 2, 2, 1.05, 1.05):
                 faces.append((kind, (fx1 + hx1, fy1 + hy1, fx2 + hx1, fy2 + hy1), sc))
             faces = nms(faces, _FACE_IOU)
         return faces + people
 
     @staticmethod
     def _faces(
-        frontal: Any, profile: Any, gray: np.ndarray, min_size: int, n_frontal: int, n_profile: int
+        frontal: Any, profile: Any, gray: np.ndarray, min_size: int, n_frontal: int, n_profile: int,
+        scale: float = 0.0, profile_scale: float = 0.0,
     ) -> list[Found]:
         h, w = gray.shape
         if min(h, w) < min_size:
             return []
         found: list[Found] = []
         size = (min_size, min_size)
-        rects, counts = frontal.detectMultiScale2(gray, scaleFactor=_SCALE_FACTOR, minNeighbors=n_frontal, minSize=size)
+        rects, counts = frontal.detectMultiScale2(
+            gray, scaleFactor=scale or _SCALE_FACTOR, minNeighbors=n_frontal, minSize=size
+        )
         for (x, y, bw, bh), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(counts).reshape(-1)):
             found.append(("face", (float(x), float(y), float(x + bw), float(y + bh)), _confidence(n)))
         mirrored = np.ascontiguousarray(gray[:, ::-1])
         for img, flip in ((gray, False), (mirrored, True)):
             rects, counts = profile.detectMultiScale2(
-                img, scaleFactor=_PROFILE_SCALE_FACTOR, minNeighbors=n_profile, minSize=size
+                img, scaleFactor=profile_scale or _PROFILE_SCALE_FACTOR, minNeighbors=n_profile, minSize=size
             )
             for (x, y, bw, bh), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(counts).reshape(-1)):
                 x1, x2 = (w - (x + bw), w - x) if flip else (x, x + bw)

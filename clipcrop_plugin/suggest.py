@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -130,13 +132,41 @@ def suggest_images(
     """Score already-loaded images in one batched scorer call."""
     if not loaded:
         return []
-    found = [find_subjects(li) for li in loaded]
-    cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
-    results = scorer.score(list(loaded), cands)
+    # The subject stage runs on its own thread while candidates are made and scored (OpenCV and
+    # numpy release the GIL), so on a multi-core machine it adds little wall time; its results
+    # are in before any suggestion is built.
+    pending = _subject_thread().submit(lambda: [find_subjects(li) for li in loaded])
+    try:
+        cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
+        results = scorer.score(list(loaded), cands)
+    finally:
+        found = pending.result()
     out = [build_suggestion(li, cs, r, scorer) for li, cs, r in zip(loaded, cands, results)]
     for s, (subjects, note) in zip(out, found):
         s.subjects, s.subjects_error = subjects, note
     return out
+
+
+_subject_pool: ThreadPoolExecutor | None = None
+_subject_pool_lock = threading.Lock()
+
+
+def _subject_thread() -> ThreadPoolExecutor:
+    """The one long-lived subject-stage thread (its detectors load once per thread)."""
+    global _subject_pool
+    with _subject_pool_lock:
+        if _subject_pool is None:
+            _subject_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipcrop-subjects")
+        return _subject_pool
+
+
+def _forget_subject_thread() -> None:
+    global _subject_pool
+    _subject_pool = None  # a forked child has no copy of the thread; make a new one there
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_subject_thread)
 
 
 def find_subjects(loaded: LoadedImage) -> tuple[list[Subject], str | None]:
