@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from clipcrop_plugin import subjects as subjects_mod
-from clipcrop_plugin.imaging import load_image
-from clipcrop_plugin.results import Subject
+from clipcrop_plugin.imaging import LoadedImage, load_image
+from clipcrop_plugin.results import PhotoInfo, Subject
 from clipcrop_plugin.subjects import KINDS, SubjectDetector, detect_subjects, iou, main_salient_region
 
 TRUTH = json.loads((Path(__file__).parent / "data" / "subjects_by_eye.json").read_text())
@@ -218,3 +218,15 @@ def test_pipeline_fills_subjects_and_isolates_a_detector_failure(tmp_path: Path,
     astro = by_name["astronaut.jpg"].to_dict()
     assert {"kind", "box", "score"} <= set(astro["subjects"][0]) and "subjects_error" not in astro
     assert sum("cascade exploded" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("w", [1, 19, 20, 63, 64, 65, 100])
+def test_sizes_around_every_detectors_window_never_crash(w: int) -> None:
+    """OpenCV's HOG crashes the process on an image smaller than its 64x128 window, and cascades
+    refuse images smaller than theirs: every size near those limits must give valid boxes."""
+    rng = np.random.default_rng(w)
+    for h in (1, 20, 21, 127, 128, 129, 192):
+        arr = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        arr[..., 0] = arr[..., 0] // 2 + 120  # reddish noise reads as skin: every detector runs
+        info = PhotoInfo("noise.png", w * 3, h * 3, w * 3, h * 3, 1, False, "PNG")
+        _check_valid(detect_subjects(LoadedImage(Image.fromarray(arr), info)), w * 3, h * 3)
