@@ -255,7 +255,12 @@ def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, flo
     thr = max(0.4, float(sal.mean() + 0.5 * sal.std()))
     # Closing joins the parts of one object (a cat's eyes and nose) into one region.
     mask = _close(sal >= thr, iterations=2)
-    labels, n = label_regions(mask)
+    cv2 = _cv2()
+    if cv2 is not None:  # the same 4-connected components, ~10x faster than the numpy fallback
+        n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
+        n -= 1
+    else:
+        labels, n = label_regions(mask)
     if n == 0:
         return None
     mass = np.bincount(labels.ravel(), weights=sal.ravel(), minlength=n + 1)[1:]

@@ -259,3 +259,19 @@ def test_a_base_install_without_opencv_or_scipy_finds_the_salient_region(tmp_pat
     assert res.stdout.splitlines() == ["True ['salient'] None", "True ['salient'] None"], res.stdout
     warnings = [line for line in res.stderr.splitlines() if "subject detection" in line]
     assert len(warnings) == 1 and "clipcrop[subjects]" in warnings[0], res.stderr
+
+
+def test_numpy_labelling_matches_opencvs_components() -> None:
+    """The fallback a base install uses gives the same regions as OpenCV's 4-connected labelling."""
+    cv2 = pytest.importorskip("cv2")
+    from clipcrop_plugin.subjects import label_regions
+
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        mask = rng.random((int(rng.integers(1, 70)), int(rng.integers(1, 70)))) < rng.random()
+        ours, n = label_regions(mask)
+        m, theirs = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
+        assert n == m - 1
+        # Same partition: every region of one is exactly one region of the other.
+        assert len(set(zip(ours[mask].tolist(), theirs[mask].tolist()))) == n
+        assert (ours[~mask] == 0).all()
