@@ -18,7 +18,8 @@ from .candidates import AspectRatio, CandidateSet, generate_candidates
 from .elements import ELEMENT_NAMES
 from .errors import ClipcropError
 from .imaging import LoadedImage, load_image
-from .results import Crop, ElementChange, Suggestion
+from .guard import guard
+from .results import Crop, ElementChange, Subject, Suggestion
 from .scoring.base import Scorer, ScoreResult
 
 log = logging.getLogger("clipcrop")
@@ -29,7 +30,10 @@ PHOTO_EXTENSIONS = frozenset(
 # Names that are ours (sidecars) or belong to a copy still in progress.
 _SKIP_SUFFIXES = (".xmp", ".tmp", ".part", ".partial", ".crdownload", ".download", "~")
 EXPLANATION_SIZE = 3
-MIN_CHANGE = 0.005  # smaller element changes are noise, not an explanation
+# An element change is worth naming when it is at least this many spreads of that element's
+# scores over the photo's candidates (the crop's strongest change is always named). Relative,
+# because scorers' element scales differ by orders of magnitude.
+MIN_RELATIVE_CHANGE = 0.25
 
 
 def is_photo_name(name: str) -> bool:
@@ -59,45 +63,80 @@ def iter_photo_paths(paths: Iterable[str | os.PathLike[str]], recursive: bool = 
                     yield Path(root) / name
 
 
-def build_suggestion(loaded: LoadedImage, candidates: CandidateSet, result: ScoreResult, scorer: Scorer) -> Suggestion:
+def explain_changes(changes: np.ndarray, elements: np.ndarray, full_index: int) -> list[list[int]]:
+    """Per candidate, the indices of the elements its explanation names, strongest first.
+
+    Each change is measured in spreads (standard deviation) of that element's score over the
+    photo's candidates, so the choice does not depend on the scorer's scale: the top
+    :data:`EXPLANATION_SIZE` by relative size, those below :data:`MIN_RELATIVE_CHANGE` dropped
+    except the strongest. Only a crop whose elements equal the full frame's (the full frame
+    itself, or a candidate with the same box) names nothing.
+    """
+    unit = np.std(np.delete(elements, full_index, axis=0), axis=0) if len(elements) > 1 else np.ones(elements.shape[1])
+    scale = np.maximum(np.abs(elements).max(axis=0) if len(elements) else 1.0, 1e-300)
+    # A flat element (same score on every candidate) gets a tiny unit so any change it does show
+    # still counts, but never outranks an element that genuinely varies.
+    unit = np.where(unit > 1e-9 * scale, unit, np.inf)
+    rel = np.abs(changes) / unit
+    exact = np.abs(changes) <= 1e-12 * np.maximum(scale, 1.0)
+    rel = np.where(exact, 0.0, rel)
+    order = np.argsort(-rel, axis=1, kind="stable")[:, :EXPLANATION_SIZE]
+    out: list[list[int]] = []
+    for i, row in enumerate(order.tolist()):
+        if i == full_index:
+            out.append([])
+            continue
+        picked = [k for j, k in enumerate(row) if rel[i, k] >= MIN_RELATIVE_CHANGE or (j == 0 and rel[i, k] > 0)]
+        if not picked and not exact[i].all():
+            # Only flat elements changed (infinite unit): name the largest raw change.
+            k = int(np.argmax(np.where(exact[i], -1.0, np.abs(changes[i]))))
+            picked = [k]
+        out.append(picked)
+    return out
+
+
+def build_suggestion(
+    loaded: LoadedImage,
+    candidates: CandidateSet,
+    result: ScoreResult,
+    scorer: Scorer,
+    subjects: Sequence[Subject] = (),
+) -> Suggestion:
     """Turn one image's raw scores into ranked, explained :class:`Crop` s.
 
-    Ranks are 1-based within each candidate set (ties keep candidate order); ``improvement`` is
-    the score minus the full frame's; ``changes`` are the element scores minus the full frame's
-    and ``explanation`` the three changes of largest magnitude.
+    The subject guard (:func:`clipcrop_plugin.guard.guard`) runs first, whatever the scorer:
+    ranks are 1-based within each candidate set by the guard's order, ``score`` is the guarded
+    score and ``improvement`` the score minus the full frame's. ``changes`` are the element
+    scores minus the full frame's and ``explanation`` names the largest of them relative to each
+    element's spread over the photo's candidates (:func:`explain_changes`).
     """
-    scores = np.asarray(result.scores, dtype=np.float64).reshape(-1)
-    if scores.shape[0] != len(candidates):
-        raise ValueError(f"scorer returned {scores.shape[0]} scores for {len(candidates)} candidates")
+    raw = np.asarray(result.scores, dtype=np.float64).reshape(-1)
+    if raw.shape[0] != len(candidates):
+        raise ValueError(f"scorer returned {raw.shape[0]} scores for {len(candidates)} candidates")
     elements = None if result.elements is None else np.asarray(result.elements, dtype=np.float64)
     fi = candidates.full_index
+    g = guard(candidates.boxes, raw, candidates.groups, subjects, candidates.width, candidates.height, fi)
+    scores = g.scores
     full_score = float(scores[fi])
     full_elements = elements[fi] if elements is not None else None
-
-    ranks = np.zeros(len(scores), dtype=np.int64)
-    groups = np.asarray(candidates.groups)
-    for group in dict.fromkeys(candidates.groups):
-        idx = np.flatnonzero(groups == group)
-        order = idx[np.argsort(-scores[idx], kind="stable")]
-        ranks[order] = np.arange(1, len(order) + 1)
 
     # Vectorised up front: a photo has hundreds of candidates, and per-crop numpy calls add up.
     boxes = np.asarray(candidates.boxes).tolist()
     score_list = scores.tolist()
-    rank_list = ranks.tolist()
+    rank_list = g.ranks.tolist()
     improvements = (scores - full_score).tolist()
     el_rows = ch_rows = top_rows = None
     if elements is not None and full_elements is not None:
         changes = elements - full_elements
         el_rows, ch_rows = elements.tolist(), changes.tolist()
-        top_rows = np.argsort(-np.abs(changes), axis=1, kind="stable")[:, :EXPLANATION_SIZE].tolist()
+        top_rows = explain_changes(changes, elements, fi)
 
     crops: list[Crop] = []
     for i, group in enumerate(candidates.groups):
         explanation: list[ElementChange] = []
-        if ch_rows is not None and top_rows is not None and i != fi:
+        if ch_rows is not None and top_rows is not None:
             row = ch_rows[i]
-            explanation = [ElementChange(ELEMENT_NAMES[k], row[k]) for k in top_rows[i] if abs(row[k]) >= MIN_CHANGE]
+            explanation = [ElementChange(ELEMENT_NAMES[k], row[k]) for k in top_rows[i]]
         crops.append(
             Crop(
                 aspect=group,
@@ -108,6 +147,8 @@ def build_suggestion(loaded: LoadedImage, candidates: CandidateSet, result: Scor
                 explanation=explanation,
                 elements=el_rows[i] if el_rows is not None else None,
                 changes=ch_rows[i] if ch_rows is not None else None,
+                flags=g.flags[i],
+                note=g.notes[i],
             )
         )
     full_crop = crops[fi]
@@ -120,7 +161,17 @@ def build_suggestion(loaded: LoadedImage, candidates: CandidateSet, result: Scor
         device=getattr(scorer, "device", None),
         crops=crops,
         full_frame=full_crop,
+        subjects=list(subjects),
     )
+
+
+def _subjects_of(loaded: LoadedImage) -> list[Subject]:
+    """The photo's subjects from the subject stage, or none when that stage is not installed."""
+    try:
+        from .subjects import detect_subjects  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return []
+    return list(detect_subjects(loaded))
 
 
 def suggest_images(
@@ -129,9 +180,11 @@ def suggest_images(
     """Score already-loaded images in one batched scorer call."""
     if not loaded:
         return []
-    cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
+    subjects = [_subjects_of(li) for li in loaded]
+    cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid, subjects=subs)
+             for li, subs in zip(loaded, subjects)]
     results = scorer.score(list(loaded), cands)
-    return [build_suggestion(li, cs, r, scorer) for li, cs, r in zip(loaded, cands, results)]
+    return [build_suggestion(li, cs, r, scorer, subs) for li, cs, r, subs in zip(loaded, cands, results, subjects)]
 
 
 def failed(path: str | os.PathLike[str], reason: str, scorer: Scorer | None = None) -> Suggestion:

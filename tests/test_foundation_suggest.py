@@ -75,12 +75,16 @@ def test_build_suggestion_ranks_and_explains(tmp_path: Path) -> None:
         assert sorted(c.rank for c in crops) == list(range(1, len(crops) + 1))
         best = min(crops, key=lambda c: c.rank)
         assert best.score == max(c.score for c in crops)
+    unit = np.std(np.delete(elements, full, axis=0), axis=0)
     for i, c in enumerate(s.crops):
-        assert c.improvement == pytest.approx(scores[i] - scores[full])
+        assert c.improvement == pytest.approx(c.score - s.full_frame.score)
+        if c.aspect == "grid":  # no subjects: the guard leaves the free grid's scores alone
+            assert c.score == pytest.approx(scores[i])
         if i == full:
             continue
         change = elements[i] - elements[full]
-        top = np.argsort(-np.abs(change))[:3]
+        rel = np.abs(change) / unit
+        top = [k for j, k in enumerate(np.argsort(-rel)[:3]) if j == 0 or rel[k] >= 0.25]
         assert [e.change for e in c.explanation] == pytest.approx(change[top].tolist())
         assert c.changes == pytest.approx(change.tolist())
     assert s.best() is not None and s.best("1:1").aspect == "1:1"  # type: ignore[union-attr]
