@@ -17,8 +17,8 @@ import numpy as np
 from .candidates import AspectRatio, CandidateSet, generate_candidates
 from .elements import ELEMENT_NAMES
 from .errors import ClipcropError
-from .imaging import LoadedImage, load_image
 from .guard import guard
+from .imaging import LoadedImage, load_image
 from .results import Crop, ElementChange, Subject, Suggestion
 from .scoring.base import Scorer, ScoreResult
 
