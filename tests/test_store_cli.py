@@ -209,7 +209,8 @@ def test_scan_writes_xmp_sidecars_when_asked(env) -> None:  # type: ignore[no-un
     assert not list(lib.glob("*.xmp"))
     make_photo(lib / "new.jpg", seed=42)
     before = sha(lib / "new.jpg")
-    run("scan", str(lib), "--scorer", "heuristic", "--xmp")
+    # A requested ratio always gets its crop (the free grid may say "keep as is" and write none).
+    run("scan", str(lib), "--scorer", "heuristic", "--xmp", "--aspect", "4:5")
     sidecar = lib / "new.jpg.xmp"
     assert [p.name for p in lib.glob("*.xmp")] == ["new.jpg.xmp"]  # only the newly scored photo
     assert b"CropLeft" in sidecar.read_bytes()
