@@ -302,7 +302,9 @@ def subject_boxes(width: int, height: int, ratio: AspectRatio, focus: Focus) -> 
     r = ratio.value
     mx1, my1, mx2, my2 = focus.main
     mw, mh = (mx2 - mx1) * 1.16, (my2 - my1) * 1.16
-    need_h = max(mh, mw / r)
+    # Never tighter than the ratio set's own smallest crops (ASPECT_MIN_AREA of the photo): a
+    # crop that is all subject and no setting is a detector's box, not a photograph.
+    need_h = max(mh, mw / r, math.sqrt(ASPECT_MIN_AREA * width * height / r))
     sizes = [(w_max, h_max)]
     if need_h < h_max:
         for h in (need_h, (need_h + h_max) / 2):

@@ -11,7 +11,8 @@ their sets, the subjects and the image size. It never invents a box; it re-ranks
    the spread of that scorer's scores over the photo's candidates (so they weigh the same for a
    scorer whose scores span 0.001 and one whose scores span 10): the subject's anchor (eyes or
    object centre) on a thirds line or the centre, room in front of a profile, no subject pressed
-   against a crop edge, no bystander sliced in half, and for ratio sets without a subject a mild
+   against a crop edge, as much of the main subject as fits when a ratio cannot hold it all, no
+   bystander sliced in half, and for ratio sets without a subject a mild
    pull towards the centre instead of hugging an edge or a corner.
 
 The adjusted score is what clipcrop reports (``Crop.score``): the tier penalty is included, so a
@@ -31,10 +32,11 @@ from .results import Subject
 
 MAIN_KEEP = 0.9  # share of the main subject a crop must keep (the benchmark's criterion too)
 # Composition terms, in spreads of the scorer's scores.
-W_PLACE = 0.5
+W_PLACE = 1.0
 W_CRAMP = 0.4
 W_BODY_CUT = 0.5
 W_HUG = 0.3
+W_COVER = 2.0  # per share of the main subject kept: when no crop can hold it all, keep the most
 # Tier penalties, in spreads: large enough that no composition term can undo them.
 W_TIER_FACE = 3.0
 W_TIER_MAIN = 1.5
@@ -178,6 +180,7 @@ def guard(
             for i in np.flatnonzero(cut):
                 flags[i].append("cuts person")
         soft += W_PLACE * _placement(b, focus) - W_CRAMP * _cramp(b, focus, width, height)
+        soft += W_COVER * np.minimum(main_cov, MAIN_KEEP) / MAIN_KEEP
     else:
         ratio = ~np.isin(g, _FREE_SETS)
         soft -= W_HUG * np.where(ratio, _hug(b, width, height), 0.0)
