@@ -12,19 +12,32 @@ from ..candidates import AspectRatio, parse_aspect
 from ..config import load_settings
 from ..elements import BY_NAME
 from ..errors import ClipcropError
-from ..results import Crop, Suggestion
+from ..results import Crop, Suggestion, configured_keep_margin
 from .params import aspect_option, exit_code_for, fail, json_option, scorer_options, top_option
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
 def explain(crop: Crop) -> str:
-    """``more rule of thirds (+0.31), less center composition (-0.28)``: the crop's explanation."""
+    """``more rule of thirds (+0.31), less center composition (-0.28)``: the crop's explanation,
+    then what the subject guard says about it (``cuts face``, or why the set's best gave
+    something up)."""
     parts = []
     for change in crop.explanation:
         label = BY_NAME[change.element].label if change.element in BY_NAME else change.element
-        parts.append(f"{'more' if change.change >= 0 else 'less'} {label} ({change.change:+.2f})")
-    return ", ".join(parts) if parts else "no element changes"
+        parts.append(f"{'more' if change.change >= 0 else 'less'} {label} ({change.change:+.3g})")
+    text = ", ".join(parts) if parts else ("the full frame" if crop.aspect == "full" else "no element changes")
+    extra = [crop.note] if crop.note else ([", ".join(crop.flags)] if crop.flags else [])
+    return "; ".join([text, *extra])
+
+
+def format_choice(s: Suggestion, margin: float | None = None) -> str:
+    """``  suggestion: keep as is (...)`` or ``  suggestion: 4:5 crop 10,0,410,500``."""
+    ch = s.choice(margin=configured_keep_margin() if margin is None else margin)
+    if ch.crop is None:
+        return f"  suggestion: {ch.reason}"
+    x1, y1, x2, y2 = ch.crop.box
+    return f"  suggestion: {ch.crop.aspect} crop {x1},{y1},{x2},{y2} ({ch.crop.improvement:+.3f} vs full frame)"
 
 
 def format_suggestion(s: Suggestion, top: int) -> str:
@@ -38,7 +51,7 @@ def format_suggestion(s: Suggestion, top: int) -> str:
     full = s.full_frame
     if full is not None:
         head += f"  full frame score {full.score:.3f}"
-    lines = [head]
+    lines = [head, format_choice(s)]
     for crop in s.top(top) if top else [c for c in s.crops if c.aspect != "full"]:
         x1, y1, x2, y2 = crop.box
         lines.append(
