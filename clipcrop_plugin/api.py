@@ -331,6 +331,7 @@ class Library:
         result = write_crop_metadata(
             suggestion.path, suggestion, mode="embed" if embed else "sidecar",
             naming=naming or self.settings.sidecar_naming, aspects=[aspect] if aspect else None,
+            keep_margin=self.settings.keep_margin,
         )
         written = [result.path_written]
         self.plugins.hook.metadata_written(photo_path=suggestion.path, written=[str(p) for p in written],

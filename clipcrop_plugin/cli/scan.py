@@ -50,7 +50,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
 
         def _write_xmp(s):  # type: ignore[no-untyped-def]
             return write_crop_metadata(s.path, s, mode=mode, naming=naming,
-                                       aspects=[a.name for a in aspects] or None)
+                                       aspects=[a.name for a in aspects] or None, keep_margin=settings.keep_margin)
 
         writer = _write_xmp
 

@@ -182,6 +182,7 @@ class StoreBackend:
                 mode="embed" if self.embed else "sidecar",
                 naming=self.naming,
                 aspects=[a.name for a in self.aspects] or None,
+                keep_margin=self.settings.keep_margin,
             )
         except Exception as exc:  # noqa: BLE001 - the score is stored; metadata is best effort
             msg = f"{suggestion.path}: cannot write crop metadata ({exc})"
