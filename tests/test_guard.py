@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from foundation_helpers import subject_photo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,8 +17,6 @@ from clipcrop_plugin.results import Subject, is_keep
 from clipcrop_plugin.scoring.base import ScoreResult
 from clipcrop_plugin.scoring.heuristic import HeuristicScorer
 from clipcrop_plugin.suggest import build_suggestion
-
-from foundation_helpers import subject_photo
 
 
 def contains(box: tuple[int, ...] | np.ndarray, inner: tuple[int, ...]) -> bool:
