@@ -161,6 +161,7 @@ class Suggestion:
     crops: list[Crop] = field(default_factory=list)
     full_frame: Crop | None = None
     subjects: list[Subject] = field(default_factory=list)
+    subjects_error: str | None = None  # why subject detection failed for this photo (it was scored without)
 
     def aspects(self) -> list[str]:
         """The candidate sets present, in first-seen order, without ``"full"``."""
@@ -222,8 +223,9 @@ class Suggestion:
             "orientation": info.orientation if info else None,
             "scorer": self.scorer,
             "choice": self._choice_dict(),
-            "subjects": [x.to_dict() for x in self.subjects],
             "crops": [c.to_dict() for c in crops],
+            "subjects": [x.to_dict() for x in self.subjects],
+            **({"subjects_error": self.subjects_error} if self.subjects_error else {}),
         }
 
     def _choice_dict(self) -> dict[str, Any] | None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from .guard import guard
 from .imaging import LoadedImage, load_image
 from .results import Crop, ElementChange, Subject, Suggestion
 from .scoring.base import Scorer, ScoreResult
+from .subjects import detect_subjects
 
 log = logging.getLogger("clipcrop")
 
@@ -165,26 +168,67 @@ def build_suggestion(
     )
 
 
-def _subjects_of(loaded: LoadedImage) -> list[Subject]:
-    """The photo's subjects from the subject stage, or none when that stage is not installed."""
-    try:
-        from .subjects import detect_subjects  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return []
-    return list(detect_subjects(loaded))
-
-
 def suggest_images(
     loaded: Sequence[LoadedImage], scorer: Scorer, aspects: Sequence[AspectRatio] = (), grid: bool = True
 ) -> list[Suggestion]:
     """Score already-loaded images in one batched scorer call."""
     if not loaded:
         return []
-    subjects = [_subjects_of(li) for li in loaded]
-    cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid, subjects=subs)
-             for li, subs in zip(loaded, subjects)]
-    results = scorer.score(list(loaded), cands)
-    return [build_suggestion(li, cs, r, scorer, subs) for li, cs, r, subs in zip(loaded, cands, results, subjects)]
+    # The subject stage runs on its own thread while candidates are made and scored (OpenCV and
+    # numpy release the GIL), so on a multi-core machine it adds little wall time; its results
+    # are in before any suggestion is built (the guard needs them). Ratio sets get candidates
+    # composed around the subject, so with ratios the candidates wait for the subjects.
+    pending = _subject_thread().submit(lambda: [find_subjects(li) for li in loaded])
+    try:
+        if aspects:
+            found = pending.result()
+            cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid, subjects=subs)
+                     for li, (subs, _note) in zip(loaded, found)]
+        else:
+            cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
+        results = scorer.score(list(loaded), cands)
+    finally:
+        found = pending.result()
+    out = [build_suggestion(li, cs, r, scorer, subs) for li, cs, r, (subs, _note) in zip(loaded, cands, results, found)]
+    for s, (_subjects, note) in zip(out, found):
+        s.subjects_error = note
+    return out
+
+
+_subject_pool: ThreadPoolExecutor | None = None
+_subject_pool_lock = threading.Lock()
+
+
+def _subject_thread() -> ThreadPoolExecutor:
+    """The one long-lived subject-stage thread (its detectors load once per thread)."""
+    global _subject_pool
+    with _subject_pool_lock:
+        if _subject_pool is None:
+            _subject_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipcrop-subjects")
+        return _subject_pool
+
+
+def _forget_subject_thread() -> None:
+    global _subject_pool
+    _subject_pool = None  # a forked child has no copy of the thread; make a new one there
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_subject_thread)
+
+
+def find_subjects(loaded: LoadedImage) -> tuple[list[Subject], str | None]:
+    """The subject stage for one photo: ``(subjects, None)``, or ``([], reason)`` when detection failed.
+
+    A detector failure is logged and never fails the photo: it is scored without subjects.
+    """
+    try:
+        return detect_subjects(loaded), None
+    except Exception as exc:
+        reason = f"subject detection failed ({type(exc).__name__}: {exc})"
+        log.warning("%s: %s; scored without subjects", loaded.info.path, reason)
+        log.debug("subject detection of %s failed", loaded.info.path, exc_info=True)
+        return [], reason
 
 
 def failed(path: str | os.PathLike[str], reason: str, scorer: Scorer | None = None) -> Suggestion:
