@@ -217,6 +217,7 @@ class Focus:
     anchor: tuple[float, float]
     look: int
     people: bool
+    confidence: float = 1.0  # the detector's score of a salient subject (people: 1)
 
 
 def _area(b: Sequence[int]) -> int:
@@ -290,26 +291,21 @@ def subject_focus(subjects: Sequence[Subject], width: int, height: int) -> Focus
     if not salient:
         return None
     main = clip(salient[0].box)
-    return Focus(main, (), (), tuple(persons), ((main[0] + main[2]) / 2, (main[1] + main[3]) / 2), 0, False)
+    return Focus(main, (), (), tuple(persons), ((main[0] + main[2]) / 2, (main[1] + main[3]) / 2), 0, False,
+                 float(salient[0].score))
 
 
 def subject_boxes(width: int, height: int, ratio: AspectRatio, focus: Focus) -> np.ndarray:
-    """Crops of exactly ``ratio`` composed around ``focus``: the largest box of the ratio and the
-    tightest one holding the main subject with room, each placing the anchor on the centre or a
-    thirds line (clamped to the photo). They make sure a ratio set has a candidate that keeps the
+    """Crops of exactly ``ratio`` composed around ``focus``: the largest box of the ratio placing
+    the anchor on the centre or a thirds line, and centred on the main subject (clamped to the
+    photo). They make sure a ratio set has a candidate that keeps the
     subject, when one fits, instead of only blind grid positions."""
     w_max, h_max = _largest_box(width, height, ratio)
     r = ratio.value
     mx1, my1, mx2, my2 = focus.main
-    mw, mh = (mx2 - mx1) * 1.16, (my2 - my1) * 1.16
-    # Never tighter than the ratio set's own smallest crops (ASPECT_MIN_AREA of the photo): a
-    # crop that is all subject and no setting is a detector's box, not a photograph.
-    need_h = max(mh, mw / r, math.sqrt(ASPECT_MIN_AREA * width * height / r))
+    # Only the largest size: it is the one most likely to hold the subject, and tighter sizes
+    # around a detector's box would make the choice follow every wobble of that box.
     sizes = [(w_max, h_max)]
-    if need_h < h_max:
-        for h in (need_h, (need_h + h_max) / 2):
-            hh = max(1, int(math.ceil(h)))
-            sizes.append((min(width, max(1, int(round(hh * r)))), hh))
     ax, ay = focus.anchor
     us = (1 / 3, 0.5, 2 / 3)
     vs = (1 / 3, 0.42) if focus.people else (0.5, 1 / 3, 2 / 3)

@@ -31,8 +31,13 @@ from .candidates import Focus, subject_focus
 from .results import Subject
 
 MAIN_KEEP = 0.9  # share of the main subject a crop must keep (the benchmark's criterion too)
+# A salient object found with less confidence than this is a hint, not a constraint: it weighs
+# in the composition terms (scaled by its confidence) but does not override the scorer. Below
+# it, the saliency detector's boxes are unstable (the same scene re-encoded gives another box).
+SALIENT_TRUST = 0.5
 # Composition terms, in spreads of the scorer's scores.
 W_PLACE = 1.0
+W_PLACE_SALIENT = 0.4  # share of it for a salient object, whose box is less certain than a face
 W_CRAMP = 0.4
 W_BODY_CUT = 0.5
 W_HUG = 0.3
@@ -168,7 +173,8 @@ def guard(
             for i in np.flatnonzero(left_out):
                 flags[i].append("leaves out face")
         main_cov = coverage(b, focus.main)
-        tier_main = (main_cov < MAIN_KEEP).astype(np.float64)
+        trusted = focus.people or focus.confidence >= SALIENT_TRUST
+        tier_main = (main_cov < MAIN_KEEP).astype(np.float64) * trusted
         for i in np.flatnonzero(tier_main):
             flags[i].append("cuts subject")
         for body in focus.bodies:
@@ -179,8 +185,13 @@ def guard(
             soft -= W_BODY_CUT * cut
             for i in np.flatnonzero(cut):
                 flags[i].append("cuts person")
-        soft += W_PLACE * _placement(b, focus) - W_CRAMP * _cramp(b, focus, width, height)
-        soft += W_COVER * np.minimum(main_cov, MAIN_KEEP) / MAIN_KEEP
+        # A salient box is where the object is, roughly: its extent wobbles from one encoding
+        # of a scene to the next, so it decides what must be kept (tier, coverage) but it does
+        # not place the crop; a face does (eyes on the upper third).
+        weight = 1.0 if trusted else focus.confidence
+        place = W_PLACE * _placement(b, focus) * (1.0 if focus.people else W_PLACE_SALIENT)
+        soft += weight * (place - W_CRAMP * _cramp(b, focus, width, height)
+                          + W_COVER * np.minimum(main_cov, MAIN_KEEP) / MAIN_KEEP)
     else:
         ratio = ~np.isin(g, _FREE_SETS)
         soft -= W_HUG * np.where(ratio, _hug(b, width, height), 0.0)
