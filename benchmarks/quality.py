@@ -373,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for the contact sheets and quality.json")
     parser.add_argument("--scorer", default="heuristic", help="clipcrop scorer (default: the weights-free heuristic)")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="exif-samples jpg folder")
+    parser.add_argument("--no-peer", action="store_true", help="skip smartcrop.py (quick runs while tuning)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -389,8 +390,11 @@ def main(argv: list[str] | None = None) -> int:
         for s in skipped:
             print(f"  skipped {s}")
         runs, raw, t_ours = ours(photos, args.scorer)
-        sc_plain, t_sc = smartcrop_runs(photos, faces=False)
-        sc_faces, t_scf = smartcrop_runs(photos, faces=True)
+        if args.no_peer:
+            sc_plain, t_sc, sc_faces, t_scf = runs, 0.0, runs, 0.0
+        else:
+            sc_plain, t_sc = smartcrop_runs(photos, faces=False)
+            sc_faces, t_scf = smartcrop_runs(photos, faces=True)
         tables = {"clipcrop": summarise(photos, runs), "smartcrop": summarise(photos, sc_plain),
                   "smartcrop+faces": summarise(photos, sc_faces)}
         n, written, bad = hascrop_writes(photos, raw, work)

@@ -40,7 +40,7 @@ W_PLACE = 1.0
 W_PLACE_SALIENT = 0.4  # share of it for a salient object, whose box is less certain than a face
 W_CRAMP = 0.4
 W_BODY_CUT = 0.5
-W_HUG = 0.3
+W_HUG = 1.0
 W_COVER = 2.0  # per share of the main subject kept: when no crop can hold it all, keep the most
 # Tier penalties, in spreads: large enough that no composition term can undo them.
 W_TIER_FACE = 3.0
@@ -192,7 +192,10 @@ def guard(
         place = W_PLACE * _placement(b, focus) * (1.0 if focus.people else W_PLACE_SALIENT)
         soft += weight * (place - W_CRAMP * _cramp(b, focus, width, height)
                           + W_COVER * np.minimum(main_cov, MAIN_KEEP) / MAIN_KEEP)
-    else:
+    if focus is None or not (focus.people or focus.confidence >= SALIENT_TRUST):
+        # Nothing certain to compose around: a ratio crop stays near the centre unless the
+        # scorer clearly prefers a side (a scorer's edge terms alone favour crops that lie on
+        # the photo's border, which reads as hugging an edge or a corner).
         ratio = ~np.isin(g, _FREE_SETS)
         soft -= W_HUG * np.where(ratio, _hug(b, width, height), 0.0)
     # The full frame keeps everything: it is the reference every crop is measured against.
