@@ -374,11 +374,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorer", default="heuristic", help="clipcrop scorer (default: the weights-free heuristic)")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="exif-samples jpg folder")
     parser.add_argument("--no-peer", action="store_true", help="skip smartcrop.py (quick runs while tuning)")
+    parser.add_argument("--free-only", action="store_true",
+                        help="only the public-domain and synthetic photos (for a contact sheet that may be published)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         photos, skipped = load_set(work, args.corpus)
+        if args.free_only:
+            photos = [p for p in photos if not str(p.path).startswith(str(args.corpus))]
         try:
             import clipcrop_plugin.subjects  # noqa: F401
 

@@ -301,7 +301,6 @@ def subject_boxes(width: int, height: int, ratio: AspectRatio, focus: Focus) -> 
     photo). They make sure a ratio set has a candidate that keeps the
     subject, when one fits, instead of only blind grid positions."""
     w_max, h_max = _largest_box(width, height, ratio)
-    r = ratio.value
     mx1, my1, mx2, my2 = focus.main
     # Only the largest size: it is the one most likely to hold the subject, and tighter sizes
     # around a detector's box would make the choice follow every wobble of that box.
