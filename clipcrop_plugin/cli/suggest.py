@@ -10,23 +10,20 @@ import click
 
 from ..candidates import AspectRatio, parse_aspect
 from ..config import load_settings
-from ..elements import BY_NAME
-from ..errors import ClipcropError
+from ..errors import ClipcropError, ConfigError
 from ..results import Crop, Suggestion, configured_keep_margin
 from .params import aspect_option, exit_code_for, fail, json_option, scorer_options, top_option
+from .text import explain_changes
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
+_OTHER_IMAGE_SUFFIXES = (".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif", ".avif", ".jxl")
 
 
 def explain(crop: Crop) -> str:
     """``more rule of thirds (+0.31), less center composition (-0.28)``: the crop's explanation,
     then what the subject guard says about it (``cuts face``, or why the set's best gave
     something up)."""
-    parts = []
-    for change in crop.explanation:
-        label = BY_NAME[change.element].label if change.element in BY_NAME else change.element
-        parts.append(f"{'more' if change.change >= 0 else 'less'} {label} ({change.change:+.3g})")
-    text = ", ".join(parts) if parts else ("the full frame" if crop.aspect == "full" else "no element changes")
+    text = explain_changes(crop.explanation, "the full frame" if crop.aspect == "full" else "no element changes")
     extra = [crop.note] if crop.note else ([", ".join(crop.flags)] if crop.flags else [])
     return "; ".join([text, *extra])
 
@@ -74,6 +71,12 @@ class PreviewTargets:
 
     def __init__(self, out: str, paths: tuple[str, ...]) -> None:
         self.out = Path(out)
+        suffix = self.out.suffix.lower()
+        if suffix and suffix not in _JPEG_SUFFIXES and not self.out.is_dir() and suffix in _OTHER_IMAGE_SUFFIXES:
+            # "x.png" is surely meant as a file: never make a folder of that name.
+            raise ConfigError(f"--preview {out}: previews are JPEG files; name it .jpg, or give a folder")
+        if self.out.suffix.lower() in _JPEG_SUFFIXES and len(paths) == 1 and Path(paths[0]).is_dir():
+            raise ConfigError(f"--preview {out}: a folder of photos needs a folder for its previews, not one file")
         self.single = (
             self.out.suffix.lower() in _JPEG_SUFFIXES
             and not self.out.is_dir()
@@ -136,6 +139,10 @@ def suggest(
     from ..suggest import suggest_paths
 
     try:
+        targets = PreviewTargets(preview, paths) if preview else None
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    try:
         settings = load_settings()
         if not aspects and settings.aspects:
             aspects = tuple(parse_aspect(a) for a in settings.aspects)
@@ -145,7 +152,6 @@ def suggest(
         return
     if no_grid and not aspects:
         fail("--no-grid leaves no candidates: add at least one --aspect W:H", 2)
-    targets = PreviewTargets(preview, paths) if preview else None
 
     total = errors = 0
     for s in suggest_paths(

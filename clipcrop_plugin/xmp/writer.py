@@ -50,6 +50,7 @@ class WriteResult:
     # The suggestion was "keep as is": no crop was written (and an earlier clipcrop crop, if
     # any, was cleared; ``path_written`` is then the file changed, else the sidecar not written).
     kept: bool = False
+    changed: bool = True  # False only for a keep that found no earlier clipcrop crop to clear
 
 
 def _fmt(v: float) -> str:
@@ -281,7 +282,8 @@ def _keep(photo: Path, suggestion: Suggestion, mode: str, naming: str) -> WriteR
                            hashlib.sha256(data).hexdigest(), kept=True)
     if cleared:
         return WriteResult(cleared[0], "sidecar", f"{reason}; cleared the earlier clipcrop crop", "", kept=True)
-    return WriteResult(sidecar_path(photo, naming)[0], "sidecar", f"{reason}; nothing written", "", kept=True)
+    return WriteResult(sidecar_path(photo, naming)[0], "sidecar", f"{reason}; nothing written", "", kept=True,
+                       changed=False)
 
 
 def _clear_sidecars(photo: Path, naming: str | None) -> list[Path]:
