@@ -124,7 +124,8 @@ def render_detail(detail: PhotoDetail, *, max_side: int = 900) -> Image.Image:
     best_of_sets = list(detail.best.items())
     # The crop objects of `detail.best` and `p.crop` differ; match the overall best by set and rank.
     best_drawn = next((c for a, c in best_of_sets if c.aspect == best.aspect and c.rank == best.rank), best)
-    img = draw_crops(p.path, p.width, p.height, best_of_sets, best_drawn, max_side=max_side, subjects=detail.subjects)
+    img = draw_crops(p.path, p.width, p.height, best_of_sets, best_drawn, max_side=max_side,
+                     subjects=detail.subjects)
     small = label_font(13)
 
     height = max(img.height, 360)

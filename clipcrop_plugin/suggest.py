@@ -26,7 +26,7 @@ from .scoring.base import Scorer, ScoreResult
 from .subjects import detect_subjects
 
 # The photo filter lives in photofiles (shared with scan and the daemon); re-exported here.
-__all__ = ["PHOTO_EXTENSIONS", "build_suggestion", "failed", "is_photo_name", "iter_photo_paths", "suggest_images",
+__all__ = ["PHOTO_EXTENSIONS", "build_suggestion", "failed", "find_subjects", "is_photo_name", "iter_photo_paths", "suggest_images",
            "suggest_paths"]
 
 log = logging.getLogger("clipcrop")

@@ -38,6 +38,7 @@ def test_json_lines_shape(library: Path) -> None:
     for obj in lines:
         assert set(obj) == KEYS and obj["ok"] is True and obj["error"] is None and obj["scorer"] == "heuristic"
         assert {c["aspect"] for c in obj["crops"]} == {"grid", "1:1", "16:9"}
+        assert all(set(sub) == {"kind", "box", "score"} for sub in obj["subjects"])
         assert len(obj["crops"]) == 6
         for crop in obj["crops"]:
             assert set(crop) == CROP_KEYS

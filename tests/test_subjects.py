@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from clipcrop_plugin import subjects as subjects_mod
-from clipcrop_plugin.imaging import load_image
-from clipcrop_plugin.results import Subject
+from clipcrop_plugin.imaging import LoadedImage, load_image
+from clipcrop_plugin.results import PhotoInfo, Subject
 from clipcrop_plugin.subjects import KINDS, SubjectDetector, detect_subjects, iou, main_salient_region
 
 TRUTH = json.loads((Path(__file__).parent / "data" / "subjects_by_eye.json").read_text())
@@ -22,7 +22,7 @@ TRUTH = json.loads((Path(__file__).parent / "data" / "subjects_by_eye.json").rea
 
 def _skimage_photo(tmp_path: Path, name: str, orientation: int = 1) -> Path:
     data = pytest.importorskip("skimage.data")
-    from tests.foundation_helpers import save_with_orientation
+    from foundation_helpers import save_with_orientation
 
     img = Image.fromarray(getattr(data, name)()).convert("RGB")
     return save_with_orientation(img, tmp_path / f"{name}.jpg", orientation)
@@ -127,7 +127,7 @@ def test_profile_faces_are_found_looking_either_way(corpus_dir: Path, tmp_path: 
 def test_without_opencv_saliency_only_and_one_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
-    monkeypatch.setattr(subjects_mod, "_warned_no_cv2", False)
+    monkeypatch.setattr(subjects_mod, "_cv2_module", subjects_mod._UNSET)
     det = SubjectDetector()
     path = _skimage_photo(tmp_path, "astronaut")
     with caplog.at_level(logging.WARNING, logger="clipcrop"):
@@ -218,3 +218,60 @@ def test_pipeline_fills_subjects_and_isolates_a_detector_failure(tmp_path: Path,
     astro = by_name["astronaut.jpg"].to_dict()
     assert {"kind", "box", "score"} <= set(astro["subjects"][0]) and "subjects_error" not in astro
     assert sum("cascade exploded" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("w", [1, 19, 20, 63, 64, 65, 100])
+def test_sizes_around_every_detectors_window_never_crash(w: int) -> None:
+    """OpenCV's HOG crashes the process on an image smaller than its 64x128 window, and cascades
+    refuse images smaller than theirs: every size near those limits must give valid boxes."""
+    rng = np.random.default_rng(w)
+    for h in (1, 20, 21, 127, 128, 129, 192):
+        arr = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        arr[..., 0] = arr[..., 0] // 2 + 120  # reddish noise reads as skin: every detector runs
+        info = PhotoInfo("noise.png", w * 3, h * 3, w * 3, h * 3, 1, False, "PNG")
+        _check_valid(detect_subjects(LoadedImage(Image.fromarray(arr), info)), w * 3, h * 3)
+
+
+_BARE = r"""
+import importlib.abc, logging, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("cv2", "scipy"):
+            raise ImportError(f"{name} is blocked: a base install without the extras")
+sys.meta_path.insert(0, Block())
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+from clipcrop_plugin.imaging import load_image
+from clipcrop_plugin.scoring.heuristic import HeuristicScorer
+from clipcrop_plugin.suggest import suggest_paths
+out = list(suggest_paths(sys.argv[1:], HeuristicScorer()))
+for s in out:
+    print(s.ok, [x.kind for x in s.subjects], s.subjects_error)
+"""
+
+
+def test_a_base_install_without_opencv_or_scipy_finds_the_salient_region(tmp_path: Path) -> None:
+    import subprocess
+
+    paths = [str(_skimage_photo(tmp_path, n)) for n in ("astronaut", "chelsea")]
+    res = subprocess.run([sys.executable, "-c", _BARE, *paths], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["True ['salient'] None", "True ['salient'] None"], res.stdout
+    warnings = [line for line in res.stderr.splitlines() if "subject detection" in line]
+    assert len(warnings) == 1 and "clipcrop[subjects]" in warnings[0], res.stderr
+
+
+def test_numpy_labelling_matches_opencvs_components() -> None:
+    """The fallback a base install uses gives the same regions as OpenCV's 4-connected labelling."""
+    cv2 = pytest.importorskip("cv2")
+    from clipcrop_plugin.subjects import label_regions
+
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        mask = rng.random((int(rng.integers(1, 70)), int(rng.integers(1, 70)))) < rng.random()
+        ours, n = label_regions(mask)
+        m, theirs = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
+        assert n == m - 1
+        # Same partition: every region of one is exactly one region of the other.
+        assert len(set(zip(ours[mask].tolist(), theirs[mask].tolist()))) == n
+        assert (ours[~mask] == 0).all()
