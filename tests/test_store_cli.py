@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -210,8 +211,9 @@ def test_scan_writes_xmp_sidecars_when_asked(env) -> None:  # type: ignore[no-un
     assert not list(lib.glob("*.xmp"))
     make_photo(lib / "new.jpg", seed=42)
     before = sha(lib / "new.jpg")
-    # A requested ratio always gets its crop (the free grid may say "keep as is" and write none).
-    run("scan", str(lib), "--scorer", "heuristic", "--xmp", "--aspect", "4:5")
+    # Always write the crop (the free grid may say "keep as is" and write none; see test_keep.py).
+    Path(os.environ["CLIPCROP_CONFIG"]).write_text("keep_margin = -inf\n", encoding="utf-8")
+    run("scan", str(lib), "--scorer", "heuristic", "--xmp")
     sidecar = lib / "new.jpg.xmp"
     assert [p.name for p in lib.glob("*.xmp")] == ["new.jpg.xmp"]  # only the newly scored photo
     assert b"CropLeft" in sidecar.read_bytes()
