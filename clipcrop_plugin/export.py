@@ -18,6 +18,8 @@ import piexif
 from PIL import Image, ImageOps
 
 from .errors import ImageError
+from .raw import develop, is_raw_file
+from .raw import exif_bytes as raw_exif_bytes
 from .results import Box
 
 if TYPE_CHECKING:
@@ -83,12 +85,17 @@ def export_crop(source: str | os.PathLike[str], box: Box, out_dir: str | os.Path
     src = Path(source)
     out = Path(out_dir)
     try:
-        with Image.open(src) as im:
-            fmt = im.format
-            raw_exif = im.info.get("exif")
-            icc = im.info.get("icc_profile")
-            upright = ImageOps.exif_transpose(im)
-            upright.load()
+        if is_raw_file(src):
+            # Developed with LibRaw's defaults (as-shot white balance), written as a JPEG.
+            upright, _header = develop(src)
+            fmt, raw_exif, icc = "JPEG", raw_exif_bytes(src), None
+        else:
+            with Image.open(src) as im:
+                fmt = im.format
+                raw_exif = im.info.get("exif")
+                icc = im.info.get("icc_profile")
+                upright = ImageOps.exif_transpose(im)
+                upright.load()
     except FileNotFoundError:
         raise ImageError(f"{src}: file not found", src) from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:

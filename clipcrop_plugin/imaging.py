@@ -17,8 +17,10 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
+from . import heif as _heif
+from . import raw as _raw
 from .errors import ImageError
 from .results import PhotoInfo
 
@@ -239,6 +241,8 @@ def load_image(source: str | os.PathLike[str], *, min_side: int = 256) -> Loaded
             head = fh.read(32)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})", path) from None
+    if _raw.is_raw_file(path, head):
+        return _raw.load(path, min_side)
     heif = _looks_like_heif(path, head)
     if heif:
         heif_available()
@@ -269,8 +273,19 @@ def load_image(source: str | os.PathLike[str], *, min_side: int = 256) -> Loaded
         return _load_opened(im, path, min_side)
 
 
+def stored_pixel_size(im: Image.Image) -> tuple[int, int]:
+    """The stored (pre-orientation) pixel size of an opened image. For a TIFF it comes from the
+    header: Pillow >= 11 reports (and loads) TIFFs already turned by their orientation tag,
+    where every other format keeps the stored frame."""
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
+        w, h = im.tag_v2.get(256), im.tag_v2.get(257)
+        if isinstance(w, int) and isinstance(h, int):
+            return w, h
+    return im.size
+
+
 def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
-    stored_w, stored_h = im.size
+    stored_w, stored_h = stored_pixel_size(im)
     if stored_w <= 0 or stored_h <= 0:
         raise ImageError(f"{path}: zero-size image ({stored_w}x{stored_h})", path)
     is_jpeg = isinstance(im, JpegImagePlugin.JpegImageFile)  # JPEG and MPO (phone multi-picture files)
@@ -293,8 +308,17 @@ def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
                 # draft picks the largest DCT scale (1/2, 1/4, 1/8) keeping both sides >= the request.
                 im.draft("RGB", (target_w, target_h))
                 _check_bomb(path, *im.size)
-            im.load()
-            work = _to_rgb(im)
+            # HEIF: its thumbnail when that is large enough, instead of decoding the whole primary.
+            small = _heif.smallest_thumbnail(im.filename, min_short=min_side, primary_size=(stored_w, stored_h)) \
+                if im.format in ("HEIF", "HEIC") and getattr(im, "filename", "") else None
+            if small is None:
+                im.load()
+            work = _to_rgb(small if small is not None else im)
+            if has_tag and isinstance(im, TiffImagePlugin.TiffImageFile) and ORIENTATION_TAG not in im.tag_v2:
+                # Pillow turned it upright on load (and dropped the tag): back to the stored frame,
+                # so the sizes and the single transpose below hold for every format.
+                op_back = ORIENTATION_TO_STORED[orientation]
+                work = work if op_back is None else work.transpose(op_back)
             if work.size != (target_w, target_h) and min(work.size) > min_side:
                 work = work.resize((target_w, target_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
             op = ORIENTATION_TO_UPRIGHT[orientation]

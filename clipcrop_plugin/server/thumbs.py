@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from .. import heif as _heif
+from .. import raw as _raw
 from ..errors import ImageError
 
 SIZES: tuple[int, ...] = (256, 512, 1024, 1600)
@@ -70,7 +72,7 @@ class ThumbnailCache:
     @staticmethod
     def _render(source: Path, target: Path, size: int) -> None:
         try:
-            with Image.open(source) as im:
+            with _open_small(source, size) as im:
                 # draft() lets libjpeg decode at 1/2..1/8 scale: a 24 MP photo never decodes in full.
                 im.draft("RGB", (size, size))
                 im = ImageOps.exif_transpose(im)
@@ -88,6 +90,18 @@ class ThumbnailCache:
                     raise
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ImageError(f"cannot make a preview of {source.name}: {exc}", source) from exc
+
+
+def _open_small(source: Path, size: int) -> Image.Image:
+    """The photo, or a smaller image of it that still covers ``size``: a RAW's embedded preview, a
+    HEIF's thumbnail; everything else as Pillow opens it (JPEGs then draft-decode)."""
+    if _raw.is_raw_file(source):
+        return _raw.preview_image(source, size)
+    if source.suffix.lower() in (".heic", ".heif", ".hif"):
+        small = _heif.smallest_thumbnail(source, min_long=size)
+        if small is not None:
+            return small
+    return Image.open(source)
 
 
 def _flatten(im: Image.Image) -> Image.Image:
