@@ -71,8 +71,8 @@ def test_keep_as_is_writes_no_crop_anywhere_and_a_requested_ratio_still_gets_one
     # A ratio the user asks for always gets its best crop, whatever the margin.
     run("xmp", "write", str(lib / "p1.jpg"), "--aspect", "4:5", "--source", "score", "--scorer", "heuristic",
         margin=margin)
-    assert b'HasCrop="True"' in (lib / "p1.jpg.xmp").read_bytes()
-    assert b"4:5" in (lib / "p1.jpg.xmp").read_bytes()
+    assert b'HasCrop="True"' in (lib / "p1.xmp").read_bytes()
+    assert b"4:5" in (lib / "p1.xmp").read_bytes()
 
 
 def test_a_keep_clears_the_crop_clipcrop_wrote_before(env, exiftool: str) -> None:  # type: ignore[no-untyped-def]
@@ -84,12 +84,12 @@ def test_a_keep_clears_the_crop_clipcrop_wrote_before(env, exiftool: str) -> Non
     imps = grid_improvements(lib, run)
     # First a margin every crop beats: the crop is written ...
     run("xmp", "write", str(photo), "--source", "score", "--scorer", "heuristic", margin=imps["p2.jpg"] - 1.0)
-    [tags] = exiftool_json(exiftool, "-XMP-crs:all", str(photo) + ".xmp")
+    [tags] = exiftool_json(exiftool, "-XMP-crs:all", str(photo.with_suffix(".xmp")))
     assert tags["HasCrop"] is True
     # ... then one it does not: the same command clears it, and the photo is untouched.
     res = run("xmp", "write", str(photo), "--source", "score", "--scorer", "heuristic", margin=imps["p2.jpg"] + 1.0)
     assert "keep as is" in res.output
-    left = Path(str(photo) + ".xmp")
+    left = Path(str(photo.with_suffix(".xmp")))
     assert not left.exists() or b"HasCrop" not in left.read_bytes()
     assert photo.read_bytes() == before
 
@@ -115,7 +115,7 @@ def test_the_daemon_writes_no_crop_for_a_keep(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", "from clipcrop_plugin.cli.main import cli; cli()", "watch", str(lib),
                           "--once"], capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stderr
-    assert b'HasCrop="True"' in (lib / "d2.jpg.xmp").read_bytes()
+    assert b'HasCrop="True"' in (lib / "d2.xmp").read_bytes()
 
 
 def test_writer_result_says_kept(tmp_path: Path) -> None:
@@ -123,8 +123,8 @@ def test_writer_result_says_kept(tmp_path: Path) -> None:
     make_photo(photo, seed=3, size=(200, 100))
     winning = make_suggestion(photo, score=0.8)  # improvement +0.3 over the full frame
     assert not write_crop_metadata(photo, winning, keep_margin=0.02).kept
-    assert b'HasCrop="True"' in Path(str(photo) + ".xmp").read_bytes()
+    assert b'HasCrop="True"' in Path(str(photo.with_suffix(".xmp"))).read_bytes()
     losing = make_suggestion(photo, score=0.49)  # -0.01: not better than the full frame
     result = write_crop_metadata(photo, losing, keep_margin=0.02)
     assert result.kept and result.note and "cleared" in result.note
-    assert not Path(str(photo) + ".xmp").exists()
+    assert not Path(str(photo.with_suffix(".xmp"))).exists()
