@@ -64,6 +64,9 @@ class Settings:
     stable_seconds: float = 1.0
     rescan_seconds: float = 600.0
     batch_size: int = 8
+    # The free grid suggests a crop only when it beats the full frame by this much (scorer
+    # score units); below it the suggestion is "keep as is". See docs/quality.md for the choice.
+    keep_margin: float = 0.02
 
     def __post_init__(self) -> None:
         if self.host not in HOST_PROFILES:

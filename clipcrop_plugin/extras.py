@@ -17,9 +17,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "torchvision", "open_clip", "safetensors", "scipy", "tqdm"),
     "serve": ("fastapi", "uvicorn"),
     "heic": ("pillow_heif",),
-    "raw": ("rawpy",),
-
     "subjects": ("cv2",),  # optional even where present: the subject stage falls back to saliency
+    "raw": ("rawpy",),
 }
 # a module that may be missing -> the extra that brings it
 _EXTRA_OF_MODULE = {module: extra for extra, modules in reversed(EXTRAS.items()) for module in modules}

@@ -55,6 +55,7 @@ class MetadataPolicy:
     mode: str = "sidecar"
     naming: str = "base"
     aspects: tuple[str, ...] = ()
+    keep_margin: float | None = None  # crop or keep (results.is_keep); None: the configured one
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -72,7 +73,7 @@ class MetadataPolicy:
         embed = settings.embed if embed is None else embed
         names = aspect_names(aspects if aspects else settings.aspects)
         mode = ("embed" if embed else "sidecar") if write else "none"
-        return cls(mode, naming or settings.sidecar_naming, names)
+        return cls(mode, naming or settings.sidecar_naming, names, settings.keep_margin)
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def publish(store: Store | None, suggestion: Suggestion, policy: MetadataPolicy,
         return Outcome(suggestion.path, origin=origin)
     try:
         result = write_crop_metadata(suggestion.path, suggestion, mode=policy.mode, naming=policy.naming,
-                                     aspects=list(policy.aspects) or None)
+                                     aspects=list(policy.aspects) or None, keep_margin=policy.keep_margin)
     except (ClipcropError, OSError) as exc:
         if strict:
             raise
@@ -156,8 +157,9 @@ def publish(store: Store | None, suggestion: Suggestion, policy: MetadataPolicy,
         extra = _content_changed(store, suggestion.path, result.sha256)
         if extra:
             result.note = f"{result.note}; {extra}" if result.note else extra
-    fire(plugins, "metadata_written", strict=strict, photo_path=suggestion.path,
-         written=[str(result.path_written)], cleared=False)
+    if result.changed:  # a "keep as is" writes nothing; it may clear an earlier clipcrop crop
+        fire(plugins, "metadata_written", strict=strict, photo_path=suggestion.path,
+             written=[str(result.path_written)], cleared=result.kept)
     return Outcome(suggestion.path, result, origin=origin)
 
 
