@@ -40,6 +40,15 @@ def models(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  {row['name']:<13} {state} {row['weights'] or '-'}  ({row['detail']})")
     for c in ckpts:
         click.echo(f"  checkpoint {'*' if c['active'] else ' '} {c['name']}  sha256 {c['sha256'][:12]}  {c['created']}")
+    from ..scoring.learned import SCORERS, list_versions, load_active
+
+    active = {sc: getattr(load_active(sc, settings), "sha256", None) for sc in SCORERS}
+    for v in list_versions(settings.resolved_model_dir()):
+        on = active.get(v.scorer) == v.sha256
+        m = v.provenance.get("metrics") or {}
+        agree = (f"  held-out agreement {100 * m['heldout_agreement_before']:.0f}% -> "
+                 f"{100 * m['heldout_agreement_after']:.0f}%" if "heldout_agreement_after" in m else "")
+        click.echo(f"  personal   {'*' if on else ' '} {v.name}  ({v.scorer}){agree}  {v.created}")
 
 
 @models.command("import")
@@ -66,14 +75,24 @@ def import_cmd(file: str) -> None:
 def use_cmd(name: str) -> None:
     """Make an imported checkpoint the one the clipcropping scorer uses (the others stay available).
 
+    NAME may also be a personalization of the heuristic or zeroshot scorer (`clipcrop models`
+    lists them), or `heuristic` / `zeroshot` to switch that scorer back to its built-in weights.
+    Then re-score with `clipcrop scan --rescore`.
+
     \b
     Example:
       clipcrop models use clipcropping-personal-2
+      clipcrop models use heuristic-personal-20260101T120000000000Z
+      clipcrop models use heuristic
     """
     from ..model.checkpoints import set_active
+    from ..scoring.learned import is_version_name, set_active_version
 
     try:
         settings = load_settings()
+        if is_version_name(settings.resolved_model_dir(), name):
+            click.echo(set_active_version(settings.resolved_model_dir(), name))
+            return
         info = set_active(settings.resolved_model_dir(), name)
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))

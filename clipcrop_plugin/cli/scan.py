@@ -13,15 +13,18 @@ from .params import aspect_option, exit_code_for, fail, scorer_options
 
 
 @click.command("scan")
-@click.argument("folders", nargs=-1, required=True, type=click.Path())
+@click.argument("folders", nargs=-1, type=click.Path())
 @aspect_option
 @scorer_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Photos per scorer call.")
 @click.option("--xmp", "write_xmp", is_flag=True,
               help="Also write each newly scored photo's best crop as XMP (a sidecar; embedded if the config sets embed).")
+@click.option("--rescore", is_flag=True,
+              help="Re-score the photos already in the database (all, or those under FOLDERS) with the scorer's "
+                   "current model version, e.g. after `clipcrop-train personalize --activate`.")
 @db_option
 def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str, device: str, weights: str | None,
-         batch_size: int, write_xmp: bool, db: str | None) -> None:
+         batch_size: int, write_xmp: bool, rescore: bool, db: str | None) -> None:
     """Score every new or changed photo under FOLDERS into the database.
 
     Photos already scored by this scorer and weights are skipped (moved or renamed ones are
@@ -32,12 +35,15 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
     Example:
       clipcrop scan ~/Pictures --aspect 1:1 --aspect 4:5
       clipcrop scan /media/photos --scorer heuristic --xmp
+      clipcrop scan --rescore          # after activating a personalized model version
     """
     from ..config import load_settings
     from ..hooks import get_plugin_manager, notify
-    from ..scan import MetadataWriter, scan_folders
+    from ..scan import MetadataWriter, rescore_library, scan_folders
     from ..scoring.registry import load_scorer
 
+    if not folders and not rescore:
+        fail("give at least one FOLDER (or --rescore to re-score the photos already in the database)", 2)
     writer: MetadataWriter | None = None
     if write_xmp:
         from ..xmp.writer import write_crop_metadata
@@ -70,9 +76,14 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
                 state["done"] = done
 
             plugins = get_plugin_manager()
-            report = scan_folders(store, list(folders), scorer_obj, aspects, progress=progress,
-                                  batch_size=batch_size, write_metadata=writer,
-                                  on_scored=lambda s: notify(plugins, "photo_scored", photo_path=s.path, suggestion=s))
+            hook = lambda s: notify(plugins, "photo_scored", photo_path=s.path, suggestion=s)  # noqa: E731
+            if rescore:
+                report = rescore_library(store, scorer_obj, aspects or _stored_aspects(store), folders=list(folders),
+                                         progress=progress, batch_size=batch_size, write_metadata=writer,
+                                         on_scored=hook)
+            else:
+                report = scan_folders(store, list(folders), scorer_obj, aspects, progress=progress,
+                                      batch_size=batch_size, write_metadata=writer, on_scored=hook)
     finally:
         store.close()
     for path, reason in report.failures:
@@ -84,3 +95,13 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
         raise SystemExit(130)
     if report.failures:
         raise SystemExit(1)
+
+
+def _stored_aspects(store) -> tuple[AspectRatio, ...]:  # type: ignore[no-untyped-def]
+    """The ratio sets the library was scored with, so a re-score keeps offering them."""
+    from ..api import Library
+    from ..candidates import parse_aspect
+    from ..config import load_settings
+
+    names = Library(store, load_settings(), scorer="heuristic").aspects()
+    return tuple(parse_aspect(a) for a in names if a != "grid")

@@ -41,6 +41,8 @@ class ZeroShotScorer:
         self.device = device.type
         self.weights_hash = weights_hash
         self.weights_source = source
+        self.base_weights_hash = weights_hash
+        self.personal = None  # a learned head on the crop embeddings, see _personalized
         self.min_side = config.image_size
         self.scale = float(self.clip.logit_scale.detach().exp().clamp(max=100.0))
         with torch.no_grad():
@@ -79,7 +81,7 @@ class ZeroShotScorer:
         dev = pick_device(device or settings.device)
         if is_ours:
             model, info = load_checkpoint(explicit, "cpu")
-            return cls(model.clip, model.config, dev, info.sha256, str(info.path))
+            return cls(model.clip, model.config, dev, info.sha256, str(info.path))._personalized(settings)
         config = ModelConfig(clip_model=settings.clip_model, clip_pretrained=settings.clip_pretrained)
         vision = config.open_clip_config().get("vision_cfg", {})
         size = int(vision.get("image_size", config.image_size))
@@ -94,7 +96,16 @@ class ZeroShotScorer:
                              quick_gelu=bool(pcfg.get("quick_gelu", settings.clip_pretrained == "openai")), **extra)
         clip = create_clip(config, empty=True)
         copy_state_into(clip, where.path, what="CLIP weights")
-        return cls(clip, config, dev, sha256_file(where.path), str(Path(where.path)))
+        return cls(clip, config, dev, sha256_file(where.path), str(Path(where.path)))._personalized(settings)
+
+    def _personalized(self, settings: Settings) -> ZeroShotScorer:
+        """Load the model folder's active personalization (clipcrop-train personalize), if any."""
+        from .learned import load_active
+
+        self.personal = load_active("zeroshot", settings, self.base_weights_hash)
+        if self.personal is not None:
+            self.weights_hash = self.personal.weights_hash
+        return self
 
     def embed_crops(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list:
         """Normalized CLIP embeddings of every candidate, per image: list of (Ni, D) tensors."""
@@ -121,11 +132,16 @@ class ZeroShotScorer:
     def score(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list[ScoreResult]:
         """Quality-prompt margin and element cosines for every candidate of every image."""
         results = []
-        for emb in self.embed_crops(images, candidates):
+        for emb, cands in zip(self.embed_crops(images, candidates), candidates):
             # CLIP's own logit scale (100 for OpenAI's weights): cosines become CLIP logits, so
             # changes between crops are read on the scale CLIP was trained to separate things at.
             sims = self.scale * (emb @ self.quality.t())  # (N, 2): good, bad
             scores = (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64)
+            if self.personal is not None:
+                from .learned import zeroshot_inputs
+
+                scores = scores + self.personal.adjust(zeroshot_inputs(emb.cpu().numpy(), cands.boxes, cands.width,
+                                                                       cands.height, scores))
             elements = (self.scale * (emb @ self.element_text.t())).cpu().numpy().astype(np.float64)
             results.append(ScoreResult(scores=scores, elements=elements))
         return results
