@@ -6,7 +6,8 @@ to the scorer):
 
 * ``tight-left``: tight crops with the subject on the left third;
 * ``loose-centre``: loose crops with the subject centred;
-* ``portrait-45``: 4:5 portrait crops that keep the subject (a person) whole, a little high.
+* ``portrait-45``: 4:5 portrait crops that keep the subject (a person) whole, a little high; it
+  reviews the 4:5 set (the review page's crop selector) and is measured on 4:5 crops.
 
 Each owner reviews suggestions the way the review page offers them (``Library.photos`` sorted
 "most uncertain", unlabelled first; ``Library.record_label``, as ``POST /api/photos/{id}/labels``
@@ -87,8 +88,9 @@ def portrait_45(box: np.ndarray, s: Subject, w: int, h: int) -> np.ndarray:
     return -4 * np.abs(np.log(aspect / 0.8)) - 1.5 * np.abs(u - 0.5) - 1.5 * np.abs(v - 0.4) - 4 * _cut(box, s)
 
 
-OWNERS: dict[str, Callable[..., np.ndarray]] = {"tight-left": tight_left, "loose-centre": loose_centre,
-                                                "portrait-45": portrait_45}
+# owner -> (utility, the candidate set it reviews on the review page: None = the best crop of any set)
+OWNERS: dict[str, tuple[Callable[..., np.ndarray], str | None]] = {
+    "tight-left": (tight_left, None), "loose-centre": (loose_centre, None), "portrait-45": (portrait_45, "4:5")}
 
 
 def make_photos(folder: Path, n: int, seed: int) -> dict[str, Subject]:
@@ -106,8 +108,8 @@ def make_photos(folder: Path, n: int, seed: int) -> dict[str, Subject]:
     return out
 
 
-def heldout_pairs(subjects: dict[str, Subject], utility: Callable[..., np.ndarray], per_photo: int = 40,
-                  seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def heldout_pairs(subjects: dict[str, Subject], utility: Callable[..., np.ndarray], aspect: str | None,
+                  per_photo: int = 40, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per held-out photo: its candidates and index pairs (a, b), both keeping the subject whole,
     where the owner clearly prefers a over b (utilities at least 0.5 apart)."""
     from PIL import Image
@@ -122,7 +124,9 @@ def heldout_pairs(subjects: dict[str, Subject], utility: Callable[..., np.ndarra
         u = utility(boxes, s, w, h)
         # Only crops that keep the subject whole: every scorer already avoids cutting it, so
         # pairs with a cut subject would measure that, not the owner's taste.
-        whole = np.flatnonzero(_cut(boxes, s) == 0)
+        # An owner who reviews one set (the portrait owner: 4:5) is measured on that set.
+        in_set = np.ones(len(boxes), bool) if aspect is None else np.asarray(cands.groups) == aspect
+        whole = np.flatnonzero((_cut(boxes, s) == 0) & in_set)
         a = rng.choice(whole, 4000)
         b = rng.choice(whole, 4000)
         keep = np.abs(u[a] - u[b]) > 0.5
@@ -133,24 +137,58 @@ def heldout_pairs(subjects: dict[str, Subject], utility: Callable[..., np.ndarra
     return out
 
 
-def true_agreement(scorer, pairs: dict) -> float:  # type: ignore[no-untyped-def]
-    from clipcrop_plugin.imaging import load_image
+class Scores:
+    """Held-out scores through the real scorer; zeroshot's trunk pass is cached per photo.
 
-    good, total = 0.0, 0
-    for path, (better, worse, cands) in pairs.items():
-        loaded = load_image(path, min_side=int(getattr(scorer, "min_side", 256)))
-        (res,) = scorer.score([loaded], [cands])
-        sb, sw = res.scores[better], res.scores[worse]
-        good += float(np.sum(sb > sw) + 0.5 * np.sum(sb == sw))
-        total += len(better)
-    return good / max(total, 1)
+    Zeroshot's score is its prompt margin on the crop embedding plus the version's adjustment of
+    ``zeroshot_inputs``: that is recomputed from cached embeddings, and checked against
+    ``ZeroShotScorer.score`` on one photo per version.
+    """
+
+    def __init__(self, scorer, pairs: dict) -> None:  # type: ignore[no-untyped-def]
+        from clipcrop_plugin.imaging import load_image
+
+        self.scorer, self.pairs = scorer, pairs
+        self.loaded = {p: load_image(p, min_side=int(getattr(scorer, "min_side", 256))) for p in pairs}
+        self.emb = {}
+        if scorer.name == "zeroshot":
+            for p, (_, _, cands) in pairs.items():
+                (e,) = scorer.embed_crops([self.loaded[p]], [cands])
+                sims = scorer.scale * (e @ scorer.quality.t())
+                self.emb[p] = (e.cpu().numpy(), (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64))
+
+    def scores(self, path: str, personal) -> np.ndarray:  # type: ignore[no-untyped-def]
+        from clipcrop_plugin.scoring import learned
+
+        cands = self.pairs[path][2]
+        if self.scorer.name != "zeroshot":
+            self.scorer.personal = personal
+            return self.scorer.score([self.loaded[path]], [cands])[0].scores
+        emb, base = self.emb[path]
+        if personal is None:
+            return base
+        return base + personal.adjust(learned.zeroshot_inputs(emb, cands.boxes, cands.width, cands.height, base))
+
+    def agreement(self, personal) -> float:  # type: ignore[no-untyped-def]
+        good, total = 0.0, 0
+        for path, (better, worse, _) in self.pairs.items():
+            s = self.scores(path, personal)
+            good += float(np.sum(s[better] > s[worse]) + 0.5 * np.sum(s[better] == s[worse]))
+            total += len(better)
+        if self.scorer.name == "zeroshot":  # the shortcut must be the scorer's own arithmetic
+            path = next(iter(self.pairs))
+            self.scorer.personal = personal
+            real = self.scorer.score([self.loaded[path]], [self.pairs[path][2]])[0].scores
+            assert np.allclose(real, self.scores(path, personal), atol=1e-4), "cached zeroshot scores differ"
+            self.scorer.personal = None
+        return good / max(total, 1)
 
 
-def review(lib, subjects: dict[str, Subject], utility: Callable[..., np.ndarray], budget: int,  # type: ignore[no-untyped-def]
-           counter: dict[str, int], rng: np.random.Generator) -> None:
+def review(lib, subjects: dict[str, Subject], utility: Callable[..., np.ndarray], aspect: str | None,  # type: ignore[no-untyped-def]
+           budget: int, counter: dict[str, int], rng: np.random.Generator) -> None:
     """Label suggestions until ``counter['labels']`` reaches ``budget``, as the review page would."""
     while counter["labels"] < budget:
-        page = lib.photos(sort="uncertain", status="scored", labelled=False, limit=10)
+        page = lib.photos(sort="uncertain", status="scored", labelled=False, aspect=aspect, limit=10)
         if not page.items:
             return
         for ph in page.items:
@@ -158,7 +196,7 @@ def review(lib, subjects: dict[str, Subject], utility: Callable[..., np.ndarray]
                 return
             detail = lib.photo(ph.id)
             s = subjects[ph.path]
-            cands = [c for c in detail.candidates if c.aspect != "full"]
+            cands = [c for c in detail.candidates if c.aspect != "full" and aspect in (None, c.aspect)]
             boxes = np.asarray([c.box for c in cands], dtype=np.float64)
             u = utility(boxes, s, ph.width, ph.height)
             crop = ph.crop
@@ -223,9 +261,10 @@ def run(scorer_name: str, args: argparse.Namespace, work: Path) -> list[dict]:  
         scan_folders(store, [str(work / "library")], base_scorer, ASPECTS)
     scan_s = time.perf_counter() - t0
     rows = []
-    for owner, utility in OWNERS.items():
-        pairs = heldout_pairs(held, utility, seed=3)
-        before_true = true_agreement(base_scorer, pairs)
+    for owner, (utility, aspect) in OWNERS.items():
+        pairs = heldout_pairs(held, utility, aspect, seed=3)
+        measure = Scores(base_scorer, pairs)
+        before_true = measure.agreement(None)
         for rule in args.rules:
             t0 = time.perf_counter()
             db = work / f"{scorer_name}-{owner}-{rule}.sqlite3"
@@ -234,14 +273,11 @@ def run(scorer_name: str, args: argparse.Namespace, work: Path) -> list[dict]:  
             counter = {"labels": 0, "photos": 0}
             with Library.open(f"sqlite:///{db}", scorer=base_scorer) as lib:
                 for budget in BUDGETS:
-                    review(lib, labelled, utility, budget, counter, rng)
+                    review(lib, labelled, utility, aspect, budget, counter, rng)
                     res = personalize(PersonalizeSettings(scorer=scorer_name, rule=rule, weights=weights,
                                                           device="cpu", activate=True),
                                       progress=False, store=lib.store)
-                    personal = learned.read_version(res.checkpoint)
-                    scorer = load_scorer(scorer_name, settings=load_settings(), device="cpu", weights=weights)
-                    scorer.personal = personal
-                    after_true = true_agreement(scorer, pairs)
+                    after_true = measure.agreement(learned.read_version(res.checkpoint))
                     rows.append({"scorer": scorer_name, "owner": owner, "rule": rule, "labels": budget,
                                  "labels_used": res.labels, "true_before": before_true, "true_after": after_true,
                                  "label_before": res.agreement_before, "label_after": res.agreement_after,
