@@ -120,7 +120,7 @@ def test_check_says_how_many_labels_and_which_photos_to_label_next(library: tupl
     st = json.loads(res.output)
     assert st["usable"] == 12 and st["minimum"] == MIN_LABELS and st["most_uncertain"] == expected
     text = CliRunner().invoke(train_cli, ["personalize", "--check", "--scorer", "heuristic", "--db", db]).output
-    assert text.startswith(f"12 usable labels on ") and f"label {MIN_LABELS - 12} more" in text
+    assert text.startswith("12 usable labels on ") and f"label {MIN_LABELS - 12} more" in text
     assert expected[0] in text
 
 

@@ -30,7 +30,6 @@ scorer proposed it. :class:`LabelReport` says it all in one line.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,17 +143,19 @@ def pairs_for_photo(path: str, labels: Sequence[Any], candidates: np.ndarray, ru
         out.extend(Pair(path, box, r, lab.id) for r in rejected if r != box)
         if rule == "iou" and len(cands) > 1 and not graded_done:
             graded_done = True  # graded pairs follow the likeness to all wanted crops: once per photo
-            rng = np.random.default_rng(zlib.crc32(path.encode()))
+            # The most like the wanted crops against the least like them, paired off in a fixed
+            # interleaving (reproducible, and every candidate of both thirds gets used).
             order = np.argsort(-np.asarray(likeness), kind="stable")
-            ov = np.asarray(likeness)[order]
+            third = max(1, len(order) // 3)
+            top, bottom = order[:third], order[::-1][:third]
             graded: list[Pair] = []
             want = GRADED_PAIRS_PER_LABEL * len(wanted)
-            for _ in range(want * 4):
+            for k in range(len(top) * len(bottom)):
                 if len(graded) >= want:
                     break
-                i, j = sorted(rng.choice(len(order), size=2, replace=False).tolist())
-                if ov[i] - ov[j] >= GRADED_GAP:
-                    graded.append(Pair(path, cands[int(order[i])], cands[int(order[j])], lab.id))
+                i, j = int(top[k % len(top)]), int(bottom[(k // len(top) + k) % len(bottom)])
+                if likeness[i] - likeness[j] >= GRADED_GAP:
+                    graded.append(Pair(path, cands[i], cands[j], lab.id))
             out.extend(dict.fromkeys(graded))
     return out
 
@@ -240,9 +241,19 @@ def collect(store: Any, scorer: str | None = None) -> tuple[list[LabelledPhoto],
 def make_pairs(photos: Sequence[LabelledPhoto], report: LabelReport, rule: str = DEFAULT_RULE) -> list[Pair]:
     """All preference pairs of ``photos`` under ``rule``, contradictions dropped and counted in ``report``."""
     pairs: list[Pair] = []
+    clash: set[int] = set()
     for ph in photos:
         pairs.extend(pairs_for_photo(ph.path, ph.labels, ph.candidates, rule, ph.shown))
+        # Wanted and rejected, the same crop (a change of mind): neither label says anything.
+        rejected = [lab for lab in ph.labels if lab.kind == "reject"]
+        for lab in ph.labels:
+            if lab.kind in ("accept", "box"):
+                for r in rejected:
+                    if iou(_box(lab.box), _box(r.box)) >= ADJUSTED_IOU:
+                        clash.update({lab.id, r.id})
     kept, bad = drop_contradictions(pairs)
+    bad |= clash
+    kept = [p for p in kept if p.label_id not in bad]
     report.contradictory = len(bad)
     used = {lab.id for ph in photos for lab in ph.labels} - bad
     report.used = len(used)
