@@ -102,17 +102,17 @@ def clear_sidecars(folder: Path) -> None:
 
 
 def bench_scan(folder: Path, db: Path, with_metadata: bool) -> float:
+    from clipcrop_plugin.jobs import MetadataPolicy
     from clipcrop_plugin.scan import scan_folders
     from clipcrop_plugin.scoring.registry import load_scorer
     from clipcrop_plugin.store import Store
-    from clipcrop_plugin.xmp.writer import write_crop_metadata
 
     st = settings(db)
     t0 = time.perf_counter()
     store = Store.open(st.db_url, settings=st)
     scorer = load_scorer("heuristic", settings=st)
-    writer = (lambda s: write_crop_metadata(s.path, s)) if with_metadata else None
-    report = scan_folders(store, [folder], scorer, write_metadata=writer, batch_size=st.batch_size)
+    policy = MetadataPolicy("sidecar" if with_metadata else "none")
+    report = scan_folders(store, [folder], scorer, policy=policy, batch_size=st.batch_size)
     store.close()
     dt = time.perf_counter() - t0
     assert report.scored == report.total, report.summary()

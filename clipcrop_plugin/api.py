@@ -32,6 +32,7 @@ import pluggy
 from .config import Settings, load_settings
 from .errors import ClipcropError, MetadataError, StoreError
 from .hooks import get_plugin_manager
+from .jobs import fire
 from .results import Suggestion
 
 if TYPE_CHECKING:  # the heavy modules load only when a method needs them
@@ -155,18 +156,24 @@ class Library:
                               None) or failed(file, f"{file}: not a photo", scorer)
         # A path that does not exist is the caller's typo, not a photo of the library: not recorded.
         if record and file.exists():
+            from .jobs import MetadataPolicy, record_scored
+
             try:
                 digest = content_hash(file)
                 st = file.stat()
-                self.store.record_suggestion(suggestion, digest, mtime=st.st_mtime, size=st.st_size)
-            except ClipcropError as exc:
+            except (ClipcropError, OSError) as exc:  # unreadable, or vanished since it was scored
                 if suggestion.ok:
                     raise
-                self.store.record_failure(str(file), str(exc))
-            except OSError:  # the file vanished between scoring and recording: a failure already
-                self.store.record_failure(str(file), suggestion.error or f"{file}: vanished")
+                reason = str(exc) if isinstance(exc, ClipcropError) else (suggestion.error or f"{file}: vanished")
+                self.store.record_failure(str(file), reason)
+            else:
+                self._aspects_cache = None
+                # The job layer stores it and fires photo_scored (strict: a host's hook error surfaces).
+                record_scored(self.store, [(suggestion, digest, st.st_mtime, st.st_size)], MetadataPolicy("none"),
+                              plugins=self.plugins, strict=True)
+                return suggestion
             self._aspects_cache = None
-        self.plugins.hook.photo_scored(photo_path=str(file), suggestion=suggestion)
+        fire(self.plugins, "photo_scored", strict=True, photo_path=str(file), suggestion=suggestion)
         return suggestion
 
     def suggest_image(self, image: Image.Image, *, aspects: Sequence[str] | None = None,
@@ -184,7 +191,7 @@ class Library:
         with self._scorer_lock:
             suggestion = suggest_images([loaded], scorer, self._aspects(aspects))[0]
         suggestion.path = name
-        self.plugins.hook.photo_scored(photo_path=name, suggestion=suggestion)
+        fire(self.plugins, "photo_scored", strict=True, photo_path=name, suggestion=suggestion)
         return suggestion
 
     def score_photo(self, photo: PhotoRef, *, aspects: Sequence[str] | None = None) -> Suggestion:
@@ -210,7 +217,7 @@ class Library:
 
         f = QueryFilters(**{k: v for k, v in filters.items() if v is not None})
         items = self.store.query(f, sort=sort, limit=limit, offset=offset)
-        return PhotoPage(total=self.store.count(f), offset=offset, limit=limit, items=items)
+        return PhotoPage(total=self.store.count(f, sort=sort), offset=offset, limit=limit, items=items)
 
     def count(self, **filters: Any) -> int:
         """How many photos match ``filters`` (all photos except gone ones by default)."""
@@ -251,14 +258,7 @@ class Library:
         cached = self._aspects_cache
         if cached is not None and time.monotonic() - cached[0] < 10.0:
             return cached[1]
-        from sqlalchemy import select
-
-        from .store.models import CropRow
-
-        # The store has no "distinct sets" reader; the ix_crops_aspect index answers it directly.
-        q = select(CropRow.aspect).where(CropRow.rank == 1, CropRow.active.is_(True)).distinct()
-        with self.store.engine.connect() as conn:
-            found = sorted({a for (a,) in conn.execute(q)} - {"full"}, key=lambda a: (a != "grid", a))
+        found = self.store.active_aspects()
         self._aspects_cache = (time.monotonic(), found)
         return found
 
@@ -314,35 +314,31 @@ class Library:
             aspect=aspect, other_rank=other_rank, source=source,
         )
         saved = next(x for x in self.store.labels(photo_id=ref.id) if x.id == label_id)
-        self.plugins.hook.label_recorded(photo_path=ref.path, label=saved.to_dict())
+        fire(self.plugins, "label_recorded", strict=True, photo_path=ref.path, label=saved.to_dict())
         return saved
 
     def write_metadata(self, photo: PhotoRef, *, aspect: str | None = None, embed: bool | None = None,
                        naming: str | None = None) -> list[Path]:
         """Write the stored best crop (of ``aspect``) as XMP: a sidecar (``naming`` ``ext`` ->
         ``IMG.JPG.xmp``, ``base`` -> ``IMG.xmp``) or, with ``embed``, into the JPEG/PNG itself.
-        Returns the files written."""
-        from .xmp.writer import write_crop_metadata
+        Returns the files written. After an embedded write the database records the photo's new
+        content hash, so the next scan does not score it again (the job layer's rule)."""
+        from .jobs import MetadataPolicy, publish
 
         suggestion = self.suggestion(photo)
         if suggestion is None:
             raise MetadataError(f"{self._path(photo)} has no scored crops yet")
-        embed = self.settings.embed if embed is None else embed
-        result = write_crop_metadata(
-            suggestion.path, suggestion, mode="embed" if embed else "sidecar",
-            naming=naming or self.settings.sidecar_naming, aspects=[aspect] if aspect else None,
-        )
-        written = [result.path_written]
-        self.plugins.hook.metadata_written(photo_path=suggestion.path, written=[str(p) for p in written],
-                                           cleared=False)
-        return written
+        policy = MetadataPolicy.from_settings(self.settings, embed=embed, naming=naming,
+                                              aspects=[aspect] if aspect else None)
+        if aspect is None:
+            policy = MetadataPolicy(policy.mode, policy.naming)  # the best crop over all sets, as before
+        out = publish(self.store, suggestion, policy, plugins=self.plugins, strict=True)
+        return [out.result.path_written] if out.result is not None else []
 
     def clear_metadata(self, photo: PhotoRef, *, naming: str | None = None) -> list[Path]:
         """Remove clipcrop's crop from the photo's sidecars and embedded XMP (other metadata
         stays); returns the files changed or deleted."""
-        from .xmp.writer import clear_crop_metadata
+        from .jobs import clear
 
-        path = self._path(photo)
-        cleared = clear_crop_metadata(path, naming=naming)
-        self.plugins.hook.metadata_written(photo_path=str(path), written=[str(p) for p in cleared], cleared=True)
-        return cleared
+        out = clear(self.store, self._path(photo), naming=naming, plugins=self.plugins, strict=True)
+        return list(out.cleared or [])

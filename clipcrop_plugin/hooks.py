@@ -100,8 +100,8 @@ def add_plugin_commands(cli: Any) -> None:
 
 
 def notify(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> None:
-    """Fire hook ``name`` for a batch job (scan, the daemon, ``xmp write``): a plugin that raises
-    is logged and the job goes on. (The facade, unlike this, lets a host's exception through.)"""
+    """Fire hook ``name`` for a batch job: a plugin that raises is logged and the job goes on.
+    Kept for plugins and scripts; clipcrop itself fires through :func:`clipcrop_plugin.jobs.fire`."""
     try:
         getattr(pm.hook, name)(**kwargs)
     except Exception as exc:  # noqa: BLE001 - foreign code must not stop a batch

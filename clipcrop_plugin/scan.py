@@ -1,9 +1,9 @@
-"""One pass over photo folders into the crop database (``clipcrop scan``; the daemon reuses
-:func:`scan_paths`).
+"""One pass over photo folders into the crop database (``clipcrop scan``).
 
 A photo is recognised by its content hash: already scored by this scorer+weights -> skipped
 (a moved or renamed file is relinked, a duplicate gets a copy of the scores); changed content ->
-scored again. Failures are stored per photo with their reason and never stop the pass. Scores
+scored again (the rules are :mod:`clipcrop_plugin.settle`'s, shared with the daemon; storing
+and publishing is :func:`clipcrop_plugin.jobs.record_scored`'s). Failures are stored per photo with their reason and never stop the pass. Scores
 are written one batch per transaction, so an interruption (Ctrl-C) loses at most the batch in
 flight and the next scan carries on from there.
 """
@@ -14,24 +14,28 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .candidates import AspectRatio
 from .errors import ClipcropError
 from .hashing import content_hash
-from .results import Suggestion
+from .jobs import MetadataPolicy, record_failure, record_scored
+from .photofiles import iter_photo_paths
 from .scoring.base import Scorer
+from .settle import settle_gone, settle_scored_content, settle_unchanged
 from .store import Store
-from .suggest import failed, iter_photo_paths, suggest_paths
+from .suggest import failed, suggest_paths
+
+if TYPE_CHECKING:
+    import pluggy
+
+__all__ = ["ScanReport", "scan_folders", "scan_paths", "settle_scored_content", "settle_unchanged"]
 
 log = logging.getLogger("clipcrop.scan")
 
 # progress(done, total, path): called after each photo is settled; may raise KeyboardInterrupt.
 Progress = Callable[[int, int, str], None]
-# write_metadata(suggestion): e.g. the XMP writer; its errors are reported, never fatal.
-MetadataWriter = Callable[[Suggestion], object]
-# on_scored(suggestion): told of every photo this pass scored or failed to score (plugin hooks).
-ScoredCallback = Callable[[Suggestion], object]
+NO_METADATA = MetadataPolicy("none")
 
 
 @dataclass
@@ -73,59 +77,6 @@ class ScanReport:
         return line + (" (interrupted; run the scan again to continue)" if self.interrupted else "")
 
 
-def _ensure_active(store: Store, photo_id: int, scorer: str, weights_hash: str | None) -> None:
-    if store.active_scorer(photo_id) != (scorer, weights_hash):
-        store.activate(photo_id, scorer, weights_hash)
-
-
-def settle_unchanged(store: Store, path: str, size: int, mtime: float, scorer: str, weights_hash: str | None, *,
-                     retry_failed: bool = True) -> str | None:
-    """Settle ``path`` without reading it when it is unchanged since it was last handled.
-
-    Unchanged means the stored size and mtime match. Returns ``"skipped"`` when this scorer and
-    weights already scored it (its run is made active), ``"failed"`` when it failed before and
-    ``retry_failed`` is false, else ``None``: the caller must hash the file. ``clipcrop scan``
-    retries failures (the user may have installed a decoder since); the daemon does not, so its
-    periodic rescans do not repeat the same error forever.
-    """
-    ref = store.find_path(path)
-    if ref is None or ref.size != size or ref.mtime != mtime:
-        return None
-    if ref.status == "failed":
-        return None if retry_failed else "failed"
-    if ref.status != "scored" or not ref.content_hash or not store.is_scored(ref.content_hash, scorer, weights_hash):
-        return None
-    _ensure_active(store, ref.id, scorer, weights_hash)
-    return "skipped"
-
-
-def settle_scored_content(store: Store, path: str, content_hash: str, size: int | None, mtime: float | None,
-                          scorer: str, weights_hash: str | None) -> str | None:
-    """Settle ``path`` whose content this scorer+weights may already have scored.
-
-    Returns ``"skipped"`` (same file, seen again), ``"relinked"`` (a moved or renamed photo keeps
-    its scores), ``"copied"`` (a duplicate gets a copy of the scores), or ``None`` when the content
-    is new to this scorer and must be scored. Both ``clipcrop scan`` and the daemon decide here.
-    """
-    if not store.is_scored(content_hash, scorer, weights_hash):
-        return None
-    ref = store.find_path(path)
-    if ref is not None and ref.content_hash == content_hash:
-        store.mark_seen(ref.id, mtime=mtime, size=size)
-        _ensure_active(store, ref.id, scorer, weights_hash)
-        return "skipped"
-    pid = store.relink(content_hash, path, mtime=mtime, size=size)
-    outcome = "relinked"
-    if pid is None:
-        src = next((r for r in store.find_by_hash(content_hash) if r.path != path), None)
-        if src is None:
-            return None
-        pid = store.copy_scores(src.id, path, mtime=mtime, size=size)
-        outcome = "copied"
-    _ensure_active(store, pid, scorer, weights_hash)
-    return outcome
-
-
 @dataclass
 class _Pending:
     path: str
@@ -136,10 +87,10 @@ class _Pending:
 
 class _Scanner:
     def __init__(self, store: Store, scorer: Scorer, aspects: Sequence[AspectRatio], report: ScanReport,
-                 progress: Progress | None, write_metadata: MetadataWriter | None, batch_size: int, grid: bool,
-                 on_scored: ScoredCallback | None = None):
+                 progress: Progress | None, policy: MetadataPolicy, plugins: pluggy.PluginManager | None,
+                 batch_size: int, grid: bool):
         self.store, self.scorer, self.aspects, self.report = store, scorer, aspects, report
-        self.progress, self.write_metadata, self.on_scored = progress, write_metadata, on_scored
+        self.progress, self.policy, self.plugins = progress, policy, plugins
         self.batch_size, self.grid = max(1, batch_size), grid
         self.scorer_name = getattr(scorer, "name", type(scorer).__name__)
         self.weights_hash = getattr(scorer, "weights_hash", None)
@@ -150,7 +101,8 @@ class _Scanner:
             self.progress(self.report.done, self.report.total, path)
 
     def _fail(self, path: str, reason: str, h: str | None = None, st: os.stat_result | None = None) -> None:
-        self.store.record_failure(path, reason, h, mtime=st.st_mtime if st else None, size=st.st_size if st else None)
+        record_failure(self.store, path, reason, h, mtime=st.st_mtime if st else None,
+                       size=st.st_size if st else None, scorer=self.scorer, plugins=self.plugins)
         self.report.failures.append((path, reason))
         self._tick(path)
 
@@ -192,38 +144,29 @@ class _Scanner:
         if len(suggestions) != len(batch):  # defensive: keep path <-> suggestion pairing exact
             by_path = {s.path: s for s in suggestions}
             suggestions = [by_path.get(p.path) or failed(p.path, "not scored", self.scorer) for p in batch]
-        self.store.record_suggestions([(s, p.content_hash, p.mtime, p.size) for s, p in zip(suggestions, batch)])
-        for s, p in zip(suggestions, batch):
+        outcomes = record_scored(self.store, [(s, p.content_hash, p.mtime, p.size) for s, p in zip(suggestions, batch)],
+                                 self.policy, plugins=self.plugins)
+        for s, p, o in zip(suggestions, batch, outcomes):
             if s.ok:
                 self.report.scored += 1
-                if self.write_metadata is not None:
-                    try:
-                        self.write_metadata(s)
-                    except ClipcropError as exc:
-                        self.report.metadata_errors.append((p.path, str(exc)))
-                    except OSError as exc:
-                        self.report.metadata_errors.append((p.path, f"{p.path}: {exc.strerror or exc}"))
+                if o.error:
+                    self.report.metadata_errors.append((p.path, o.error))
             else:
                 self.report.failures.append((p.path, s.error or "not scored"))
-            if self.on_scored is not None:
-                try:
-                    self.on_scored(s)
-                except Exception as exc:  # noqa: BLE001 - a plugin's bug must not stop the scan
-                    log.warning("photo_scored hook failed for %s: %s", p.path, exc)
             self._tick(p.path)
 
 
 def scan_paths(
     store: Store, paths: Iterable[str | os.PathLike[str]], scorer: Scorer, aspects: Sequence[AspectRatio] = (), *,
     progress: Progress | None = None, stop: Callable[[], bool] | None = None,
-    write_metadata: MetadataWriter | None = None, batch_size: int = 8, grid: bool = True,
-    report: ScanReport | None = None, on_scored: ScoredCallback | None = None,
+    policy: MetadataPolicy = NO_METADATA, plugins: pluggy.PluginManager | None = None, batch_size: int = 8,
+    grid: bool = True, report: ScanReport | None = None,
 ) -> ScanReport:
     """Process explicit photo paths (no folder walk, no gone detection). See :func:`scan_folders`."""
     plist = [os.path.abspath(os.fspath(p)) for p in paths]
     report = report or ScanReport()
     report.total = report.total or len(plist)
-    scanner = _Scanner(store, scorer, aspects, report, progress, write_metadata, batch_size, grid, on_scored)
+    scanner = _Scanner(store, scorer, aspects, report, progress, policy, plugins, batch_size, grid)
     try:
         for path in plist:
             if stop is not None and stop():
@@ -242,15 +185,15 @@ def scan_paths(
 def scan_folders(
     store: Store, folders: Sequence[str | os.PathLike[str]], scorer: Scorer, aspects: Sequence[AspectRatio] = (), *,
     progress: Progress | None = None, stop: Callable[[], bool] | None = None,
-    write_metadata: MetadataWriter | None = None, batch_size: int = 8, grid: bool = True,
-    on_scored: ScoredCallback | None = None,
+    policy: MetadataPolicy = NO_METADATA, plugins: pluggy.PluginManager | None = None, batch_size: int = 8,
+    grid: bool = True,
 ) -> ScanReport:
     """Scan ``folders`` (and photo files given directly) into ``store``.
 
     ``progress(done, total, path)`` is called after each photo; ``stop()`` is polled between
-    photos; ``write_metadata(suggestion)`` is called for each newly scored photo (e.g. the XMP
-    writer); ``on_scored(suggestion)`` for each photo scored or failed in this pass (e.g. the
-    ``photo_scored`` plugin hook). Ctrl-C (``KeyboardInterrupt``) or ``stop()`` ends the pass early with
+    photos; each newly scored photo's metadata is published per ``policy`` (default: none) and
+    the ``photo_scored``/``metadata_written`` hooks of ``plugins`` fire once per photo (see
+    :func:`clipcrop_plugin.jobs.record_scored`). Ctrl-C (``KeyboardInterrupt``) or ``stop()`` ends the pass early with
     ``report.interrupted`` set and a consistent database. After a complete pass, stored photos
     under the folders whose files are gone are marked ``gone``; a folder that is missing entirely
     (an unmounted drive) has its photos marked offline instead.
@@ -267,8 +210,8 @@ def scan_folders(
             report.failures.append((root, f"{root}: no such file or folder"))
     paths = [str(p) for p in iter_photo_paths(present)]
     report.total = len(paths)
-    scan_paths(store, paths, scorer, aspects, progress=progress, stop=stop, write_metadata=write_metadata,
-               batch_size=batch_size, grid=grid, report=report, on_scored=on_scored)
+    scan_paths(store, paths, scorer, aspects, progress=progress, stop=stop, policy=policy, plugins=plugins,
+               batch_size=batch_size, grid=grid, report=report)
     if report.interrupted:
         return report
     seen = set(paths)
@@ -276,18 +219,15 @@ def scan_folders(
         if not os.path.isdir(root):
             continue
         store.mark_online(root)
-        for ref in store.photos_under(root):
-            if ref.path not in seen and ref.status != "gone" and not Path(ref.path).exists():
-                store.mark_gone(ref.path)
-                report.gone += 1
+        report.gone += settle_gone(store, root, seen)
     return report
 
 
 def rescore_library(
     store: Store, scorer: Scorer, aspects: Sequence[AspectRatio] = (), *, folders: Sequence[str | os.PathLike[str]] = (),
     progress: Progress | None = None, stop: Callable[[], bool] | None = None,
-    write_metadata: MetadataWriter | None = None, batch_size: int = 8, grid: bool = True,
-    on_scored: ScoredCallback | None = None,
+    policy: MetadataPolicy = NO_METADATA, plugins: pluggy.PluginManager | None = None, batch_size: int = 8,
+    grid: bool = True,
 ) -> ScanReport:
     """Bring every photo already in the database (or under ``folders``) to ``scorer``'s current weights.
 
@@ -305,5 +245,5 @@ def rescore_library(
         for ph in store.query(QueryFilters(folder=root), sort="path", limit=None):
             if ph.status != "gone" and not ph.offline and os.path.isfile(ph.path):
                 paths[ph.path] = None
-    return scan_paths(store, list(paths), scorer, aspects, progress=progress, stop=stop,
-                      write_metadata=write_metadata, batch_size=batch_size, grid=grid, on_scored=on_scored)
+    return scan_paths(store, list(paths), scorer, aspects, progress=progress, stop=stop, policy=policy,
+                      plugins=plugins, batch_size=batch_size, grid=grid)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -18,45 +17,18 @@ from .candidates import AspectRatio, CandidateSet, generate_candidates
 from .elements import ELEMENT_NAMES
 from .errors import ClipcropError
 from .imaging import LoadedImage, load_image
+from .photofiles import PHOTO_EXTENSIONS, is_photo_name, iter_photo_paths
 from .results import Crop, ElementChange, Suggestion
 from .scoring.base import Scorer, ScoreResult
 
+# The photo filter lives in photofiles (shared with scan and the daemon); re-exported here.
+__all__ = ["PHOTO_EXTENSIONS", "build_suggestion", "failed", "is_photo_name", "iter_photo_paths", "suggest_images",
+           "suggest_paths"]
+
 log = logging.getLogger("clipcrop")
 
-PHOTO_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif", ".hif", ".bmp", ".gif"}
-)
-# Names that are ours (sidecars) or belong to a copy still in progress.
-_SKIP_SUFFIXES = (".xmp", ".tmp", ".part", ".partial", ".crdownload", ".download", "~")
 EXPLANATION_SIZE = 3
 MIN_CHANGE = 0.005  # smaller element changes are noise, not an explanation
-
-
-def is_photo_name(name: str) -> bool:
-    """Whether a file found while walking a folder looks like a photo worth scoring."""
-    lower = name.lower()
-    if lower.startswith((".", "~$")) or lower.endswith(_SKIP_SUFFIXES):
-        return False
-    return os.path.splitext(lower)[1] in PHOTO_EXTENSIONS
-
-
-def iter_photo_paths(paths: Iterable[str | os.PathLike[str]], recursive: bool = True) -> Iterator[Path]:
-    """Yield photo files under ``paths`` in a stable (sorted) order.
-
-    Folders are walked (skipping hidden folders and files, ``.xmp`` sidecars and temporary
-    files); a path given directly is always yielded, even with an odd extension or when it does
-    not exist, so that its error can be reported for it.
-    """
-    for raw in paths:
-        path = Path(os.fspath(raw))
-        if not path.is_dir():
-            yield path
-            continue
-        for root, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-            for name in sorted(files):
-                if is_photo_name(name):
-                    yield Path(root) / name
 
 
 def build_suggestion(loaded: LoadedImage, candidates: CandidateSet, result: ScoreResult, scorer: Scorer) -> Suggestion:

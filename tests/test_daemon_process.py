@@ -109,8 +109,11 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
     res = subprocess.run([*CLI, "watch", str(tmp_path), "--aspect", "banana"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "Traceback" not in res.stderr
+    # Never started is "not running" (3, as the README's exit-code table says), in text and JSON.
     res = subprocess.run([*CLI, "status"], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 1 and res.stderr.startswith("error: no daemon status")
+    assert res.returncode == 3 and res.stdout.startswith("clipcrop watch: not running (never started")
+    res = subprocess.run([*CLI, "status", "--json"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 3 and json.loads(res.stdout)["running"] is False
 
 
 def test_a_second_daemon_on_the_same_data_folder_is_refused(tmp_path: Path) -> None:

@@ -63,6 +63,11 @@ def test_auto_without_weights_warns_once_and_works(library: Path) -> None:
     res = run(str(library), "--top", "1")
     assert res.exit_code == 0
     assert res.stderr.count("no CLIP weights found") == 1
+    # Said once a day, not on every run; -v still shows it.
+    res = run(str(library), "--top", "1")
+    assert res.exit_code == 0 and "no CLIP weights found" not in res.stderr
+    res = CliRunner().invoke(cli, ["-v", "suggest", str(library), "--top", "1"], catch_exceptions=False)
+    assert res.exit_code == 0 and "no CLIP weights found" in res.stderr
 
 
 def test_bad_file_is_reported_and_the_rest_go_on(library: Path) -> None:

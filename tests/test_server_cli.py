@@ -92,3 +92,21 @@ def test_serve_reports_a_bad_database_in_one_line(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert bogus.read_bytes() == b"this is not sqlite" * 100
+
+
+def test_a_busy_port_is_one_line_and_no_url(db: str) -> None:
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        res = subprocess.run([CLIPCROP, "serve", "--port", str(port), "--db", db], capture_output=True, text=True,
+                             timeout=60, env=os.environ.copy())
+    finally:
+        holder.close()
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use (another server is using it; pick another"
+        " --port)"]

@@ -11,8 +11,8 @@ from store_helpers import make_photo
 
 from clipcrop_plugin import scan as scan_mod
 from clipcrop_plugin.candidates import parse_aspect
-from clipcrop_plugin.errors import MetadataError
 from clipcrop_plugin.hashing import content_hash
+from clipcrop_plugin.jobs import MetadataPolicy
 from clipcrop_plugin.scan import scan_folders
 from clipcrop_plugin.scoring.registry import load_scorer
 from clipcrop_plugin.store import QueryFilters, Store
@@ -120,17 +120,16 @@ def test_ctrl_c_leaves_a_consistent_database_and_the_next_scan_resumes(store: St
     assert store.status_counts() == {"scored": 6, "failed": 1}
 
 
-def test_stop_callback_and_metadata_hook(store: Store, library: Path, scorer) -> None:  # type: ignore[no-untyped-def]
-    written: list[str] = []
-
-    def write(s):  # type: ignore[no-untyped-def]
-        if s.path.endswith("p3.jpg"):
-            raise MetadataError(f"{s.path}: read-only folder")
-        written.append(s.path)
-
-    r = scan_folders(store, [library], scorer, write_metadata=write, batch_size=3)
-    assert sorted(Path(p).name for p in written) == ["p0.jpg", "p1.jpg", "p2.jpg", "p4.jpg", "p5.jpg"]
-    assert r.metadata_errors == [(str(library / "sub" / "p3.jpg"), f"{library / 'sub' / 'p3.jpg'}: read-only folder")]
+def test_stop_callback_and_metadata_policy(store: Store, library: Path, scorer) -> None:  # type: ignore[no-untyped-def]
+    # A folder squatting on p3's sidecar name: that one write fails for real, the scan goes on.
+    blocker = library / "sub" / "p3.jpg.xmp"
+    blocker.mkdir()
+    r = scan_folders(store, [library], scorer, policy=MetadataPolicy("sidecar"), batch_size=3)
+    written = sorted(p.name for p in library.rglob("*.jpg.xmp") if p.is_file())
+    assert written == ["p0.jpg.xmp", "p1.jpg.xmp", "p2.jpg.xmp", "p4.jpg.xmp", "p5.jpg.xmp"]
+    assert r.scored == 6 and len(r.metadata_errors) == 1
+    path, reason = r.metadata_errors[0]
+    assert path == str(library / "sub" / "p3.jpg") and path in reason and "Is a directory" in reason
     calls = {"n": 0}
 
     def stop() -> bool:

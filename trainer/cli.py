@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from clipcrop_plugin.errors import ClipcropError
+from clipcrop_plugin.extras import MissingExtraError, extra_for_import_error
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,6 +29,12 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ClipcropError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except ImportError as exc:
+            extra = extra_for_import_error(exc)
+            if extra is None:
+                raise
+            click.echo(f"error: {MissingExtraError('clipcrop-train', 'train')}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted; rerun the same command to resume from the last finished epoch", err=True)

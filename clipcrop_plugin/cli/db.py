@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ..config import data_dir
 from ..errors import ClipcropError, StoreError
 from ..store import Store
 from .params import exit_code_for, fail
@@ -26,19 +27,45 @@ def db_option(f: F) -> F:
     )(f)
 
 
-def open_library(db: str | None) -> Library:
+def check_db_location(db: str | None, *, create: bool) -> None:
+    """Refuse a SQLite database location that is surely a mistake, before anything is created.
+
+    A database is created only where the user meant one: at the default location in the data
+    folder, or by a command that builds a library (``scan``, ``watch``, ``db upgrade``:
+    ``create=True``) in a folder that exists. A reading command given a file that does not exist
+    is an error, so a mistyped ``--db`` never shows an empty library as if it were the real one.
+    """
+    from ..store.engine import resolve_url, sqlite_path
+
+    url = resolve_url(db)
+    path = sqlite_path(url)
+    if path is None or path.exists():
+        return
+    default = sqlite_path(resolve_url(str(data_dir() / "clipcrop.sqlite3")))
+    if path == default:
+        return
+    if not path.parent.is_dir():
+        raise StoreError(f"no such folder for the database: {path.parent}")
+    if not create:
+        raise StoreError(f"no crop database at {path} (create one with `clipcrop scan --db {path} FOLDER` "
+                         f"or `clipcrop db upgrade --db {path}`)")
+
+
+def open_library(db: str | None, *, create: bool = False) -> Library:
     """Open the host facade (database + hooks) for a command, or exit with one ``error:`` line."""
     from ..api import Library
 
     try:
+        check_db_location(db, create=create)
         return Library.open(db)
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
 
 
-def open_store(db: str | None) -> Store:
-    """Open (and upgrade) the database, or exit with one ``error:`` line."""
+def open_store(db: str | None, *, create: bool = False) -> Store:
+    """Open (and upgrade) the database, or exit with one ``error:`` line (see :func:`check_db_location`)."""
     try:
+        check_db_location(db, create=create)
         return Store.open(db)
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
@@ -68,6 +95,7 @@ def upgrade_cmd(db: str | None) -> None:
     from ..store.engine import make_engine, resolve_url
 
     try:
+        check_db_location(db, create=True)
         url = resolve_url(db)
         engine = make_engine(url)
         try:

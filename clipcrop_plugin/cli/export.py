@@ -9,13 +9,14 @@ import click
 from ..errors import ClipcropError
 from .db import db_option, open_store
 from .params import exit_code_for, fail
-from .query import filter_options, filters_from
+from .progress import progress_bar
+from .query import filters_from, make_filter_options, shown_line
 
 
 @click.command("export")
 @click.argument("photos", nargs=-1)
 @click.option("--query", "use_query", is_flag=True, help="Export the photos the filter options select.")
-@filter_options
+@make_filter_options(0)
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder for the copies.")
 @click.option("--max-size", type=click.IntRange(min=16), default=None, help="Longest side of a copy, in pixels.")
 @db_option
@@ -29,7 +30,7 @@ def export(photos: tuple[str, ...], use_query: bool, out: str, max_size: int | N
     \b
     Examples:
       clipcrop export IMG_0042.jpg --out ~/crops --aspect 1:1
-      clipcrop export --query --min-improvement 0.05 --limit 100 --out ~/crops --max-size 2048
+      clipcrop export --query --min-improvement 0.05 --out ~/crops --max-size 2048   # all that match
     """
     if bool(photos) == use_query:
         fail("give PHOTO arguments or --query (with filter options), not both or neither", 2)
@@ -39,20 +40,26 @@ def export(photos: tuple[str, ...], use_query: bool, out: str, max_size: int | N
     failures = 0
     try:
         if use_query:
-            targets: list[str | int] = [p.id for p in store.query(filters_from(**kw), sort=sort, limit=limit or None)
-                                        if p.crop is not None]
+            filters = filters_from(**kw)
+            rows = store.query(filters, sort=sort, limit=limit or None)
+            targets: list[str | int] = [p.id for p in rows if p.crop is not None]
+            click.echo(f"exporting: {shown_line(len(rows), store.count(filters, sort=sort), 0, limit)}", err=True)
+            if len(targets) < len(rows):
+                click.echo(f"note: {len(rows) - len(targets)} matching photos have no stored crop", err=True)
         else:
             targets = list(photos)
-        for photo in targets:
-            try:
-                res = export_from_store(store, photo, out, aspect=kw.get("aspect"), max_size=max_size)
-            except ClipcropError as exc:
-                failures += 1
-                click.echo(f"error: {exc}", err=True)
-                continue
-            click.echo(f"{res.source} -> {res.path} ({res.width}x{res.height})")
-            if res.exif_note:
-                click.echo(f"note: {res.path}: {res.exif_note}", err=True)
+        with progress_bar(len(targets), "exporting") as step:
+            for photo in targets:
+                step(str(photo))
+                try:
+                    res = export_from_store(store, photo, out, aspect=kw.get("aspect"), max_size=max_size)
+                except ClipcropError as exc:
+                    failures += 1
+                    click.echo(f"error: {exc}", err=True)
+                    continue
+                click.echo(f"{res.source} -> {res.path} ({res.width}x{res.height})")
+                if res.exif_note:
+                    click.echo(f"note: {res.path}: {res.exif_note}", err=True)
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
     finally:

@@ -8,6 +8,7 @@ from ..errors import ClipcropError, ConfigError
 from ..results import Box
 from .db import db_option, open_library
 from .params import exit_code_for, fail
+from .text import describe_label
 
 
 def parse_box(text: str) -> Box:
@@ -80,7 +81,6 @@ def label(photo: str, accept: int | None, reject: int | None, box: str | None, p
         fail(str(exc), exit_code_for(exc))
     finally:
         lib.close()
-    what = ",".join(map(str, rec.box)) if rec.box else ""
-    if rec.other_box:
-        what += " over " + ",".join(map(str, rec.other_box))
-    click.echo(f"label {rec.id}: {rec.kind} {what} on {rec.path}")
+    what = describe_label(rec.kind, aspect=rec.aspect, rank=rec.rank, box=rec.box, other_rank=rec.other_rank,
+                          other_box=rec.other_box)
+    click.echo(f"label {rec.id}: {what} on {rec.path}")

@@ -15,14 +15,24 @@ from ..errors import ClipcropError
 from ..store import SORTS, PhotoSummary, QueryFilters
 from .db import db_option, open_store
 from .params import exit_code_for, fail
+from .text import explain_changes
 
 F = TypeVar("F", bound=Callable[..., Any])
 CSV_FIELDS = ("id", "path", "status", "aspect", "rank", "x1", "y1", "x2", "y2", "score", "improvement",
               "explanation", "taken_at", "camera", "error")
 
 
-def filter_options(f: F) -> F:
-    """The query filters, shared by ``query`` and ``export --query``."""
+def make_filter_options(limit_default: int) -> Callable[[F], F]:
+    """The query filters, shared by ``query`` and ``export --query``; listings show
+    ``limit_default`` photos unless told otherwise, commands that act on photos do all (0)."""
+
+    def deco(f: F) -> F:
+        return _add_filter_options(f, limit_default)
+
+    return deco
+
+
+def _add_filter_options(f: F, limit_default: int) -> F:
     opts = [
         click.option("--folder", type=click.Path(file_okay=False), help="Photos in this folder or below."),
         click.option("--glob", "path_glob", metavar="PATTERN", help="Shell pattern over the full path, e.g. '*/2023/*.jpg'."),
@@ -38,12 +48,17 @@ def filter_options(f: F) -> F:
         click.option("--taken-before", type=click.DateTime(), help="Capture time on or before."),
         click.option("--camera", help="Camera make or model contains this text."),
         click.option("--sort", type=click.Choice(SORTS), default="improvement", show_default=True,
-                     help="Order: improvement/score (scored photos only, best first), path, taken (newest first)."),
-        click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most this many (0 = all)."),
+                     help="Order: improvement/score (scored photos only, best first), path, taken (newest first), "
+                          "uncertain (smallest lead over the runner-up first: where a label teaches most)."),
+        click.option("--limit", type=click.IntRange(min=0), default=limit_default, show_default=True,
+                     help="At most this many (0 = all)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
+filter_options = make_filter_options(50)
 
 
 def filters_from(folder: str | None, path_glob: str | None, status: str | None, scorer: str | None,
@@ -68,7 +83,7 @@ def filters_from(folder: str | None, path_glob: str | None, status: str | None, 
 def _explain(p: PhotoSummary) -> str:
     if p.crop is None:
         return ""
-    return " ".join(f"{e.element}{e.change:+.2f}" for e in p.crop.explanation)
+    return explain_changes(p.crop.explanation, empty="")
 
 
 def _row(p: PhotoSummary) -> dict[str, Any]:
@@ -115,7 +130,9 @@ def query(sort: str, limit: int, offset: int, as_json: bool, as_csv: bool, db: s
         fail("choose one of --json and --csv", 2)
     store = open_store(db)
     try:
-        rows = store.query(filters_from(**kw), sort=sort, limit=limit or None, offset=offset)
+        filters = filters_from(**kw)
+        rows = store.query(filters, sort=sort, limit=limit or None, offset=offset)
+        total = store.count(filters, sort=sort)
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
     finally:
@@ -130,3 +147,17 @@ def query(sort: str, limit: int, offset: int, as_json: bool, as_csv: bool, db: s
             writer.writerow(_row(p))
     else:
         print_table(rows)
+    # On stderr, so JSON and CSV stay clean for pipes; a cut-short listing says how to see all.
+    click.echo(shown_line(len(rows), total, offset, limit), err=True)
+
+
+def shown_line(shown: int, total: int, offset: int, limit: int) -> str:
+    """``50 of 186 photos shown (--limit 0 for all)``: how much of the match a listing holds."""
+    if total == 0:
+        return "no photos match"
+    line = f"{shown} of {total} photo{'s' if total != 1 else ''} shown"
+    if offset:
+        line += f" (from #{offset + 1})"
+    if offset + shown < total and limit:
+        line += " (--limit 0 for all)"
+    return line

@@ -16,7 +16,7 @@ from .params import aspect_option, exit_code_for, fail, scorer_options
 @click.argument("folders", nargs=-1, type=click.Path())
 @aspect_option
 @scorer_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Photos per scorer call.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Photos per scorer call [config, 8].")
 @click.option("--xmp", "write_xmp", is_flag=True,
               help="Also write each newly scored photo's best crop as XMP (a sidecar; embedded if the config sets embed).")
 @click.option("--rescore", is_flag=True,
@@ -24,12 +24,13 @@ from .params import aspect_option, exit_code_for, fail, scorer_options
                    "current model version, e.g. after `clipcrop-train personalize --activate`.")
 @db_option
 def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str, device: str, weights: str | None,
-         batch_size: int, write_xmp: bool, rescore: bool, db: str | None) -> None:
+         batch_size: int | None, write_xmp: bool, rescore: bool, db: str | None) -> None:
     """Score every new or changed photo under FOLDERS into the database.
 
     Photos already scored by this scorer and weights are skipped (moved or renamed ones are
-    relinked by content); failures are stored with their reason and counted. Exit status 1 when
-    any photo failed, 130 when interrupted (run it again to continue).
+    relinked by content); failures are stored with their reason and counted. Without --aspect,
+    the configured aspects are used. Exit status 1 when any photo failed, 130 when interrupted
+    (run it again to continue).
 
     \b
     Example:
@@ -38,32 +39,22 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
       clipcrop scan --rescore          # after activating a personalized model version
     """
     from ..config import load_settings
-    from ..hooks import get_plugin_manager, notify
-    from ..scan import MetadataWriter, rescore_library, scan_folders
+    from ..hooks import get_plugin_manager
+    from ..jobs import JobSettings
+    from ..scan import rescore_library, scan_folders
     from ..scoring.registry import load_scorer
 
     if not folders and not rescore:
         fail("give at least one FOLDER (or --rescore to re-score the photos already in the database)", 2)
-    writer: MetadataWriter | None = None
-    if write_xmp:
-        from ..xmp.writer import write_crop_metadata
-
-        try:
-            settings = load_settings()
-        except ClipcropError as exc:
-            fail(str(exc), exit_code_for(exc))
-        mode, naming = ("embed" if settings.embed else "sidecar"), settings.sidecar_naming
-
-        def _write_xmp(s):  # type: ignore[no-untyped-def]
-            return write_crop_metadata(s.path, s, mode=mode, naming=naming,
-                                       aspects=[a.name for a in aspects] or None)
-
-        writer = _write_xmp
-
-    store = open_store(db)
+    try:
+        settings = load_settings()
+        job = JobSettings.resolve(settings, aspects=aspects, batch_size=batch_size, write=write_xmp)
+    except ClipcropError as exc:
+        fail(str(exc), exit_code_for(exc))
+    store = open_store(db, create=True)
     try:
         try:
-            scorer_obj = load_scorer(scorer, device=device, weights=weights)
+            scorer_obj = load_scorer(scorer, settings=settings, device=device, weights=weights)
         except ClipcropError as exc:
             fail(str(exc), exit_code_for(exc))
         with click.progressbar(length=0, label="scanning", file=sys.stderr, show_pos=True,
@@ -75,15 +66,14 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
                 bar.update(done - state["done"], path)
                 state["done"] = done
 
-            plugins = get_plugin_manager()
-            hook = lambda s: notify(plugins, "photo_scored", photo_path=s.path, suggestion=s)  # noqa: E731
             if rescore:
-                report = rescore_library(store, scorer_obj, aspects or _stored_aspects(store), folders=list(folders),
-                                         progress=progress, batch_size=batch_size, write_metadata=writer,
-                                         on_scored=hook)
+                report = rescore_library(store, scorer_obj, aspects or _stored_aspects(store) or job.aspects,
+                                         folders=list(folders),
+                                         progress=progress, batch_size=job.batch_size, policy=job.policy,
+                                         plugins=get_plugin_manager())
             else:
-                report = scan_folders(store, list(folders), scorer_obj, aspects, progress=progress,
-                                      batch_size=batch_size, write_metadata=writer, on_scored=hook)
+                report = scan_folders(store, list(folders), scorer_obj, job.aspects, progress=progress,
+                                      batch_size=job.batch_size, policy=job.policy, plugins=get_plugin_manager())
     finally:
         store.close()
     for path, reason in report.failures:

@@ -11,11 +11,12 @@ from ..errors import ClipcropError
 from ..store import CropRecord, PhotoDetail
 from .db import db_option, open_store
 from .params import exit_code_for, fail
+from .text import describe_label, explain_changes
 
 
 def _crop_line(c: CropRecord) -> str:
     x1, y1, x2, y2 = c.box
-    expl = ", ".join(f"{'more' if e.change >= 0 else 'less'} {e.element} ({e.change:+.2f})" for e in c.explanation)
+    expl = explain_changes(c.explanation, empty="")
     return (f"  {c.aspect:<6} #{c.rank:<3} box {x1},{y1},{x2},{y2} ({x2 - x1}x{y2 - y1})  score {c.score:.3f}"
             f"  {c.improvement:+.3f} vs full frame" + (f"  {expl}" if expl else ""))
 
@@ -48,12 +49,9 @@ def format_detail(d: PhotoDetail, all_candidates: bool) -> str:
     if d.labels:
         lines.append("labels:")
         for lab in d.labels:
-            what = f"rank {lab.rank}" if lab.rank else ""
-            if lab.box:
-                what += f" box {','.join(map(str, lab.box))}"
-            if lab.kind == "prefer" and lab.other_box:
-                what += f" over {','.join(map(str, lab.other_box))}"
-            lines.append(f"  #{lab.id} {lab.kind} {what.strip()} ({lab.source}, {lab.created_at:%Y-%m-%d %H:%M})")
+            what = describe_label(lab.kind, aspect=lab.aspect, rank=lab.rank, box=lab.box, other_rank=lab.other_rank,
+                                  other_box=lab.other_box)
+            lines.append(f"  #{lab.id} {what} ({lab.source}, {lab.created_at:%Y-%m-%d %H:%M})")
     if len(d.runs) > 1:
         lines.append("runs: " + ", ".join(f"{r.scorer}{'*' if r.active else ''}" for r in d.runs))
     return "\n".join(lines)
@@ -83,8 +81,7 @@ def show(photo: str, all_candidates: bool, preview: str | None, as_json: bool, d
         store.close()
     click.echo(json.dumps(detail.to_dict()) if as_json else format_detail(detail, all_candidates))
     if preview:
-        from ..preview import save_preview
-        from ..store.render import render_detail
+        from ..preview import render_detail, save_preview
 
         if os.path.exists(preview) and os.path.samefile(preview, detail.photo.path):
             fail(f"--preview {preview} is the photo itself; choose another file")

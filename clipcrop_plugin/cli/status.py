@@ -36,20 +36,31 @@ def format_status(doc: dict) -> str:  # type: ignore[type-arg]
 def status(as_json: bool) -> None:
     """Show whether `clipcrop watch` is running, its folders, queue and counts.
 
-    Exit status: 0 running, 3 not running (like `systemctl status`), 1 no status found.
+    Exit status: 0 running, 3 not running or never started (like `systemctl status`), 1 the
+    status file cannot be read.
 
     \b
     Example:
       clipcrop status
       clipcrop status --json | jq .queue_depth
     """
-    from ..daemon.status import read_status
+    from ..daemon.status import read_status, status_path
 
+    path = status_path()
+    if not path.exists():
+        # Never started here is "not running", not a failure: scripts test `clipcrop status` for 3.
+        if as_json:
+            click.echo(json.dumps({"running": False, "never_started": True, "status_file": str(path)}))
+        else:
+            click.echo(f"clipcrop watch: not running (never started with this data folder; no {path})")
+        raise SystemExit(3)
     try:
         doc = read_status()
     except ClipcropError as exc:
+        if as_json:
+            click.echo(json.dumps({"running": None, "error": str(exc), "status_file": str(path)}))
+            raise SystemExit(1) from None
         fail(str(exc))
-        return
     click.echo(json.dumps(doc, indent=1, sort_keys=True) if as_json else format_status(doc))
     if not doc.get("running"):
         raise SystemExit(3)

@@ -10,21 +10,18 @@ import click
 
 from ..candidates import AspectRatio, parse_aspect
 from ..config import load_settings
-from ..elements import BY_NAME
-from ..errors import ClipcropError
+from ..errors import ClipcropError, ConfigError
 from ..results import Crop, Suggestion
 from .params import aspect_option, exit_code_for, fail, json_option, scorer_options, top_option
+from .text import explain_changes
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
+_OTHER_IMAGE_SUFFIXES = (".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif", ".avif", ".jxl")
 
 
 def explain(crop: Crop) -> str:
     """``more rule of thirds (+0.31), less center composition (-0.28)``: the crop's explanation."""
-    parts = []
-    for change in crop.explanation:
-        label = BY_NAME[change.element].label if change.element in BY_NAME else change.element
-        parts.append(f"{'more' if change.change >= 0 else 'less'} {label} ({change.change:+.2f})")
-    return ", ".join(parts) if parts else "no element changes"
+    return explain_changes(crop.explanation)
 
 
 def format_suggestion(s: Suggestion, top: int) -> str:
@@ -58,6 +55,12 @@ class PreviewTargets:
 
     def __init__(self, out: str, paths: tuple[str, ...]) -> None:
         self.out = Path(out)
+        suffix = self.out.suffix.lower()
+        if suffix and suffix not in _JPEG_SUFFIXES and not self.out.is_dir() and suffix in _OTHER_IMAGE_SUFFIXES:
+            # "x.png" is surely meant as a file: never make a folder of that name.
+            raise ConfigError(f"--preview {out}: previews are JPEG files; name it .jpg, or give a folder")
+        if self.out.suffix.lower() in _JPEG_SUFFIXES and len(paths) == 1 and Path(paths[0]).is_dir():
+            raise ConfigError(f"--preview {out}: a folder of photos needs a folder for its previews, not one file")
         self.single = (
             self.out.suffix.lower() in _JPEG_SUFFIXES
             and not self.out.is_dir()
@@ -120,6 +123,10 @@ def suggest(
     from ..suggest import suggest_paths
 
     try:
+        targets = PreviewTargets(preview, paths) if preview else None
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    try:
         settings = load_settings()
         if not aspects and settings.aspects:
             aspects = tuple(parse_aspect(a) for a in settings.aspects)
@@ -129,7 +136,6 @@ def suggest(
         return
     if no_grid and not aspects:
         fail("--no-grid leaves no candidates: add at least one --aspect W:H", 2)
-    targets = PreviewTargets(preview, paths) if preview else None
 
     total = errors = 0
     for s in suggest_paths(

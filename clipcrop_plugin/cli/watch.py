@@ -55,7 +55,10 @@ def watch(
     log = logging.getLogger("clipcrop")
     if log.level > logging.INFO or log.level == logging.NOTSET:
         log.setLevel(logging.INFO)  # a daemon says what it is doing (one line per event)
+    from .db import check_db_location
+
     try:
+        check_db_location(db_url, create=True)
         service = WatchService(
             folders,
             scorer=scorer,

@@ -27,19 +27,6 @@ def _open_store(settings: object, required: bool) -> object | None:
     return Store.open(url, settings=settings)  # type: ignore[arg-type]
 
 
-def _announce(outcomes, cleared: bool):  # noqa: ANN001, ANN202
-    """Pass outcomes through, firing the ``metadata_written`` hook for each photo changed, so a
-    host's plugin hears about CLI writes exactly as it does about the facade's and the daemon's."""
-    from ..hooks import get_plugin_manager, notify
-
-    plugins = get_plugin_manager()
-    for o in outcomes:
-        files = [str(o.result.path_written)] if o.result is not None else [str(p) for p in (o.cleared or [])]
-        if files and not o.error:
-            notify(plugins, "metadata_written", photo_path=o.path, written=files, cleared=cleared)
-        yield o
-
-
 def _report(outcomes, as_json: bool, verb: str) -> None:  # noqa: ANN001
     total = errors = 0
     for o in outcomes:
@@ -115,7 +102,8 @@ def write(paths: tuple[str, ...], embed: bool, naming: str | None, aspects: tupl
       clipcrop xmp write IMG_0001.JPG --embed --aspect 1:1
     """
     from ..config import load_settings
-    from ..xmp.batch import write_paths
+    from ..hooks import get_plugin_manager
+    from ..jobs import MetadataPolicy, write_paths
 
     if not paths and not from_query:
         fail("give PHOTO or FOLDER paths, or --query", 2)
@@ -145,10 +133,10 @@ def write(paths: tuple[str, ...], embed: bool, naming: str | None, aspects: tupl
         return load_scorer(scorer, settings=settings, device=device, weights=weights)
 
     try:
-        _report(_announce(write_paths(paths, mode="embed" if embed else "sidecar",
-                                      naming=naming or settings.sidecar_naming, aspects=aspects, source=source,
-                                      store=store, scorer_factory=make_scorer, recursive=not no_recursive,
-                                      batch_size=settings.batch_size), cleared=False), as_json, "written")
+        policy = MetadataPolicy.from_settings(settings, embed=embed, naming=naming, aspects=aspects)
+        _report(write_paths(paths, policy, source=source, store=store, scorer_factory=make_scorer,  # type: ignore[arg-type]
+                            aspects=aspects, recursive=not no_recursive, batch_size=settings.batch_size,
+                            plugins=get_plugin_manager()), as_json, "written")
     except ClipcropError as exc:  # e.g. the scorer cannot be loaded
         fail(str(exc), exit_code_for(exc))
 
@@ -169,10 +157,22 @@ def clear(paths: tuple[str, ...], only: str, naming: str | None, no_recursive: b
     Example:
       clipcrop xmp clear ~/Pictures/2024
     """
-    from ..xmp.batch import clear_paths
+    from ..config import load_settings
+    from ..hooks import get_plugin_manager
+    from ..jobs import clear_paths
 
-    _report(_announce(clear_paths(paths, mode=only, naming=naming, recursive=not no_recursive), cleared=True),
-            as_json, "checked")
+    try:
+        # Clearing embedded XMP rewrites the photo: the database (if any) learns its new hash.
+        store = _open_store(load_settings(), required=False)
+    except ClipcropError as exc:
+        fail(str(exc), exit_code_for(exc))
+        return
+    try:
+        _report(clear_paths(paths, mode=only, naming=naming, recursive=not no_recursive, store=store,  # type: ignore[arg-type]
+                            plugins=get_plugin_manager()), as_json, "checked")
+    finally:
+        if store is not None:
+            store.close()  # type: ignore[attr-defined]
 
 
 @xmp.command("show")

@@ -1,9 +1,9 @@
-"""The daemon's bindings to the rest of clipcrop: the store, the scorer, the XMP writer.
+"""The daemon's bindings to the rest of clipcrop: the store, the scorer, the job layer.
 
 Everything here runs on the pipeline's DB thread (the ``StoreBackend`` methods) or is a plain
-function the pipeline's other threads call (``make_pipeline_functions``). The skip/relink
-rules are the store's: a moved photo is relinked by content hash, a copy gets the scores
-copied, and only content no run of this scorer+weights has seen is scored.
+function the pipeline's other threads call (``make_pipeline_functions``). The skip/relink/gone
+rules are :mod:`clipcrop_plugin.settle`'s and storing + publishing is
+:func:`clipcrop_plugin.jobs.record_scored`, the same as ``clipcrop scan``'s.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from functools import partial
 from typing import Any
 
 from ..config import Settings
+from ..jobs import JobSettings, MetadataPolicy, publish, record_failure, record_scored
+from ..photofiles import is_photo_name, iter_photo_paths
 from ..results import Suggestion
+from ..settle import settle_gone, settle_scored_content, settle_unchanged
 from .stability import Signature, file_signature
 
 log = logging.getLogger("clipcrop.daemon")
@@ -23,8 +26,6 @@ log = logging.getLogger("clipcrop.daemon")
 
 def iter_photos(top: str) -> Iterator[str]:
     """Photo files under ``top``, walked the way ``clipcrop suggest``/``scan`` walk."""
-    from ..suggest import iter_photo_paths
-
     if not os.path.isdir(top):
         return
     for p in iter_photo_paths([top]):
@@ -32,9 +33,7 @@ def iter_photos(top: str) -> Iterator[str]:
 
 
 def accepts_photo_name(path: str) -> bool:
-    """Whether an event path names a photo (the foundation's suffix and temp-name rules)."""
-    from ..suggest import is_photo_name
-
+    """Whether an event path names a photo (the shared photo-name rule)."""
     return is_photo_name(os.path.basename(path))
 
 
@@ -47,10 +46,10 @@ def _size(sig: Signature | None) -> int | None:
 
 
 class StoreBackend:
-    """A :class:`~clipcrop_plugin.store.Store` plus the scorer identity and the metadata mode."""
+    """A :class:`~clipcrop_plugin.store.Store` plus the scorer identity and the metadata policy."""
 
     def __init__(
-        self, store: Any, scorer: Any, aspects: list[Any], *, embed: bool, naming: str, settings: Settings | None = None
+        self, store: Any, scorer: Any, aspects: list[Any], *, policy: MetadataPolicy, settings: Settings | None = None
     ) -> None:
         from ..hooks import get_plugin_manager
 
@@ -59,8 +58,7 @@ class StoreBackend:
         self.plugins = get_plugin_manager()
         self.scorer = scorer
         self.aspects = aspects
-        self.embed = embed
-        self.naming = naming
+        self.policy = policy
         self.scorer_name: str = getattr(scorer, "name", type(scorer).__name__)
         self.weights_hash: str | None = getattr(scorer, "weights_hash", None)
         # Set by the service: called with an error line when metadata cannot be written.
@@ -75,35 +73,31 @@ class StoreBackend:
         scorer: str,
         weights: str | None,
         device: str,
-        aspects: Sequence[str],
-        embed: bool,
+        job: JobSettings | None = None,
     ) -> StoreBackend:
-        """Open the database (upgrading it) and load the scorer; raises typed clipcrop errors."""
-        from ..candidates import parse_aspect
+        """Open the database (upgrading it) and load the scorer; raises typed clipcrop errors.
+
+        ``job``: aspects and metadata policy (default: resolved from ``settings``)."""
         from ..scoring.registry import load_scorer
         from ..store import Store
 
-        ratios = [parse_aspect(a) for a in aspects]  # bad input fails before anything opens
+        job = job or JobSettings.resolve(settings)  # bad input fails before anything opens
         store = Store.open(url, settings=settings)
         try:
             sc = load_scorer(scorer, settings=settings, device=device, weights=weights)
         except BaseException:
             store.close()
             raise
-        return cls(store, sc, ratios, embed=embed, naming=settings.sidecar_naming, settings=settings)
+        return cls(store, sc, list(job.aspects), policy=job.policy, settings=settings)
 
     def close(self) -> None:
         self.store.close()
 
     # -- Backend protocol (DB thread) ----------------------------------------------------------
-    # The decisions are clipcrop scan's (``scan.settle_unchanged`` / ``scan.settle_scored_content``);
-    # they are split in two only because the daemon hashes files on its decoder threads, not on
-    # the database thread.
+    # The decisions are clipcrop scan's (``settle.settle_unchanged`` / ``settle.settle_scored_content``).
 
     def already_done(self, path: str, signature: Signature) -> bool:
         """Same path, size and mtime as when this scorer scored it (or failed on it): nothing to do."""
-        from ..scan import settle_unchanged
-
         outcome = settle_unchanged(self.store, path, signature[0], signature[1], self.scorer_name,
                                    self.weights_hash, retry_failed=False)
         if outcome == "skipped":
@@ -115,8 +109,6 @@ class StoreBackend:
 
     def relink(self, content_hash: str, path: str, signature: Signature) -> None:
         """Already-scored content at ``path``: unchanged (seen), moved (relink) or a copy (copy scores)."""
-        from ..scan import settle_scored_content
-
         outcome = settle_scored_content(self.store, path, content_hash, _size(signature), _mtime(signature),
                                         self.scorer_name, self.weights_hash)
         if outcome is None:
@@ -128,17 +120,19 @@ class StoreBackend:
     def _has_metadata(self, path: str) -> bool:
         from pathlib import Path
 
-        if self.embed:
+        if self.policy.mode == "embed":
             from ..xmp.writer import read_crop_metadata
 
             return read_crop_metadata(path) is not None
         from ..xmp.sidecar import sidecar_path
 
-        return sidecar_path(Path(path), self.naming)[0].is_file()
+        return sidecar_path(Path(path), self.policy.naming)[0].is_file()
 
     def _ensure_metadata(self, path: str) -> None:
         """Write the stored crop for a photo that lacks it: a moved or copied photo, or one whose
         sidecar was never written because the daemon was killed between commit and write."""
+        if not self.policy.writes:
+            return
         try:
             if self._has_metadata(path):
                 return
@@ -148,67 +142,44 @@ class StoreBackend:
         except Exception as exc:  # noqa: BLE001 - the score is safe in the database
             self.on_error(f"{path}: cannot read the stored crop ({exc})")
             return
-        sig = file_signature(path)
-        if suggestion is None or sig is None:
+        if suggestion is None or file_signature(path) is None:
             return
-        self._write_metadata(suggestion, sig)
-        log.info("wrote the stored crop metadata of %s", path)
+        if self._publish(suggestion).error is None:
+            log.info("wrote the stored crop metadata of %s", path)
 
-    def record_batch(self, items: list[tuple[Suggestion, str, Signature]]) -> list[Signature]:
-        """Store scored photos in one transaction, then write their crop metadata.
+    def _publish(self, suggestion: Suggestion) -> Any:
+        out = publish(self.store, suggestion, self.policy, plugins=self.plugins)
+        self._report(out)
+        return out
 
-        Returns each file's signature afterwards (embedding changes it). The database comes
-        first: after a crash between the two, the photo is scored and only its sidecar is
-        missing, never the other way round.
-        """
-        self.store.record_suggestions([(s, h, _mtime(sig), _size(sig)) for s, h, sig in items])
-        finals = [self._write_metadata(s, sig) for s, _h, sig in items]
-        for s, _h, _sig in items:
-            self._hook("photo_scored", photo_path=s.path, suggestion=s)
-        return finals
-
-    def _hook(self, name: str, **kwargs: Any) -> None:
-        from ..hooks import notify
-
-        notify(self.plugins, name, **kwargs)
-
-    def _write_metadata(self, suggestion: Suggestion, signature: Signature) -> Signature:
-        try:
-            from ..xmp.writer import write_crop_metadata
-
-            result = write_crop_metadata(
-                suggestion.path,
-                suggestion,
-                mode="embed" if self.embed else "sidecar",
-                naming=self.naming,
-                aspects=[a.name for a in self.aspects] or None,
-            )
-        except Exception as exc:  # noqa: BLE001 - the score is stored; metadata is best effort
-            msg = f"{suggestion.path}: cannot write crop metadata ({exc})"
+    def _report(self, out: Any) -> None:
+        # The score is stored either way; metadata is best effort and reported, never fatal.
+        if out.error:
+            msg = f"cannot write crop metadata: {out.error}"
             log.warning("%s", msg)
             self.on_error(msg)
-            return signature
-        self._hook("metadata_written", photo_path=suggestion.path, written=[str(result.path_written)], cleared=False)
-        if result.mode_used != "embed":
-            return signature
-        # Embedding rewrote the photo, so its bytes (content hash), size and mtime changed. Store
-        # the same scores under the new identity, so that neither the event our own write causes
-        # nor a later move of the file starts another scoring pass.
-        new_sig = file_signature(suggestion.path) or signature
-        try:
-            from ..hashing import content_hash
+        elif out.result is not None and out.result.note and "database not updated" in out.result.note:
+            self.on_error(f"{out.path}: {out.result.note}")
 
-            new_hash = result.sha256 or content_hash(suggestion.path)
-            self.store.record_suggestion(suggestion, new_hash, mtime=_mtime(new_sig), size=_size(new_sig))
-        except Exception as exc:  # noqa: BLE001
-            self.on_error(f"{suggestion.path}: cannot update the database after embedding ({exc})")
-        return new_sig
+    def record_batch(self, items: list[tuple[Suggestion, str, Signature]]) -> list[Signature]:
+        """Store scored photos in one transaction, then write their crop metadata (the job layer).
+
+        Returns each file's signature afterwards (embedding changes it; the store already has the
+        new content hash, so neither the event our own write causes nor a later move of the file
+        starts another scoring pass).
+        """
+        outcomes = record_scored(self.store, [(s, h, _mtime(sig), _size(sig)) for s, h, sig in items], self.policy,
+                                 plugins=self.plugins)
+        finals = []
+        for (s, _h, sig), out in zip(items, outcomes):
+            self._report(out)
+            embedded = out.result is not None and out.result.mode_used == "embed"
+            finals.append((file_signature(s.path) or sig) if embedded else sig)
+        return finals
 
     def record_failure(self, path: str, reason: str, content_hash: str | None, signature: Signature | None) -> None:
-        from ..suggest import failed
-
-        self.store.record_failure(path, reason, content_hash, mtime=_mtime(signature), size=_size(signature))
-        self._hook("photo_scored", photo_path=path, suggestion=failed(path, reason, self.scorer))
+        record_failure(self.store, path, reason, content_hash, mtime=_mtime(signature), size=_size(signature),
+                       scorer=self.scorer, plugins=self.plugins)
 
     def mark_gone(self, path: str) -> None:
         if self.store.mark_gone(path):
@@ -218,13 +189,7 @@ class StoreBackend:
         """After a full walk of ``root``: stored photos under it that were not seen and are not
         on disk are gone (deleted while the daemon was down, or an event was lost). Same rule
         as ``scan_folders``."""
-        n = 0
-        if not os.path.isdir(root):
-            return 0  # unmounted meanwhile: offline, not gone
-        for ref in self.store.photos_under(root):
-            if ref.path not in seen and ref.status != "gone" and not os.path.exists(ref.path):
-                self.store.mark_gone(ref.path)
-                n += 1
+        n = settle_gone(self.store, root, seen)
         if n:
             log.info("%d photo(s) under %s are gone", n, root)
         return n

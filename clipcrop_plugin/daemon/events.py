@@ -8,13 +8,11 @@ noted separately, because a path that disappears must be marked gone, not scored
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import PurePath
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -29,41 +27,13 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
+from ..photofiles import is_ignored
+
 log = logging.getLogger("clipcrop.daemon")
 
-# Names other programs use while a file is still being written, or for their own bookkeeping.
-# Syncthing: ``.syncthing.NAME.tmp`` / ``~syncthing~NAME.tmp`` (lib/fs/tempname.go); rsync:
-# ``.NAME.XXXXXX`` (hidden, so covered by the dot rule); Synology: ``@eaDir``; our own XMP
-# writer: dot-prefixed names containing ``.clipcrop-tmp``.
-_IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "@eadir", "#recycle", "$recycle.bin"}
-_IGNORED_PATTERNS = ("~syncthing~*", "*.tmp", "*.part", "*.crdownload", "*.xmp", "*.clipcrop-tmp*")
-
-
-def is_ignored(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> bool:
-    """True for paths the daemon must never treat as a photo.
-
-    Any component below ``root`` that is hidden (dot-prefixed) or a known system folder
-    excludes the whole path, so ``@eaDir/x.jpg`` thumbnails and ``.git/...`` never reach the
-    scorer. Components of ``root`` itself do not count: a user may keep photos in ``~/.photos``.
-    """
-    pure = PurePath(os.fspath(path))
-    if root is not None:
-        try:
-            pure = pure.relative_to(os.fspath(root))
-        except ValueError:
-            pass
-    parts = pure.parts
-    if not parts:
-        return True
-    for part in parts[:-1]:
-        low = part.lower()
-        if (part.startswith(".") and part not in (".", "..")) or low in _IGNORED_NAMES:
-            return True
-    name = parts[-1]
-    low = name.lower()
-    if name.startswith(".") or low in _IGNORED_NAMES:
-        return True
-    return any(fnmatch.fnmatchcase(low, pat) for pat in _IGNORED_PATTERNS)
+# What is ignored (hidden and temp names, sidecars, ``@eaDir``, ...) is the shared photo filter's
+# (``clipcrop_plugin.photofiles``), so ``clipcrop scan`` skips exactly what the daemon skips.
+__all__ = ["HintHandler", "Hints", "is_ignored"]
 
 
 class Hints:
@@ -121,7 +91,7 @@ class HintHandler(FileSystemEventHandler):
         super().__init__()
         self.hints = hints
         self.root = root
-        # ``accept`` narrows to photo file names (the foundation's suffix list); ignored names
+        # ``accept`` narrows to photo file names (``photofiles.is_photo_name``); ignored names
         # are always dropped first.
         self.accept = accept or (lambda _p: True)
 

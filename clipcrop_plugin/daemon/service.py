@@ -77,8 +77,10 @@ class WatchService:
         if not any(os.path.isdir(f) for f in self.folders):
             raise ConfigError(f"no such folder: {', '.join(self.folders)}")
         self.scorer_name = scorer or s.scorer
-        self.aspect_names = list(aspects) if aspects else list(s.aspects)
-        self.embed = s.embed if embed is None else embed
+        from ..jobs import JobSettings
+
+        # Aspects, batch size and the metadata policy, resolved once (a bad ratio fails here).
+        self.job = JobSettings.resolve(s, aspects=aspects, embed=embed)
         self.poll = s.poll if poll is None else poll
         self.weights = weights if weights is not None else (s.weights or None)
         self.device = device or s.device
@@ -122,8 +124,7 @@ class WatchService:
                 scorer=self.scorer_name,
                 weights=self.weights,
                 device=self.device,
-                aspects=self.aspect_names,
-                embed=self.embed,
+                job=self.job,
             )
             load, score, chash, accept = make_pipeline_functions(self.backend)
             self._accept = accept
@@ -132,7 +133,7 @@ class WatchService:
                 load=load,
                 score=score,
                 content_hash=chash,
-                batch_size=self.settings.batch_size,
+                batch_size=self.job.batch_size,
                 decoders=self.decoders,
                 rehint=self.hints.changed,
                 on_done=self._settled,

@@ -18,6 +18,8 @@ from typing import Any
 
 from ..config import Settings, load_settings
 from ..errors import ConfigError, WeightsError
+from ..extras import MissingExtraError, extra_for_import_error
+from ..notices import say_once_a_day
 from .base import Scorer
 
 GROUP = "clipcrop.scorers"
@@ -47,9 +49,17 @@ def scorer_names() -> list[str]:
     return sorted(_entry_points())
 
 
+def _missing_extra(name: str, exc: ImportError) -> MissingExtraError | None:
+    extra = extra_for_import_error(exc)
+    return MissingExtraError(f"the {name} scorer", extra) if extra else None
+
+
 def _load_class(name: str, ep: EntryPoint) -> Any:
     try:
         return ep.load()
+    except ImportError as exc:
+        raise (_missing_extra(name, exc) or ConfigError(
+            f"scorer {name!r} could not be loaded ({type(exc).__name__}: {exc})")) from exc
     except Exception as exc:  # a broken plugin must not take the whole tool down
         raise ConfigError(f"scorer {name!r} could not be loaded ({type(exc).__name__}: {exc})") from exc
 
@@ -58,8 +68,11 @@ def _create(name: str, cls: Any, settings: Settings, device: str, weights: str |
     """``cls.create(...)``; an unexpected exception from a scorer becomes a one-line ConfigError."""
     try:
         return cls.create(settings, device=device, weights=weights)
-    except (WeightsError, ConfigError):
+    except (WeightsError, ConfigError, MissingExtraError):
         raise
+    except ImportError as exc:
+        raise (_missing_extra(name, exc) or ConfigError(
+            f"scorer {name!r} could not start ({type(exc).__name__}: {exc})")) from exc
     except Exception as exc:
         raise ConfigError(f"scorer {name!r} could not start ({type(exc).__name__}: {exc})") from exc
 
@@ -92,7 +105,7 @@ def load_scorer(
             continue
         try:
             scorer = _create(candidate, _load_class(candidate, eps[candidate]), settings, device, weights)
-        except (WeightsError, ConfigError) as exc:
+        except (WeightsError, ConfigError, MissingExtraError) as exc:
             reasons.append(f"{candidate}: {exc}")
             log.debug("auto: %s unavailable: %s", candidate, exc)
             continue
@@ -100,5 +113,6 @@ def load_scorer(
         return scorer
     if weights:
         raise WeightsError(f"no scorer accepts the weights {weights} ({'; '.join(reasons) or 'no CLIP scorer installed'})")
-    log.warning("no CLIP weights found, using the weights-free heuristic scorer; %s", NO_WEIGHTS_HINT)
+    say_once_a_day(log, "no-clip-weights", "no CLIP weights found, using the weights-free heuristic scorer; %s "
+                   "(said once a day; `clipcrop models` shows the scorers)", NO_WEIGHTS_HINT)
     return _load_class("heuristic", eps["heuristic"]).create(settings, device=device, weights=None)

@@ -79,13 +79,25 @@ def _literal_prefix(pattern: str) -> str:
     return m.group(0) if m else ""
 
 
+def effective_sort(f: QueryFilters, sort: str) -> str:
+    """``sort``, except that photos without crops (failed, pending, gone) are listed by path.
+
+    Score sorts list scored photos only, so ``--status failed`` with the default sort would
+    otherwise list nothing at all.
+    """
+    if sort not in SORTS:
+        raise ConfigError(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
+    if f.status in ("failed", "pending", "gone") and sort in ("improvement", "score"):
+        return "path"
+    return sort
+
+
 def build_query(f: QueryFilters, sort: str, dialect: str, *, count: bool = False) -> Select:  # type: ignore[type-arg]
     """The SELECT for ``f``: columns of ``photos`` plus the selected crop's columns (or NULLs).
 
     With ``count``, ``SELECT count(*)`` over the same rows (no crops join unless a filter needs it).
     """
-    if sort not in SORTS:
-        raise ConfigError(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
+    sort = effective_sort(f, sort)
     p, c = Photo.__table__, CropRow.__table__
     # A path range selects a small part of the library: drive the query from the photos' path
     # index then, not from the crops' improvement index (which SQLite would otherwise walk,

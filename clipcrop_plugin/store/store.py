@@ -659,6 +659,20 @@ class Store:
             conn.execute(update(P).where(P.c.id == photo_id, P.c.status.in_(("gone", "offline")))
                          .values(status="scored"))
 
+    def content_changed(self, path: str, content_hash: str, *, mtime: float | None, size: int | None) -> bool:
+        """Our own metadata write changed the bytes of the photo at ``path`` (embedding XMP, or
+        clearing it), not its picture: file its runs of the previous content under the new hash,
+        so the next scan recognises the photo instead of scoring it again. False when unknown."""
+        with self._write() as conn:
+            row = conn.execute(select(P.c.id, P.c.content_hash).where(P.c.path == str(path))).first()
+            if row is None:
+                return False
+            if row.content_hash and row.content_hash != content_hash:
+                conn.execute(update(R).where(R.c.photo_id == row.id, R.c.content_hash == row.content_hash)
+                             .values(content_hash=content_hash))
+            conn.execute(update(P).where(P.c.id == row.id).values(content_hash=content_hash, mtime=mtime, size=size))
+            return True
+
     def mark_gone(self, path: str) -> bool:
         """The file at ``path`` was deleted: keep its scores (a move may relink them) but flag it."""
         with self._write() as conn:
@@ -697,9 +711,10 @@ class Store:
             expl = self._explanations(conn, crop_ids)
         return [self._summary(r, expl) for r in rows]
 
-    def count(self, filters: QueryFilters | None = None) -> int:
-        """How many photos :meth:`query` would return without a limit."""
-        q = build_query(filters or QueryFilters(), "path", self.dialect, count=True)
+    def count(self, filters: QueryFilters | None = None, *, sort: str = "path") -> int:
+        """How many photos :meth:`query` with the same ``sort`` would return without a limit
+        (score sorts list scored photos only)."""
+        q = build_query(filters or QueryFilters(), sort, self.dialect, count=True)
         with self._read() as conn:
             return int(conn.execute(q).scalar() or 0)
 
@@ -725,6 +740,13 @@ class Store:
         return PhotoSummary(r.id, r.path, r.folder, r.status, r.error, bool(r.offline), r.width, r.height,
                             r.taken_at, r.camera_make, r.camera_model, r.content_hash,
                             int(r.run_id) if r.crop_id is not None else None, crop)
+
+    def active_aspects(self) -> list[str]:
+        """Candidate sets present in the active runs, ``grid`` first, then ratios (not ``full``)."""
+        q = select(C.c.aspect).where(C.c.rank == 1, C.c.active.is_(True)).distinct()
+        with self._read() as conn:
+            found = {a for (a,) in conn.execute(q)} - {"full"}
+        return sorted(found, key=lambda a: (a != "grid", a))
 
     def best_crop(self, photo: str | int, aspect: str | None = None) -> CropRecord | None:
         """The active run's best crop of ``photo`` (rank 1 of ``aspect`` when given), without

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from ..hashing import content_hash
 from ..results import Crop, PhotoInfo, Suggestion
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 def _orientation_tag(path: Path) -> tuple[bool, int, tuple[int, int]] | None:
@@ -28,13 +32,13 @@ def _orientation_tag(path: Path) -> tuple[bool, int, tuple[int, int]] | None:
     return tag, (o if 1 <= o <= 8 else 1), size
 
 
-def suggestion_from_store(store: object, path: str | os.PathLike[str]) -> Suggestion | None:
+def suggestion_from_store(store: Store, path: str | os.PathLike[str]) -> Suggestion | None:
     """The stored active-run suggestion for ``path``, or None when it is unknown, unscored or changed."""
     from ..errors import StoreError
 
     photo = Path(path).resolve()
     try:
-        detail = store.photo_detail(str(photo))  # type: ignore[attr-defined]
+        detail = store.photo_detail(str(photo))
     except StoreError:
         return None
     summary = detail.photo
