@@ -318,6 +318,8 @@ class HeuristicScorer:
     def score_one(self, loaded: LoadedImage, cands: CandidateSet) -> ScoreResult:
         """Scores (N,) and elements (N, 10) for one image's candidates."""
         f = self.features(loaded, cands)
+        if len(f.base) == 0:
+            return ScoreResult(scores=np.zeros(0), elements=np.zeros((0, 10)))
         scores = f.base if self.personal is None else self.personal.score(f, cands)
         scores = _smooth_within_groups(scores, cands, self.smoothing)
         return ScoreResult(scores=scores.astype(np.float64), elements=f.elements)
