@@ -21,8 +21,9 @@ from .errors import ClipcropError
 from .hashing import content_hash
 from .jobs import MetadataPolicy, record_failure, record_scored
 from .photofiles import iter_photo_paths
+from .results import Suggestion
 from .scoring.base import Scorer
-from .settle import settle_gone, settle_scored_content, settle_unchanged
+from .settle import group_by_kept_aspects, required_sets, settle_gone, settle_scored_content, settle_unchanged
 from .store import Store
 from .suggest import failed, suggest_paths
 
@@ -49,6 +50,7 @@ class ScanReport:
     copied: int = 0
     gone: int = 0
     offline: int = 0
+    new_sets: int = 0  # of ``scored``: already scored, but a set this pass asks for was missing
     interrupted: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
     metadata_errors: list[tuple[str, str]] = field(default_factory=list)
@@ -63,7 +65,8 @@ class ScanReport:
 
     def summary(self) -> str:
         """One line of counts for the end of a scan."""
-        parts = [f"{self.scored} scored", f"{self.skipped} unchanged", f"{self.relinked} relinked"]
+        scored = f"{self.scored} scored" + (f" ({self.new_sets} for new candidate sets)" if self.new_sets else "")
+        parts = [scored, f"{self.skipped} unchanged", f"{self.relinked} relinked"]
         if self.copied:
             parts.append(f"{self.copied} duplicates")
         parts.append(f"{self.failed} failed")
@@ -95,6 +98,9 @@ class _Scanner:
         self.scorer_name = getattr(scorer, "name", type(scorer).__name__)
         self.weights_hash = getattr(scorer, "weights_hash", None)
         self.pending: list[_Pending] = []
+        # A photo whose run lacks a set this pass asks for (a new --aspect, changed config) is
+        # scored again; the others are settled without decoding.
+        self.sets = required_sets(aspects, grid)
 
     def _tick(self, path: str) -> None:
         if self.progress is not None:
@@ -116,7 +122,7 @@ class _Scanner:
             self._fail(path, f"{path}: {reason}")
             return
         ident = (self.scorer_name, self.weights_hash)
-        if settle_unchanged(self.store, path, st.st_size, st.st_mtime, *ident) == "skipped":
+        if settle_unchanged(self.store, path, st.st_size, st.st_mtime, *ident, sets=self.sets) == "skipped":
             self.report.skipped += 1
             self._tick(path)
             return
@@ -125,11 +131,13 @@ class _Scanner:
         except ClipcropError as exc:
             self._fail(path, str(exc), st=st)
             return
-        outcome = settle_scored_content(self.store, path, h, st.st_size, st.st_mtime, *ident)
+        outcome = settle_scored_content(self.store, path, h, st.st_size, st.st_mtime, *ident, sets=self.sets)
         if outcome is not None:
             setattr(self.report, outcome, getattr(self.report, outcome) + 1)
             self._tick(path)
             return
+        if self.store.is_scored(h, *ident):
+            self.report.new_sets += 1
         self.pending.append(_Pending(path, h, st.st_mtime, st.st_size))
         if len(self.pending) >= self.batch_size:
             self.flush()
@@ -139,11 +147,16 @@ class _Scanner:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        suggestions = list(suggest_paths([p.path for p in batch], self.scorer, self.aspects,
-                                         batch_size=self.batch_size, grid=self.grid, recursive=False))
-        if len(suggestions) != len(batch):  # defensive: keep path <-> suggestion pairing exact
-            by_path = {s.path: s for s in suggestions}
-            suggestions = [by_path.get(p.path) or failed(p.path, "not scored", self.scorer) for p in batch]
+        # Photos scored again for a new set keep their earlier sets: score each group of photos
+        # that keeps the same sets together (new photos get exactly the asked-for sets).
+        by_path: dict[str, Suggestion] = {}
+        for aspects, group in group_by_kept_aspects(self.store, [(p.path, p.content_hash) for p in batch],
+                                                    self.scorer_name, self.weights_hash, self.aspects):
+            for s in suggest_paths(group, self.scorer, aspects, batch_size=self.batch_size, grid=self.grid,
+                                   recursive=False):
+                by_path[s.path] = s
+        # keep path <-> suggestion pairing exact, whatever the scorer returned
+        suggestions = [by_path.get(p.path) or failed(p.path, "not scored", self.scorer) for p in batch]
         outcomes = record_scored(self.store, [(s, p.content_hash, p.mtime, p.size) for s, p in zip(suggestions, batch)],
                                  self.policy, plugins=self.plugins)
         for s, p, o in zip(suggestions, batch, outcomes):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -10,6 +11,7 @@ from ..candidates import AspectRatio
 from ..errors import ClipcropError
 from .db import db_option, open_store
 from .params import aspect_option, exit_code_for, fail, scorer_options
+from .progress import wants_progress
 
 
 @click.command("scan")
@@ -41,7 +43,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
     from ..config import load_settings
     from ..hooks import get_plugin_manager
     from ..jobs import JobSettings
-    from ..scan import rescore_library, scan_folders
+    from ..scan import ScanReport, rescore_library, scan_folders
     from ..scoring.registry import load_scorer
 
     if not folders and not rescore:
@@ -57,23 +59,29 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
             scorer_obj = load_scorer(scorer, settings=settings, device=device, weights=weights)
         except ClipcropError as exc:
             fail(str(exc), exit_code_for(exc))
-        with click.progressbar(length=0, label="scanning", file=sys.stderr, show_pos=True,
-                               item_show_func=lambda p: p and click.format_filename(p, shorten=True)) as bar:
-            state = {"done": 0}
+        plugins = get_plugin_manager()
 
-            def progress(done: int, total: int, path: str) -> None:
-                bar.length = total
-                bar.update(done - state["done"], path)
-                state["done"] = done
-
+        def run(progress: Callable[[int, int, str], None] | None = None) -> ScanReport:
             if rescore:
-                report = rescore_library(store, scorer_obj, aspects or _stored_aspects(store) or job.aspects,
-                                         folders=list(folders),
-                                         progress=progress, batch_size=job.batch_size, policy=job.policy,
-                                         plugins=get_plugin_manager())
-            else:
-                report = scan_folders(store, list(folders), scorer_obj, job.aspects, progress=progress,
-                                      batch_size=job.batch_size, policy=job.policy, plugins=get_plugin_manager())
+                return rescore_library(store, scorer_obj, aspects or _stored_aspects(store) or job.aspects,
+                                       folders=list(folders), progress=progress, batch_size=job.batch_size,
+                                       policy=job.policy, plugins=plugins)
+            return scan_folders(store, list(folders), scorer_obj, job.aspects, progress=progress,
+                                batch_size=job.batch_size, policy=job.policy, plugins=plugins)
+
+        if not wants_progress():  # a pipe or cron job gets the summary line only
+            report = run()
+        else:
+            with click.progressbar(length=0, label="scanning", file=sys.stderr, show_pos=True,
+                                   item_show_func=lambda p: p and click.format_filename(p, shorten=True)) as bar:
+                state = {"done": 0}
+
+                def progress(done: int, total: int, path: str) -> None:
+                    bar.length = total
+                    bar.update(done - state["done"], path)
+                    state["done"] = done
+
+                report = run(progress)
     finally:
         store.close()
     for path, reason in report.failures:
