@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
 from .errors import ImageError
 from .results import PhotoInfo
@@ -269,8 +269,19 @@ def load_image(source: str | os.PathLike[str], *, min_side: int = 256) -> Loaded
         return _load_opened(im, path, min_side)
 
 
+def stored_pixel_size(im: Image.Image) -> tuple[int, int]:
+    """The stored (pre-orientation) pixel size of an opened image. For a TIFF it comes from the
+    header: Pillow >= 11 reports (and loads) TIFFs already turned by their orientation tag,
+    where every other format keeps the stored frame."""
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
+        w, h = im.tag_v2.get(256), im.tag_v2.get(257)
+        if isinstance(w, int) and isinstance(h, int):
+            return w, h
+    return im.size
+
+
 def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
-    stored_w, stored_h = im.size
+    stored_w, stored_h = stored_pixel_size(im)
     if stored_w <= 0 or stored_h <= 0:
         raise ImageError(f"{path}: zero-size image ({stored_w}x{stored_h})", path)
     is_jpeg = isinstance(im, JpegImagePlugin.JpegImageFile)  # JPEG and MPO (phone multi-picture files)
@@ -295,6 +306,11 @@ def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
                 _check_bomb(path, *im.size)
             im.load()
             work = _to_rgb(im)
+            if has_tag and isinstance(im, TiffImagePlugin.TiffImageFile) and ORIENTATION_TAG not in im.tag_v2:
+                # Pillow turned it upright on load (and dropped the tag): back to the stored frame,
+                # so the sizes and the single transpose below hold for every format.
+                op_back = ORIENTATION_TO_STORED[orientation]
+                work = work if op_back is None else work.transpose(op_back)
             if work.size != (target_w, target_h) and min(work.size) > min_side:
                 work = work.resize((target_w, target_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
             op = ORIENTATION_TO_UPRIGHT[orientation]

@@ -210,8 +210,8 @@ def test_scan_writes_xmp_sidecars_when_asked(env) -> None:  # type: ignore[no-un
     make_photo(lib / "new.jpg", seed=42)
     before = sha(lib / "new.jpg")
     run("scan", str(lib), "--scorer", "heuristic", "--xmp")
-    sidecar = lib / "new.jpg.xmp"
-    assert [p.name for p in lib.glob("*.xmp")] == ["new.jpg.xmp"]  # only the newly scored photo
+    sidecar = lib / "new.xmp"
+    assert [p.name for p in lib.glob("*.xmp")] == ["new.xmp"]  # only the newly scored photo
     assert b"CropLeft" in sidecar.read_bytes()
     assert sha(lib / "new.jpg") == before
 

@@ -98,7 +98,7 @@ def test_mpf_file_falls_back_to_a_sidecar(tmp_path: Path) -> None:
     info = info_for(photo)
     result = write_crop_metadata(photo, make_suggestion(photo, info=info), mode="embed")
     assert result.mode_used == "sidecar" and "MPF" in result.note
-    assert result.path_written == tmp_path / "multi.jpg.xmp"
+    assert result.path_written == tmp_path / "multi.xmp"
     assert photo.read_bytes() == original
 
 
@@ -225,7 +225,7 @@ def test_two_standard_xmp_segments_are_not_guessed_between(tmp_path: Path) -> No
     result = write_crop_metadata(photo, make_suggestion(photo), mode="embed")
     assert result.mode_used == "sidecar" and "2 standard XMP" in result.note
     assert photo.read_bytes() == original
-    assert clear_crop_metadata(photo) == [tmp_path / "two.jpg.xmp"]
+    assert clear_crop_metadata(photo) == [tmp_path / "two.xmp"]
 
 
 def test_embedding_through_a_symlink_updates_the_target(tmp_path: Path) -> None:

@@ -381,7 +381,9 @@ def _summary(report: LabelReport, photos: int, held: set[str], rule: str, train:
 def _activation(s: PersonalizeSettings, before: float, after: float) -> tuple[bool, str]:
     if not s.activate:
         return False, ""
-    if not after >= before:  # also refuses NaN
+    from clipcrop_plugin.model.checkpoints import may_activate
+
+    if not may_activate(True, before, after):  # also refuses NaN
         return False, (f"held-out agreement fell ({100 * before:.1f}% -> {100 * after:.1f}%); "
                        "the current version stays active")
     return True, ""
@@ -581,7 +583,7 @@ def _personalize_head(s: PersonalizeSettings, store: Store, settings: Settings, 
     activate, refused = _activation(s, before, after)
     version_id = store.register_model_version(new_info.name, str(new_info.path), new_info.sha256, parent_id=parent_id,
                                               data_summary=summary, metrics=metrics, activate=activate)
-    if activate and new_info.path.parent == checkpoint_dir(model_dir):
+    if activate and new_info.can_score and new_info.path.parent == checkpoint_dir(model_dir):
         set_active(model_dir, new_info.name)
     return PersonalizeResult(new_info.path, new_info.sha256, parent_info.sha256, version_id, activate,
                              report.used, len(train), len(heldout), before, after, history, "clipcropping",

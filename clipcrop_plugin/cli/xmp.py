@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from ..candidates import AspectRatio
+from ..config import HOST_PROFILES
 from ..errors import ClipcropError
 from .params import aspect_option, exit_code_for, fail, json_option, scorer_options
 
-NAMING = click.Choice(["ext", "base"])
+NAMING = click.Choice(["base", "ext"])
 ORIGIN = {"db": "stored scores", "scored": "scored now"}
 
 
@@ -65,7 +66,7 @@ def xmp() -> None:
 
     \b
     Examples:
-      clipcrop xmp write ~/Pictures/holiday                 # IMG_1.JPG.xmp sidecars
+      clipcrop xmp write ~/Pictures/holiday                 # IMG_1.xmp sidecars
       clipcrop xmp write IMG_1.JPG --embed --aspect 4:5     # into the JPEG itself, losslessly
       clipcrop xmp write --query --min-improvement 0.05     # photos from the database
       clipcrop xmp clear ~/Pictures/holiday
@@ -75,7 +76,9 @@ def xmp() -> None:
 @xmp.command("write")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--embed", is_flag=True, help="Write into the JPEG/PNG itself (lossless); other formats get a sidecar.")
-@click.option("--naming", type=NAMING, default=None, help="Sidecar name: ext = IMG.JPG.xmp, base = IMG.xmp [config].")
+@click.option("--naming", type=NAMING, default=None, help="Sidecar name: base = IMG.xmp, ext = IMG.JPG.xmp [host].")
+@click.option("--host", "host", type=click.Choice(list(HOST_PROFILES)), default=None,
+              help="Write for this host: picks --naming and --embed (see README, Hosts) [config: host].")
 @aspect_option
 @click.option("--source", type=click.Choice(["auto", "db", "score"]), default="auto", show_default=True,
               help="Where scores come from: the database when current (auto), only the database, or score now.")
@@ -90,7 +93,7 @@ def xmp() -> None:
 def write(paths: tuple[str, ...], embed: bool, naming: str | None, aspects: tuple[AspectRatio, ...], source: str,
           from_query: bool, folder: str | None, min_improvement: float | None, enhances: str | None,
           limit: int | None, scorer: str, device: str, weights: str | None, no_recursive: bool,
-          as_json: bool) -> None:
+          as_json: bool, host: str | None) -> None:
     """Write each photo's best crop as XMP crop metadata (a sidecar unless --embed).
 
     Existing sidecars and embedded XMP are merged, never replaced wholesale; a JPEG never writes
@@ -98,7 +101,8 @@ def write(paths: tuple[str, ...], embed: bool, naming: str | None, aspects: tupl
 
     \b
     Examples:
-      clipcrop xmp write ~/Pictures/2024 --naming base
+      clipcrop xmp write ~/Pictures/2024 --naming ext     # IMG_0001.JPG.xmp
+      clipcrop xmp write IMG_0001.JPG --host lightroom    # into the JPEG: Lightroom reads it there
       clipcrop xmp write IMG_0001.JPG --embed --aspect 1:1
     """
     from ..config import load_settings
@@ -109,6 +113,8 @@ def write(paths: tuple[str, ...], embed: bool, naming: str | None, aspects: tupl
         fail("give PHOTO or FOLDER paths, or --query", 2)
     try:
         settings = load_settings()
+        host_naming, host_embed = HOST_PROFILES[host] if host else (settings.sidecar_naming, settings.embed)
+        naming, embed = naming or host_naming, embed or host_embed
         if not aspects and settings.aspects:
             from ..candidates import parse_aspect
 

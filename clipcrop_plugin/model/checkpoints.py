@@ -6,7 +6,14 @@ it was fine-tuned from, e.g. by personalization). Loading recomputes the hash an
 mismatch; nothing is ever unpickled.
 
 In a model folder, checkpoints live in ``<model_dir>/checkpoints/``; the active one is named by
-``<model_dir>/checkpoints/ACTIVE`` (a file name) or, without that file, the newest by mtime.
+``<model_dir>/checkpoints/ACTIVE`` (a file name). There is no implicit choice: without that pin
+no checkpoint is active, so a new file in the folder (a personalization run, say) never takes
+over by being newest.
+
+Only trained heads score photos: a checkpoint may score users' photos when its lineage (the
+provenance ``lineage``, inherited from parent to child) includes a trained cropping head
+(stage 3, or a personalization of one) and its trunk came from pretrained weights
+(provenance ``trunk``). :func:`scoring_refusal` says why another one may not.
 """
 
 from __future__ import annotations
@@ -32,6 +39,11 @@ FORMAT = "clipcrop-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_SUBDIR = "checkpoints"
 ACTIVE_FILE = "ACTIVE"
+HEAD_STAGES = ("cropping",)  # stages that train the cropping head (F_fusion + F_MLP)
+
+
+class UnfitCheckpoint(WeightsError):
+    """A checkpoint that may not score photos (untrained head or random trunk)."""
 
 
 @dataclass
@@ -54,10 +66,94 @@ class CheckpointInfo:
     def sidecar(self) -> Path:
         return sidecar_path(self.path)
 
+    @property
+    def lineage(self) -> list[str]:
+        """The stages this checkpoint's weights went through, oldest first."""
+        return lineage_of(self.provenance)
+
+    @property
+    def trunk(self) -> str:
+        """Where the trunk came from: ``pretrained``, ``random`` or ``unknown``."""
+        return trunk_of(self.provenance)
+
+    @property
+    def can_score(self) -> bool:
+        return scoring_refusal(self) is None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (for ``clipcrop models`` and the model-versions table)."""
         return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "parent_sha256": self.parent_sha256,
-                "created": self.created, "clip_model": self.config.clip_model, "provenance": self.provenance}
+                "created": self.created, "clip_model": self.config.clip_model, "provenance": self.provenance,
+                "lineage": self.lineage, "trunk": self.trunk, "can_score": self.can_score,
+                "why_not": scoring_refusal(self)}
+
+
+def lineage_of(provenance: dict[str, Any]) -> list[str]:
+    """``provenance["lineage"]``, or for a checkpoint written before lineages were recorded its one stage."""
+    lineage = provenance.get("lineage")
+    if isinstance(lineage, list) and all(isinstance(x, str) for x in lineage):
+        return list(lineage)
+    stage = provenance.get("stage")
+    return [str(stage)] if stage else []
+
+
+def trunk_of(provenance: dict[str, Any]) -> str:
+    """``pretrained`` / ``random`` / ``unknown`` (older checkpoints: read from their origin keys)."""
+    trunk = provenance.get("trunk")
+    if trunk in ("pretrained", "random"):
+        return str(trunk)
+    if provenance.get("random_trunk") is True:
+        return "random"
+    if provenance.get("random_trunk") is False and provenance.get("clip_weights"):
+        return "pretrained"
+    return "unknown"
+
+
+def scoring_refusal(info: CheckpointInfo) -> str | None:
+    """Why this checkpoint may not score photos (None when it may)."""
+    lineage = info.lineage
+    if not any(stage in HEAD_STAGES for stage in lineage):
+        done = " -> ".join(lineage) or "no recorded stage"
+        return (f"its cropping head was never trained (lineage: {done}); train stage 3 from it "
+                "(clipcrop-train cropping --init ...)")
+    if info.trunk != "pretrained":
+        what = "a random trunk" if info.trunk == "random" else "a trunk of unrecorded origin"
+        return f"it was trained from {what}, not from pretrained CLIP weights"
+    return None
+
+
+def inherit_lineage(provenance: dict[str, Any], parent_sha256: str | None) -> dict[str, Any]:
+    """Provenance with ``lineage`` and ``trunk`` filled in from the parent checkpoint when missing.
+
+    The parent is found through ``provenance["parent"]`` (its path) and must match
+    ``parent_sha256``; a parent that cannot be read leaves the trunk ``unknown``.
+    """
+    out = dict(provenance)
+    stage = str(out.get("stage") or "")
+    parent = None
+    if parent_sha256 and out.get("parent"):
+        try:
+            candidate = read_checkpoint_info(out["parent"])
+            if candidate.sha256 == parent_sha256:
+                parent = candidate
+        except WeightsError:
+            parent = None
+    if "lineage" not in out:
+        base = parent.lineage if parent is not None else []
+        out["lineage"] = base + ([stage] if stage else [])
+    if "trunk" not in out:
+        if parent is not None:
+            out["trunk"] = parent.trunk
+        elif not parent_sha256:
+            out["trunk"] = trunk_of(out)
+        else:
+            out["trunk"] = "unknown"
+    return out
+
+
+def may_activate(requested: bool, agreement_before: float, agreement_after: float) -> bool:
+    """A personalization result becomes active only on request and when held-out agreement did not fall."""
+    return bool(requested) and agreement_after >= agreement_before
 
 
 def sidecar_path(path: Path) -> Path:
@@ -123,7 +219,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike[str], proven
         "config": model.config.to_dict(),
         "element_names": list(ELEMENT_NAMES),
         "prompts": {k: [list(p) for p in v] for k, v in model.prompts.items()},
-        "provenance": provenance or {},
+        "provenance": inherit_lineage(provenance or {}, parent_sha256),
     }
     _write_json_atomic(sidecar_path(target), side)
     return read_checkpoint_info(target)
@@ -223,31 +319,88 @@ def list_checkpoints(model_dir: Path) -> list[CheckpointInfo]:
     return sorted(out, key=lambda i: (i.path.stat().st_mtime, i.name), reverse=True)
 
 
-def active_checkpoint(model_dir: Path) -> CheckpointInfo | None:
-    """The checkpoint the clipcropping scorer uses from the model folder (ACTIVE, else newest)."""
-    folder = checkpoint_dir(model_dir)
-    pin = folder / ACTIVE_FILE
-    if pin.is_file():
+def active_name(model_dir: Path) -> str | None:
+    """The file name pinned in ``checkpoints/ACTIVE``, or None."""
+    pin = checkpoint_dir(model_dir) / ACTIVE_FILE
+    try:
         name = pin.read_text(encoding="utf-8").strip()
-        if name:
-            return read_checkpoint_info(folder / Path(name).name)
-    found = list_checkpoints(model_dir)
-    return found[0] if found else None
+    except OSError:
+        return None
+    return Path(name).name if name else None
+
+
+def active_checkpoint(model_dir: Path) -> CheckpointInfo | None:
+    """The checkpoint pinned by ``checkpoints/ACTIVE`` (None without a pin: never "newest wins")."""
+    name = active_name(model_dir)
+    if name is None:
+        return None
+    return read_checkpoint_info(checkpoint_dir(model_dir) / name)
 
 
 def set_active(model_dir: Path, name: str) -> CheckpointInfo:
-    """Pin the active checkpoint by name (file stem or file name) in the model folder."""
+    """Pin the active checkpoint by name (file stem or file name) in the model folder.
+
+    A checkpoint that may not score photos (:func:`scoring_refusal`) cannot be pinned.
+    """
     folder = checkpoint_dir(model_dir)
     info = read_checkpoint_info(folder / _weights_path(Path(name).name).name)
-    (folder / ACTIVE_FILE).write_text(info.path.name + "\n", encoding="utf-8")
+    why = scoring_refusal(info)
+    if why:
+        raise WeightsError(f"{info.name} cannot score photos: {why}")
+    _write_text_atomic(folder / ACTIVE_FILE, info.path.name + "\n")
     return info
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def lineages(model_dir: Path) -> list[list[CheckpointInfo]]:
+    """The model folder's checkpoints as parent -> child chains (each chain oldest first)."""
+    found = list_checkpoints(model_dir)
+    by_sha = {i.sha256: i for i in found}
+    children = {i.parent_sha256 for i in found if i.parent_sha256}
+    chains = []
+    for leaf in sorted((i for i in found if i.sha256 not in children), key=lambda i: i.created):
+        chain, cur, seen = [], leaf, set()
+        while cur is not None and cur.sha256 not in seen:
+            seen.add(cur.sha256)
+            chain.append(cur)
+            cur = by_sha.get(cur.parent_sha256 or "")
+        chains.append(chain[::-1])
+    return chains
+
+
+@dataclass
+class ImportResult:
+    """What ``models import`` did: the copy, whether it became active, and why it may not score."""
+
+    info: CheckpointInfo
+    activated: bool
+    refusal: str | None
 
 
 def import_checkpoint(path: str | os.PathLike[str], model_dir: Path) -> CheckpointInfo:
     """Verify a checkpoint (sha256, config, tensor shapes) and copy it into the model folder.
 
     Returns the info of the copy. An identical file already there is left as is; a different
-    file of the same name is never overwritten (WeightsError).
+    file of the same name is never overwritten (WeightsError). See :func:`import_and_pin`.
+    """
+    return import_and_pin(path, model_dir).info
+
+
+def import_and_pin(path: str | os.PathLike[str], model_dir: Path) -> ImportResult:
+    """:func:`import_checkpoint`, then pin the copy as active when nothing valid is pinned yet.
+
+    A checkpoint that may not score photos is imported (it can be a parent for training) but
+    marked in its copied sidecar (``import.can_score = false`` with the reason) and never pinned.
     """
     info = read_checkpoint_info(path)
     model, _ = load_checkpoint(info.path)  # full verification: hash, config, every tensor shape
@@ -255,12 +408,28 @@ def import_checkpoint(path: str | os.PathLike[str], model_dir: Path) -> Checkpoi
     folder = checkpoint_dir(model_dir)
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / info.path.name
+    refusal = scoring_refusal(info)
     if dest.exists():
-        if sha256_file(dest) == info.sha256:
-            return read_checkpoint_info(dest)
-        raise WeightsError(f"a different checkpoint named {dest.name} is already in {folder}; rename the file to import it")
-    for src, dst in ((info.path, dest), (info.sidecar, sidecar_path(dest))):
-        tmp = dst.with_name(f".{dst.name}.part")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    return read_checkpoint_info(dest)
+        if sha256_file(dest) != info.sha256:
+            raise WeightsError(f"a different checkpoint named {dest.name} is already in {folder}; "
+                               "rename the file to import it")
+    else:
+        for src, dst in ((info.path, dest), (info.sidecar, sidecar_path(dest))):
+            tmp = dst.with_name(f".{dst.name}.part")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        side = json.loads(sidecar_path(dest).read_text(encoding="utf-8"))
+        side["import"] = {"from": str(info.path), "can_score": refusal is None, "why_not": refusal,
+                          "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        _write_json_atomic(sidecar_path(dest), side)
+    copied = read_checkpoint_info(dest)
+    activated = False
+    if refusal is None:
+        try:
+            current = active_checkpoint(model_dir)
+        except WeightsError:
+            current = None
+        if current is None or not current.can_score:
+            set_active(model_dir, copied.name)
+            activated = True
+    return ImportResult(copied, activated, refusal)

@@ -309,6 +309,11 @@ class HeuristicScorer:
         personal = load_active("heuristic", settings) if settings is not None else None
         return cls(settings, personal)  # type: ignore[arg-type]
 
+    @classmethod
+    def inventory(cls, settings: Settings) -> dict:
+        """``clipcrop models`` row: always ready, nothing to load."""
+        return {"ready": True, "weights": None, "sha256": None, "detail": "no weights needed"}
+
     def score(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list[ScoreResult]:
         """Score every candidate of every image; one :class:`ScoreResult` per image."""
         if len(images) != len(candidates):

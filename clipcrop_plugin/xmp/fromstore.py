@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from ..hashing import content_hash
+from ..imaging import stored_pixel_size
 from ..results import Crop, PhotoInfo, Suggestion
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def _orientation_tag(path: Path) -> tuple[bool, int, tuple[int, int]] | None:
     try:
         with Image.open(path) as im:
             exif = im.getexif()
-            size = im.size
+            size = stored_pixel_size(im)
     except Exception:  # noqa: BLE001 - any decoder failure means "cannot use the stored scores"
         return None
     tag = 0x0112 in exif
