@@ -19,7 +19,7 @@ PACKAGES = ("clipcrop_plugin", "trainer")
 SHARED = frozenset({
     "clipcrop_plugin", "clipcrop_plugin.errors", "clipcrop_plugin.results", "clipcrop_plugin.elements",
     "clipcrop_plugin.config", "clipcrop_plugin.hashing", "clipcrop_plugin.hooks", "clipcrop_plugin.xmp.atomic",
-    "clipcrop_plugin.extras", "clipcrop_plugin.notices",
+    "clipcrop_plugin.extras", "clipcrop_plugin.notices", "clipcrop_plugin.safeio",
 })
 
 # The stages in flow order; a module may import its own stage, earlier ones and SHARED. The
@@ -27,6 +27,8 @@ SHARED = frozenset({
 STAGES: dict[str, int] = {
     "clipcrop_plugin.photofiles": 0,  # file
     "clipcrop_plugin.imaging": 1,  # image
+    "clipcrop_plugin.raw": 1,  # camera RAW intake (LibRaw), called by imaging
+    "clipcrop_plugin.heif": 1,  # HEIF thumbnails, called by imaging
     "clipcrop_plugin.subjects": 2,
     "clipcrop_plugin.candidates": 2,
     "clipcrop_plugin.model": 3,

@@ -228,12 +228,14 @@ def test_two_standard_xmp_segments_are_not_guessed_between(tmp_path: Path) -> No
     assert clear_crop_metadata(photo) == [tmp_path / "two.xmp"]
 
 
-def test_embedding_through_a_symlink_updates_the_target(tmp_path: Path) -> None:
+def test_embedding_never_writes_through_a_symlink(tmp_path: Path) -> None:
     real = oriented_jpeg(tmp_path / "real.jpg", photo_image(), 1)
+    before = real.read_bytes()
     link = tmp_path / "link.jpg"
     link.symlink_to(real)
-    write_crop_metadata(link, make_suggestion(link), mode="embed")
-    assert link.is_symlink() and jpegmod.find_xmp(real.read_bytes()) is not None
+    result = write_crop_metadata(link, make_suggestion(link), mode="embed")
+    assert result.mode_used == "sidecar" and "symbolic link" in (result.note or "")
+    assert link.is_symlink() and real.read_bytes() == before
 
 
 def test_standalone_marker_in_the_header_is_kept(tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,8 +26,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from clipcrop_plugin.errors import ClipcropError
 from clipcrop_plugin.model import CLIPCropping, ModelConfig, pick_device, save_checkpoint
 from clipcrop_plugin.model.weights import sha256_file
+from clipcrop_plugin.safeio import AtomicFile
 
 from . import modeling
 from .data import CropRecord, DataError, ElementSet, load_crop_dataset, load_element_dataset
@@ -208,9 +209,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    # A unique temp name removed on failure (a fixed ``.tmp`` was left behind by a crash).
+    with AtomicFile(path, error=ClipcropError) as fh:
+        torch.save(obj, fh)
 
 
 # ---------------------------------------------------------------------------------- training

@@ -7,8 +7,6 @@ import json
 import click
 
 from ..config import load_settings
-from ..errors import ClipcropError
-from .params import exit_code_for, fail
 
 
 @click.group(invoke_without_command=True)
@@ -28,11 +26,8 @@ def models(ctx: click.Context, as_json: bool) -> None:
     from ..model.inventory import checkpoint_rows
     from ..scoring.registry import scorer_inventory
 
-    try:
-        settings = load_settings()
-        rows, ckpts = scorer_inventory(settings), checkpoint_rows(settings)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    settings = load_settings()
+    rows, ckpts = scorer_inventory(settings), checkpoint_rows(settings)
     if as_json:
         click.echo(json.dumps({"scorers": rows, "checkpoints": ckpts, "model_dir": str(settings.resolved_model_dir())}))
         return
@@ -74,13 +69,10 @@ def fetch_cmd(model: str | None, tag: str | None, revision: str, quiet: bool) ->
     from ..extras import require_extra
     from ..model.fetch import fetch_weights
 
-    try:
-        require_extra("clip", "clipcrop models fetch")  # open_clip's registry and huggingface_hub
-        settings = load_settings()
-        rec = fetch_weights(settings.resolved_model_dir(), model or settings.clip_model, tag or settings.clip_pretrained,
-                            revision=revision, progress=not quiet)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    require_extra("clip", "clipcrop models fetch")  # open_clip's registry and huggingface_hub
+    settings = load_settings()
+    rec = fetch_weights(settings.resolved_model_dir(), model or settings.clip_model, tag or settings.clip_pretrained,
+                        revision=revision, progress=not quiet)
     click.echo(f"fetched {rec.model} ({rec.pretrained}) {rec.filename} from {rec.repo}@{rec.revision[:12]}: "
                f"sha256 {rec.sha256[:12]}, {rec.size / 1e6:.1f} MB, registered in {settings.resolved_model_dir()}")
 
@@ -100,11 +92,8 @@ def import_cmd(file: str) -> None:
     """
     from ..model.checkpoints import import_and_pin
 
-    try:
-        settings = load_settings()
-        result = import_and_pin(file, settings.resolved_model_dir())
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    settings = load_settings()
+    result = import_and_pin(file, settings.resolved_model_dir())
     info = result.info
     click.echo(f"imported {info.name} (sha256 {info.sha256[:12]}) into {info.path.parent}")
     if result.refusal:
@@ -134,22 +123,19 @@ def use_cmd(name: str | None) -> None:
     from ..model.checkpoints import active_name, lineages, set_active
     from ..scoring.learned import is_version_name, set_active_version
 
-    try:
-        settings = load_settings()
-        model_dir = settings.resolved_model_dir()
-        if name is not None and is_version_name(model_dir, name):
-            click.echo(set_active_version(model_dir, name))
-            return
-        if name is None:
-            pinned = active_name(model_dir)
-            chains = lineages(model_dir)
-            if not chains:
-                click.echo(f"no checkpoints in {model_dir} (clipcrop models import FILE)")
-            for chain in chains:
-                click.echo(" -> ".join(f"{'*' if i.path.name == pinned else ''}{i.name}"
-                                       f"{'' if i.can_score else ' (cannot score)'}" for i in chain))
-            return
-        info = set_active(model_dir, name)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    settings = load_settings()
+    model_dir = settings.resolved_model_dir()
+    if name is not None and is_version_name(model_dir, name):
+        click.echo(set_active_version(model_dir, name))
+        return
+    if name is None:
+        pinned = active_name(model_dir)
+        chains = lineages(model_dir)
+        if not chains:
+            click.echo(f"no checkpoints in {model_dir} (clipcrop models import FILE)")
+        for chain in chains:
+            click.echo(" -> ".join(f"{'*' if i.path.name == pinned else ''}{i.name}"
+                                   f"{'' if i.can_score else ' (cannot score)'}" for i in chain))
+        return
+    info = set_active(model_dir, name)
     click.echo(f"clipcropping now uses {info.name} (sha256 {info.sha256[:12]})")

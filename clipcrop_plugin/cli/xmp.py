@@ -10,6 +10,7 @@ import click
 from ..candidates import AspectRatio
 from ..config import HOST_PROFILES
 from ..errors import ClipcropError
+from ..safeio import show as shown_path
 from .params import aspect_option, exit_code_for, fail, json_option, scorer_options
 
 NAMING = click.Choice(["base", "ext"])
@@ -44,15 +45,16 @@ def _report(outcomes, as_json: bool, verb: str) -> None:  # noqa: ANN001
                 click.echo(json.dumps({"path": o.path, "ok": True, "written": str(r.path_written),
                                        "mode": r.mode_used, "note": r.note, "scores": o.origin}))
             else:
-                click.echo(f"{o.path} -> {r.path_written} ({r.mode_used}, {ORIGIN.get(o.origin, o.origin)})")
+                click.echo(f"{shown_path(o.path)} -> {shown_path(r.path_written)} ({r.mode_used}, {ORIGIN.get(o.origin, o.origin)})")
                 if r.note:
                     click.echo(f"  note: {r.note}")
         else:
             files = [str(p) for p in o.cleared or []]
+            shown = [shown_path(p) for p in files]
             if as_json:
                 click.echo(json.dumps({"path": o.path, "ok": True, "cleared": files}))
             elif files:
-                click.echo(f"{o.path}: cleared {', '.join(files)}")
+                click.echo(f"{shown_path(o.path)}: cleared {', '.join(shown)}")
     if total == 0:
         fail("no photos found")
     click.echo(f"{total} photo(s), {total - errors} {verb}, {errors} failed", err=True)
@@ -193,11 +195,7 @@ def show(photo: str, as_json: bool) -> None:
     """
     from ..xmp import read_crop_metadata
 
-    try:
-        data = read_crop_metadata(photo)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
-        return
+    data = read_crop_metadata(photo)
     if data is None:
         fail(f"{photo}: no crop metadata found")
         return
@@ -205,7 +203,7 @@ def show(photo: str, as_json: bool) -> None:
         click.echo(json.dumps(data, default=str))
         return
     crs = data["crs"]
-    click.echo(f"{photo}: crop in {data['file']} ({data['location']}, {'clipcrop' if data['ours'] else 'another tool'})")
+    click.echo(f"{shown_path(photo)}: crop in {shown_path(data['file'])} ({data['location']}, {'clipcrop' if data['ours'] else 'another tool'})")
     if crs:
         click.echo("  crs (stored frame): " + ", ".join(f"{k[4:].lower()} {v:.4f}" for k, v in crs.items()
                                                          if k != "CropAngle"))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +31,7 @@ if TYPE_CHECKING:  # listing and verifying checkpoints must not pay for importin
 
 from ..elements import ELEMENT_NAMES
 from ..errors import WeightsError
+from ..safeio import AtomicFile, atomic_write
 from .config import ModelConfig
 from .weights import sha256_file
 
@@ -200,15 +200,11 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike[str], proven
         raise WeightsError("cannot save a model whose text tower was dropped")
     target.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-        digest = sha256_file(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic = AtomicFile(target, error=WeightsError)
+    with atomic:
+        # safetensors writes by name: into our temp file's inode, which AtomicFile then syncs and renames.
+        save_file(state, str(atomic.tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        digest = sha256_file(atomic.tmp)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     side = {
         "format": FORMAT,
@@ -226,15 +222,9 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike[str], proven
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    with AtomicFile(path, error=WeightsError) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
@@ -285,7 +275,12 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
 
     info = read_checkpoint_info(path)
     verify_sha256(info)
-    model = CLIPCropping(info.config, create_clip(info.config, empty=True), info.prompts)
+    check_config_fits_file(info)
+    try:
+        model = CLIPCropping(info.config, create_clip(info.config, empty=True), info.prompts)
+    except (RuntimeError, MemoryError) as exc:
+        raise WeightsError(f"checkpoint {info.path.name}: cannot build the network its config describes "
+                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
     ignore: tuple[str, ...] = ()
     if not text_tower:
         model.text_ready.fill_(True)  # lets drop_text_tower run; the loaded value is checked below
@@ -300,6 +295,41 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
                            "re-save it with model.refresh_text_cache() run first")
     model.to(device).eval()
     return model, info
+
+
+SIZE_SLACK = 1 << 20  # the safetensors header and non-tensor bytes
+
+
+def check_config_fits_file(info: CheckpointInfo) -> None:
+    """Refuse a config whose tensors would outgrow the weights file, before allocating any.
+
+    The network is built on PyTorch's ``meta`` device (shapes only, no memory), so a sidecar
+    asking for a terabyte-sized layer is one :class:`WeightsError`, not an allocator crash.
+    Where the meta build itself fails, the real load's shape checks still apply.
+    """
+    import torch
+    from open_clip.model import CLIP
+    from torch.fx.experimental import _config as fx_config
+
+    from .network import CLIPCropping
+
+    cfg = info.config.open_clip_config()
+    try:
+        # The prompt learner counts tokens with nonzero(), which meta tensors only fake.
+        with fx_config.patch(meta_nonzero_assume_all_nonzero=True), torch.device("meta"):
+            clip = CLIP(embed_dim=cfg["embed_dim"], vision_cfg=dict(cfg.get("vision_cfg", {})),
+                        text_cfg=cfg["text_cfg"], quick_gelu=info.config.quick_gelu)
+            model = CLIPCropping(info.config, clip, info.prompts)
+        need = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    except WeightsError:
+        raise
+    except Exception:  # noqa: BLE001 - only an estimate; the real load verifies every tensor
+        return
+    have = info.path.stat().st_size
+    if need > have + SIZE_SLACK:
+        raise WeightsError(
+            f"checkpoint {info.path.name}: its config describes {need / 1e9:.1f} GB of tensors but the file holds"
+            f" {have / 1e6:.1f} MB; the config does not match the weights")
 
 
 def checkpoint_dir(model_dir: Path) -> Path:
@@ -352,14 +382,8 @@ def set_active(model_dir: Path, name: str) -> CheckpointInfo:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # Through safeio: never through a symlink, mode bits honoured, fsynced then renamed.
+    atomic_write(path, text.encode("utf-8"), error=WeightsError)
 
 
 def lineages(model_dir: Path) -> list[list[CheckpointInfo]]:
@@ -415,9 +439,8 @@ def import_and_pin(path: str | os.PathLike[str], model_dir: Path) -> ImportResul
                                "rename the file to import it")
     else:
         for src, dst in ((info.path, dest), (info.sidecar, sidecar_path(dest))):
-            tmp = dst.with_name(f".{dst.name}.part")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            with AtomicFile(dst, error=WeightsError) as out, open(src, "rb") as fh:
+                shutil.copyfileobj(fh, out)
         side = json.loads(sidecar_path(dest).read_text(encoding="utf-8"))
         side["import"] = {"from": str(info.path), "can_score": refusal is None, "why_not": refusal,
                           "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 from ..photofiles import iter_photo_paths
 from ..results import Suggestion
+from ..safeio import show
 from .atomic import clean_stale_temps
 from .writer import WriteResult, host_orientation
 
@@ -47,7 +48,7 @@ class Outcome:
 
 def with_path(path: str | os.PathLike[str], message: str) -> str:
     """``PATH: message`` unless the message already names the photo."""
-    p = os.fspath(path)
+    p = show(path)  # a newline in a file name must not split the line
     return message if p in message else f"{p}: {message}"
 
 

@@ -22,6 +22,14 @@ if TYPE_CHECKING:
 
 
 def _orientation_tag(path: Path) -> tuple[bool, int, tuple[int, int]] | None:
+    from ..raw import is_raw_file, read_header
+
+    if is_raw_file(path):  # LibRaw's frame and flip, exactly as intake saw them
+        try:
+            header = read_header(path)
+        except Exception:  # noqa: BLE001 - unreadable now: let the scorer report why
+            return None
+        return True, header.orientation, (header.stored_width, header.stored_height)
     try:
         with Image.open(path) as im:
             exif = im.getexif()

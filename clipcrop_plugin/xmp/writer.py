@@ -21,10 +21,12 @@ from pathlib import Path
 from ..errors import ClipcropError, MetadataError
 from ..hashing import content_hash
 from ..results import Crop, Suggestion
+from ..safeio import check_write_target, read_regular
 from . import jpeg, png
 from .atomic import atomic_delete, atomic_write
 from .orientation import box_to_crs, stored_to_upright
 from .packet import (
+    MAX_PACKET_BYTES,
     CropPacket,
     XmpDoc,
     apply_crop,
@@ -130,13 +132,12 @@ def build_packet(suggestion: Suggestion, *, aspects: Sequence[str] | None = None
     return CropPacket(crs=crs, tiff=tiff, simple=simple, explanation=explanation, alternatives=alternatives)
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise MetadataError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise MetadataError(f"cannot read {path}: {exc.strerror or exc}") from None
+MAX_PHOTO_BYTES = 1 << 30  # embedding rewrites the whole file in memory; no JPEG/PNG is this big
+
+
+def _read(path: Path, limit: int = MAX_PACKET_BYTES) -> bytes:
+    """A sidecar's (or, with a larger ``limit``, a photo's) bytes: regular files only, bounded."""
+    return read_regular(path, limit, error=MetadataError)
 
 
 def _photo_hash(photo: Path) -> str | None:
@@ -253,12 +254,16 @@ def _embedded_doc(data: bytes, kind: str, what: str) -> XmpDoc | None:
 
 
 def _write_embedded(photo: Path, suggestion: Suggestion, packet: CropPacket, naming: str) -> WriteResult:
-    data = _read(photo)
+    if photo.is_symlink():  # rewriting it would replace the link (or write through it): never
+        return _write_sidecar(photo, suggestion, packet, naming, "the photo is a symbolic link; wrote a sidecar")
+    data = _read(photo, MAX_PHOTO_BYTES)
     kind = _format(data)
     if kind is None:
         fmt = (suggestion.info.format if suggestion.info else "") or photo.suffix.lstrip(".").upper()
         return _write_sidecar(photo, suggestion, packet, naming, f"embedding supports JPEG and PNG, not {fmt}; wrote a sidecar")
-    if not os.access(photo, os.W_OK):
+    try:
+        check_write_target(photo)  # mode bits count even for root: 0444 is the owner's "do not touch"
+    except MetadataError:
         return _write_sidecar(photo, suggestion, packet, naming, "the photo is read-only; wrote a sidecar")
     info = suggestion.info
     assert info is not None
@@ -326,6 +331,7 @@ def _clear_sidecars(photo: Path, naming: str | None) -> list[Path]:
         doc = parse_packet(_read(sidecar), what=f"sidecar {sidecar.name}")
         if not has_clipcrop(doc) or not _owned_by(doc, photo, sidecar):
             continue
+        check_write_target(sidecar)  # a linked or read-only sidecar is left as it is, with one line
         _, created = clear_crop(doc)
         if created and is_empty(doc):
             atomic_delete(sidecar)
@@ -336,7 +342,9 @@ def _clear_sidecars(photo: Path, naming: str | None) -> list[Path]:
 
 
 def _clear_embedded(photo: Path) -> list[Path]:
-    data = _read(photo)
+    if photo.is_symlink():
+        return []  # clipcrop never embeds through a link, so nothing in its target is ours
+    data = _read(photo, MAX_PHOTO_BYTES)
     kind = _format(data)
     if kind is None:
         return []
@@ -425,7 +433,7 @@ def read_crop_metadata(path: str | os.PathLike[str]) -> dict | None:
             if data is not None:
                 return _decorate(data, "sidecar", sidecar)
     if p.is_file():
-        blob = _read(p)
+        blob = _read(p, MAX_PHOTO_BYTES)
         kind = _format(blob)
         if kind is not None:
             doc = _embedded_doc(blob, kind, f"embedded XMP of {p.name}")
