@@ -50,7 +50,8 @@ def _add_filter_options(f: F, limit_default: int) -> F:
         click.option("--taken-before", type=click.DateTime(), help="Capture time on or before."),
         click.option("--camera", help="Camera make or model contains this text."),
         click.option("--sort", type=click.Choice(SORTS), default="improvement", show_default=True,
-                     help="Order: improvement/score (scored photos only, best first), path, taken (newest first)."),
+                     help="Order: improvement/score (scored photos only, best first), path, taken (newest first), "
+                          "uncertain (smallest lead over the runner-up first: where a label teaches most)."),
         click.option("--limit", type=click.IntRange(min=0), default=limit_default, show_default=True,
                      help="At most this many (0 = all)."),
         click.option("--all-files", is_flag=True, help="A RAW + JPEG shot as two rows (default: one, the RAW's)."),
