@@ -202,6 +202,9 @@ def clear(store: Store | None, path: str | os.PathLike[str], *, mode: str = "all
         if strict:
             raise
         return Outcome(p, error=with_path(p, str(exc)))
+    if not cleared and not os.path.lexists(p):
+        # A typo must not look like success; a photo deleted earlier still gets its sidecar removed.
+        return Outcome(p, error=with_path(p, "no such file"))
     out = Outcome(p, cleared=cleared)
     if any(os.path.abspath(c) == os.path.abspath(p) for c in cleared):
         extra = _content_changed(store, os.path.abspath(p), None)

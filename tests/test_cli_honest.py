@@ -123,3 +123,31 @@ def test_progress_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
     finally:
         os.close(primary)
     assert run.returncode == 0 and b"scanning" in drawn and b"3/3" in drawn
+
+
+def test_unknown_scorer_and_aspect_name_the_known_ones(library) -> None:  # type: ignore[no-untyped-def]
+    run, _ = library
+    res = run("query", "--scorer", "no-such-scorer", code=2)
+    assert res.stderr.strip() == "error: no runs of scorer 'no-such-scorer' in this database; known: heuristic"
+    res = run("query", "--aspect", "7:3", code=2)
+    assert res.stderr.strip().startswith("error: no '7:3' crops in this database; scored sets: grid")
+    res = run("query", "--enhances", "sharpness", code=2)
+    assert res.stderr.strip().startswith("error: unknown element 'sharpness'; known: center, rule_of_thirds")
+
+
+def test_clearing_a_missing_photo_is_an_error(tmp_path: Path) -> None:
+    res = CliRunner().invoke(cli, ["xmp", "clear", str(tmp_path / "typo.jpg")])
+    assert res.exit_code == 1 and f"error: {tmp_path / 'typo.jpg'}: no such file" in res.stderr
+
+
+def test_a_file_named_like_an_option_gets_a_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    make_photo(tmp_path / "-dash.jpg", seed=3, size=(96, 64))
+    cmd = [sys.executable, "-c", "from clipcrop_plugin.cli.main import cli; cli()", "suggest", "-dash.jpg"]
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "goes after --: clipcrop suggest -- -dash.jpg" in res.stderr
+    ok = subprocess.run(cmd[:-1] + ["--", "-dash.jpg"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr

@@ -61,6 +61,14 @@ class LazyGroup(click.Group):
 
         try:
             return super().invoke(ctx)
+        except click.NoSuchOption as exc:
+            # "clipcrop suggest -dash.jpg": a file whose name starts with "-" reads as an option.
+            name = next((a for a in sys.argv[1:] if exc.option_name and a.startswith(exc.option_name)
+                         and os.path.lexists(a)), None)
+            if name is not None:
+                sub = next((a for a in sys.argv[1:] if a in self.list_commands(ctx)), "CMD")
+                exc.message += f" (a file whose name starts with '-' goes after --: clipcrop {sub} -- {name})"
+            raise
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except ClipcropError as exc:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..errors import ConfigError
 from ..results import configured_keep_margin, is_keep
 from ..safeio import show
 from ..store import SORTS, PhotoSummary, QueryFilters
@@ -140,6 +141,7 @@ def query(sort: str, limit: int, offset: int, as_json: bool, as_csv: bool, db: s
     store = open_store(db)
     try:
         filters = filters_from(**kw)
+        check_known(store, filters)
         rows = store.query(filters, sort=sort, limit=limit or None, offset=offset)
         total = store.count(filters, sort=sort)
     finally:
@@ -156,6 +158,16 @@ def query(sort: str, limit: int, offset: int, as_json: bool, as_csv: bool, db: s
         print_table(rows)
     # On stderr, so JSON and CSV stay clean for pipes; a cut-short listing says how to see all.
     click.echo(shown_line(len(rows), total, offset, limit), err=True)
+
+
+def check_known(store: Any, filters: QueryFilters) -> None:
+    """An unknown ``--scorer`` or ``--aspect`` is a usage error naming the known ones, not an
+    empty table that looks like "nothing matched"."""
+    if filters.scorer and filters.scorer not in (known := store.scorers_used()):
+        raise ConfigError(f"no runs of scorer {filters.scorer!r} in this database; known: {', '.join(known) or 'none'}")
+    if filters.aspect and filters.aspect not in (sets := store.active_aspects()):
+        raise ConfigError(f"no {filters.aspect!r} crops in this database; scored sets: {', '.join(sets) or 'none'}"
+                          f" (add one with clipcrop scan FOLDER --aspect {filters.aspect})")
 
 
 def shown_line(shown: int, total: int, offset: int, limit: int) -> str:

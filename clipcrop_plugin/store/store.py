@@ -829,6 +829,11 @@ class Store:
                     out[int(pid)] = unpack_subjects(blob)
         return out
 
+    def scorers_used(self) -> list[str]:
+        """Names of the scorers that have runs in this database, sorted."""
+        with self._read() as conn:
+            return sorted(n for (n,) in conn.execute(select(R.c.scorer).distinct()))
+
     def active_aspects(self) -> list[str]:
         """Candidate sets present in the active runs, ``grid`` first, then ratios (not ``full``)."""
         q = select(C.c.aspect).where(C.c.rank == 1, C.c.active.is_(True)).distinct()
