@@ -74,13 +74,43 @@ def draw_crops(source: str | os.PathLike[str], width: int, height: int, crops: S
         label = f"{sub.kind.replace('_', ' ')} {sub.score:.2f}"
         ty = box[3] - 15 if box[3] - 15 > box[1] else box[3] + 2  # inside the bottom edge, else below
         draw.text((box[0] + 3, ty), label, fill=color, font=small, stroke_width=2, stroke_fill=(0, 0, 0))
-    for k, (aspect, crop) in enumerate(crops):
+    for k, (_aspect, crop) in enumerate(crops):
         color = PALETTE[k % len(PALETTE)]
-        box = scaled(crop.box)
-        draw.rectangle(box, outline=color, width=lw * (2 if crop is best else 1))
-        draw.text((box[0] + lw + 3, box[1] + lw + 2), f"{aspect} {crop.score:.3f} ({crop.improvement:+.3f})",
-                  fill=color, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
-    return img
+        draw.rectangle(scaled(crop.box), outline=color, width=lw * (2 if crop is best else 1))
+    return _with_legend(img, [(PALETTE[k % len(PALETTE)], f"{aspect}  {crop.score:.3f} ({crop.improvement:+.3f})"
+                               + ("  best" if crop is best else "")) for k, (aspect, crop) in enumerate(crops)], font)
+
+
+def _with_legend(img: Image.Image, entries: Sequence[tuple[tuple[int, int, int], str]],
+                 font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> Image.Image:
+    """The image with a legend band below it: one colour swatch and label per crop set.
+
+    Labels on the photo itself overlap once three or four sets are drawn; in a band they never do.
+    """
+    if not entries:
+        return img
+    row_h, pad, swatch = 18, 6, 12
+    measure = ImageDraw.Draw(img)
+    widths = [swatch + 6 + int(measure.textlength(text, font=font)) + 18 for _, text in entries]
+    rows: list[list[int]] = [[]]
+    x = pad
+    for i, w in enumerate(widths):
+        if rows[-1] and x + w > img.width - pad:
+            rows.append([])
+            x = pad
+        rows[-1].append(i)
+        x += w
+    out = Image.new("RGB", (img.width, img.height + len(rows) * row_h + pad), (24, 24, 24))
+    out.paste(img, (0, 0))
+    draw = ImageDraw.Draw(out)
+    for r, row in enumerate(rows):
+        x, y = pad, img.height + pad // 2 + r * row_h
+        for i in row:
+            color, text = entries[i]
+            draw.rectangle((x, y + 3, x + swatch, y + 3 + swatch), fill=color)
+            draw.text((x + swatch + 6, y + 1), text, fill=(235, 235, 235), font=font)
+            x += widths[i]
+    return out
 
 
 def render_preview(source: str | os.PathLike[str], suggestion: Suggestion, *, max_side: int = 1200) -> Image.Image:
