@@ -151,3 +151,12 @@ def test_a_file_named_like_an_option_gets_a_hint(tmp_path: Path, monkeypatch: py
     assert "goes after --: clipcrop suggest -- -dash.jpg" in res.stderr
     ok = subprocess.run(cmd[:-1] + ["--", "-dash.jpg"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_models_import_of_a_photo_says_what_it_is_not(tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "bad.jpg", seed=5, size=(64, 48))
+    res = CliRunner().invoke(cli, ["models", "import", str(photo)])
+    assert res.exit_code == 1
+    assert res.stderr.strip() == f"error: {photo}: not a clipcrop checkpoint (expected NAME.safetensors with its NAME.json sidecar)"
+    res = CliRunner().invoke(cli, ["models", "import", str(tmp_path / "typo.jpg")])
+    assert res.exit_code == 1 and res.stderr.strip() == f"error: {tmp_path / 'typo.jpg'}: no such file"

@@ -229,8 +229,14 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 def read_checkpoint_info(path: str | os.PathLike[str]) -> CheckpointInfo:
     """Parse a checkpoint's sidecar (no tensors are read, the hash is not checked)."""
+    given = Path(path).expanduser()
     target = _weights_path(path)
     side = sidecar_path(target)
+    if given.suffix not in ("", ".safetensors", ".json"):
+        # "models import photo.jpg": speak of the file given, not of a NAME.safetensors never asked for.
+        if not given.exists():
+            raise WeightsError(f"{given}: no such file")
+        raise WeightsError(f"{given}: not a clipcrop checkpoint (expected NAME.safetensors with its NAME.json sidecar)")
     if not target.is_file():
         raise WeightsError(f"checkpoint not found: {target}")
     if not side.is_file():
