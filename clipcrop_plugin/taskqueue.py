@@ -489,15 +489,27 @@ class QueueWorker:
                 continue
             outcomes = record_scored(self.store, items, policy, plugins=self.plugins,
                                      locate=None if self.path_map.identity else self.path_map.local)
+            scored = 0
             for (s, _h, _m, _z), out in zip(items, outcomes):
                 job = local_to_job[self.path_map.local(s.path)]
                 if not s.ok:
                     self._fail(job, s.error or f"{s.path}: could not be scored")
                     continue
                 self.done += 1
+                scored += 1
+                log.debug("scored %s", s.path)
                 if out.error:
                     log.warning("xmp not written: %s", out.error)
                 job.future.set_result("scored")
+            log.info("scored %d photo(s)", scored)
+
+
+class _OwnLines(logging.Filter):
+    """Drop Procrastinate's traceback for a job we failed on purpose: the worker logged its one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, (PhotoJobError, Released))
 
 
 async def _recover_stalled(app: procrastinate.App, stalled_after: float) -> int:
@@ -527,6 +539,9 @@ def run_worker(db_url: str, scorer: Scorer, store: Store, *, concurrency: int = 
     app = make_app(db_url)
     worker = QueueWorker(db_url, scorer, store, path_map=path_map, batch_size=concurrency, plugins=plugins)
     worker.start()
+    own = _OwnLines()
+    for name in ("procrastinate", "procrastinate.worker", f"procrastinate.worker.{worker.name}"):
+        logging.getLogger(name).addFilter(own)
     log.info("worker %s: scorer %s, queue %s in %s, concurrency %d", worker.name, worker.scorer_name, QUEUE,
              _hidden(db_url), concurrency)
 

@@ -56,7 +56,10 @@ def check_revision(engine: Engine) -> tuple[str | None, str]:
                 f" (head {head}); upgrade clipcrop, or use another --db"
             )
     else:
-        tables = set(inspect(engine).get_table_names())
+        # The task queue's tables (Procrastinate's, clipcrop_job_failures) may come first: a
+        # queue created before the library is still a clipcrop database.
+        tables = {t for t in inspect(engine).get_table_names()
+                  if not t.startswith("procrastinate_") and t != "clipcrop_job_failures"}
         if tables:
             raise StoreError(
                 f"the database holds tables ({', '.join(sorted(tables)[:3])}...) but no clipcrop schema"
