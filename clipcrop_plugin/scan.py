@@ -139,7 +139,7 @@ class _Scanner:
         except ClipcropError as exc:
             self._fail(path, str(exc), st=st)
             return
-        if h in self.claimed:
+        if self.pool is not None and (h in self.claimed or any(p.content_hash == h for p in self.pending)):
             self.waiting.append(path)
             return
         outcome = settle_scored_content(self.store, path, h, st.st_size, st.st_mtime, *ident)
