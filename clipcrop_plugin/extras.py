@@ -17,6 +17,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "torchvision", "open_clip", "safetensors", "scipy", "tqdm"),
     "serve": ("fastapi", "uvicorn"),
     "heic": ("pillow_heif",),
+    "postgres": ("psycopg",),
+    "queue": ("psycopg", "procrastinate"),
 }
 # a module that may be missing -> the extra that brings it
 _EXTRA_OF_MODULE = {module: extra for extra, modules in reversed(EXTRAS.items()) for module in modules}

@@ -158,10 +158,11 @@ class PathMap:
 def make_app(db_url: str) -> procrastinate.App:
     """A Procrastinate app on the library database with clipcrop's task registered (the task's
     body is the running :class:`QueueWorker`'s; enqueuers never run it)."""
-    try:
-        import procrastinate
-    except ImportError as exc:
-        raise ConfigError("the task queue needs the 'queue' extra: pip install 'clipcrop[queue]'") from exc
+    from .extras import require_extra
+
+    require_extra("queue", "the task queue")
+    import procrastinate
+
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(db_url)))
 
     # Failures that are about the photo are final; a release (SIGTERM) or a lost database
@@ -178,10 +179,11 @@ def make_app(db_url: str) -> procrastinate.App:
 
 
 def _sync_connection(db_url: str) -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise ConfigError("PostgreSQL needs the 'postgres' extra: pip install 'clipcrop[postgres]'") from exc
+    from .extras import require_extra
+
+    require_extra("queue", "the task queue")
+    import psycopg
+
     try:
         return psycopg.connect(conninfo(db_url), autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:

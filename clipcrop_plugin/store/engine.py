@@ -14,6 +14,7 @@ from ..errors import StoreError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 10
 WRITE_OPTION = "clipcrop_write"  # execution option: start the transaction with BEGIN IMMEDIATE
 
 
@@ -75,9 +76,16 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(
                 url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
             )
+        elif url.startswith("postgresql"):
+            # A server that is down or firewalled fails the open in seconds, not after the OS's
+            # TCP timeout (minutes).
+            engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
         else:
             engine = create_engine(url, pool_pre_ping=True)
-    except (ArgumentError, ImportError) as exc:
+    except ImportError as exc:
+        hint = " (install the 'postgres' extra: pip install 'clipcrop[postgres]')" if url.startswith("postgresql") else ""
+        raise StoreError(f"cannot use database URL {url!r}: {exc}{hint}") from exc
+    except ArgumentError as exc:
         raise StoreError(f"cannot use database URL {url!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, in_memory=path is None)
