@@ -89,3 +89,23 @@ def test_cli_scan_workers(tmp_path: Path) -> None:
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert "20/20 photos: 20 scored" in out.stdout
+
+
+def test_two_scans_at_once_lose_and_double_nothing(db_url: str, tmp_path: Path) -> None:
+    """Concurrent writers: two `clipcrop scan` processes over the same folder into one database."""
+    import os
+
+    library(tmp_path / "lib", 40)
+    Store.open(db_url).close()  # create the schema once, as the first scan of a library would
+    cmd = [sys.executable, "-c", "from clipcrop_plugin.cli.main import cli; cli()", "scan", str(tmp_path / "lib"),
+           "--scorer", "heuristic", "--workers", "1", "--batch-size", "4", "--db", db_url]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    rows = db_rows(db_url, "SELECT p.path, count(r.id) FROM photos p JOIN scoring_runs r ON r.photo_id = p.id"
+                           " WHERE r.active GROUP BY p.path")
+    assert len(rows) == 40 and all(n == 1 for _p, n in rows)
+    assert db_rows(db_url, "SELECT count(*) FROM photos") == [(40,)]
+    assert db_rows(db_url, "SELECT count(*) FROM crops WHERE active AND best") == [(40,)]

@@ -89,7 +89,25 @@ def make_engine(url: str) -> Engine:
         raise StoreError(f"cannot use database URL {url!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, in_memory=path is None)
+    elif engine.dialect.name == "postgresql":
+        _configure_postgresql(engine)
     return engine
+
+
+# One advisory lock per database: clipcrop's write transactions take it first, as SQLite's BEGIN
+# IMMEDIATE takes the file's write lock.
+PG_WRITE_LOCK = "clipcrop.store.write"
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        # Two scans (or queue workers) recording the same new photo would both see "no row" and
+        # both INSERT it: one would fail on the unique path, losing its whole batch. Serializing
+        # the (short, batched) write transactions makes the second one see the first one's rows,
+        # exactly the SQLite behaviour the Store's read-then-write logic is written for.
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%(k)s))", {"k": PG_WRITE_LOCK})
 
 
 def _configure_sqlite(engine: Engine, in_memory: bool) -> None:
