@@ -26,7 +26,7 @@ from .jobs import MetadataPolicy, record_failure, record_scored
 from .photofiles import iter_photo_paths
 from .results import Suggestion
 from .scoring.base import Scorer
-from .settle import settle_gone, settle_scored_content, settle_unchanged
+from .settle import group_by_kept_aspects, required_sets, settle_gone, settle_scored_content, settle_unchanged
 from .store import Store
 from .suggest import failed, suggest_paths
 from .workers import WorkerPool
@@ -54,6 +54,7 @@ class ScanReport:
     copied: int = 0
     gone: int = 0
     offline: int = 0
+    new_sets: int = 0  # of ``scored``: already scored, but a set this pass asks for was missing
     interrupted: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
     metadata_errors: list[tuple[str, str]] = field(default_factory=list)
@@ -70,7 +71,8 @@ class ScanReport:
 
     def summary(self) -> str:
         """One line of counts for the end of a scan."""
-        parts = [f"{self.scored} scored", f"{self.skipped} unchanged", f"{self.relinked} relinked"]
+        scored = f"{self.scored} scored" + (f" ({self.new_sets} for new candidate sets)" if self.new_sets else "")
+        parts = [scored, f"{self.skipped} unchanged", f"{self.relinked} relinked"]
         if self.copied:
             parts.append(f"{self.copied} duplicates")
         parts.append(f"{self.failed} failed")
@@ -106,9 +108,12 @@ class _Scanner:
         # claim (a second copy of one content waits for the first to be committed, then is
         # settled as a duplicate), and the paths that waited.
         self.pool: WorkerPool | None = None
-        self.inflight: deque[tuple[Future[Any], list[_Pending]]] = deque()
+        self.inflight: deque[tuple[list[tuple[Future[Any], list[str], Sequence[AspectRatio]]], list[_Pending]]] = deque()
         self.claimed: set[str] = set()
         self.waiting: list[str] = []
+        # A photo whose run lacks a set this pass asks for (a new --aspect, changed config) is
+        # scored again; the others are settled without decoding.
+        self.sets = required_sets(aspects, grid)
 
     def _tick(self, path: str) -> None:
         if self.progress is not None:
@@ -130,7 +135,7 @@ class _Scanner:
             self._fail(path, f"{path}: {reason}")
             return
         ident = (self.scorer_name, self.weights_hash)
-        if settle_unchanged(self.store, path, st.st_size, st.st_mtime, *ident) == "skipped":
+        if settle_unchanged(self.store, path, st.st_size, st.st_mtime, *ident, sets=self.sets) == "skipped":
             self.report.skipped += 1
             self._tick(path)
             return
@@ -142,11 +147,13 @@ class _Scanner:
         if self.pool is not None and (h in self.claimed or any(p.content_hash == h for p in self.pending)):
             self.waiting.append(path)
             return
-        outcome = settle_scored_content(self.store, path, h, st.st_size, st.st_mtime, *ident)
+        outcome = settle_scored_content(self.store, path, h, st.st_size, st.st_mtime, *ident, sets=self.sets)
         if outcome is not None:
             setattr(self.report, outcome, getattr(self.report, outcome) + 1)
             self._tick(path)
             return
+        if self.store.is_scored(h, *ident):
+            self.report.new_sets += 1
         self.pending.append(_Pending(path, h, st.st_mtime, st.st_size))
         if len(self.pending) >= self.batch_size:
             self.flush()
@@ -156,22 +163,32 @@ class _Scanner:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
+        # Photos scored again for a new set keep their earlier sets: score each group of photos
+        # that keeps the same sets together (new photos get exactly the asked-for sets).
+        groups = list(group_by_kept_aspects(self.store, [(p.path, p.content_hash) for p in batch],
+                                            self.scorer_name, self.weights_hash, self.aspects))
         if self.pool is not None:
             self.claimed.update(p.content_hash for p in batch)
-            self.inflight.append((self.pool.submit([p.path for p in batch]), batch))
+            futures = [(self.pool.submit(group, aspects), group, aspects) for aspects, group in groups]
+            self.inflight.append((futures, batch))
             # Two batches per worker keep every process busy while the parent writes.
             while len(self.inflight) > 2 * self.pool.workers:
                 self.collect()
             return
-        self._record(batch, list(suggest_paths([p.path for p in batch], self.scorer, self.aspects,
-                                               batch_size=self.batch_size, grid=self.grid, recursive=False)))
+        by_path: dict[str, Suggestion] = {}
+        for aspects, group in groups:
+            for s in suggest_paths(group, self.scorer, aspects, batch_size=self.batch_size, grid=self.grid,
+                                   recursive=False):
+                by_path[s.path] = s
+        self._record(batch, by_path)
 
     def collect(self) -> None:
         """Record the oldest batch in flight (waits for its worker)."""
-        future, batch = self.inflight.popleft()
+        futures, batch = self.inflight.popleft()
         assert self.pool is not None
         try:
-            self._record(batch, self.pool.result(future, [p.path for p in batch]))
+            by_path = {s.path: s for fut, group, aspects in futures for s in self.pool.result(fut, group, aspects)}
+            self._record(batch, by_path)
         finally:
             self.claimed.difference_update(p.content_hash for p in batch)
 
@@ -187,10 +204,9 @@ class _Scanner:
             while self.inflight:
                 self.collect()
 
-    def _record(self, batch: list[_Pending], suggestions: list[Suggestion]) -> None:
-        if len(suggestions) != len(batch):  # defensive: keep path <-> suggestion pairing exact
-            by_path = {s.path: s for s in suggestions}
-            suggestions = [by_path.get(p.path) or failed(p.path, "not scored", self.scorer) for p in batch]
+    def _record(self, batch: list[_Pending], by_path: dict[str, Suggestion]) -> None:
+        # keep path <-> suggestion pairing exact, whatever the scorer returned
+        suggestions = [by_path.get(p.path) or failed(p.path, "not scored", self.scorer) for p in batch]
         outcomes = record_scored(self.store, [(s, p.content_hash, p.mtime, p.size) for s, p in zip(suggestions, batch)],
                                  self.policy, plugins=self.plugins)
         for s, p, o in zip(suggestions, batch, outcomes):

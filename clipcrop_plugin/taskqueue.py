@@ -402,9 +402,12 @@ class QueueWorker:
 
     def _settle(self, job: _Job) -> bool:
         """True when the photo needs scoring; otherwise the job is finished here."""
+        from .candidates import parse_aspect
         from .hashing import content_hash
-        from .settle import settle_scored_content, settle_unchanged
+        from .settle import required_sets, settle_scored_content, settle_unchanged
 
+        # A photo whose run lacks a set this job asks for is scored again (scan's rule).
+        sets = required_sets([parse_aspect(a) for a in job.aspects])
         try:
             st = os.stat(job.local)
         except FileNotFoundError:
@@ -422,7 +425,7 @@ class QueueWorker:
             self._fail(job, f"{job.path}: cannot read {job.local} ({exc.strerror or exc})")
             return False
         ident = (self.scorer_name, self.weights_hash)
-        if settle_unchanged(self.store, job.path, st.st_size, st.st_mtime, *ident) == "skipped":
+        if settle_unchanged(self.store, job.path, st.st_size, st.st_mtime, *ident, sets=sets) == "skipped":
             self.skipped += 1
             job.future.set_result("unchanged")
             return False
@@ -433,14 +436,16 @@ class QueueWorker:
             return False
         job.mtime, job.size = st.st_mtime, st.st_size
         if self.path_map.identity:
-            outcome = settle_scored_content(self.store, job.path, job.content_hash, st.st_size, st.st_mtime, *ident)
+            outcome = settle_scored_content(self.store, job.path, job.content_hash, st.st_size, st.st_mtime, *ident,
+                                            sets=sets)
         else:
             # The settle rules test whether an old path still exists, which this machine cannot
             # see for other paths: only "same path, same content" is settled here.
             ref = self.store.find_path(job.path)
             outcome = None
-            if ref is not None and ref.content_hash == job.content_hash and self.store.is_scored(job.content_hash, *ident):
-                self.store.mark_seen(ref.id, mtime=st.st_mtime, size=st.st_size)
+            if (ref is not None and ref.content_hash == job.content_hash
+                    and settle_scored_content(self.store, job.path, job.content_hash, st.st_size, st.st_mtime, *ident,
+                                              sets=sets) == "skipped"):
                 outcome = "skipped"
         if outcome is not None:
             self.skipped += 1
@@ -466,13 +471,19 @@ class QueueWorker:
                     continue
                 seen.add(job.content_hash)
                 todo.append(job)
-        # Group by what was asked (aspects, metadata): normally one group.
-        groups: dict[tuple[tuple[str, ...], str, str], list[_Job]] = {}
+        from .settle import aspects_to_keep
+
+        # Group by what was asked (aspects, metadata), with the sets an earlier run of the photo
+        # already has (scored again for a new set, it keeps them): normally one group.
+        groups: dict[tuple[tuple[str, ...], str, str, tuple[str, ...]], list[_Job]] = {}
         for job in todo:
-            groups.setdefault((job.aspects, job.xmp, job.naming), []).append(job)
-        for (aspects, xmp, naming), jobs in groups.items():
+            asked = [parse_aspect(a) for a in job.aspects]
+            kept = aspects_to_keep(self.store, job.content_hash, self.scorer_name, self.weights_hash, asked)
+            key = (tuple(a.name for a in kept), job.xmp, job.naming, tuple(a.name for a in asked))
+            groups.setdefault(key, []).append(job)
+        for (aspects, xmp, naming, asked_names), jobs in groups.items():
             ratios = [parse_aspect(a) for a in aspects]
-            policy = MetadataPolicy(xmp, naming, tuple(a.name for a in ratios))
+            policy = MetadataPolicy(xmp, naming, asked_names)
             local_to_job = {j.local: j for j in jobs}
             suggestions = {s.path: s for s in suggest_paths([j.local for j in jobs], self.scorer, ratios,
                                                               batch_size=self.batch_size, recursive=False)}

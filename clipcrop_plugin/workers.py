@@ -144,15 +144,19 @@ class WorkerPool:
                                              initargs=(self.spec, self.mode))
         return self._pool
 
-    def submit(self, paths: Sequence[str]) -> Future[Any]:
-        """Start scoring ``paths`` (one batch) in a worker; see :meth:`result`."""
+    def submit(self, paths: Sequence[str], aspects: Sequence[AspectRatio] | None = None) -> Future[Any]:
+        """Start scoring ``paths`` (one batch) in a worker, with ``aspects`` (default: the pool's);
+        see :meth:`result`."""
         pool = self._ensure()
         if self.mode == "score":
-            return pool.submit(_score_job, list(paths), self.aspects, self.grid, self.batch_size)
+            sets = self.aspects if aspects is None else tuple(aspects)
+            return pool.submit(_score_job, list(paths), sets, self.grid, self.batch_size)
         return pool.submit(_decode_job, list(paths), self.min_side)
 
-    def result(self, future: Future[Any], paths: Sequence[str]) -> list[Suggestion]:
-        """The suggestions of a submitted batch, one per path (a broken worker fails its photos)."""
+    def result(self, future: Future[Any], paths: Sequence[str],
+               aspects: Sequence[AspectRatio] | None = None) -> list[Suggestion]:
+        """The suggestions of a submitted batch, one per path (a broken worker fails its photos);
+        ``aspects``: as given to :meth:`submit`."""
         try:
             got = future.result()
         except Exception as exc:  # noqa: BLE001 - a crashed worker fails its batch, not the scan
@@ -162,7 +166,8 @@ class WorkerPool:
             from .suggest import _score_batch  # the pipeline's own batch-with-isolation rule
 
             loaded = [x for x in got if isinstance(x, LoadedImage)]
-            scored = iter(_score_batch(loaded, self.scorer, self.aspects, self.grid)) if loaded else iter(())
+            sets = self.aspects if aspects is None else tuple(aspects)
+            scored = iter(_score_batch(loaded, self.scorer, sets, self.grid)) if loaded else iter(())
             got = [next(scored) if isinstance(x, LoadedImage) else x for x in got]
         return list(got)
 

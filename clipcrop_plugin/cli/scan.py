@@ -10,6 +10,7 @@ from ..candidates import AspectRatio
 from ..errors import ClipcropError
 from .db import db_option, open_store
 from .params import aspect_option, exit_code_for, fail, scorer_options
+from .progress import wants_progress
 
 
 @click.command("scan")
@@ -60,18 +61,23 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
             scorer_obj = load_scorer(scorer, settings=settings, device=device, weights=weights)
         except ClipcropError as exc:
             fail(str(exc), exit_code_for(exc))
-        with click.progressbar(length=0, label="scanning", file=sys.stderr, show_pos=True,
-                               item_show_func=lambda p: p and click.format_filename(p, shorten=True)) as bar:
-            state = {"done": 0}
+        plugins = get_plugin_manager()
+        pool = {"workers": resolve_workers(workers, settings), "settings": settings, "weights": weights}
+        if not wants_progress():  # a pipe or cron job gets the summary line only
+            report = scan_folders(store, list(folders), scorer_obj, job.aspects, batch_size=job.batch_size,
+                                  policy=job.policy, plugins=plugins, **pool)
+        else:
+            with click.progressbar(length=0, label="scanning", file=sys.stderr, show_pos=True,
+                                   item_show_func=lambda p: p and click.format_filename(p, shorten=True)) as bar:
+                state = {"done": 0}
 
-            def progress(done: int, total: int, path: str) -> None:
-                bar.length = total
-                bar.update(done - state["done"], path)
-                state["done"] = done
+                def progress(done: int, total: int, path: str) -> None:
+                    bar.length = total
+                    bar.update(done - state["done"], path)
+                    state["done"] = done
 
-            report = scan_folders(store, list(folders), scorer_obj, job.aspects, progress=progress,
-                                  batch_size=job.batch_size, policy=job.policy, plugins=get_plugin_manager(),
-                                  workers=resolve_workers(workers, settings), settings=settings, weights=weights)
+                report = scan_folders(store, list(folders), scorer_obj, job.aspects, progress=progress,
+                                      batch_size=job.batch_size, policy=job.policy, plugins=plugins, **pool)
     finally:
         store.close()
     for path, reason in report.failures:

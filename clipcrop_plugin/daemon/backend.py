@@ -18,7 +18,7 @@ from ..config import Settings
 from ..jobs import JobSettings, MetadataPolicy, publish, record_failure, record_scored
 from ..photofiles import is_photo_name, iter_photo_paths
 from ..results import Suggestion
-from ..settle import settle_gone, settle_scored_content, settle_unchanged
+from ..settle import group_by_kept_aspects, required_sets, settle_gone, settle_scored_content, settle_unchanged
 from .stability import Signature, file_signature
 
 log = logging.getLogger("clipcrop.daemon")
@@ -58,6 +58,8 @@ class StoreBackend:
         self.plugins = get_plugin_manager()
         self.scorer = scorer
         self.aspects = aspects
+        # Photos whose run lacks one of these sets (a new configured aspect) are scored again.
+        self.sets = required_sets(aspects)
         self.policy = policy
         self.scorer_name: str = getattr(scorer, "name", type(scorer).__name__)
         self.weights_hash: str | None = getattr(scorer, "weights_hash", None)
@@ -99,18 +101,18 @@ class StoreBackend:
     def already_done(self, path: str, signature: Signature) -> bool:
         """Same path, size and mtime as when this scorer scored it (or failed on it): nothing to do."""
         outcome = settle_unchanged(self.store, path, signature[0], signature[1], self.scorer_name,
-                                   self.weights_hash, retry_failed=False)
+                                   self.weights_hash, retry_failed=False, sets=self.sets)
         if outcome == "skipped":
             self._ensure_metadata(path)
         return outcome is not None
 
     def is_scored(self, content_hash: str) -> bool:
-        return bool(self.store.is_scored(content_hash, self.scorer_name, self.weights_hash))
+        return bool(self.store.is_scored(content_hash, self.scorer_name, self.weights_hash, sets=self.sets))
 
     def relink(self, content_hash: str, path: str, signature: Signature) -> None:
         """Already-scored content at ``path``: unchanged (seen), moved (relink) or a copy (copy scores)."""
         outcome = settle_scored_content(self.store, path, content_hash, _size(signature), _mtime(signature),
-                                        self.scorer_name, self.weights_hash)
+                                        self.scorer_name, self.weights_hash, sets=self.sets)
         if outcome is None:
             return
         if outcome != "skipped":
@@ -214,6 +216,16 @@ def make_pipeline_functions(
     load = partial(load_image, min_side=min_side)
 
     def score(images: Sequence[Any]) -> list[Suggestion]:
-        return suggest_images(images, backend.scorer, backend.aspects)
+        # A photo scored again for a new set keeps the sets its earlier run had (grouped, since
+        # one scorer call takes one list of sets); new photos get exactly the configured sets.
+        photos = [(img.info.path, ref.content_hash if (ref := backend.store.find_path(img.info.path)) else None)
+                  for img in images]
+        by_path = {img.info.path: img for img in images}
+        scored: dict[str, Suggestion] = {}
+        for aspects, paths in group_by_kept_aspects(backend.store, photos, backend.scorer_name,
+                                                    backend.weights_hash, backend.aspects):
+            for s in suggest_images([by_path[p] for p in paths], backend.scorer, aspects):
+                scored[s.path] = s
+        return [scored[img.info.path] for img in images]
 
     return load, score, lambda p: str(content_hash(p)), accepts_photo_name

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -572,12 +572,29 @@ class Store:
             )).all()
         return [self._ref(r) for r in rows]
 
-    def is_scored(self, content_hash: str, scorer: str, weights_hash: str | None) -> bool:
-        """Whether some run scored this content with this scorer and weights."""
+    def is_scored(self, content_hash: str, scorer: str, weights_hash: str | None,
+                  sets: Collection[str] | None = None) -> bool:
+        """Whether some run scored this content with this scorer and weights (and, when ``sets``
+        is given, whether the newest such run has every one of those candidate sets)."""
+        if sets:
+            found = self.run_sets(content_hash, scorer, weights_hash)
+            return found is not None and set(sets) <= found
         with self._read() as conn:
             return conn.execute(select(R.c.id).where(
                 R.c.content_hash == content_hash, R.c.scorer == scorer, R.c.weights_hash == _wh(weights_hash)
             ).limit(1)).first() is not None
+
+    def run_sets(self, content_hash: str, scorer: str, weights_hash: str | None) -> frozenset[str] | None:
+        """The candidate sets (``grid``, ``1:1``, ...; not ``full``) of the newest run of this
+        content by this scorer and weights, or ``None`` when there is no such run."""
+        newest = select(func.max(R.c.id)).where(
+            R.c.content_hash == content_hash, R.c.scorer == scorer, R.c.weights_hash == _wh(weights_hash))
+        with self._read() as conn:
+            run_id = conn.execute(newest).scalar()
+            if run_id is None:
+                return None
+            rows = conn.execute(select(C.c.aspect).where(C.c.run_id == run_id, C.c.rank == 1).distinct())
+            return frozenset(a for (a,) in rows) - {"full"}
 
     def active_scorer(self, photo_id: int) -> tuple[str, str | None] | None:
         """(scorer, weights_hash) of the photo's active run, or ``None`` when it has none."""
