@@ -415,8 +415,11 @@ class QueueWorker:
             if root is not None and not os.path.isdir(root):
                 self._fail(job, f"{job.path}: not reachable here: path_map sends it to {job.local},"
                                 f" and {root} is not mounted on {socket.gethostname()}")
-            elif not os.path.isdir(os.path.dirname(job.local)) and not self.path_map.identity:
-                self._fail(job, f"{job.path}: not reachable here ({job.local} does not exist; check path_map)")
+            elif not os.path.isdir(os.path.dirname(job.local)):
+                # A whole folder missing is an unmounted share or a wrong mapping, not a deletion:
+                # like scan's offline rule, nothing is marked gone.
+                hint = "check path_map" if root is not None else "not mounted here? set path_map"
+                self._fail(job, f"{job.path}: not reachable here ({os.path.dirname(job.local)} does not exist; {hint})")
             else:
                 self.store.mark_gone(job.path)
                 self._fail(job, f"{job.path}: deleted since it was queued")
@@ -458,6 +461,7 @@ class QueueWorker:
 
         from .candidates import parse_aspect
         from .jobs import MetadataPolicy, record_scored
+        from .settle import aspects_to_keep
         from .suggest import suggest_paths
 
         todo: list[_Job] = []
@@ -471,8 +475,6 @@ class QueueWorker:
                     continue
                 seen.add(job.content_hash)
                 todo.append(job)
-        from .settle import aspects_to_keep
-
         # Group by what was asked (aspects, metadata), with the sets an earlier run of the photo
         # already has (scored again for a new set, it keeps them): normally one group.
         groups: dict[tuple[tuple[str, ...], str, str, tuple[str, ...]], list[_Job]] = {}
