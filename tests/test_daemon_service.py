@@ -57,14 +57,15 @@ def db_of(tmp_path: Path) -> str:
     return _DB[tmp_path]
 
 
-def db_rows(db: str, sql: str, *args: object) -> list[tuple]:  # type: ignore[type-arg]
-    """``?`` placeholders, as in sqlite3, on either backend."""
+def db_rows(db: str | Path, sql: str, *args: object) -> list[tuple]:  # type: ignore[type-arg]
+    """``?`` placeholders, as in sqlite3, on either backend (a Path is a SQLite file)."""
+    db = f"sqlite:///{db}" if isinstance(db, Path) else db
     params = {f"a{i}": a for i, a in enumerate(args)}
     it = iter(params)
     return shared_db_rows(db, re.sub(r"\?", lambda _m: f":{next(it)}", sql), **params)
 
 
-def runs_per_photo(db: str) -> dict[str, int]:
+def runs_per_photo(db: str | Path) -> dict[str, int]:
     return dict(db_rows(db, "select p.path, count(r.id) from photos p join scoring_runs r on r.photo_id = p.id group by p.id"))
 
 

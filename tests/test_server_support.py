@@ -81,6 +81,8 @@ def build_library(root: Path, n: int = 6, aspects: tuple[str, ...] = ("1:1",), u
     db_path = root / "library.sqlite3"
     # Explicit settings: a module-scoped library must not read the real user's config file.
     url = url or f"sqlite:///{db_path}"
+    if url.startswith("sqlite:///"):
+        db_path = Path(url[len("sqlite:///"):])
     lib = Library.open(url, settings=Settings(), scorer="heuristic",
                        plugins=make_plugin_manager(False))
     for p in photos:
