@@ -78,7 +78,7 @@ def bench_latency(root: Path, n: int, window: float) -> list[float]:
             with open(path, "wb") as fh:
                 fh.write(data)
             last_write = time.monotonic()
-            sidecar = lib / f"l{i:03d}.jpg.xmp"
+            sidecar = lib / f"l{i:03d}.xmp"
             while not (sidecar.exists() and run_count(db, str(path)) == 1):
                 if time.monotonic() - last_write > 30:
                     raise RuntimeError(f"{path} not scored within 30 s")

@@ -155,8 +155,8 @@ def main() -> int:
             shown = work / args.show
             exiftool = shutil.which("exiftool")
             if exiftool and shown.exists():
-                sidecar = shown.with_name(shown.name + ".xmp")
-                print(f"\n$ exiftool -XMP-crs:all -XMP-tiff:all {shown.name}.xmp   (EXIF orientation of "
+                sidecar = shown.with_suffix(".xmp")
+                print(f"\n$ exiftool -XMP-crs:all -XMP-tiff:all {sidecar.name}   (EXIF orientation of "
                       f"{shown.name}: {suggestion(shown).info.orientation})")  # type: ignore[union-attr]
                 out = subprocess.run([exiftool, "-XMP-crs:all", "-XMP-tiff:all", str(sidecar)], capture_output=True,
                                      text=True, check=False)

@@ -8,7 +8,7 @@ A gallery app that wants crop suggestions without the CLI does::
         s = lib.suggest("/photos/IMG_1234.JPG", aspects=["1:1"])   # score now and store
         best = s.best("1:1")                                           # a results.Crop
         lib.record_label(s.path, "accept", aspect="1:1", rank=1)      # the user liked it
-        lib.write_metadata(s.path)                                     # IMG_1234.JPG.xmp
+        lib.write_metadata(s.path)                                     # IMG_1234.xmp
 
 Photos are named by database id or by path (``PhotoRef``). Everything returned is a plain
 dataclass from :mod:`clipcrop_plugin.results` or :mod:`clipcrop_plugin.store`; errors are the

@@ -23,6 +23,15 @@ else:  # pragma: no cover
 
 APP = "clipcrop"
 
+# Where crop metadata goes for each photo host: (sidecar naming, embed into JPEG/PNG). README
+# "Hosts" says what each host reads and when it applies a crop.
+HOST_PROFILES: dict[str, tuple[str, bool]] = {
+    "generic": ("base", False),  # IMG.xmp: what every crs:-reading host we know looks for
+    "darktable": ("base", False),  # darktable's Lightroom import reads only IMG.xmp
+    "lightroom": ("base", True),  # Lightroom/ACR read JPEG/PNG XMP from inside the file, RAW's from IMG.xmp
+    "digikam": ("ext", False),  # digiKam's own sidecar name (it shows crs: values, applies no crop)
+}
+
 
 def data_dir() -> Path:
     """Where the database, status file and thumbnails live (XDG data dir on Linux)."""
@@ -46,9 +55,11 @@ class Settings:
     clip_pretrained: str = "openai"
     scorer: str = "auto"
     device: str = "auto"
+    zeroshot_rescore: int = 0  # zeroshot: re-embed the top N crops from their own pixels (0: one pass only)
     aspects: list[str] = field(default_factory=list)
-    sidecar_naming: str = "ext"  # "ext": IMG.JPG.xmp, "base": IMG.xmp
-    embed: bool = False
+    host: str = "generic"  # picks sidecar_naming and embed when those are not set (HOST_PROFILES)
+    sidecar_naming: str = ""  # "base": IMG.xmp, "ext": IMG.JPG.xmp; empty: the host's
+    embed: bool = False  # also on when the host profile embeds
     poll: bool = False
     stable_seconds: float = 1.0
     rescan_seconds: float = 600.0
@@ -56,6 +67,16 @@ class Settings:
     workers: int = 0  # scan/watch worker processes; 0: one per CPU core
     # clipcrop worker: library path prefix -> where this machine mounts it ({"/volume1/photo" = "/mnt/nas"})
     path_map: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.host not in HOST_PROFILES:
+            raise ConfigError(f"host must be one of {', '.join(HOST_PROFILES)}, not {self.host!r}")
+        naming, embed = HOST_PROFILES[self.host]
+        if not self.sidecar_naming:
+            self.sidecar_naming = naming
+        elif self.sidecar_naming not in ("base", "ext"):
+            raise ConfigError(f"sidecar_naming must be 'base' or 'ext', not {self.sidecar_naming!r}")
+        self.embed = bool(self.embed) or embed
 
     def resolved_db_url(self) -> str:
         if self.db_url:

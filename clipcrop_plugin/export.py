@@ -9,7 +9,6 @@ the export. An existing file is never overwritten: a free name is picked.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +17,11 @@ import piexif
 from PIL import Image, ImageOps
 
 from .errors import ImageError
+from .imaging import opened_image
+from .raw import develop, is_raw_file
+from .raw import exif_bytes as raw_exif_bytes
 from .results import Box
+from .safeio import AtomicFile, show
 
 if TYPE_CHECKING:
     from .store import Store
@@ -59,19 +62,6 @@ def _exif_for_copy(raw: bytes | None, size: tuple[int, int]) -> tuple[bytes | No
         return None, f"EXIF not copied: piexif could not re-encode it ({type(exc).__name__}: {exc})"
 
 
-def _claim(tmp: Path, target: Path) -> Path:
-    """Give ``tmp`` the name ``target`` or ``target-2``, ``-3``... without ever replacing a file."""
-    n = 1
-    candidate = target
-    while True:
-        try:
-            os.link(tmp, candidate)  # fails if the name exists: no check-then-write race
-            return candidate
-        except FileExistsError:
-            n += 1
-            candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
-
-
 def export_crop(source: str | os.PathLike[str], box: Box, out_dir: str | os.PathLike[str], *,
                 name: str | None = None, max_size: int | None = None, quality: int = 92,
                 expect_size: tuple[int, int] | None = None) -> ExportResult:
@@ -83,16 +73,20 @@ def export_crop(source: str | os.PathLike[str], box: Box, out_dir: str | os.Path
     src = Path(source)
     out = Path(out_dir)
     try:
-        with Image.open(src) as im:
-            fmt = im.format
-            raw_exif = im.info.get("exif")
-            icc = im.info.get("icc_profile")
-            upright = ImageOps.exif_transpose(im)
-            upright.load()
-    except FileNotFoundError:
-        raise ImageError(f"{src}: file not found", src) from None
+        if is_raw_file(src):
+            # Developed with LibRaw's defaults (as-shot white balance), written as a JPEG.
+            upright, _header = develop(src)
+            fmt, raw_exif, icc = "JPEG", raw_exif_bytes(src), None
+        else:
+            # The intake door: regular files only, the same pixel (bomb) limit as scoring.
+            with opened_image(src, full_decode=True) as im:
+                fmt = im.format
+                raw_exif = im.info.get("exif")
+                icc = im.info.get("icc_profile")
+                upright = ImageOps.exif_transpose(im)
+                upright.load()
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{src}: cannot read ({exc})", src) from None
+        raise ImageError(f"{show(src)}: cannot read ({exc})", src) from None
     if expect_size is not None and upright.size != tuple(expect_size):
         raise ImageError(
             f"{src}: is {upright.width}x{upright.height} but was scored at {expect_size[0]}x{expect_size[1]};"
@@ -110,30 +104,26 @@ def export_crop(source: str | os.PathLike[str], box: Box, out_dir: str | os.Path
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ImageError(f"cannot create {out}: {exc.strerror or exc}") from None
+        raise ImageError(f"cannot create {show(out)}: {exc.strerror or exc}") from None
     target = out / f"{name or src.stem + '.crop'}{suffix}"
-    fd, tmp_name = tempfile.mkstemp(prefix=".export-", suffix=suffix, dir=out)
-    tmp = Path(tmp_name)
-    try:
-        params: dict[str, object] = {}
-        if icc:
-            params["icc_profile"] = icc
-        if save_fmt == "JPEG":
-            params["quality"] = quality
-        with os.fdopen(fd, "wb") as fh:
-            try:
-                crop.save(fh, save_fmt, **params, **({"exif": exif_bytes} if exif_bytes else {}))
-            except (ValueError, OSError) as exc:
-                if exif_bytes is None:
-                    raise
-                fh.seek(0)
-                fh.truncate()
-                crop.save(fh, save_fmt, **params)
-                note = f"EXIF not copied: the encoder refused it ({exc})"
-        final = _claim(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return ExportResult(str(src), final, crop.width, crop.height, note)
+    params: dict[str, object] = {}
+    if icc:
+        params["icc_profile"] = icc
+    if save_fmt == "JPEG":
+        params["quality"] = quality
+    # unique: the copy takes a free name (NAME-2, -3...), never replacing a file or following a link.
+    atomic = AtomicFile(target, unique=True, error=ImageError)
+    with atomic as fh:
+        try:
+            crop.save(fh, save_fmt, **params, **({"exif": exif_bytes} if exif_bytes else {}))
+        except (ValueError, OSError) as exc:
+            if exif_bytes is None:
+                raise
+            fh.seek(0)
+            fh.truncate()
+            crop.save(fh, save_fmt, **params)
+            note = f"EXIF not copied: the encoder refused it ({exc})"
+    return ExportResult(str(src), atomic.path, crop.width, crop.height, note)
 
 
 def export_from_store(store: Store, photo: str | int, out_dir: str | os.PathLike[str], *,

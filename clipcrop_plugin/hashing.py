@@ -6,6 +6,7 @@ import hashlib
 import os
 
 from .errors import ImageError
+from .safeio import open_regular, reason, show
 
 CHUNK = 1 << 20
 
@@ -15,15 +16,16 @@ def content_hash(path: str | os.PathLike[str]) -> str:
 
     SHA-256 rather than a faster non-cryptographic hash: OpenSSL's SHA-NI path runs at ~1.5 GB/s
     here, far above disk speed, and the same digest format serves model checkpoints.
-    Raises :class:`ImageError` with a one-line reason when the file cannot be read.
+    Raises :class:`ImageError` with a one-line reason when the file cannot be read or is not a
+    regular file (a FIFO named ``photo.jpg`` is refused at once instead of blocking the scan).
     """
-    try:
-        with open(path, "rb") as fh:
+    if not os.path.lexists(path):
+        raise ImageError(f"{show(path)}: file vanished before it could be read", path)
+    with open_regular(path, error=lambda msg: ImageError(msg, path)) as fh:
+        try:
             return hashlib.file_digest(fh, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else _chunks(fh)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: file vanished before it could be read", path) from None
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})", path) from None
+        except OSError as exc:
+            raise ImageError(f"{show(path)}: cannot read ({reason(exc)})", path) from None
 
 
 def _chunks(fh: object) -> str:  # Python 3.10 has no hashlib.file_digest

@@ -12,15 +12,20 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
+from . import heif as _heif
+from . import raw as _raw
 from .errors import ImageError
 from .results import PhotoInfo
+from .safeio import open_regular, show
 
 ORIENTATION_TAG = 0x0112
 _EXIF_IFD = 0x8769
@@ -203,7 +208,7 @@ def _check_bomb(path: Path, width: int, height: int) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     if limit and width * height > limit:
         raise ImageError(
-            f"{path}: refused as a possible decompression bomb ({width}x{height} exceeds {limit} pixels)", path
+            f"{show(path)}: refused as a possible decompression bomb ({width}x{height} exceeds {limit} pixels)", path
         )
 
 
@@ -216,61 +221,99 @@ def _working_size(width: int, height: int, min_side: int) -> tuple[int, int]:
     return max(1, round(width * f)), max(1, round(height * f))
 
 
+MAX_FILE_BYTES = 4 << 30  # no photo clipcrop reads is larger; a bigger "photo" is refused unread
+
+
+@contextmanager
+def opened_image(source: str | os.PathLike[str], *, full_decode: bool = False) -> Iterator[Image.Image]:
+    """Pillow's lazy image of ``source``, opened through the one intake door.
+
+    Only a regular file is opened (a FIFO, a device or a directory is refused before Pillow sees
+    it), its size is bounded, and more pixels than Pillow's ``MAX_IMAGE_PIXELS`` are refused -
+    except for a JPEG, whose limit :func:`load_image` applies after ``draft`` picked the decoded
+    size (``full_decode=True``: the caller decodes every pixel, so a JPEG is checked too). Every failure is one :class:`ImageError`; the file is closed when the block ends.
+    """
+    path = Path(os.fspath(source))
+    if not os.path.lexists(path):
+        raise ImageError(f"{show(path)}: no such file", path)
+    fh = open_regular(path, max_bytes=MAX_FILE_BYTES, error=lambda msg: ImageError(msg, path))
+    with fh:
+        try:
+            head = fh.read(32)
+            fh.seek(0)
+        except OSError as exc:
+            raise ImageError(f"{show(path)}: cannot read ({exc.strerror or exc})", path) from None
+        if not head:
+            raise ImageError(f"{show(path)}: empty file (0 bytes)", path)
+        heif = _looks_like_heif(path, head)
+        if heif:
+            heif_available()
+        try:
+            with warnings.catch_warnings():
+                # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; the limit is enforced
+                # below, on the pixels that will actually be decoded (a JPEG at up to 1/8 scale).
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(fh)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(f"{show(path)}: refused as a possible decompression bomb ({exc})", path) from None
+        except UnidentifiedImageError:
+            zero = _header_zero_size(head)
+            if zero:
+                raise ImageError(f"{show(path)}: zero-size image ({zero[0]}x{zero[1]})", path) from None
+            if heif and not heif_available():
+                raise ImageError(
+                    f"{show(path)}: HEIC/HEIF is not supported without a decoder (pip install pillow-heif)", path
+                ) from None
+            raise ImageError(f"{show(path)}: not an image or an unsupported format", path) from None
+        except OSError as exc:
+            raise ImageError(f"{show(path)}: cannot open ({exc})", path) from None
+        except Exception as exc:  # Pillow plugins raise a zoo of types on hostile headers
+            raise ImageError(f"{show(path)}: cannot open ({type(exc).__name__}: {exc})", path) from None
+        with im:
+            stored_w, stored_h = im.size
+            if stored_w <= 0 or stored_h <= 0:
+                raise ImageError(f"{show(path)}: zero-size image ({stored_w}x{stored_h})", path)
+            if full_decode or not isinstance(im, JpegImagePlugin.JpegImageFile):
+                _check_bomb(path, stored_w, stored_h)
+            yield im
+
+
 def load_image(source: str | os.PathLike[str], *, min_side: int = 256) -> LoadedImage:
     """Open ``source`` and return its upright RGB working copy (short side about ``min_side``).
 
     Raises :class:`ImageError` with a one-line reason for a missing or unreadable path, a
-    directory, an empty file, truncated data, something that is not an image, an unsupported
-    format (HEIC without pillow-heif), a decompression bomb or a zero-size image.
+    directory, a FIFO or device, an empty file, truncated data, something that is not an image,
+    an unsupported format (HEIC without pillow-heif), a decompression bomb or a zero-size image.
     """
     path = Path(os.fspath(source))
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file", path) from None
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})", path) from None
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not a photo", path)
-    if st.st_size == 0:
-        raise ImageError(f"{path}: empty file (0 bytes)", path)
-    try:
-        with open(path, "rb") as fh:
+    # Camera RAW goes to LibRaw (which opens the file by path itself), after the same door:
+    # only a regular, non-empty file is looked at.
+    if not os.path.lexists(path):
+        raise ImageError(f"{show(path)}: no such file", path)
+    with open_regular(path, max_bytes=MAX_FILE_BYTES, error=lambda msg: ImageError(msg, path)) as fh:
+        try:
             head = fh.read(32)
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})", path) from None
-    heif = _looks_like_heif(path, head)
-    if heif:
-        heif_available()
-
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; the limit is enforced below,
-            # on the pixels that will actually be decoded (a JPEG is decoded at up to 1/8 scale).
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{path}: refused as a possible decompression bomb ({exc})", path) from None
-    except UnidentifiedImageError:
-        zero = _header_zero_size(head)
-        if zero:
-            raise ImageError(f"{path}: zero-size image ({zero[0]}x{zero[1]})", path) from None
-        if heif and not heif_available():
-            raise ImageError(
-                f"{path}: HEIC/HEIF is not supported without a decoder (pip install pillow-heif)", path
-            ) from None
-        raise ImageError(f"{path}: not an image or an unsupported format", path) from None
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot open ({exc})", path) from None
-    except Exception as exc:  # Pillow plugins raise a zoo of types on hostile headers
-        raise ImageError(f"{path}: cannot open ({type(exc).__name__}: {exc})", path) from None
-
-    with im:
+        except OSError as exc:
+            raise ImageError(f"{show(path)}: cannot read ({exc.strerror or exc})", path) from None
+    if head and _raw.is_raw_file(path, head):
+        return _raw.load(path, min_side)
+    with opened_image(path) as im:
         return _load_opened(im, path, min_side)
 
 
+def stored_pixel_size(im: Image.Image) -> tuple[int, int]:
+    """The stored (pre-orientation) pixel size of an opened image. For a TIFF it comes from the
+    header: Pillow >= 11 reports (and loads) TIFFs already turned by their orientation tag,
+    where every other format keeps the stored frame."""
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
+        w, h = im.tag_v2.get(256), im.tag_v2.get(257)
+        if isinstance(w, int) and isinstance(h, int):
+            return w, h
+    return im.size
+
+
 def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
-    stored_w, stored_h = im.size
+    stored_w, stored_h = stored_pixel_size(im)
     if stored_w <= 0 or stored_h <= 0:
         raise ImageError(f"{path}: zero-size image ({stored_w}x{stored_h})", path)
     is_jpeg = isinstance(im, JpegImagePlugin.JpegImageFile)  # JPEG and MPO (phone multi-picture files)
@@ -293,8 +336,17 @@ def _load_opened(im: Image.Image, path: Path, min_side: int) -> LoadedImage:
                 # draft picks the largest DCT scale (1/2, 1/4, 1/8) keeping both sides >= the request.
                 im.draft("RGB", (target_w, target_h))
                 _check_bomb(path, *im.size)
-            im.load()
-            work = _to_rgb(im)
+            # HEIF: its thumbnail when that is large enough, instead of decoding the whole primary.
+            small = _heif.smallest_thumbnail(str(path), min_short=min_side, primary_size=(stored_w, stored_h)) \
+                if im.format in ("HEIF", "HEIC") and os.path.isfile(path) else None
+            if small is None:
+                im.load()
+            work = _to_rgb(small if small is not None else im)
+            if has_tag and isinstance(im, TiffImagePlugin.TiffImageFile) and ORIENTATION_TAG not in im.tag_v2:
+                # Pillow turned it upright on load (and dropped the tag): back to the stored frame,
+                # so the sizes and the single transpose below hold for every format.
+                op_back = ORIENTATION_TO_STORED[orientation]
+                work = work if op_back is None else work.transpose(op_back)
             if work.size != (target_w, target_h) and min(work.size) > min_side:
                 work = work.resize((target_w, target_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
             op = ORIENTATION_TO_UPRIGHT[orientation]

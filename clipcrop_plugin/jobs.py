@@ -50,11 +50,11 @@ Scored = tuple[Suggestion, str, "float | None", "int | None"]
 @dataclass(frozen=True)
 class MetadataPolicy:
     """Whether and how crop metadata is published: ``mode`` ``sidecar`` | ``embed`` | ``none``;
-    ``naming`` ``ext`` (``IMG.JPG.xmp``) | ``base`` (``IMG.xmp``); ``aspects``: the sets written
+    ``naming`` ``base`` (``IMG.xmp``) | ``ext`` (``IMG.JPG.xmp``); ``aspects``: the sets written
     (the best crop of the first one), empty for all."""
 
     mode: str = "sidecar"
-    naming: str = "ext"
+    naming: str = "base"
     aspects: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -241,7 +241,9 @@ def write_paths(paths: Iterable[str | os.PathLike[str]], policy: MetadataPolicy,
         chunk.clear()
         return done
 
-    for photo, stored, error in plan_writes(paths, store=store, aspects=aspects, source=source, recursive=recursive):
+    mode = policy.mode if policy.writes else None
+    for photo, stored, error in plan_writes(paths, store=store, aspects=aspects, source=source, recursive=recursive,
+                                            mode=mode, naming=policy.naming):
         if stored is not None:
             chunk.append(lambda s=stored: publish(store, s, policy, plugins=plugins, origin="db"))
         elif error is not None:
@@ -263,13 +265,25 @@ def write_paths(paths: Iterable[str | os.PathLike[str]], policy: MetadataPolicy,
 
 def _score_and_publish(photos: list[Path], scorer: Any, aspects: Sequence[AspectRatio], policy: MetadataPolicy, *,
                        store: Store | None, batch_size: int, plugins: pluggy.PluginManager | None) -> Iterator[Outcome]:
-    from .suggest import suggest_paths
+    from itertools import chain
 
+    from .suggest import suggest_paths
+    from .xmp.writer import host_orientation
+
+    # A photo whose host keeps its rotation in XMP (a sidecar's tiff:Orientation, no EXIF) is
+    # scored in that frame, so the crop suits what the host shows.
+    turned = {p: o for p in photos if policy.writes
+              and (o := host_orientation(p, mode=policy.mode, naming=policy.naming)) is not None}
     batch: list[Suggestion] = []
 
     def flush() -> list[Outcome]:
         items = []
         for s in batch:
+            if Path(s.path) in turned:
+                # Scored in the host's XMP frame, not the EXIF one the database keeps boxes in
+                # (export, review): published, not recorded.
+                items.append(None)
+                continue
             try:
                 st = os.stat(s.path)
                 items.append((s, content_hash(s.path), st.st_mtime, st.st_size))
@@ -291,12 +305,32 @@ def _score_and_publish(photos: list[Path], scorer: Any, aspects: Sequence[Aspect
         batch.clear()
         return done
 
-    for s in suggest_paths(photos, scorer, aspects, batch_size=batch_size, recursive=False):
+    plain = [p for p in photos if p not in turned]
+    for s in chain(_suggest_turned(turned, scorer, aspects),
+                   suggest_paths(plain, scorer, aspects, batch_size=batch_size, recursive=False)):
         batch.append(s)
         if len(batch) >= max(1, batch_size):
             yield from flush()
     if batch:
         yield from flush()
+
+
+def _suggest_turned(photos: dict[Path, int], scorer: Any, aspects: Sequence[AspectRatio]) -> Iterator[Suggestion]:
+    """Score each photo in the frame of the orientation its host's XMP gives (one at a time:
+    such photos are rare)."""
+    from .imaging import load_image
+    from .suggest import failed, suggest_images
+    from .xmp.orientation import reorient
+
+    min_side = int(getattr(scorer, "min_side", 256) or 256)
+    for photo, orientation in photos.items():
+        try:
+            loaded = reorient(load_image(photo, min_side=min_side), orientation)
+            yield from suggest_images([loaded], scorer, aspects)
+        except ClipcropError as exc:
+            yield failed(photo, str(exc), scorer)
+        except Exception as exc:  # noqa: BLE001 - one photo's scoring failure never stops the batch
+            yield failed(photo, f"scoring failed ({type(exc).__name__}: {exc})", scorer)
 
 
 def clear_paths(paths: Iterable[str | os.PathLike[str]], *, mode: str = "all", naming: str | None = None,

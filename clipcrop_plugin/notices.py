@@ -12,6 +12,8 @@ import logging
 import time
 
 from .config import data_dir
+from .errors import ClipcropError
+from .safeio import atomic_write
 
 DAY_S = 24 * 3600
 _FILE = "notices.json"
@@ -39,9 +41,7 @@ def say_once_a_day(log: logging.Logger, key: str, message: str, *args: object) -
     seen[key] = now
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{_FILE}.tmp")
-        tmp.write_text(json.dumps(seen), encoding="utf-8")
-        tmp.replace(path)
-    except OSError:
-        pass
+        atomic_write(path, json.dumps(seen).encode("utf-8"), sync=False, error=ClipcropError)
+    except (OSError, ClipcropError):
+        pass  # a hint shown twice is better than a hint that stops the command
     return True

@@ -14,9 +14,14 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePath
 
+# Camera RAW formats LibRaw reads (decoded by clipcrop_plugin.raw, the [raw] extra).
+RAW_SUFFIXES = frozenset(
+    "." + e for e in
+    "dng cr2 cr3 crw nef nrw arw srf sr2 raf orf rw2 pef srw raw rwl iiq 3fr fff x3f erf mef mos mrw kdc dcr".split()
+)
 PHOTO_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif", ".hif", ".bmp", ".gif"}
-)
+) | RAW_SUFFIXES
 # System and bookkeeping names (compared lower-case), as files or as folders.
 IGNORED_NAMES = frozenset({
     ".ds_store", "thumbs.db", "desktop.ini", "@eadir", "#recycle", "#snapshot", "$recycle.bin",

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from .elements import BY_NAME, ELEMENT_NAMES
 from .errors import ImageError
 from .imaging import load_image
 from .results import Crop, Suggestion
+from .safeio import AtomicFile
 
 if TYPE_CHECKING:
     from .store import PhotoDetail
@@ -84,17 +84,17 @@ def render_preview(source: str | os.PathLike[str], suggestion: Suggestion, *, ma
 
 
 def save_preview(image: Image.Image, out: str | os.PathLike[str]) -> Path:
-    """Write ``image`` as a JPEG at ``out`` atomically (temp file + rename); returns the path."""
+    """Write ``image`` as a JPEG at ``out`` atomically (temp file + rename); returns the path.
+
+    Never through a symbolic link; raises :class:`ImageError` with a one-line reason.
+    """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".preview-", suffix=".jpg", dir=out.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, "JPEG", quality=88)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageError(f"cannot create {out.parent}: {exc.strerror or exc}") from None
+    with AtomicFile(out, error=ImageError) as fh:
+        image.save(fh, "JPEG", quality=88)
     return out
 
 

@@ -100,7 +100,7 @@ def test_kill_9_mid_backlog_then_restart_scores_each_photo_exactly_once(backlog:
     assert len(counts) == n and set(counts.values()) == {1}
     assert db_rows(db, "select count(*) from scoring_runs") == [(n,)]
     assert db_rows(db, "select count(*) from photos where status != 'scored'") == [(0,)]
-    assert all((lib / f"{i:03d}.jpg.xmp").is_file() for i in range(n))
+    assert all((lib / f"{i:03d}.xmp").is_file() for i in range(n))
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:

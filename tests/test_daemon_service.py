@@ -120,7 +120,7 @@ def test_chunked_copy_is_scored_once_after_the_last_chunk(service: WatchService,
     assert service.wait_idle(10, settle=WINDOW * 2)
     assert runs_per_photo(db) == {str(target): 1}
     assert service.pipeline is not None and service.pipeline.counters.failed == 0
-    assert (lib / "slow.jpg.xmp").is_file()  # the sidecar follows the database row
+    assert (lib / "slow.xmp").is_file()  # the sidecar follows the database row
 
 
 def test_rename_from_a_temp_name_is_scored_and_the_temp_name_never_is(service: WatchService, lib: Path, tmp_path: Path) -> None:
@@ -275,7 +275,7 @@ def test_embed_mode_does_not_rescore_its_own_write_or_a_later_move(tmp_path: Pat
         photo = write_jpeg(lib / "e.jpg", 8)
         assert wait_for(lambda: runs_per_photo(db).get(str(photo)) == 1)
         assert svc.wait_idle(10, settle=WINDOW * 3)
-        assert read_crop_metadata(photo) is not None and not (lib / "e.jpg.xmp").exists()
+        assert read_crop_metadata(photo) is not None and not (lib / "e.xmp").exists()
         (lib / "sub").mkdir()
         photo.rename(lib / "sub" / "e.jpg")
         assert wait_for(lambda: runs_per_photo(db).get(str(lib / "sub" / "e.jpg")) == 1)
@@ -290,9 +290,9 @@ def test_kill_between_commit_and_sidecar_is_repaired_on_restart(tmp_path: Path, 
     photo = write_jpeg(lib / "k.jpg", 9)
     st = settings_for(tmp_path)
     assert WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)["done"] == 1
-    (lib / "k.jpg.xmp").unlink()  # as if the process died right after the database commit
+    (lib / "k.xmp").unlink()  # as if the process died right after the database commit
     again = WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)
-    assert again["done"] == 0 and (lib / "k.jpg.xmp").is_file()
+    assert again["done"] == 0 and (lib / "k.xmp").is_file()
     assert runs_per_photo(db_of(tmp_path)) == {str(photo): 1}
 
 
@@ -308,7 +308,7 @@ def test_renaming_a_folder_relinks_every_photo_in_it(service: WatchService, lib:
     assert service.wait_idle(10, settle=WINDOW * 3)
     assert runs_per_photo(db) == want and db_rows(db, "select count(*) from scoring_runs") == [(3,)]
     assert db_rows(db, "select count(*) from photos where status != 'scored'") == [(0,)]
-    assert all((lib / "2024 trip" / f"t{i}.jpg.xmp").is_file() for i in range(3))
+    assert all((lib / "2024 trip" / f"t{i}.xmp").is_file() for i in range(3))
 
 
 def test_a_folder_missing_at_start_is_offline_until_it_appears(tmp_path: Path, lib: Path) -> None:
@@ -360,4 +360,4 @@ def test_identical_copies_dropped_together_are_scored_once(service: WatchService
     assert service.pipeline is not None and service.pipeline.counters.done == 1  # one scorer pass
     # The copies carry the scores of that pass (the store copies the run for each path).
     assert len({h for (h,) in db_rows(db, "select content_hash from scoring_runs")}) == 1
-    assert all((lib / f"{n}.xmp").is_file() for n in ("a.jpg", "b.jpg", "c.jpg"))
+    assert all((lib / f"{n}.xmp").is_file() for n in ("a", "b", "c"))

@@ -108,15 +108,18 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 def test_permission_denied_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same check as above but works as root too: the open itself is refused."""
-    import clipcrop_plugin.imaging as imaging
+    import clipcrop_plugin.safeio as safeio
 
     p = tmp_path / "locked.jpg"
     subject_photo(64, 64).save(p, "JPEG")
+    real_open = os.open
 
-    def refuse(*args: object, **kwargs: object) -> object:
-        raise PermissionError(13, "Permission denied")
+    def refuse(path: object, *args: object, **kwargs: object) -> object:
+        if os.fspath(path) == os.fspath(p):  # type: ignore[arg-type]
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(imaging, "open", refuse, raising=False)
+    monkeypatch.setattr(safeio.os, "open", refuse)
     _assert_one_line_error(p, "cannot read", "permission denied")
 
 

@@ -96,3 +96,16 @@ def test_sampling_matrix_equals_torchvision(ratio: int) -> None:
     mat = sampling_matrix(boxes, 7, 9, 7, 32, ratio)
     mine = torch.einsum("npk,ck->ncp", mat, fmap[0].flatten(1)).reshape(4, 5, 7, 7)
     torch.testing.assert_close(mine, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("ratio", [1, 2])
+def test_separable_roi_align_equals_torchvision(ratio: int) -> None:
+    from clipcrop_plugin.model.align import roi_align_separable
+
+    torch.manual_seed(1)
+    fmap = torch.randn(2, 6, 7, 9)
+    boxes = [torch.tensor([[0, 0, 288, 224], [10.0, 20, 200, 150], [-20, 5, 300, 230]]),
+             torch.tensor([[100.0, 50, 130, 90], [0, 0, 32, 32]])]
+    ref = roi_align(fmap, boxes, 9, 32, ratio)
+    torch.testing.assert_close(roi_align_separable(fmap, boxes, 9, 32, ratio), ref, atol=1e-5, rtol=1e-5)
+    assert roi_align_separable(fmap, [torch.zeros(0, 4), boxes[1]], 9, 32, ratio).shape == (2, 6, 9, 9)

@@ -32,13 +32,14 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = build_model(cfg, load_state_file(write_clip_weights(base / "clip.safetensors", cfg)))
     with torch.no_grad():
         model.head[-1].bias.fill_(0.25)  # stands in for training
-    info = save_checkpoint(model, base / "run1", provenance={"stage": "cropping", "epochs": 1}, parent_sha256="ab" * 32)
+    info = save_checkpoint(model, base / "run1", provenance={"stage": "cropping", "epochs": 1, "lineage": ["cropping"],
+                                                          "trunk": "pretrained"}, parent_sha256="ab" * 32)
     return info.path
 
 
 def test_round_trip_gives_identical_scores(saved: Path) -> None:
     info = read_checkpoint_info(saved)
-    assert info.provenance == {"stage": "cropping", "epochs": 1} and info.parent_sha256 == "ab" * 32
+    assert info.provenance == {"stage": "cropping", "epochs": 1, "lineage": ["cropping"], "trunk": "pretrained"} and info.parent_sha256 == "ab" * 32
     side = json.loads(saved.with_suffix(".json").read_text())
     assert side["prompts"]["composition"][0][0] == "a photo with center composition"
     assert side["element_names"][0] == "center" and side["config"]["clip_model"] == "tiny-rn"

@@ -189,3 +189,33 @@ def test_prompt_learner_at_init_is_clips_text_encoder(tiny: CLIPCropping) -> Non
         got = model.text_embeddings("composition")
     groups = [[f"a photo of a {p}." for p in e.prompts] for e in COMPOSITION_ELEMENTS]
     torch.testing.assert_close(got, encode_texts(tiny.clip, groups), atol=1e-5, rtol=1e-5)
+
+
+def test_inference_head_path_equals_the_direct_one(tiny: CLIPCropping) -> None:
+    """At inference the head's first layer is pushed through RoDAlign's pooling (no per-crop RoD
+    maps); scores must equal the direct RoI+RoD -> MLP path, and follow a weight change."""
+    import copy
+
+    tiny = copy.deepcopy(tiny)  # the module-wide fixture stays as it was
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in list(tiny.head.parameters()) + list(tiny.reduce.parameters()):
+            p.normal_(0, 0.1)
+    cands = [generate_candidates(300, 200), generate_candidates(200, 300), generate_candidates(64, 64)]
+    boxes = [torch.from_numpy(c.boxes.astype(np.float32) * np.asarray([64 / c.width, 64 / c.height] * 2, np.float32))
+             for c in cands]
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        fmap = tiny.features(x)
+        fast = tiny.score_crops(fmap, boxes)
+    with torch.enable_grad():
+        direct = tiny.score_crops(fmap, boxes)
+    for f, d in zip(fast, direct):
+        torch.testing.assert_close(f, d.detach(), atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        tiny.head[0].weight.mul_(-1.0)  # in place: the cached RoD weights must be rebuilt
+        flipped = tiny.score_crops(fmap, boxes)
+    with torch.enable_grad():
+        direct2 = tiny.score_crops(fmap, boxes)
+    for f, d in zip(flipped, direct2):
+        torch.testing.assert_close(f, d.detach(), atol=1e-5, rtol=1e-4)

@@ -19,7 +19,7 @@ from clipcrop_plugin.config import Settings
 from clipcrop_plugin.elements import ELEMENT_NAMES
 from clipcrop_plugin.errors import WeightsError
 from clipcrop_plugin.imaging import load_image
-from clipcrop_plugin.model import build_model, save_checkpoint
+from clipcrop_plugin.model import ModelConfig, build_model, save_checkpoint
 from clipcrop_plugin.model.checkpoints import import_checkpoint
 from clipcrop_plugin.model.testing import tiny_clip_config, tiny_config, write_clip_weights
 from clipcrop_plugin.model.weights import load_state_file, sha256_file
@@ -62,10 +62,14 @@ def _clip_weights(settings: Settings) -> Path:
     return write_clip_weights(settings.resolved_model_dir() / f"{settings.clip_model}-openai.safetensors", cfg)
 
 
-def _checkpoint(settings: Settings, tmp_path: Path) -> Path:
+# What a stage-3 run from pretrained weights records (the tiny tower stands in for RN50 here).
+TRAINED = {"stage": "cropping", "lineage": ["composition", "aesthetic", "cropping"], "trunk": "pretrained"}
+
+
+def _checkpoint(settings: Settings, tmp_path: Path, name: str = "trained", **provenance: object) -> Path:
     cfg = tiny_config()
     model = build_model(cfg, load_state_file(write_clip_weights(tmp_path / "c.safetensors", cfg)))
-    return save_checkpoint(model, tmp_path / "export" / "trained", provenance={"stage": "cropping"}).path
+    return save_checkpoint(model, tmp_path / "export" / name, provenance={**TRAINED, **provenance}).path
 
 
 def _score(scorer, photos):  # noqa: ANN001, ANN202
@@ -124,7 +128,7 @@ def test_clipcropping_from_imported_checkpoint(settings: Settings, photos: list[
 
 
 def test_clipcropping_without_checkpoint_is_a_clear_error(settings: Settings) -> None:
-    with pytest.raises(WeightsError, match="no trained clipcropping checkpoint"):
+    with pytest.raises(WeightsError, match="no trained clipcropping checkpoint is active"):
         load_scorer("clipcropping", settings=settings, device="cpu")
     plain = _clip_weights(settings)
     with pytest.raises(WeightsError, match="not a clipcrop checkpoint"):
@@ -179,7 +183,7 @@ def test_models_cli_lists_and_imports(settings: Settings, tmp_path: Path) -> Non
     assert not rows["clipcropping"]["ready"] and not rows["zeroshot"]["ready"] and rows["heuristic"]["ready"]
     ckpt = _checkpoint(settings, tmp_path)
     out = runner.invoke(cli, ["models", "import", str(ckpt)], env=env)
-    assert out.exit_code == 0 and "imported trained" in out.output
+    assert out.exit_code == 0 and "imported trained" in out.output and "now uses trained" in out.output
     out = runner.invoke(cli, ["models"], env=env)
     assert "clipcropping  ready" in out.output and "checkpoint * trained" in out.output
     out = runner.invoke(cli, ["models", "use", "trained"], env=env)
@@ -212,7 +216,7 @@ def test_clipcropping_in_aspect_mode(settings: Settings, photos: list[Path], tmp
     """An aspect-preserving checkpoint groups photos by input size, one trunk pass per group."""
     cfg = tiny_config(input_mode="aspect")
     model = build_model(cfg, load_state_file(write_clip_weights(tmp_path / "c.safetensors", cfg)))
-    ckpt = save_checkpoint(model, tmp_path / "aspect").path
+    ckpt = save_checkpoint(model, tmp_path / "aspect", provenance=TRAINED).path
     scorer = load_scorer("clipcropping", settings=settings, device="cpu", weights=str(ckpt))
     calls: list[tuple[int, ...]] = []
     hook = scorer.model.clip.visual.layer4.register_forward_hook(lambda m, i, o: calls.append(tuple(o.shape)))
@@ -222,3 +226,115 @@ def test_clipcropping_in_aspect_mode(settings: Settings, photos: list[Path], tmp
         hook.remove()
     assert sorted(calls) == sorted([(1, 256, 2, 3), (1, 256, 3, 2)])
     assert [r.scores.shape[0] for r in results] == [len(c) for c in cands]
+
+
+def test_only_trained_heads_score_photos(settings: Settings, tmp_path: Path) -> None:
+    """A stage-1/2 checkpoint or one from a random trunk is imported but marked, never pinned or used."""
+    from clipcrop_plugin.model.checkpoints import UnfitCheckpoint, import_and_pin, read_checkpoint_info, set_active
+
+    model_dir = settings.resolved_model_dir()
+    stage1 = _checkpoint(settings, tmp_path, "s1", stage="composition", lineage=["composition"])
+    random3 = _checkpoint(settings, tmp_path, "r3", trunk="random")
+    for path, why in ((stage1, "never trained"), (random3, "random trunk")):
+        res = import_and_pin(path, model_dir)
+        assert res.refusal and why in res.refusal and not res.activated
+        copied = json.loads(res.info.sidecar.read_text())
+        assert copied["import"]["can_score"] is False and why in copied["import"]["why_not"]
+        with pytest.raises(WeightsError, match="cannot score photos"):
+            set_active(model_dir, res.info.name)
+        with pytest.raises(UnfitCheckpoint, match=why):
+            load_scorer("clipcropping", settings=settings, device="cpu", weights=str(path))
+    # No pin: nothing is active, whatever is newest.
+    with pytest.raises(WeightsError, match="is active"):
+        load_scorer("clipcropping", settings=settings, device="cpu")
+    good = import_and_pin(_checkpoint(settings, tmp_path, "good"), model_dir)
+    assert good.activated and good.refusal is None
+    # A personalization of the good one inherits its lineage and trunk through the parent file.
+    model = build_model(tiny_config())
+    child = save_checkpoint(model, model_dir / "checkpoints" / "personal-1",
+                            provenance={"stage": "personalize", "parent": str(good.info.path)},
+                            parent_sha256=good.info.sha256)
+    info = read_checkpoint_info(child.path)
+    assert info.lineage == ["composition", "aesthetic", "cropping", "personalize"] and info.trunk == "pretrained"
+    assert load_scorer("clipcropping", settings=settings, device="cpu").weights_hash == good.info.sha256  # not newest
+    assert info.can_score
+
+
+def test_models_use_lists_lineages(settings: Settings, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from clipcrop_plugin.cli.main import cli
+    from clipcrop_plugin.model.checkpoints import import_and_pin
+
+    model_dir = settings.resolved_model_dir()
+    good = import_and_pin(_checkpoint(settings, tmp_path, "base"), model_dir).info
+    save_checkpoint(build_model(tiny_config()), model_dir / "checkpoints" / "mine",
+                    provenance={"stage": "personalize", "parent": str(good.path)}, parent_sha256=good.sha256)
+    env = {"CLIPCROP_MODEL_DIR": str(model_dir)}
+    out = CliRunner().invoke(cli, ["models", "use"], env=env)
+    assert out.exit_code == 0 and out.output.strip() == "*base -> mine"
+    out = CliRunner().invoke(cli, ["models", "use", "mine"], env=env)
+    assert out.exit_code == 0 and "now uses mine" in out.output
+    assert CliRunner().invoke(cli, ["models", "use"], env=env).output.strip() == "base -> *mine"
+
+
+def test_models_does_not_call_broken_zeroshot_weights_ready(settings: Settings) -> None:
+    """`clipcrop models` and `auto` agree: a weights file that cannot be loaded is not ready."""
+    from click.testing import CliRunner
+
+    from clipcrop_plugin.cli.main import cli
+
+    bad = settings.resolved_model_dir() / f"{settings.clip_model}-openai.safetensors"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    Path(os.environ["CLIPCROP_CONFIG"]).write_text(f'clip_model = "{settings.clip_model}"\n')
+    env = {"CLIPCROP_MODEL_DIR": settings.model_dir}
+    rows = {r["name"]: r for r in json.loads(CliRunner().invoke(cli, ["models", "--json"], env=env).output)["scorers"]}
+    assert not rows["zeroshot"]["ready"] and "corrupt" in rows["zeroshot"]["detail"]
+    assert load_scorer("auto", settings=settings, device="cpu").name == "heuristic"
+    # a state dict of another tower: also not ready
+    other = tiny_config(clip_config=tiny_clip_config(width=16))
+    write_clip_weights(bad, other)
+    rows = {r["name"]: r for r in json.loads(CliRunner().invoke(cli, ["models", "--json"], env=env).output)["scorers"]}
+    assert not rows["zeroshot"]["ready"] and "do not fit" in rows["zeroshot"]["detail"]
+    assert load_scorer("auto", settings=settings, device="cpu").name == "heuristic"
+    write_clip_weights(bad, tiny_config(clip_model=settings.clip_model))
+    rows = {r["name"]: r for r in json.loads(CliRunner().invoke(cli, ["models", "--json"], env=env).output)["scorers"]}
+    assert rows["zeroshot"]["ready"]
+    assert load_scorer("auto", settings=settings, device="cpu").name == "zeroshot"
+
+
+def test_zeroshot_rescore_reorders_only_the_top_crops_from_their_own_pixels(settings: Settings, photos: list[Path]) -> None:
+    _clip_weights(settings)
+    plain = load_scorer("zeroshot", settings=settings, device="cpu")
+    settings.zeroshot_rescore = 4
+    again = load_scorer("zeroshot", settings=settings, device="cpu")
+    assert again.rescore == 4
+    loaded, cands, base = _score(plain, photos)
+    calls: list[tuple[int, ...]] = []
+    hook = again.clip.visual.layer4.register_forward_hook(lambda m, i, o: calls.append(tuple(o.shape)))
+    try:
+        results = again.score(loaded, cands)
+    finally:
+        hook.remove()
+    assert len(calls) == 1 + 4 * len(photos)  # one pass for all, then one per re-scored crop
+    from clipcrop_plugin.model.network import input_size
+
+    aspect = ModelConfig(**{**again.config.to_dict(), "input_mode": "aspect"})
+    expected = []
+    for cand, b in zip(cands, base):
+        for i in np.argsort(-b.scores, kind="stable")[:4]:
+            x1, y1, x2, y2 = cand.boxes[i]
+            w, h = input_size(int(round(x2 - x1)), int(round(y2 - y1)), aspect)  # working image == full size here
+            expected.append((h // 32, w // 32))
+    assert [s[2:] for s in calls[1:]] == expected  # each at its own aspect, not squeezed square
+    for cand, b, r, im in zip(cands, base, results, loaded):
+        top = np.argsort(-b.scores, kind="stable")[:4]
+        rest = np.setdiff1d(np.arange(len(b.scores)), top)
+        np.testing.assert_array_equal(r.scores[rest], b.scores[rest])  # the rest of the ranking is untouched
+        np.testing.assert_array_equal(np.sort(r.scores[top]), np.sort(b.scores[top]))  # same values, maybe reordered
+        own = torch.stack(again.embed_own_pixels(im, cand, top.tolist()))
+        fresh = (again.scale * (own @ again.quality.t())).numpy()
+        fresh = fresh[:, 0] - fresh[:, 1]
+        assert list(top[np.argsort(-fresh, kind="stable")]) == list(np.argsort(-r.scores, kind="stable")[:4])
+        np.testing.assert_allclose(r.elements[top], (again.scale * (own @ again.element_text.t())).numpy(), rtol=1e-5)

@@ -128,7 +128,7 @@ def test_review_grid_accept_drag_keyboard_and_photo_page(sample: SampleLibrary, 
         # 5. "Write XMP" writes the selected candidate's set as a sidecar next to the photo.
         name = sample.library.photo(first_id).photo.path
         page.locator("#xmp").click()
-        sidecar = _wait_for(lambda: next(iter(sample.folder.glob(Path(name).name + ".xmp")), None))
+        sidecar = _wait_for(lambda: next(iter(sample.folder.glob(Path(name).stem + ".xmp")), None))
         assert "CropLeft" in sidecar.read_text()
     assert page.errors == []  # type: ignore[attr-defined]
 

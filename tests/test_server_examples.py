@@ -1,6 +1,7 @@
 """The host examples work: the embedding example runs, curl.md covers every endpoint, and the
 darktable Lua script (run in a real Lua VM with a stand-in ``darktable`` module) writes the crop
-through the real CLI or the real HTTP API and asks darktable to reload the sidecar."""
+through the real CLI or the real HTTP API and has darktable re-process unedited images (4.2 API:
+is_altered, reset, drop_cache; never apply_sidecar), leaving edited ones alone."""
 
 from __future__ import annotations
 
@@ -59,12 +60,14 @@ def lua():  # type: ignore[no-untyped-def]
     return runtime, env
 
 
-def _image(runtime, path: Path):  # type: ignore[no-untyped-def]
-    make = runtime.eval("""function(dir, name) local img = { path = dir, filename = name,
-        sidecar = dir .. "/" .. name .. ".xmp", applied = {} }
-      function img:apply_sidecar(s) table.insert(self.applied, s) end
+def _image(runtime, path: Path, altered: bool = False):  # type: ignore[no-untyped-def]
+    # darktable 4.2's image object: no apply_sidecar (5.2+), so calling it fails as it would there.
+    make = runtime.eval("""function(dir, name, altered) local img = { path = dir, filename = name,
+        sidecar = dir .. "/" .. name .. ".xmp", is_altered = altered, calls = {} }
+      function img:reset() table.insert(self.calls, "reset") end
+      function img:drop_cache() table.insert(self.calls, "drop_cache") end
       return img end""")
-    return make(str(path.parent), path.name)
+    return make(str(path.parent), path.name, altered)
 
 
 def _run_selected(runtime, env, images) -> None:  # type: ignore[no-untyped-def]
@@ -82,17 +85,23 @@ def test_darktable_script_writes_base_sidecar_through_the_cli(lua, tmp_path: Pat
         env.state.prefs["executable"] = str(CLIPCROP)
         env.state.prefs["aspect"] = "3:2"
         img = _image(runtime, photo)
-        _run_selected(runtime, env, [img])
+        edited = _image(runtime, make_photo(tmp_path / "darktable photos" / "edited.jpg", 5), altered=True)
+        _run_selected(runtime, env, [img, edited])
     finally:
         del os.environ["CLIPCROP_DB"]
     sidecar = photo.with_suffix(".xmp")  # <basename>.xmp: what darktable's Lightroom importer reads
     assert sidecar.exists(), list(env.state.printed.values())
     xml = sidecar.read_text()
     assert "CropLeft" in xml and "HasCrop" in xml
-    assert list(img.applied.values()) == [img.sidecar]
+    assert list(img.calls.values()) == ["reset", "drop_cache"]  # re-processed: darktable applies the crop
+    assert len(edited.calls) == 0 and sidecar.with_name("edited.xmp").exists()  # written; the user's history kept
     cmd = env.state.executed[1]
     assert "xmp write --naming base --aspect '3:2'" in cmd and "'\\''" in cmd  # the quote in the name survived
-    assert "1 crop(s) written, 0 failed" in env.state.printed[1]
+    assert "2 crop(s) written, 0 failed; 1 already edited, crop not applied" in env.state.printed[1]
+    assert "edited.jpg" in env.state.printed[1]
+    env.state.prefs["reset_edited"] = True  # opted in: edited images are reset too
+    _run_selected(runtime, env, [edited])
+    assert list(edited.calls.values()) == ["reset", "drop_cache"]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -113,7 +122,7 @@ def test_darktable_script_http_mode_uses_the_api(lua, tmp_path: Path) -> None:  
     printed = list(env.state.printed.values())
     assert any("new.jpg is not in clipcrop's database" in p for p in printed)
     assert "1 crop(s) written, 1 failed" in printed[-1]
-    assert list(known.applied.values()) == [known.sidecar] and len(stranger.applied) == 0
+    assert list(known.calls.values()) == ["reset", "drop_cache"] and len(stranger.calls) == 0
 
 
 def test_embedding_example_runs(tmp_path: Path) -> None:
@@ -129,7 +138,7 @@ def test_embedding_example_runs(tmp_path: Path) -> None:
     assert r.stdout.count("[hook] ") >= 3 + 2 + 1 + 1
     assert "user said accept" in r.stdout and "user said box" in r.stdout
     assert "labels recorded: [('accept', 'gallery'), ('box', 'gallery')]" in r.stdout
-    assert list(folder.glob("*.jpg.xmp"))
+    assert list(folder.glob("*.xmp"))
 
 
 def test_curl_examples_cover_every_operation(tmp_path: Path) -> None:

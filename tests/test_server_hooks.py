@@ -54,8 +54,8 @@ def test_facade_fires_hooks(tmp_path: Path) -> None:
     assert rec.calls[0] == ("scored", (str(photo), True))
     assert rec.calls[1] == ("scored", (str(broken), False))
     assert rec.calls[2] == ("label", (str(photo), "accept", list(s.best("1:1").box)))
-    assert rec.calls[3] == ("metadata", (str(photo), ["a.jpg.xmp"], False))
-    assert rec.calls[4] == ("metadata", (str(photo), ["a.jpg.xmp"], True))
+    assert rec.calls[3] == ("metadata", (str(photo), ["a.xmp"], False))
+    assert rec.calls[4] == ("metadata", (str(photo), ["a.xmp"], True))
     assert rec.calls[5] == ("scored", ("in-memory", True))
 
 

@@ -116,7 +116,7 @@ def test_aadb_label_folder_and_csv(tmp_path: Path) -> None:
     assert len(ds) == 5 and ds.records[0].labels.shape == (5,)
     assert (np.abs(np.stack([r.labels for r in ds.records])) <= 1).all()
     _img(tmp_path / "b" / "p.jpg")
-    (tmp_path / "b" / "attrs.csv").write_text("image,ColorHarmony,Light,DoF,Object,Content\np.jpg,0.5,-0.2,0,0.1,-1\n")
+    (tmp_path / "b" / "attrs.csv").write_text("image,VividColor,Light,DoF,Object,Content\np.jpg,0.5,-0.2,0,0.1,-1\n")
     (rec,) = read_aadb(tmp_path / "b" / "attrs.csv").records
     np.testing.assert_array_equal(rec.positives, [True, False, False, True, False])
     f = folder / "imgListTrainRegression_Light.txt"

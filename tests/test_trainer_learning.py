@@ -42,7 +42,7 @@ def test_stage3_learns_the_visual_rule_and_evaluates_from_its_checkpoint(gaicd: 
     # lr 2e-3: at 5e-3 the tiny random trunk learns or diverges depending on float rounding
     # (held-out SRCC from -0.16 to 0.94 over seeds); at 2e-3 every seed tried lands at 0.94-0.97.
     s = StageSettings(stage="cropping", data=gaicd, out=tmp_path / "s3", model_config=modeling.tiny_config(128),
-                      lr=2e-3, epochs=6, batch_size=4, device="cpu", seed=0)
+                      lr=2e-3, epochs=6, batch_size=4, device="cpu", seed=0, random_init=True)
     result = run_stage(s, progress=False)
     model, info = load_checkpoint(result.checkpoint)
     after = _heldout_srcc(model, gaicd)
@@ -75,7 +75,7 @@ def test_interrupted_run_resumes_to_the_same_weights(gaicd: Path, tmp_path: Path
 
     def settings(out: str) -> StageSettings:
         return StageSettings(stage="cropping", data=small, out=tmp_path / out, model_config=modeling.tiny_config(64),
-                             lr=2e-3, epochs=3, batch_size=3, device="cpu", seed=7)
+                             lr=2e-3, epochs=3, batch_size=3, device="cpu", seed=7, random_init=True)
 
     whole = run_stage(settings("whole"), progress=False)
     part = run_stage(settings("split"), progress=False, stop_after=1)
@@ -85,7 +85,10 @@ def test_interrupted_run_resumes_to_the_same_weights(gaicd: Path, tmp_path: Path
     b = load_checkpoint(resumed.checkpoint)[0].state_dict()
     assert a.keys() == b.keys()
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].numel())
-    assert worst <= 1e-6, worst
+    # A resume that replayed the wrong data order or lost the optimizer state would differ by ~lr
+    # (2e-3); what is left is float rounding, which the memory layout of a long test session can
+    # move to ~1.5e-6 (Adam divides tiny gradients by their own running size).
+    assert worst <= 1e-5, worst
     assert [h["loss"] for h in whole.history] == pytest.approx([h["loss"] for h in resumed.history], abs=1e-6)
 
 
@@ -94,8 +97,13 @@ def test_stage_chain_records_the_parent_and_cli_runs_a_stage(gaicd: Path, tmp_pa
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps(modeling.tiny_config(64).to_dict()))
     runner = CliRunner()
-    res = runner.invoke(cli, ["composition", "--data", str(labels), "--out", str(tmp_path / "s1"), "--model-config",
-                              str(cfg), "--epochs", "1", "--lr", "1e-3", "--device", "cpu", "--json"])
+    args = ["composition", "--data", str(labels), "--out", str(tmp_path / "s1"), "--model-config", str(cfg),
+            "--epochs", "1", "--lr", "1e-3", "--device", "cpu", "--json"]
+    # No pretrained weights anywhere: a fresh start is an error that says how to get them.
+    res = runner.invoke(cli, args, env={"CLIPCROP_MODEL_DIR": str(tmp_path / "models")})
+    assert res.exit_code == 1 and "clipcrop models fetch tiny-rn" in res.output and "--random-init" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "s1" / "resume.pt").exists()
+    res = runner.invoke(cli, [*args, "--random-init"])
     assert res.exit_code == 0, res.output
     s1 = json.loads(res.output.strip().splitlines()[-1])
     res = runner.invoke(cli, ["cropping", "--data", str(gaicd), "--init", s1["checkpoint"], "--out",
@@ -104,5 +112,8 @@ def test_stage_chain_records_the_parent_and_cli_runs_a_stage(gaicd: Path, tmp_pa
     s3 = json.loads(res.output.strip().splitlines()[-1])
     info = read_checkpoint_info(s3["checkpoint"])
     assert info.parent_sha256 == s1["sha256"] and info.provenance["parent_sha256"] == s1["sha256"]
+    # the random trunk is recorded and inherited: this stage-3 checkpoint may never score photos
+    assert read_checkpoint_info(s1["checkpoint"]).trunk == "random"
+    assert info.lineage == ["composition", "cropping"] and info.trunk == "random" and not info.can_score
     bad = runner.invoke(cli, ["cropping", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1 and bad.output.startswith("error: no such data set")

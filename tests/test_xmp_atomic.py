@@ -92,7 +92,7 @@ def test_killed_embedded_writer_leaves_old_or_new_file(big_jpeg: Path, tmp_path:
 def test_disk_full_is_one_line_and_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     photo = oriented_jpeg(tmp_path / "full.jpg", Image.new("RGB", (300, 200), (10, 20, 30)), 1)
     write_crop_metadata(photo, make_suggestion(photo))
-    sidecar = tmp_path / "full.jpg.xmp"
+    sidecar = tmp_path / "full.xmp"
     before_photo, before_sidecar = photo.read_bytes(), sidecar.read_bytes()
     calls = {"n": 0}
     real_write = os.write
@@ -129,7 +129,7 @@ def test_read_only_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
         write_crop_metadata(photo, make_suggestion(photo))
     with pytest.raises(MetadataError, match=text):
         write_crop_metadata(photo, make_suggestion(photo), mode="embed")
-    assert photo.read_bytes() == before and not (tmp_path / "ro.jpg.xmp").exists()
+    assert photo.read_bytes() == before and not (tmp_path / "ro.xmp").exists()
 
 
 def test_real_read_only_folder(tmp_path: Path) -> None:
@@ -164,5 +164,5 @@ def test_deferred_folder_sync_still_renames_each_file_at_once(tmp_path: Path) ->
     with atomic.deferred_dir_sync() as pending:
         for p in photos:
             write_crop_metadata(p, make_suggestion(p))
-            assert (tmp_path / f"{p.name}.xmp").exists()  # visible immediately, not at the end
+            assert p.with_suffix(".xmp").exists()  # visible immediately, not at the end
         assert pending == {tmp_path}

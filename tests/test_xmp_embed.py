@@ -98,7 +98,7 @@ def test_mpf_file_falls_back_to_a_sidecar(tmp_path: Path) -> None:
     info = info_for(photo)
     result = write_crop_metadata(photo, make_suggestion(photo, info=info), mode="embed")
     assert result.mode_used == "sidecar" and "MPF" in result.note
-    assert result.path_written == tmp_path / "multi.jpg.xmp"
+    assert result.path_written == tmp_path / "multi.xmp"
     assert photo.read_bytes() == original
 
 
@@ -225,15 +225,17 @@ def test_two_standard_xmp_segments_are_not_guessed_between(tmp_path: Path) -> No
     result = write_crop_metadata(photo, make_suggestion(photo), mode="embed")
     assert result.mode_used == "sidecar" and "2 standard XMP" in result.note
     assert photo.read_bytes() == original
-    assert clear_crop_metadata(photo) == [tmp_path / "two.jpg.xmp"]
+    assert clear_crop_metadata(photo) == [tmp_path / "two.xmp"]
 
 
-def test_embedding_through_a_symlink_updates_the_target(tmp_path: Path) -> None:
+def test_embedding_never_writes_through_a_symlink(tmp_path: Path) -> None:
     real = oriented_jpeg(tmp_path / "real.jpg", photo_image(), 1)
+    before = real.read_bytes()
     link = tmp_path / "link.jpg"
     link.symlink_to(real)
-    write_crop_metadata(link, make_suggestion(link), mode="embed")
-    assert link.is_symlink() and jpegmod.find_xmp(real.read_bytes()) is not None
+    result = write_crop_metadata(link, make_suggestion(link), mode="embed")
+    assert result.mode_used == "sidecar" and "symbolic link" in (result.note or "")
+    assert link.is_symlink() and real.read_bytes() == before
 
 
 def test_standalone_marker_in_the_header_is_kept(tmp_path: Path) -> None:

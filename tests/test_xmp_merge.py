@@ -143,10 +143,10 @@ def test_lightroom_sidecar_keeps_its_content_and_clear_restores_it(tmp_path: Pat
 
 def test_darktable_sidecar_keeps_history_and_clear_removes_only_ours(tmp_path: Path, exiftool: str) -> None:
     photo = fake_photo(tmp_path / "IMG_0042.JPG")
-    sidecar = tmp_path / "IMG_0042.JPG.xmp"
+    sidecar = tmp_path / "IMG_0042.JPG.xmp"  # darktable's own file: only written into on request
     sidecar.write_text(DARKTABLE, encoding="utf-8")
     before = all_tags(exiftool, sidecar)
-    write_crop_metadata(photo, make_suggestion(photo))
+    write_crop_metadata(photo, make_suggestion(photo), naming="ext")
     after = all_tags(exiftool, sidecar)
     for key, value in before.items():
         assert after[key] == value, key
@@ -154,7 +154,7 @@ def test_darktable_sidecar_keeps_history_and_clear_removes_only_ours(tmp_path: P
     text = sidecar.read_text(encoding="utf-8")
     assert 'darktable:params="cdcc4c3ecdcc4c3e0000803f0000803f"' in text  # prefixes kept, not ns0:
     # a second write replaces ours, it does not pile up
-    write_crop_metadata(photo, make_suggestion(photo, (0, 0, 300, 200)))
+    write_crop_metadata(photo, make_suggestion(photo, (0, 0, 300, 200)), naming="ext")
     assert sidecar.read_text(encoding="utf-8").count("crs:HasCrop=\"") == 1
     assert clear_crop_metadata(photo) == [sidecar]
     assert all_tags(exiftool, sidecar) == before
@@ -241,7 +241,7 @@ EXTERNAL_DTD = """<?xml version="1.0"?>
 @pytest.mark.parametrize("hostile", [BILLION_LAUGHS, EXTERNAL, EXTERNAL_DTD], ids=["billion-laughs", "xxe", "dtd"])
 def test_hostile_sidecar_is_refused_untouched(tmp_path: Path, hostile: str) -> None:
     photo = fake_photo(tmp_path / "h.jpg")
-    sidecar = tmp_path / "h.jpg.xmp"
+    sidecar = tmp_path / "h.xmp"
     sidecar.write_text(hostile, encoding="utf-8")
     digest = sha256(sidecar)
     with pytest.raises(MetadataError) as info:
@@ -268,7 +268,7 @@ def test_hostile_embedded_xmp_is_left_alone(tmp_path: Path) -> None:
 @pytest.mark.parametrize("junk", ["<x:xmpmeta", "not xml at all", "<html><body/></html>", ""])
 def test_malformed_sidecar_is_not_overwritten(tmp_path: Path, junk: str) -> None:
     photo = fake_photo(tmp_path / "m.jpg")
-    sidecar = tmp_path / "m.jpg.xmp"
+    sidecar = tmp_path / "m.xmp"
     sidecar.write_text(junk, encoding="utf-8")
     with pytest.raises(MetadataError):
         write_crop_metadata(photo, make_suggestion(photo))
@@ -302,7 +302,7 @@ ODD_PACKETS = {
 @pytest.mark.parametrize("name", sorted(ODD_PACKETS))
 def test_odd_but_valid_packets_round_trip(tmp_path: Path, exiftool: str, name: str) -> None:
     photo = fake_photo(tmp_path / "odd.jpg")
-    sidecar = tmp_path / "odd.jpg.xmp"
+    sidecar = tmp_path / "odd.xmp"
     sidecar.write_text(ODD_PACKETS[name], encoding="utf-8")
     before = all_tags(exiftool, sidecar)
     write_crop_metadata(photo, make_suggestion(photo))

@@ -64,7 +64,7 @@ def test_sidecar_crop_selects_the_subject_in_the_stored_pixels(tmp_path: Path, e
     info = info_for(photo)
     assert (info.width, info.height) == UPRIGHT
     result = write_crop_metadata(photo, make_suggestion(photo, SUBJECT, info))
-    assert result.path_written == tmp_path / f"o{orientation}.jpg.xmp" and result.mode_used == "sidecar"
+    assert result.path_written == tmp_path / f"o{orientation}.xmp" and result.mode_used == "sidecar"
 
     [tags] = exiftool_json(exiftool, "-n", "-XMP-crs:all", "-XMP-tiff:all", result.path_written)
     assert tags["HasCrop"] is True and tags["CropAngle"] == 0 and tags["AlreadyApplied"] is False

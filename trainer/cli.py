@@ -49,8 +49,10 @@ def cli() -> None:
 
     \b
     Example (the paper's Algorithm 1, each stage from the previous checkpoint):
-      clipcrop-train composition --data CADB/composition_labels.json --out runs/s1
-      clipcrop-train aesthetic --data AADB/labels --init runs/s1/composition-s1.safetensors --out runs/s2
+      clipcrop models fetch                          # pretrained RN50 'openai' CLIP weights
+      clipcrop-train recipe --data-root ~/datasets --out runs/paper   # all of the below, resumable
+      clipcrop-train composition --data CADB_Dataset --out runs/s1
+      clipcrop-train aesthetic --data AADB/imgListFiles_label --init runs/s1/composition-s1.safetensors --out runs/s2
       clipcrop-train cropping --data GAICD --init runs/s2/aesthetic-s2.safetensors --out runs/s3
       clipcrop-train evaluate --dataset gaicd --root GAICD --checkpoint runs/s3/cropping-s3.safetensors
     """
@@ -73,7 +75,11 @@ def _stage_options(stage: str) -> Callable[[Callable[..., Any]], Callable[..., A
             click.option("--init", "init", type=click.Path(path_type=Path), default=None,
                          help="Checkpoint of the previous stage to start from (Algorithm 1)."),
             click.option("--clip-weights", type=click.Path(path_type=Path), default=None,
-                         help="Pretrained open_clip weights for a fresh start (no --init)."),
+                         help="Pretrained open_clip weights for a fresh start (no --init); default: found as "
+                              "clipcrop finds them (model folder, `clipcrop models fetch`, the Hugging Face cache)."),
+            click.option("--random-init", is_flag=True,
+                         help="Fresh start from a RANDOM trunk (tests, ablations); recorded in the checkpoint, "
+                              "which can then never score photos."),
             click.option("--model-config", type=click.Path(path_type=Path), default=None,
                          help="JSON ModelConfig for a fresh start (default: RN50, 224x224)."),
             click.option("--lr", type=float, default=d["lr"], show_default=True, help="AdamW learning rate."),
@@ -118,8 +124,7 @@ def composition(**kw: Any) -> None:
 
     \b
     Example:
-      clipcrop-train composition --data CADB/composition_labels.json --out runs/s1 \\
-          --clip-weights RN50-openai.pt
+      clipcrop-train composition --data CADB_Dataset --out runs/s1
     """
     _run("composition", **kw)
 
@@ -143,11 +148,69 @@ def aesthetic(**kw: Any) -> None:
 def cropping(**kw: Any) -> None:
     """Stage 3: crop scoring (CLIP visual + fusion + MLP, SmoothL1 + ranking on GAICD MOS).
 
+    --data may also be an FCDB folder (cropping_training_set.json + ranking_annotation.json): the
+    head then learns from FCDB's crop preference pairs.
+
     \b
     Example:
       clipcrop-train cropping --data GAICD --init runs/s2/aesthetic-s2.safetensors --out runs/s3
     """
     _run("cropping", **kw)
+
+
+def _per_stage(value: str | None, cast: Callable[[str], Any], name: str) -> dict[str, Any]:
+    from .defaults import STAGES
+
+    if not value:
+        return {}
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != len(STAGES):
+        raise click.BadParameter(f"give {len(STAGES)} comma-separated values (stage 1, 2, 3)", param_hint=name)
+    try:
+        return {stage: cast(p) for stage, p in zip(STAGES, parts)}
+    except ValueError:
+        raise click.BadParameter(f"not a list of numbers: {value!r}", param_hint=name) from None
+
+
+@cli.command()
+@click.option("--data-root", required=True, type=click.Path(path_type=Path),
+              help="Folder holding the downloaded data sets (CADB_Dataset/, AADB/, GAICD/, optionally FCDB/).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder (recipe.json, one folder per stage).")
+@click.option("--clip-weights", type=click.Path(path_type=Path), default=None,
+              help="Pretrained open_clip weights for stage 1 (default: found as clipcrop finds them).")
+@click.option("--random-init", is_flag=True, help="Stage 1 from a random trunk (smoke runs; never scores photos).")
+@click.option("--model-config", type=click.Path(path_type=Path), default=None, help="JSON ModelConfig (default: RN50).")
+@click.option("--epochs", default=None, help="Epochs of stages 1,2,3 (default: the paper's 10,10,60).")
+@click.option("--batch-size", default=None, help="Batch sizes of stages 1,2,3 (default 16,16,1).")
+@click.option("--lr", default=None, help="Learning rates of stages 1,2,3 (default 1e-7,1e-6,5e-6).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--amp/--no-amp", default=True, show_default=True)
+@click.option("--no-import", "no_import", is_flag=True, help="Do not import the stage-3 checkpoint into the model folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final state as one JSON object.")
+@_friendly
+def recipe(data_root: Path, out: Path, clip_weights: Path | None, random_init: bool, model_config: Path | None,
+           epochs: str | None, batch_size: str | None, lr: str | None, seed: int, device: str, amp: bool,
+           no_import: bool, as_json: bool) -> None:
+    """Stage 1, 2, 3, evaluation and `clipcrop models import`, in one resumable command.
+
+    Rerun the same command after an interruption: finished steps are skipped and the current
+    stage resumes from its last finished epoch. docs/training.md: where to get each data set.
+
+    \b
+    Example:
+      clipcrop models fetch
+      clipcrop-train recipe --data-root ~/datasets --out runs/paper --device cuda
+    """
+    from .recipe import RecipeSettings, run_recipe
+
+    settings = RecipeSettings(data_root=data_root, out=out, device=device, amp=amp, seed=seed, clip_weights=clip_weights,
+                              random_init=random_init, model_config=model_config,
+                              epochs=_per_stage(epochs, int, "--epochs"), batch_size=_per_stage(batch_size, int, "--batch-size"),
+                              lr=_per_stage(lr, float, "--lr"), import_model=not no_import)
+    state = run_recipe(settings, progress=not as_json, say=(lambda _m: None) if as_json else click.echo)
+    if as_json:
+        click.echo(json.dumps(state))
 
 
 @cli.command()

@@ -13,7 +13,12 @@ GAICD (cropping, stage 3 and evaluation)
     CSV form: header ``image,x1,y1,x2,y2,score`` (x first), one row per crop; ``image`` is relative to
     the CSV's folder. Rows of one image are kept in file order.
 
-FCDB (evaluation by IoU/Disp)
+FCDB (evaluation by IoU/Disp; stage-3 training from its training split)
+    For training, ``ROOT/cropping_training_set.json`` (the best crop of each image) and
+    ``ROOT/ranking_annotation.json`` (``[{"url", "crops": [{"crop_0": [x, y, w, h], "crop_1": [...],
+    "vote_for_0": n, "vote_for_1": n}, ...]}, ...]``) become one record per training image whose
+    boxes are the best crop and every ranked crop, with preference pairs (the crop with more votes
+    over the other; the annotated best crop over every ranked crop) instead of MOS.
     ``ROOT/cropping_{training,testing}_set.json``: a list of ``{"url"|"image": ..., "crop": [x, y, w, h]}``
     (the ``yiling-chen/flickr-cropping-dataset`` form; the image file is the URL's basename) or
     ``ROOT/image_crop.json`` ``{name: [x, y, w, h]}`` with ``ROOT/data_split.json`` ``{"train": [...],
@@ -21,17 +26,24 @@ FCDB (evaluation by IoU/Disp)
     CSV form: header ``image,x,y,w,h``.
 
 CADB (composition labels, stage 1)
-    JSON ``{image name: [label, ...]}`` where labels name composition elements (``center``,
+    Official layout: the unpacked ``CADB_Dataset/`` folder (or its ``composition_elements.json``):
+    ``composition_elements.json`` ``{image: {class: [geometry, ...], ...}}`` where an image HAS a
+    class when the class is a key of its dict (the geometry is not used); ``split.json``
+    ``{"train": [...], "test": [...]}`` selects the split; ``composition_scores.json`` is checked to
+    be readable but not used by stage 1; images in ``images/``. Of CADB's 13 classes the composition
+    branch uses center, rule_of_thirds, horizontal, vertical and curved; the others are ignored.
+    Plain JSON form: ``{image name: [label, ...]}`` where labels name composition elements (``center``,
     ``rule_of_thirds``/``rule of thirds``/``RoT``, ``horizontal``, ``vertical``, ``curved``; others are
     ignored). Images live next to the JSON in ``images/``.
     CSV form: header ``image,center,rule_of_thirds,horizontal,vertical,curved`` with 0/1 values.
 
 AADB (aesthetic attributes, stage 2)
-    The official label folder: files ``imgList<Split>Regression_<Attr>.txt`` with lines ``NAME score``
-    for Attr in ColorHarmony, Light, DoF, Object, Content (scores in [-1, 1]); images in ``ROOT/images/``
-    (or ``ROOT/datasetImages_originalSize/``).
+    The official label folder ``imgListFiles_label``: files ``imgList<Split>Regression_<Attr>.txt``
+    (Split: Train, Validation, Test) with lines ``NAME score`` for Attr in VividColor, Light, DoF,
+    Object, Content (scores in [-1, 1]; the paper's "vibrant color" element is AADB's VividColor, not
+    ColorHarmony); images in ``ROOT/images/`` or ``datasetImages_originalSize/`` beside the folder.
     CSV form: header ``image,color,lighting,depth_of_field,object_emphasis,interesting_content``
-    (the AADB names ``ColorHarmony,Light,DoF,Object,Content`` are accepted as headers too).
+    (the AADB names ``VividColor,Light,DoF,Object,Content`` are accepted as headers too).
 
 A label > 0 makes the image a positive for that element's prompt (SPEC 4): CADB's 1 and AADB's
 positive scores.
@@ -67,6 +79,12 @@ class CropRecord:
     boxes: np.ndarray  # (N, 4) float64, x1 y1 x2 y2, original pixels
     mos: np.ndarray  # (N,) float64, -2 marks invalid
     source: str = ""
+    pairs: np.ndarray | None = None  # (K, 2) box indices (better, worse): a preference set (FCDB), no MOS
+
+    @property
+    def ranked(self) -> bool:
+        """True for a record trained from preference pairs rather than MOS."""
+        return self.pairs is not None
 
     @property
     def valid(self) -> np.ndarray:
@@ -217,13 +235,21 @@ def read_crops_csv(path: str | Path, *, require_images: bool = True) -> list[Cro
     return records
 
 
+def is_fcdb(root: str | Path) -> bool:
+    """True for a folder holding FCDB's official JSON files."""
+    root = Path(root)
+    return root.is_dir() and any((root / f).is_file() for f in (FCDB_TRAIN, FCDB_TEST, FCDB_RANKING))
+
+
 def load_crop_dataset(root: str | Path, split: str = "train", *, require_images: bool = True) -> list[CropRecord]:
-    """A GAICD-layout folder or a crop CSV file, whichever ``root`` is."""
+    """A GAICD-layout folder, an FCDB folder (preference pairs) or a crop CSV file, whichever ``root`` is."""
     root = Path(root)
     if root.is_file() and root.suffix.lower() == ".csv":
         return read_crops_csv(root, require_images=require_images)
     if not root.exists():
         raise DataError(f"no such data set: {root}")
+    if is_fcdb(root) and not (root / "annotations").is_dir():
+        return read_fcdb_pairs(root, split, require_images=require_images)
     return read_gaicd(root, split, require_images=require_images)
 
 
@@ -249,6 +275,71 @@ def _load_json(path: Path) -> object:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
 
 
+FCDB_TRAIN, FCDB_TEST, FCDB_RANKING = "cropping_training_set.json", "cropping_testing_set.json", "ranking_annotation.json"
+
+
+def _url_name(item: dict, where: str) -> str:
+    if not isinstance(item, dict) or not (item.get("url") or item.get("image")):
+        raise DataError(f"{where}: expected an object with \"url\" (or \"image\")")
+    return str(item.get("image") or item["url"]).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _box_index(boxes: list[np.ndarray], index: dict[tuple[float, ...], int], value: object, where: str) -> int:
+    """Index of the [x, y, w, h] ``value`` in ``boxes``, appending it when new."""
+    box = _xywh(value, where)
+    key = tuple(float(v) for v in box)
+    if key not in index:
+        index[key] = len(boxes)
+        boxes.append(box)
+    return index[key]
+
+
+def read_fcdb_pairs(root: str | Path, split: str = "train", *, require_images: bool = True) -> list[CropRecord]:
+    """FCDB as a preference set for stage 3: best crop + ranked crop pairs per image (see module doc)."""
+    root = Path(root)
+    best = {r.name: r for r in read_fcdb(root, split, require_images=require_images)}
+    ranking = root / FCDB_RANKING
+    if not ranking.is_file():
+        raise DataError(f"no {FCDB_RANKING} in {root}: FCDB training needs its crop ranking pairs")
+    data = _load_json(ranking)
+    if not isinstance(data, list):
+        raise DataError(f"{ranking}: expected a list of {{\"url\", \"crops\": [...]}} entries")
+    records: list[CropRecord] = []
+    for i, item in enumerate(data):
+        where = f"{ranking} entry {i}"
+        name = Path(_url_name(item, where)).stem
+        if name not in best:
+            continue  # an image of the other split (or one whose photo is gone)
+        crops = item.get("crops")
+        if not isinstance(crops, list):
+            raise DataError(f"{where} [\"crops\"]: expected a list of {{crop_0, crop_1, vote_for_0, vote_for_1}}")
+        rec = best.pop(name)
+        boxes: list[np.ndarray] = [rec.box]
+        index: dict[tuple[float, ...], int] = {tuple(float(v) for v in rec.box): 0}
+        pairs: list[tuple[int, int]] = []
+
+        for j, pair in enumerate(crops):
+            if not isinstance(pair, dict) or not {"crop_0", "crop_1", "vote_for_0", "vote_for_1"} <= set(pair):
+                raise DataError(f"{where} [\"crops\"][{j}]: expected {{\"crop_0\", \"crop_1\", \"vote_for_0\", "
+                                "\"vote_for_1\"}")
+            a, b = (_box_index(boxes, index, pair[key], f'{where} ["crops"][{j}]["{key}"]') for key in ("crop_0", "crop_1"))
+            try:
+                va, vb = float(pair["vote_for_0"]), float(pair["vote_for_1"])
+            except (TypeError, ValueError):
+                raise DataError(f"{where} [\"crops\"][{j}]: votes must be numbers") from None
+            if va != vb and a != b:
+                pairs.append((a, b) if va > vb else (b, a))
+        # The annotated best crop is the crowd's chosen crop: preferred over every ranked one.
+        pairs += [(0, k) for k in range(1, len(boxes))]
+        if not pairs:
+            continue
+        records.append(CropRecord(rec.name, rec.image_path, np.stack(boxes), np.zeros(len(boxes)), source=str(ranking),
+                                  pairs=np.asarray(sorted(set(pairs)), dtype=np.int64)))
+    if not records:
+        raise DataError(f"{ranking}: no ranked crops for any image of the {split!r} split of {root}")
+    return records
+
+
 def read_fcdb(root: str | Path, split: str = "test", *, require_images: bool = True) -> list[BestCropRecord]:
     """Read FCDB's ground-truth crops (official JSON, bcmi ``image_crop.json`` or CSV)."""
     root = Path(root)
@@ -258,7 +349,7 @@ def read_fcdb(root: str | Path, split: str = "test", *, require_images: bool = T
             entries.append((row["image"], [row[k] for k in "xywh"], f"{root}:{lineno}"))
         img_dirs = [root.parent]
     else:
-        official = root / ("cropping_testing_set.json" if split == "test" else "cropping_training_set.json")
+        official = root / (FCDB_TEST if split == "test" else FCDB_TRAIN)
         bcmi = root / "image_crop.json"
         if official.is_file():
             data = _load_json(official)
@@ -268,8 +359,7 @@ def read_fcdb(root: str | Path, split: str = "test", *, require_images: bool = T
                 where = f"{official} entry {i}"
                 if not isinstance(item, dict) or "crop" not in item or not (item.get("url") or item.get("image")):
                     raise DataError(f"{where}: expected {{\"url\" or \"image\", \"crop\": [x, y, w, h]}}")
-                name = str(item.get("image") or item["url"]).rstrip("/").rsplit("/", 1)[-1]
-                entries.append((name, item["crop"], where))
+                entries.append((_url_name(item, where), item["crop"], f"{where} [\"crop\"]"))
         elif bcmi.is_file():
             data = _load_json(bcmi)
             if not isinstance(data, dict):
@@ -302,8 +392,10 @@ def read_fcdb(root: str | Path, split: str = "test", *, require_images: bool = T
 
 COMPOSITION_NAMES = tuple(e.name for e in COMPOSITION_ELEMENTS)
 AESTHETIC_NAMES = tuple(e.name for e in AESTHETIC_ELEMENTS)
-AADB_ATTRS = {"ColorHarmony": "color", "Light": "lighting", "DoF": "depth_of_field",
+AADB_ATTRS = {"VividColor": "color", "Light": "lighting", "DoF": "depth_of_field",
               "Object": "object_emphasis", "Content": "interesting_content"}
+AADB_LABEL_DIR = "imgListFiles_label"
+AADB_SPLITS = {"train": "Train", "val": "Validation", "validation": "Validation", "test": "Test"}
 _COMPOSITION_ALIASES = {"rot": "rule_of_thirds", "ruleofthirds": "rule_of_thirds", "rule_of_third": "rule_of_thirds",
                         "centre": "center", "curve": "curved", "curves": "curved"}
 
@@ -324,9 +416,14 @@ def _resolve_image(name: str, dirs: list[Path], where: str) -> Path:
     raise DataError(f"missing image {name} (named in {where}; looked in {', '.join(map(str, dirs))})")
 
 
-def read_cadb(path: str | Path) -> ElementSet:
-    """Composition labels: CADB-style JSON ``{image: [labels]}`` or the 0/1 CSV form."""
+CADB_ELEMENTS, CADB_SCORES, CADB_SPLIT = "composition_elements.json", "composition_scores.json", "split.json"
+
+
+def read_cadb(path: str | Path, split: str = "train") -> ElementSet:
+    """Composition labels: the official ``CADB_Dataset/`` folder, a plain JSON ``{image: [labels]}`` or the 0/1 CSV."""
     path = Path(path)
+    if path.is_dir() or path.name == CADB_ELEMENTS:
+        return read_cadb_official(path if path.is_dir() else path.parent, split)
     records: list[ElementRecord] = []
     if path.suffix.lower() == ".csv":
         for lineno, row in _read_csv(path, ("image", *COMPOSITION_NAMES)):
@@ -340,20 +437,72 @@ def read_cadb(path: str | Path) -> ElementSet:
         if not isinstance(data, dict):
             raise DataError(f"{path}: expected a JSON object {{image: [composition labels]}}")
         for name, labels in data.items():
+            if isinstance(labels, dict):
+                raise DataError(f"{path} [{name!r}]: this is CADB's composition_elements.json form "
+                                f"({{image: {{class: geometry}}}}); name the file {CADB_ELEMENTS} or pass its folder")
             if isinstance(labels, str):
                 labels = [labels]
             if not isinstance(labels, list):
-                raise DataError(f"{path} [{name!r}]: expected a list of composition labels")
-            vec = np.zeros(len(COMPOSITION_NAMES))
-            for label in labels:
-                key = _norm_label(str(label))
-                if key in COMPOSITION_NAMES:
-                    vec[COMPOSITION_NAMES.index(key)] = 1.0
+                raise DataError(f"{path} [{name!r}]: expected a list of composition labels, got {type(labels).__name__}")
             img = _resolve_image(name, _image_dirs(path.parent), f"{path} [{name!r}]")
-            records.append(ElementRecord(Path(name).stem, img, vec, "composition"))
+            records.append(ElementRecord(Path(name).stem, img, _composition_vector(labels), "composition"))
     if not records:
         raise DataError(f"empty data set: no images in {path}")
     return ElementSet("composition", records, str(path))
+
+
+def _composition_vector(labels: object) -> np.ndarray:
+    vec = np.zeros(len(COMPOSITION_NAMES))
+    for label in labels:  # type: ignore[attr-defined]
+        key = _norm_label(str(label))
+        if key in COMPOSITION_NAMES:
+            vec[COMPOSITION_NAMES.index(key)] = 1.0
+    return vec
+
+
+def cadb_splits(root: Path) -> dict[str, list[str]] | None:
+    """``split.json`` of a CADB folder ({split: [image, ...]}), or None when the folder has none."""
+    f = Path(root) / CADB_SPLIT
+    if not f.is_file():
+        return None
+    data = _load_json(f)
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise DataError(f"{f}: expected {{\"train\": [image, ...], \"test\": [image, ...]}}")
+    return {str(k): [str(n) for n in v] for k, v in data.items()}
+
+
+def read_cadb_official(root: str | Path, split: str = "train") -> ElementSet:
+    """The unpacked ``CADB_Dataset/`` folder: a class is present when it is a key of the image's dict."""
+    root = Path(root)
+    elements = root / CADB_ELEMENTS
+    if not elements.is_file():
+        raise DataError(f"no {CADB_ELEMENTS} in {root} (expected the unpacked CADB_Dataset/ folder)")
+    data = _load_json(elements)
+    if not isinstance(data, dict):
+        raise DataError(f"{elements}: expected a JSON object {{image: {{class: [geometry, ...]}}}}")
+    scores = root / CADB_SCORES
+    if scores.is_file() and not isinstance(_load_json(scores), dict):
+        raise DataError(f"{scores}: expected a JSON object {{image: {{\"scores\", \"dist\", \"mean\"}}}}")
+    splits = cadb_splits(root)
+    if splits is not None:
+        if split not in splits:
+            raise DataError(f"{root / CADB_SPLIT}: no {split!r} list (it has {', '.join(sorted(splits)) or 'none'})")
+        names = splits[split]
+    else:
+        names = list(data)
+    records: list[ElementRecord] = []
+    for name in names:
+        where = f"{elements} [{name!r}]"
+        if name not in data:
+            raise DataError(f"{root / CADB_SPLIT} lists {name!r} but {elements} has no entry for it")
+        classes = data[name]
+        if not isinstance(classes, dict):
+            raise DataError(f"{where}: expected an object {{class: [geometry, ...]}}, got {type(classes).__name__}")
+        img = _resolve_image(name, [root / "images", root], where)
+        records.append(ElementRecord(Path(name).stem, img, _composition_vector(classes), "composition"))
+    if not records:
+        raise DataError(f"empty data set: no images in the {split!r} split of {root}")
+    return ElementSet("composition", records, str(root))
 
 
 def read_aadb(path: str | Path, split: str = "train") -> ElementSet:
@@ -373,12 +522,15 @@ def read_aadb(path: str | Path, split: str = "train") -> ElementSet:
                                  f"{path}:{lineno}")
             records.append(ElementRecord(Path(row["image"]).stem, img, labels, "aesthetic"))
     elif path.is_dir():
+        if (path / AADB_LABEL_DIR).is_dir():  # the AADB root rather than its label folder
+            path = path / AADB_LABEL_DIR
         scores: dict[str, dict[str, float]] = {}
-        cap = split.capitalize()
+        cap = AADB_SPLITS.get(split.lower(), split.capitalize())
         for attr, elem in AADB_ATTRS.items():
             f = path / f"imgList{cap}Regression_{attr}.txt"
             if not f.is_file():
-                raise DataError(f"missing AADB label file {f}")
+                raise DataError(f"missing AADB label file {f} (expected imgList<Train|Validation|Test>Regression_"
+                                f"<Attr>.txt for {', '.join(AADB_ATTRS)})")
             for lineno, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
                 if not line.strip():
                     continue
@@ -412,7 +564,7 @@ def load_element_dataset(branch: str, path: str | Path, split: str = "train") ->
     if not Path(path).exists():
         raise DataError(f"no such data set: {path}")
     if branch == "composition":
-        return read_cadb(path)
+        return read_cadb(path, split)
     if branch == "aesthetic":
         return read_aadb(path, split)
     raise DataError(f"unknown branch {branch!r}")

@@ -30,7 +30,13 @@ from clipcrop_plugin.candidates import generate_candidates
 from clipcrop_plugin.config import load_settings
 from clipcrop_plugin.errors import ConfigError, WeightsError
 from clipcrop_plugin.model import CLIPCropping, pick_device, save_checkpoint
-from clipcrop_plugin.model.checkpoints import active_checkpoint, checkpoint_dir, read_checkpoint_info, set_active
+from clipcrop_plugin.model.checkpoints import (
+    active_checkpoint,
+    checkpoint_dir,
+    may_activate,
+    read_checkpoint_info,
+    set_active,
+)
 from clipcrop_plugin.store import Store
 
 from . import modeling
@@ -264,13 +270,14 @@ def _personalize(s: PersonalizeSettings, store: Store, progress: bool) -> Person
                                       "train_trunk_stage": s.train_trunk_stage, "seed": s.seed, "optimizer": "AdamW"},
                   "metrics": metrics, "parent": str(start), "parent_sha256": parent_info.sha256}
     new_info = save_checkpoint(model.to("cpu"), out, provenance=provenance, parent_sha256=parent_info.sha256)
+    activate = may_activate(s.activate, before, after)
     parent_id = start_version.id if start_version is not None else store.register_model_version(
         parent_info.name, str(parent_info.path), parent_info.sha256, data_summary=parent_info.provenance.get("data")
         if isinstance(parent_info.provenance.get("data"), dict) else None,
         metrics=parent_info.provenance.get("metrics"))
     version_id = store.register_model_version(new_info.name, str(new_info.path), new_info.sha256, parent_id=parent_id,
-                                              data_summary=provenance["data"], metrics=metrics, activate=s.activate)
-    if s.activate and new_info.path.parent == checkpoint_dir(model_dir):
+                                              data_summary=provenance["data"], metrics=metrics, activate=activate)
+    if activate and new_info.can_score and new_info.path.parent == checkpoint_dir(model_dir):
         set_active(model_dir, new_info.name)
-    return PersonalizeResult(new_info.path, new_info.sha256, parent_info.sha256, version_id, s.activate, len(labels),
+    return PersonalizeResult(new_info.path, new_info.sha256, parent_info.sha256, version_id, activate, len(labels),
                              len(train), len(heldout), before, after, history)

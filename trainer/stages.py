@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,13 +26,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from clipcrop_plugin.errors import ClipcropError
 from clipcrop_plugin.model import CLIPCropping, ModelConfig, pick_device, save_checkpoint
 from clipcrop_plugin.model.weights import sha256_file
+from clipcrop_plugin.safeio import AtomicFile
 
 from . import modeling
 from .data import CropRecord, DataError, ElementSet, load_crop_dataset, load_element_dataset
 from .defaults import DEFAULTS, STAGES
-from .losses import cropping_loss, element_logits, info_nce
+from .losses import cropping_loss, element_logits, info_nce, preference_hinge
 from .metrics import gaic_metrics
 
 log = logging.getLogger("clipcrop.trainer")
@@ -52,6 +53,8 @@ class StageSettings:
     val: Path | None = None
     init: Path | None = None
     clip_weights: Path | None = None
+    random_init: bool = False
+    model_dir: Path | None = None  # where to look for CLIP weights (default: the configured model folder)
     model_config: Path | ModelConfig | None = None
     lr: float | None = None
     epochs: int | None = None
@@ -74,6 +77,8 @@ class StageSettings:
         self.data, self.out = Path(self.data), Path(self.out)
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise DataError("epochs and batch size must be >= 1 and lr > 0")
+        if self.random_init and self.clip_weights is not None:
+            raise DataError("give --clip-weights or --random-init, not both")
 
     def hyperparameters(self) -> dict[str, Any]:
         """What goes into the checkpoint's provenance."""
@@ -126,13 +131,36 @@ def _load_data(s: StageSettings) -> tuple[list[Any], list[Any], str]:
     branch = BRANCH_OF[s.stage]
     ds: ElementSet = load_element_dataset(branch, s.data, s.split)
     if s.val is not None:
-        # AADB's label folder holds every split: use its test lists when present.
-        val_split = "test" if (Path(s.val) / "imgListTestRegression_ColorHarmony.txt").is_file() else s.split
-        val_set = load_element_dataset(branch, s.val, val_split)
+        val_set = load_element_dataset(branch, s.val, _held_out_split(branch, Path(s.val), s.split))
         return ds.records, val_set.records, f"{s.data} / val {s.val}"
+    official_test = _official_test_split(branch, s.data, s.split)
+    if official_test is not None:
+        val_set = load_element_dataset(branch, s.data, official_test)
+        return ds.records, val_set.records, f"{s.data} [{s.split}] / val [{official_test}]"
     tr, va = _split_holdout(len(ds.records), s.val_fraction, s.seed)
     return ([ds.records[i] for i in tr], [ds.records[i] for i in va],
             f"{s.data} / val {len(va)} held out (seed {s.seed})")
+
+
+def _held_out_split(branch: str, val: Path, split: str) -> str:
+    """The split to read from a separate --val data set: its test lists when it has them."""
+    return _official_test_split(branch, val, "") or split
+
+
+def _official_test_split(branch: str, root: Path, split: str) -> str | None:
+    """The official held-out split of an element data set in its official layout, if it has one."""
+    from .data import AADB_LABEL_DIR, cadb_splits
+
+    root = Path(root)
+    if branch == "composition" and root.is_dir():
+        splits = cadb_splits(root)
+        return "test" if splits and "test" in splits and split != "test" else None
+    if branch == "aesthetic" and root.is_dir():
+        labels = root / AADB_LABEL_DIR if (root / AADB_LABEL_DIR).is_dir() else root
+        for name, cap in (("val", "Validation"), ("test", "Test")):
+            if split != name and (labels / f"imgList{cap}Regression_VividColor.txt").is_file():
+                return name
+    return None
 
 
 # ------------------------------------------------------------------------------------ model
@@ -181,9 +209,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    # A unique temp name removed on failure (a fixed ``.tmp`` was left behind by a crash).
+    with AtomicFile(path, error=ClipcropError) as fh:
+        torch.save(obj, fh)
 
 
 # ---------------------------------------------------------------------------------- training
@@ -215,8 +243,14 @@ class _Runner:
                 recs: list[CropRecord] = [records[i] for i in idx]
                 boxes = [prepared[i].scale_boxes(r.boxes[r.valid]).to(self.device) for i, r in zip(idx, recs)]
                 preds = self.model.score_crops(fm, boxes)
-                mos = [torch.from_numpy(r.mos[r.valid]).to(self.device) for r in recs]
-                return torch.stack([cropping_loss(p, m) for p, m in zip(preds, mos)]).mean()
+                losses = []
+                for p, r in zip(preds, recs):
+                    if r.ranked:  # FCDB: preference pairs over the record's boxes (all valid)
+                        pairs = torch.from_numpy(r.pairs).to(self.device)
+                        losses.append(preference_hinge(p[pairs[:, 0]], p[pairs[:, 1]]))
+                    else:
+                        losses.append(cropping_loss(p, torch.from_numpy(r.mos[r.valid]).to(self.device)))
+                return torch.stack(losses).mean()
             branch = BRANCH_OF[self.s.stage]
             visual = self.model.knowledge_embeddings(fm, branch)
             text = self.model.text_embeddings(branch, visual)
@@ -231,12 +265,27 @@ class _Runner:
         self.model.eval()
         if self.s.stage == "cropping":
             scores = modeling.score_records(self.model, records, self.device, prepared=prepared)
-            pairs = [(r.mos[r.valid], np.asarray(scores[r.name])[r.valid]) for r in records]
+            if all(r.ranked for r in records):
+                return {"pair_acc": pair_accuracy(records, scores)}
+            pairs = [(r.mos[r.valid], np.asarray(scores[r.name])[r.valid]) for r in records if not r.ranked]
             m = gaic_metrics(pairs)
             return {k: m[k] for k in ("srcc", "plcc", "acc1_5", "acc4_5", "acc1_10", "acc4_10", "acc5", "acc10")}
         logits = element_logits_for(self.model, BRANCH_OF[self.s.stage], prepared, self.device, self.autocast)
         labels = np.stack([r.positives for r in records])
         return element_accuracy(logits, labels)
+
+
+def pair_accuracy(records: list[CropRecord], scores: dict[str, list[float]]) -> float:
+    """Share of preference pairs the scores order correctly (ties count half; chance 0.5)."""
+    good = total = 0.0
+    for r in records:
+        if r.pairs is None:
+            continue
+        sc = np.asarray(scores[r.name])
+        better, worse = sc[r.pairs[:, 0]], sc[r.pairs[:, 1]]
+        good += float((better > worse).sum()) + 0.5 * float((better == worse).sum())
+        total += len(r.pairs)
+    return good / total if total else 0.0
 
 
 @torch.no_grad()
@@ -303,15 +352,40 @@ def _build_or_load(s: StageSettings, resume: dict[str, Any] | None) -> tuple[CLI
         model, info = modeling.load_model(s.init, torch.device("cpu"))
         origin["parent"] = str(s.init)
         origin["parent_sha256"] = getattr(info, "sha256", None) or sha256_file(Path(s.init))
+        origin["lineage"], origin["trunk"] = list(info.lineage), info.trunk
         return model, origin
     if s.stage != "composition":
         log.warning("%s stage started without --init: Algorithm 1 starts it from the previous stage", s.stage)
-    model = modeling.new_model(_model_config(s), s.clip_weights)
-    origin["random_trunk"] = not s.clip_weights
-    if s.clip_weights:
-        origin["clip_weights"] = str(s.clip_weights)
-        origin["clip_weights_sha256"] = sha256_file(Path(s.clip_weights))
+    config = _model_config(s)
+    origin["lineage"] = []
+    if s.random_init:
+        model = modeling.new_model(config)
+        origin.update(random_trunk=True, trunk="random")
+        return model, origin
+    weights = _pretrained_weights(s, config)
+    model = modeling.new_model(config, weights.path)
+    origin.update(random_trunk=False, trunk="pretrained", clip_weights=str(weights.path),
+                  clip_weights_source=weights.source, clip_weights_sha256=sha256_file(weights.path))
     return model, origin
+
+
+def _pretrained_weights(s: StageSettings, config: ModelConfig):  # noqa: ANN202 - ClipWeights
+    """The CLIP weights of a fresh start, found as the product finds them, or a WeightsError saying how to get some."""
+    from clipcrop_plugin.config import load_settings
+    from clipcrop_plugin.errors import WeightsError
+    from clipcrop_plugin.model.weights import find_clip_weights
+
+    model_dir = Path(s.model_dir) if s.model_dir else load_settings().resolved_model_dir()
+    try:
+        return find_clip_weights(model_dir, config.clip_model, config.clip_pretrained, s.clip_weights)
+    except WeightsError as exc:
+        if s.clip_weights is not None:
+            raise
+        raise WeightsError(f"a fresh {s.stage} run needs pretrained {config.clip_model} ({config.clip_pretrained}) "
+                           f"CLIP weights and none were found (model folder {model_dir}, the Hugging Face cache): run "
+                           f"`clipcrop models fetch {config.clip_model} --pretrained {config.clip_pretrained}`, pass "
+                           "--clip-weights PATH, or --random-init for a random trunk (its checkpoints can never "
+                           "score photos)") from exc
 
 
 def run_stage(s: StageSettings, *, progress: bool = True, stop_after: int | None = None) -> StageResult:
@@ -352,7 +426,8 @@ def run_stage(s: StageSettings, *, progress: bool = True, stop_after: int | None
     prep_train = runner.prepare(train, "train", progress)
     prep_val = runner.prepare(val, "val", progress)
     if resume is None and origin.get("random_trunk"):
-        log.warning("no pretrained CLIP weights (--clip-weights/--init): training a randomly initialised trunk")
+        log.warning("--random-init: training a randomly initialised trunk (recorded in the checkpoint; it will never "
+                    "score photos)")
         origin["batchnorm_calibrated_on"] = modeling.calibrate_batchnorm(model, prep_train, device)
     assert s.epochs is not None and s.batch_size is not None
     epochs_run = 0
@@ -417,6 +492,7 @@ def _finish(model: CLIPCropping, s: StageSettings, origin: dict[str, Any], histo
         "epochs_completed": len(history),
         "device": str(device),
         **origin,
+        "lineage": [*origin.get("lineage", []), s.stage],
     }
     path = checkpoint_path(s)
     info = save_checkpoint(model.to("cpu"), path, provenance=provenance, parent_sha256=origin.get("parent_sha256"))

@@ -135,6 +135,63 @@ def write_fcdb(root: str | Path, n: int = 8, seed: int = 0, size: tuple[int, int
     return root
 
 
+def write_fcdb_training(root: str | Path, n: int = 16, seed: int = 0, size: tuple[int, int] = (160, 120),
+                        pairs: int = 10) -> Path:
+    """Write FCDB's training files in their official shape: ``cropping_training_set.json`` and
+    ``ranking_annotation.json`` (ten voted crop pairs per image), images in ``images/``.
+
+    The synthetic rule of :func:`subject_mos` decides the votes (five raters, noise-free), so a
+    model that learns the rule orders the pairs as the raters did.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    best, ranking = [], []
+    for i in range(n):
+        w, h = _sizes(rng, size)
+        image, cx, cy, r = render_subject_image(rng, w, h)
+        name = f"{5000 + i}_train.jpg"
+        url = f"https://farm1.staticflickr.example.invalid/1/{name}"
+        image.save(root / "images" / name, quality=92)
+        boxes, valid = gaic_grid(w, h)
+        boxes = boxes[valid]
+        mos = subject_mos(boxes, cx, cy, r)
+        b = boxes[int(np.argmax(mos))]
+        best.append({"url": url, "flickr_photo_id": 5000 + i,
+                     "crop": [int(b[0]), int(b[1]), int(b[2] - b[0]), int(b[3] - b[1])]})
+        crops = []
+        for _ in range(pairs):
+            j, k = rng.choice(len(boxes), size=2, replace=False)
+            v0, v1 = (2, 2) if mos[j] == mos[k] else (4, 1) if mos[j] > mos[k] else (1, 4)
+            xywh = [[int(v) for v in (bb[0], bb[1], bb[2] - bb[0], bb[3] - bb[1])] for bb in (boxes[j], boxes[k])]
+            crops.append({"crop_0": xywh[0], "crop_1": xywh[1], "vote_for_0": v0, "vote_for_1": v1})
+        ranking.append({"url": url, "crops": crops})
+    (root / "cropping_training_set.json").write_text(json.dumps(best, indent=1), encoding="utf-8")
+    (root / "ranking_annotation.json").write_text(json.dumps(ranking, indent=1), encoding="utf-8")
+    return root
+
+
+def write_cadb_official(root: str | Path, elements: dict[str, dict[str, list]], scores: dict[str, dict] | None = None,
+                        test: int = 2, seed: int = 0, size: tuple[int, int] = (128, 96)) -> Path:
+    """Write an unpacked ``CADB_Dataset/`` folder around real ``composition_elements.json`` entries.
+
+    Each image is drawn with the composition classes its entry has (as keys), so stage 1 can
+    learn them; ``split.json`` puts the last ``test`` images in the test split.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    for name, classes in elements.items():
+        kinds = [k for k in classes if k in COMPOSITION_NAMES] or ["center"]
+        _composition_image(rng, *size, kinds).save(root / "images" / name, quality=92)
+    names = list(elements)
+    (root / "composition_elements.json").write_text(json.dumps(elements), encoding="utf-8")
+    (root / "composition_scores.json").write_text(json.dumps(scores or {}), encoding="utf-8")
+    (root / "split.json").write_text(json.dumps({"train": names[:-test] if test else names, "test": names[-test:] if test else []}),
+                                     encoding="utf-8")
+    return root
+
+
 def _composition_image(rng: np.random.Generator, w: int, h: int, kinds: list[str]) -> Image.Image:
     img = _background(rng, w, h)
     pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))

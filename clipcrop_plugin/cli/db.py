@@ -55,20 +55,14 @@ def open_library(db: str | None, *, create: bool = False) -> Library:
     """Open the host facade (database + hooks) for a command, or exit with one ``error:`` line."""
     from ..api import Library
 
-    try:
-        check_db_location(db, create=create)
-        return Library.open(db)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    check_db_location(db, create=create)
+    return Library.open(db)  # a ClipcropError becomes one line in the command group
 
 
 def open_store(db: str | None, *, create: bool = False) -> Store:
     """Open (and upgrade) the database, or exit with one ``error:`` line (see :func:`check_db_location`)."""
-    try:
-        check_db_location(db, create=create)
-        return Store.open(db)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    check_db_location(db, create=create)
+    return Store.open(db)
 
 
 @click.group("db")

@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from ..errors import ClipcropError
+from ..safeio import show
 from .db import db_option, open_store
-from .params import exit_code_for, fail
+from .params import fail
 from .progress import progress_bar
 from .query import filters_from, make_filter_options, shown_line
 
@@ -57,11 +58,9 @@ def export(photos: tuple[str, ...], use_query: bool, out: str, max_size: int | N
                     failures += 1
                     click.echo(f"error: {exc}", err=True)
                     continue
-                click.echo(f"{res.source} -> {res.path} ({res.width}x{res.height})")
+                click.echo(f"{show(res.source)} -> {show(res.path)} ({res.width}x{res.height})")
                 if res.exif_note:
                     click.echo(f"note: {res.path}: {res.exif_note}", err=True)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
     finally:
         store.close()
     click.echo(f"{len(targets) - failures} exported, {failures} failed", err=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..errors import ClipcropError, ConfigError
+from ..errors import ConfigError
 from ..results import Box
 from .db import db_option, open_library
-from .params import exit_code_for, fail
+from .params import fail
 from .text import describe_label
 
 
@@ -77,8 +77,6 @@ def label(photo: str, accept: int | None, reject: int | None, box: str | None, p
             (ra, ba), (rb, bb) = _rank_or_box(prefer), _rank_or_box(over)
             rec = lib.record_label(photo, "prefer", rank=ra, box=ba, other_box=bb, other_rank=rb, aspect=aspect,
                                    source=source)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
     finally:
         lib.close()
     what = describe_label(rec.kind, aspect=rec.aspect, rank=rec.rank, box=rec.box, other_rank=rec.other_rank,

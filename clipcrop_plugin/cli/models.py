@@ -1,4 +1,4 @@
-"""``clipcrop models``: list scorers and their weights; ``models import FILE``: add a checkpoint."""
+"""``clipcrop models``: list scorers and their weights; ``fetch``, ``import`` and ``use`` weights."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import json
 import click
 
 from ..config import load_settings
-from ..errors import ClipcropError
-from .params import exit_code_for, fail
 
 
 @click.group(invoke_without_command=True)
@@ -20,17 +18,16 @@ def models(ctx: click.Context, as_json: bool) -> None:
     \b
     Example:
       clipcrop models
+      clipcrop models fetch                 # open_clip RN50 'openai' from the Hugging Face Hub
       clipcrop models import ~/Downloads/clipcropping-gaicd.safetensors
     """
     if ctx.invoked_subcommand is not None:
         return
-    from ..model.inventory import checkpoint_rows, scorer_inventory
+    from ..model.inventory import checkpoint_rows
+    from ..scoring.registry import scorer_inventory
 
-    try:
-        settings = load_settings()
-        rows, ckpts = scorer_inventory(settings), checkpoint_rows(settings)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    settings = load_settings()
+    rows, ckpts = scorer_inventory(settings), checkpoint_rows(settings)
     if as_json:
         click.echo(json.dumps({"scorers": rows, "checkpoints": ckpts, "model_dir": str(settings.resolved_model_dir())}))
         return
@@ -39,7 +36,36 @@ def models(ctx: click.Context, as_json: bool) -> None:
         state = "ready  " if row["ready"] else "missing"
         click.echo(f"  {row['name']:<13} {state} {row['weights'] or '-'}  ({row['detail']})")
     for c in ckpts:
-        click.echo(f"  checkpoint {'*' if c['active'] else ' '} {c['name']}  sha256 {c['sha256'][:12]}  {c['created']}")
+        mark = "*" if c["active"] else " "
+        note = "" if c["can_score"] else "  [cannot score photos]"
+        click.echo(f"  checkpoint {mark} {c['name']}  sha256 {c['sha256'][:12]}  {' -> '.join(c['lineage'])}  "
+                   f"{c['created']}{note}")
+
+
+@models.command("fetch")
+@click.argument("model", required=False)
+@click.option("--pretrained", "tag", default=None, help="open_clip pretrained tag (default: the configured one).")
+@click.option("--revision", default="main", show_default=True, help="Hub revision (branch, tag or commit).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def fetch_cmd(model: str | None, tag: str | None, revision: str, quiet: bool) -> None:
+    """Download open_clip weights from the Hugging Face Hub, verify their sha256 and register them.
+
+    Uses huggingface_hub's cache and honours HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN and proxy settings.
+
+    \b
+    Example:
+      clipcrop models fetch                      # the configured tower, RN50 'openai' by default
+      clipcrop models fetch RN101 --pretrained openai
+    """
+    from ..extras import require_extra
+    from ..model.fetch import fetch_weights
+
+    require_extra("clip", "clipcrop models fetch")  # open_clip's registry and huggingface_hub
+    settings = load_settings()
+    rec = fetch_weights(settings.resolved_model_dir(), model or settings.clip_model, tag or settings.clip_pretrained,
+                        revision=revision, progress=not quiet)
+    click.echo(f"fetched {rec.model} ({rec.pretrained}) {rec.filename} from {rec.repo}@{rec.revision[:12]}: "
+               f"sha256 {rec.sha256[:12]}, {rec.size / 1e6:.1f} MB, registered in {settings.resolved_model_dir()}")
 
 
 @models.command("import")
@@ -47,34 +73,50 @@ def models(ctx: click.Context, as_json: bool) -> None:
 def import_cmd(file: str) -> None:
     """Verify a checkpoint (sha256, config, tensor shapes) and copy it into the model folder.
 
+    The first checkpoint that can score photos becomes the active one; switch later with
+    `clipcrop models use`. A checkpoint whose cropping head was never trained (stage 1 or 2) or
+    whose trunk was random is imported but marked: it never scores photos.
+
     \b
     Example:
       clipcrop models import ./runs/stage3/clipcropping.safetensors
     """
-    from ..model.checkpoints import import_checkpoint
+    from ..model.checkpoints import import_and_pin
 
-    try:
-        settings = load_settings()
-        info = import_checkpoint(file, settings.resolved_model_dir())
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    settings = load_settings()
+    result = import_and_pin(file, settings.resolved_model_dir())
+    info = result.info
     click.echo(f"imported {info.name} (sha256 {info.sha256[:12]}) into {info.path.parent}")
+    if result.refusal:
+        click.echo(f"warning: {info.name} cannot score photos: {result.refusal}", err=True)
+    elif result.activated:
+        click.echo(f"clipcropping now uses {info.name}")
+    else:
+        click.echo(f"switch to it with: clipcrop models use {info.name}")
 
 
 @models.command("use")
-@click.argument("name")
-def use_cmd(name: str) -> None:
-    """Make an imported checkpoint the one the clipcropping scorer uses (the others stay available).
+@click.argument("name", required=False)
+def use_cmd(name: str | None) -> None:
+    """Make an imported checkpoint the one the clipcropping scorer uses; without NAME, list lineages.
 
     \b
     Example:
+      clipcrop models use                          # parent -> child chains, the active one starred
       clipcrop models use clipcropping-personal-2
     """
-    from ..model.checkpoints import set_active
+    from ..model.checkpoints import active_name, lineages, set_active
 
-    try:
-        settings = load_settings()
-        info = set_active(settings.resolved_model_dir(), name)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
+    settings = load_settings()
+    model_dir = settings.resolved_model_dir()
+    if name is None:
+        pinned = active_name(model_dir)
+        chains = lineages(model_dir)
+        if not chains:
+            click.echo(f"no checkpoints in {model_dir} (clipcrop models import FILE)")
+        for chain in chains:
+            click.echo(" -> ".join(f"{'*' if i.path.name == pinned else ''}{i.name}"
+                                   f"{'' if i.can_score else ' (cannot score)'}" for i in chain))
+        return
+    info = set_active(model_dir, name)
     click.echo(f"clipcropping now uses {info.name} (sha256 {info.sha256[:12]})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -11,10 +12,10 @@ from typing import Any, TypeVar
 
 import click
 
-from ..errors import ClipcropError
+from ..safeio import show
 from ..store import SORTS, PhotoSummary, QueryFilters
 from .db import db_option, open_store
-from .params import exit_code_for, fail
+from .params import fail
 from .text import explain_changes
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,6 +52,7 @@ def _add_filter_options(f: F, limit_default: int) -> F:
                      help="Order: improvement/score (scored photos only, best first), path, taken (newest first)."),
         click.option("--limit", type=click.IntRange(min=0), default=limit_default, show_default=True,
                      help="At most this many (0 = all)."),
+        click.option("--all-files", is_flag=True, help="A RAW + JPEG shot as two rows (default: one, the RAW's)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -63,10 +65,9 @@ filter_options = make_filter_options(50)
 def filters_from(folder: str | None, path_glob: str | None, status: str | None, scorer: str | None,
                  aspect: str | None, min_score: float | None, min_improvement: float | None,
                  enhances: str | None, reduces: str | None, labelled: bool | None,
-                 taken_after: datetime | None, taken_before: datetime | None, camera: str | None) -> QueryFilters:
+                 taken_after: datetime | None, taken_before: datetime | None, camera: str | None,
+                 all_files: bool = False) -> QueryFilters:
     """Build :class:`QueryFilters` from the command-line values (folders made absolute)."""
-    import os
-
     from ..store.queries import element_index
 
     for name in (enhances, reduces):
@@ -75,7 +76,7 @@ def filters_from(folder: str | None, path_glob: str | None, status: str | None, 
     return QueryFilters(
         folder=os.path.abspath(folder) if folder else None, path_glob=path_glob, status=status, scorer=scorer,
         aspect=aspect, min_score=min_score, min_improvement=min_improvement, enhances=enhances, reduces=reduces,
-        labelled=labelled, taken_after=taken_after, taken_before=taken_before, camera=camera,
+        labelled=labelled, taken_after=taken_after, taken_before=taken_before, camera=camera, all_files=all_files,
     )
 
 
@@ -102,11 +103,12 @@ def print_table(rows: list[PhotoSummary]) -> None:
     click.echo(f"{'id':>6}  {'improve':>8}  {'score':>6}  {'aspect':<6}  {'box':<21}  {'explanation':<44}  path")
     for p in rows:
         c = p.crop
+        path = show(p.path) + (f" (+{show(os.path.basename(p.pair_path))})" if p.pair_path and p.pair_role == "raw" else "")
         if c is None:
-            click.echo(f"{p.id:>6}  {'':>8}  {'':>6}  {'':<6}  {'':<21}  {p.status + (': ' + p.error if p.error else ''):<44}  {p.path}")
+            click.echo(f"{p.id:>6}  {'':>8}  {'':>6}  {'':<6}  {'':<21}  {p.status + (': ' + p.error if p.error else ''):<44}  {path}")
             continue
         box = ",".join(str(v) for v in c.box)
-        click.echo(f"{p.id:>6}  {c.improvement:>+8.3f}  {c.score:>6.3f}  {c.aspect:<6}  {box:<21}  {_explain(p):<44}  {p.path}")
+        click.echo(f"{p.id:>6}  {c.improvement:>+8.3f}  {c.score:>6.3f}  {c.aspect:<6}  {box:<21}  {_explain(p):<44}  {path}")
 
 
 @click.command("query")
@@ -132,8 +134,6 @@ def query(sort: str, limit: int, offset: int, as_json: bool, as_csv: bool, db: s
         filters = filters_from(**kw)
         rows = store.query(filters, sort=sort, limit=limit or None, offset=offset)
         total = store.count(filters, sort=sort)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
     finally:
         store.close()
     if as_json:

@@ -8,6 +8,7 @@ import click
 
 from ..candidates import AspectRatio
 from ..errors import ClipcropError
+from ..safeio import show
 from .db import db_option, open_store
 from .params import aspect_option, exit_code_for, fail, scorer_options
 from .progress import wants_progress
@@ -81,7 +82,8 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
     finally:
         store.close()
     for path, reason in report.failures:
-        click.echo(f"failed: {reason}" if path in reason else f"failed: {path}: {reason}", err=True)
+        shown = show(path)
+        click.echo(f"failed: {reason}" if shown in reason else f"failed: {shown}: {reason}", err=True)
     for _path, reason in report.metadata_errors:
         click.echo(f"xmp not written: {reason}", err=True)
     click.echo(report.summary())

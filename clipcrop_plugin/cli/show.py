@@ -7,10 +7,10 @@ import os
 
 import click
 
-from ..errors import ClipcropError
+from ..safeio import show as shown_path
 from ..store import CropRecord, PhotoDetail
 from .db import db_option, open_store
-from .params import exit_code_for, fail
+from .params import fail
 from .text import describe_label, explain_changes
 
 
@@ -24,7 +24,7 @@ def _crop_line(c: CropRecord) -> str:
 def format_detail(d: PhotoDetail, all_candidates: bool) -> str:
     """The text ``clipcrop show`` prints."""
     p = d.photo
-    lines = [f"{p.path}  (id {p.id}, {p.status}{', offline' if p.offline else ''})"]
+    lines = [f"{shown_path(p.path)}  (id {p.id}, {p.status}{', offline' if p.offline else ''})"]
     if p.width:
         lines.append(f"  {p.width}x{p.height} upright, EXIF orientation {d.orientation}, {d.format}")
     if p.taken_at or p.camera_model:
@@ -75,8 +75,6 @@ def show(photo: str, all_candidates: bool, preview: str | None, as_json: bool, d
     store = open_store(db)
     try:
         detail = store.photo_detail(photo)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
     finally:
         store.close()
     click.echo(json.dumps(detail.to_dict()) if as_json else format_detail(detail, all_candidates))
@@ -87,8 +85,6 @@ def show(photo: str, all_candidates: bool, preview: str | None, as_json: bool, d
             fail(f"--preview {preview} is the photo itself; choose another file")
         try:
             out = save_preview(render_detail(detail), preview)
-        except ClipcropError as exc:
-            fail(str(exc), exit_code_for(exc))
         except OSError as exc:
             fail(f"cannot write {preview}: {exc.strerror or exc}")
         click.echo(f"preview: {out}", err=True)

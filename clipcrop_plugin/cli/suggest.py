@@ -12,7 +12,8 @@ from ..candidates import AspectRatio, parse_aspect
 from ..config import load_settings
 from ..errors import ClipcropError, ConfigError
 from ..results import Crop, Suggestion
-from .params import aspect_option, exit_code_for, fail, json_option, scorer_options, top_option
+from ..safeio import show
+from .params import aspect_option, fail, json_option, scorer_options, top_option
 from .text import explain_changes
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -28,7 +29,7 @@ def format_suggestion(s: Suggestion, top: int) -> str:
     """Human-readable block for one photo: per candidate set its best crop(s)."""
     info = s.info
     assert info is not None
-    head = f"{s.path}  {info.width}x{info.height}"
+    head = f"{show(s.path)}  {info.width}x{info.height}"
     if info.orientation != 1:
         head += f"  (EXIF orientation {info.orientation})"
     head += f"  scorer={s.scorer}"
@@ -126,14 +127,10 @@ def suggest(
         targets = PreviewTargets(preview, paths) if preview else None
     except ConfigError as exc:
         fail(str(exc), 2)
-    try:
-        settings = load_settings()
-        if not aspects and settings.aspects:
-            aspects = tuple(parse_aspect(a) for a in settings.aspects)
-        scorer_obj = load_scorer(scorer, settings=settings, device=device, weights=weights)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
-        return
+    settings = load_settings()
+    if not aspects and settings.aspects:
+        aspects = tuple(parse_aspect(a) for a in settings.aspects)
+    scorer_obj = load_scorer(scorer, settings=settings, device=device, weights=weights)
     if no_grid and not aspects:
         fail("--no-grid leaves no candidates: add at least one --aspect W:H", 2)
 
@@ -150,7 +147,7 @@ def suggest(
                     click.echo(f"  preview written to {target}")
             except (ClipcropError, OSError) as exc:
                 errors += 1
-                click.echo(f"error: preview for {s.path}: {exc}", err=True)
+                click.echo(f"error: preview for {show(s.path)}: {exc}", err=True)
         if not s.ok:
             errors += 1
             click.echo(f"error: {s.error}", err=True)

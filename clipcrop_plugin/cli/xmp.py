@@ -8,10 +8,12 @@ from pathlib import Path
 import click
 
 from ..candidates import AspectRatio
+from ..config import HOST_PROFILES
 from ..errors import ClipcropError
+from ..safeio import show as shown_path
 from .params import aspect_option, exit_code_for, fail, json_option, scorer_options
 
-NAMING = click.Choice(["ext", "base"])
+NAMING = click.Choice(["base", "ext"])
 ORIGIN = {"db": "stored scores", "scored": "scored now"}
 
 
@@ -43,15 +45,16 @@ def _report(outcomes, as_json: bool, verb: str) -> None:  # noqa: ANN001
                 click.echo(json.dumps({"path": o.path, "ok": True, "written": str(r.path_written),
                                        "mode": r.mode_used, "note": r.note, "scores": o.origin}))
             else:
-                click.echo(f"{o.path} -> {r.path_written} ({r.mode_used}, {ORIGIN.get(o.origin, o.origin)})")
+                click.echo(f"{shown_path(o.path)} -> {shown_path(r.path_written)} ({r.mode_used}, {ORIGIN.get(o.origin, o.origin)})")
                 if r.note:
                     click.echo(f"  note: {r.note}")
         else:
             files = [str(p) for p in o.cleared or []]
+            shown = [shown_path(p) for p in files]
             if as_json:
                 click.echo(json.dumps({"path": o.path, "ok": True, "cleared": files}))
             elif files:
-                click.echo(f"{o.path}: cleared {', '.join(files)}")
+                click.echo(f"{shown_path(o.path)}: cleared {', '.join(shown)}")
     if total == 0:
         fail("no photos found")
     click.echo(f"{total} photo(s), {total - errors} {verb}, {errors} failed", err=True)
@@ -65,7 +68,7 @@ def xmp() -> None:
 
     \b
     Examples:
-      clipcrop xmp write ~/Pictures/holiday                 # IMG_1.JPG.xmp sidecars
+      clipcrop xmp write ~/Pictures/holiday                 # IMG_1.xmp sidecars
       clipcrop xmp write IMG_1.JPG --embed --aspect 4:5     # into the JPEG itself, losslessly
       clipcrop xmp write --query --min-improvement 0.05     # photos from the database
       clipcrop xmp clear ~/Pictures/holiday
@@ -75,7 +78,9 @@ def xmp() -> None:
 @xmp.command("write")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--embed", is_flag=True, help="Write into the JPEG/PNG itself (lossless); other formats get a sidecar.")
-@click.option("--naming", type=NAMING, default=None, help="Sidecar name: ext = IMG.JPG.xmp, base = IMG.xmp [config].")
+@click.option("--naming", type=NAMING, default=None, help="Sidecar name: base = IMG.xmp, ext = IMG.JPG.xmp [host].")
+@click.option("--host", "host", type=click.Choice(list(HOST_PROFILES)), default=None,
+              help="Write for this host: picks --naming and --embed (see README, Hosts) [config: host].")
 @aspect_option
 @click.option("--source", type=click.Choice(["auto", "db", "score"]), default="auto", show_default=True,
               help="Where scores come from: the database when current (auto), only the database, or score now.")
@@ -90,7 +95,7 @@ def xmp() -> None:
 def write(paths: tuple[str, ...], embed: bool, naming: str | None, aspects: tuple[AspectRatio, ...], source: str,
           from_query: bool, folder: str | None, min_improvement: float | None, enhances: str | None,
           limit: int | None, scorer: str, device: str, weights: str | None, no_recursive: bool,
-          as_json: bool) -> None:
+          as_json: bool, host: str | None) -> None:
     """Write each photo's best crop as XMP crop metadata (a sidecar unless --embed).
 
     Existing sidecars and embedded XMP are merged, never replaced wholesale; a JPEG never writes
@@ -98,7 +103,8 @@ def write(paths: tuple[str, ...], embed: bool, naming: str | None, aspects: tupl
 
     \b
     Examples:
-      clipcrop xmp write ~/Pictures/2024 --naming base
+      clipcrop xmp write ~/Pictures/2024 --naming ext     # IMG_0001.JPG.xmp
+      clipcrop xmp write IMG_0001.JPG --host lightroom    # into the JPEG: Lightroom reads it there
       clipcrop xmp write IMG_0001.JPG --embed --aspect 1:1
     """
     from ..config import load_settings
@@ -109,6 +115,8 @@ def write(paths: tuple[str, ...], embed: bool, naming: str | None, aspects: tupl
         fail("give PHOTO or FOLDER paths, or --query", 2)
     try:
         settings = load_settings()
+        host_naming, host_embed = HOST_PROFILES[host] if host else (settings.sidecar_naming, settings.embed)
+        naming, embed = naming or host_naming, embed or host_embed
         if not aspects and settings.aspects:
             from ..candidates import parse_aspect
 
@@ -187,11 +195,7 @@ def show(photo: str, as_json: bool) -> None:
     """
     from ..xmp import read_crop_metadata
 
-    try:
-        data = read_crop_metadata(photo)
-    except ClipcropError as exc:
-        fail(str(exc), exit_code_for(exc))
-        return
+    data = read_crop_metadata(photo)
     if data is None:
         fail(f"{photo}: no crop metadata found")
         return
@@ -199,7 +203,7 @@ def show(photo: str, as_json: bool) -> None:
         click.echo(json.dumps(data, default=str))
         return
     crs = data["crs"]
-    click.echo(f"{photo}: crop in {data['file']} ({data['location']}, {'clipcrop' if data['ours'] else 'another tool'})")
+    click.echo(f"{shown_path(photo)}: crop in {shown_path(data['file'])} ({data['location']}, {'clipcrop' if data['ours'] else 'another tool'})")
     if crs:
         click.echo("  crs (stored frame): " + ", ".join(f"{k[4:].lower()} {v:.4f}" for k, v in crs.items()
                                                          if k != "CropAngle"))

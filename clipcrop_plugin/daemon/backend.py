@@ -111,13 +111,28 @@ class StoreBackend:
 
     def relink(self, content_hash: str, path: str, signature: Signature) -> None:
         """Already-scored content at ``path``: unchanged (seen), moved (relink) or a copy (copy scores)."""
+        moved_from = [r.path for r in self.store.find_by_hash(content_hash) if r.path != path and not os.path.exists(r.path)]
         outcome = settle_scored_content(self.store, path, content_hash, _size(signature), _mtime(signature),
                                         self.scorer_name, self.weights_hash, sets=self.sets)
         if outcome is None:
             return
         if outcome != "skipped":
             log.info("%s %s (same content as a scored photo; scores kept)", outcome, path)
+        if outcome == "relinked" and moved_from:
+            self._sidecars(path, "follow_photo_move", moved_from[0], path)
         self._ensure_metadata(path)
+
+    def _sidecars(self, path: str, action: str, *args: str) -> None:
+        """Move or remove clipcrop's sidecars with a moved or deleted photo (``xmp.follow``)."""
+        from ..xmp import follow
+
+        try:
+            changed = getattr(follow, action)(*args)
+        except Exception as exc:  # noqa: BLE001 - the database is right; sidecars are best effort
+            self.on_error(f"{path}: cannot update its crop sidecar ({exc})")
+            return
+        if changed:
+            log.info("%s: sidecar %s", path, ", ".join(os.path.basename(str(c)) for c in changed))
 
     def _has_metadata(self, path: str) -> bool:
         from pathlib import Path
@@ -186,12 +201,17 @@ class StoreBackend:
     def mark_gone(self, path: str) -> None:
         if self.store.mark_gone(path):
             log.info("gone: %s", path)
+            self._sidecars(path, "forget_photo", path)
 
     def mark_missing_gone(self, root: str, seen: set[str]) -> int:
         """After a full walk of ``root``: stored photos under it that were not seen and are not
         on disk are gone (deleted while the daemon was down, or an event was lost). Same rule
         as ``scan_folders``."""
+        missing = [r.path for r in self.store.photos_under(root) if r.path not in seen and r.status != "gone"
+                   and not os.path.exists(r.path)] if os.path.isdir(root) else []
         n = settle_gone(self.store, root, seen)
+        for gone in missing:
+            self._sidecars(gone, "forget_photo", gone)
         if n:
             log.info("%d photo(s) under %s are gone", n, root)
         return n

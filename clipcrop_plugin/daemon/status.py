@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from ..config import data_dir
 from ..errors import ClipcropError
+from ..safeio import atomic_write, new_file_mode, reason, show
 
 STATUS_NAME = "daemon-status.json"
 LOCK_NAME = "daemon.lock"
@@ -27,19 +27,14 @@ def status_path(directory: Path | None = None) -> Path:
 
 
 def write_status(doc: dict[str, Any], path: Path) -> None:
-    """Replace ``path`` with ``doc`` atomically (temp file in the same folder, then rename)."""
+    """Replace ``path`` with ``doc`` atomically (temp file in the same folder, then rename).
+
+    Never through a symbolic link; not fsynced (rewritten every second, and a lost one only
+    means a second-old status). Raises :class:`ClipcropError` with a one-line reason.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".status.", suffix=".clipcrop-tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    data = json.dumps(doc, indent=1, sort_keys=True).encode("utf-8")
+    atomic_write(path, data, sync=False, error=ClipcropError)
 
 
 def process_start_time(pid: int) -> float | None:
@@ -91,7 +86,11 @@ class DaemonLock:
     def acquire(self) -> None:
         """Take the lock or raise :class:`ClipcropError` naming the daemon that holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the daemon's life
+        try:  # O_NOFOLLOW: the pid is written (and the file truncated) here, never through a link
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), new_file_mode())
+        except OSError as exc:
+            raise ClipcropError(f"cannot open the daemon lock {show(self.path)}: {reason(exc)}") from None
+        fh = open(fd, "r+", encoding="utf-8")  # noqa: SIM115 - held for the daemon's life
         try:
             import fcntl
         except ImportError:  # Windows: no flock; the status file's pid check still warns users

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align as tv_roi_align
 
-__all__ = ["roi_align", "rod_align", "sampling_matrix", "axis_weights"]
+__all__ = ["roi_align", "roi_align_separable", "rod_align", "rod_parts", "sampling_matrix", "axis_weights"]
 
 
 def _as_rois(boxes: Sequence[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
@@ -54,6 +54,29 @@ def axis_weights(coords: torch.Tensor, length: int) -> torch.Tensor:
     out.scatter_add_(-1, low.unsqueeze(-1), (1.0 - frac).unsqueeze(-1))
     out.scatter_add_(-1, high.unsqueeze(-1), frac.unsqueeze(-1))
     return out * valid.unsqueeze(-1).to(out.dtype)
+
+
+def roi_align_separable(feature_map: torch.Tensor, boxes: Sequence[torch.Tensor], size: int, stride: int,
+                        sampling_ratio: int = 2) -> torch.Tensor:
+    """:func:`roi_align` computed as two small bilinear operators per box (no sampling kernel).
+
+    Bilinear RoIAlign is separable: a (size, H) row operator and a (size, W) column operator per
+    box, the same ones :func:`sampling_matrix` multiplies out. On a small trunk map (7x7 at 224)
+    this is a fraction of torchvision's per-sample CPU kernel. Equal to it up to float rounding.
+    """
+    _, c, h, w = feature_map.shape
+    scale = 1.0 / stride
+    out = []
+    for index, b in enumerate(boxes):
+        b = b.to(device=feature_map.device, dtype=torch.float32).reshape(-1, 4)
+        if not len(b):
+            continue
+        x1, y1, x2, y2 = (b[:, i] * scale - 0.5 for i in range(4))
+        ay = _bin_axis(y1, y2, size, sampling_ratio, h).to(feature_map.dtype)  # (N, size, H)
+        ax = _bin_axis(x1, x2, size, sampling_ratio, w).to(feature_map.dtype)  # (N, size, W)
+        rows = torch.einsum("nph,chw->ncpw", ay, feature_map[index])  # (N, C, size, W)
+        out.append(torch.einsum("ncpw,nqw->ncpq", rows, ax))
+    return torch.cat(out) if out else feature_map.new_zeros((0, c, size, size))
 
 
 def _bin_axis(start: torch.Tensor, end: torch.Tensor, size: int, sampling_ratio: int, length: int) -> torch.Tensor:
@@ -96,10 +119,27 @@ def rod_align(feature_map: torch.Tensor, boxes: Sequence[torch.Tensor], size: in
     default the whole map (``W * stride``, ``H * stride``).
     Returns (sum Ni, C, size, size).
     """
+    parts = rod_parts(feature_map, boxes, size, stride, input_sizes)
+    if parts is None:
+        return feature_map.new_zeros((0, feature_map.shape[1], size, size))
+    samples, owner, keep = parts
+    masked = samples[owner] * keep.unsqueeze(1).to(samples.dtype)  # (sum Ni, C, size+1, size+1)
+    return F.avg_pool2d(masked, kernel_size=2, stride=1)
+
+
+def rod_parts(feature_map: torch.Tensor, boxes: Sequence[torch.Tensor], size: int, stride: int,
+              input_sizes: Sequence[tuple[int, int]] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """RoDAlign before its mask and pooling: (samples (B', C, s+1, s+1), owner (sum Ni,), keep (sum Ni, s+1, s+1)).
+
+    ``rod_align == avg_pool2d(samples[owner] * keep, 2, 1)``. A linear layer that follows RoDAlign
+    can be pushed through the pooling and onto the per-image samples, so per crop only the
+    (s+1)^2 mask remains (see ``CLIPCropping.score_crops``). None when there are no boxes.
+    """
     b, c, h, w = feature_map.shape
     per_image = [bx.to(device=feature_map.device, dtype=torch.float32).reshape(-1, 4) for bx in boxes]
     if not per_image or sum(len(bx) for bx in per_image) == 0:
-        return feature_map.new_zeros((0, c, size, size))
+        return None
     # Coordinates and weights in float32 even under fp16 autocast: pixel positions need the bits.
     grid = torch.arange(size + 1, dtype=torch.float32, device=feature_map.device) / size
     sizes = torch.tensor(input_sizes if input_sizes is not None else [(w * stride, h * stride)] * len(per_image),
@@ -116,6 +156,4 @@ def rod_align(feature_map: torch.Tensor, boxes: Sequence[torch.Tensor], size: in
     inside_y = (ys_n >= bx[:, 1:2]) & (ys_n <= bx[:, 3:4])
     inside_x = (xs_n >= bx[:, 0:1]) & (xs_n <= bx[:, 2:3])
     keep = ~(inside_y.unsqueeze(2) & inside_x.unsqueeze(1))  # (sum Ni, size+1, size+1)
-    masked = samples[owner] * keep.unsqueeze(1).to(samples.dtype)  # (sum Ni, C, size+1, size+1)
-    return F.avg_pool2d(masked, kernel_size=2, stride=1)
-
+    return samples, owner, keep

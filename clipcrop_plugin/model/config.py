@@ -85,3 +85,22 @@ class ModelConfig:
         if cfg is None:
             raise WeightsError(f"open_clip has no model config named {self.clip_model!r}")
         return dict(cfg)
+
+
+def pretrained_model_config(name: str, pretrained: str) -> ModelConfig:
+    """The config of an open_clip tower as its pretrained weights expect it.
+
+    Input size from the tower's own config; activation and normalisation from open_clip's
+    pretrained registry (OpenAI's weights use QuickGELU and their own mean/std).
+    """
+    base = ModelConfig(clip_model=name, clip_pretrained=pretrained)
+    vision = base.open_clip_config().get("vision_cfg", {})
+    if isinstance(vision.get("image_size"), (list, tuple)):
+        raise WeightsError(f"{name} has a non-square input; clipcrop needs a square ResNet tower")
+    size = int(vision.get("image_size", base.image_size))
+    import open_clip
+
+    pcfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
+    extra = {k: tuple(pcfg[k]) for k in ("mean", "std") if pcfg.get(k)}
+    return ModelConfig(clip_model=name, clip_pretrained=pretrained, image_size=size,
+                       quick_gelu=bool(pcfg.get("quick_gelu", pretrained == "openai")), **extra)

@@ -1,8 +1,9 @@
 """Finding and loading pretrained CLIP weights without ever unpickling code.
 
 Order (SPEC 5): an explicit path (``--weights`` / ``settings.weights``), the configured model
-folder, then open_clip's own download cache. Nothing here downloads: a missing file is a
-:class:`~clipcrop_plugin.errors.WeightsError` that says where to put one.
+folder, a file registered by ``clipcrop models fetch`` (``<model_dir>/fetched.json``), then
+open_clip's own download cache. Nothing here downloads: a missing file is a
+:class:`~clipcrop_plugin.errors.WeightsError` that says how to fetch or place one.
 
 Names looked for in the model folder (``settings.resolved_model_dir()``), first match wins:
 ``<model>-<pretrained>.safetensors``, ``<model>-<pretrained>.bin``, ``<model>-<pretrained>.pt``
@@ -27,13 +28,14 @@ from ..errors import WeightsError
 
 HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
-HOW_TO_GET = ("put an open_clip state dict (e.g. open_clip_model.safetensors from the Hugging Face repo "
-              "timm/resnet50_clip.openai) in {model_dir} as {name}-{pretrained}.safetensors, or pass --weights PATH")
+HOW_TO_GET = ("run `clipcrop models fetch {name} --pretrained {pretrained}`, or put an open_clip state dict "
+              "(e.g. open_clip_model.safetensors from the Hugging Face repo timm/resnet50_clip.openai) in {model_dir} "
+              "as {name}-{pretrained}.safetensors, or pass --weights PATH")
 
 
 @dataclass(frozen=True)
 class ClipWeights:
-    """Where a CLIP state dict was found: ``path``, ``source`` (explicit|model_dir|open_clip_cache)."""
+    """Where a CLIP state dict was found: ``path``, ``source`` (explicit|model_dir|fetched|open_clip_cache)."""
 
     path: Path
     source: str
@@ -95,6 +97,11 @@ def find_clip_weights(model_dir: Path, name: str = "RN50", pretrained: str = "op
     for path in model_dir_candidates(Path(model_dir), name, pretrained):
         if path.is_file():
             return ClipWeights(path, "model_dir")
+    from .fetch import registered_weights
+
+    fetched = registered_weights(Path(model_dir), name, pretrained)
+    if fetched is not None:
+        return ClipWeights(fetched, "fetched")
     for path in open_clip_cache_candidates(name, pretrained):
         return ClipWeights(path, "open_clip_cache")
     raise WeightsError(f"no {name} ({pretrained}) CLIP weights found; "
@@ -152,6 +159,46 @@ def load_clip_state(model_dir: Path, name: str = "RN50", pretrained: str = "open
 
 
 _IGNORED_KEYS = ("input_resolution", "context_length", "vocab_size")
+
+
+def check_clip_weights(path: Path, name: str, pretrained: str) -> None:
+    """Check that ``path`` holds every tensor of the ``name`` tower with the right shape.
+
+    A safetensors file is judged from its header alone (no tensor is read); other formats are
+    loaded with ``weights_only``. Raises the WeightsError loading would raise.
+    """
+    from .config import pretrained_model_config
+    from .network import create_clip_shapes
+
+    path = Path(path)
+    expected = create_clip_shapes(pretrained_model_config(name, pretrained))
+    if path.suffix == ".safetensors" or _looks_like_safetensors(_head(path)):
+        with open(path, "rb") as fh:
+            shapes = {k: tuple(int(v) for v in spec) for k, spec in _safetensors_shapes(fh, path).items()}
+    else:
+        shapes = {k: tuple(v.shape) for k, v in load_state_file(path).items()}
+    shapes = {(k[7:] if k.startswith("module.") else k): s for k, s in shapes.items() if k not in _IGNORED_KEYS}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        sample = ", ".join((missing or unexpected)[:3])
+        raise WeightsError(f"CLIP weights {path.name} do not fit {name} ({len(missing)} missing, "
+                           f"{len(unexpected)} unexpected keys, e.g. {sample})")
+    for key, shape in expected.items():
+        if shapes[key] != shape:
+            raise WeightsError(f"CLIP weights {path.name} do not fit {name}: {key} has shape {shapes[key]}, "
+                               f"expected {shape}")
+
+
+def _safetensors_shapes(fh, path: Path) -> dict[str, list[int]]:  # noqa: ANN001
+    try:
+        n = int.from_bytes(fh.read(8), "little")
+        if not 2 <= n < (1 << 30):
+            raise ValueError("bad header length")
+        header = json.loads(fh.read(n))
+        return {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"corrupt safetensors file {path.name}: {exc}") from exc
 
 
 def copy_state_into(module: torch.nn.Module, path: Path, what: str = "weights",

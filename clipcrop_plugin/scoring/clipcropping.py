@@ -8,6 +8,7 @@ encoder never runs at inference.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,28 +41,63 @@ class CLIPCroppingScorer:
         self.min_side = model.config.image_size
 
     @classmethod
-    def create(cls, settings: Settings, device: str = "auto", weights: str | None = None) -> CLIPCroppingScorer:
-        """Load ``weights`` / ``settings.weights`` (must be our checkpoint) or the model folder's active one."""
-        from ..model.checkpoints import active_checkpoint, is_checkpoint, load_checkpoint
+    def locate(cls, settings: Settings, weights: str | None = None):  # noqa: ANN206 - CheckpointInfo
+        """The checkpoint this scorer would load (explicit path or the pinned one), verified fit to score.
+
+        Raises WeightsError when there is none and UnfitCheckpoint when it may not score photos.
+        No tensor is read.
+        """
+        from ..model.checkpoints import (
+            UnfitCheckpoint,
+            active_checkpoint,
+            is_checkpoint,
+            read_checkpoint_info,
+            scoring_refusal,
+        )
 
         explicit = weights or settings.weights or None
         if explicit:
             if not is_checkpoint(explicit):
                 raise WeightsError(f"{explicit} is not a clipcrop checkpoint (the clipcropping scorer needs a trained "
                                    "checkpoint: NAME.safetensors with its NAME.json sidecar)")
-            path = explicit
+            info = read_checkpoint_info(explicit)
         else:
             model_dir = settings.resolved_model_dir()
-            active = active_checkpoint(model_dir)
-            if active is None:
-                raise WeightsError(f"no trained clipcropping checkpoint in {model_dir}; "
-                                   "import one with `clipcrop models import FILE` or train one with clipcrop-train")
-            path = str(active.path)
+            info = active_checkpoint(model_dir)
+            if info is None:
+                from ..model.checkpoints import list_checkpoints
+
+                there = [i.name for i in list_checkpoints(model_dir) if i.can_score]
+                hint = (f"pick one with `clipcrop models use NAME` ({', '.join(there[:3])})" if there else
+                        "import one with `clipcrop models import FILE` or train one with clipcrop-train")
+                raise WeightsError(f"no trained clipcropping checkpoint is active in {model_dir}; {hint}")
+        why = scoring_refusal(info)
+        if why:
+            raise UnfitCheckpoint(f"checkpoint {info.name} cannot score photos: {why}")
+        return info
+
+    @classmethod
+    def create(cls, settings: Settings, device: str = "auto", weights: str | None = None) -> CLIPCroppingScorer:
+        """Load ``weights`` / ``settings.weights`` (must be our checkpoint) or the model folder's active one."""
+        from ..model.checkpoints import load_checkpoint
+
+        info = cls.locate(settings, weights)
         from ..model.device import pick_device  # torch only once a checkpoint is known to exist
 
         dev = pick_device(device or settings.device)
-        model, info = load_checkpoint(path, "cpu", text_tower=False)
+        model, info = load_checkpoint(info.path, "cpu", text_tower=False)
         return cls(model, info, dev)
+
+    @classmethod
+    def inventory(cls, settings: Settings) -> dict[str, Any]:
+        """``clipcrop models`` row: the checkpoint this scorer would use, or why there is none."""
+        try:
+            info = cls.locate(settings)
+        except WeightsError as exc:
+            return {"ready": False, "weights": settings.weights or None, "sha256": None, "detail": str(exc)}
+        source = "settings.weights" if settings.weights else "active checkpoint"
+        return {"ready": True, "weights": str(info.path), "sha256": info.sha256,
+                "detail": f"{source}, lineage {' -> '.join(info.lineage)}"}
 
     def score(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list[ScoreResult]:
         """Head scores and eq. 24 element scores for every candidate; one trunk pass per image."""

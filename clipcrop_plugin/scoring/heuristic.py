@@ -278,6 +278,11 @@ class HeuristicScorer:
         """Registry constructor; ``device`` and ``weights`` are accepted and ignored (no model)."""
         return cls(settings)
 
+    @classmethod
+    def inventory(cls, settings: Settings) -> dict:
+        """``clipcrop models`` row: always ready, nothing to load."""
+        return {"ready": True, "weights": None, "sha256": None, "detail": "no weights needed"}
+
     def score(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list[ScoreResult]:
         """Score every candidate of every image; one :class:`ScoreResult` per image."""
         if len(images) != len(candidates):

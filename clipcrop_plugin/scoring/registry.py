@@ -30,8 +30,8 @@ log = logging.getLogger("clipcrop")
 _BUILTIN = {"heuristic": "clipcrop_plugin.scoring.heuristic:HeuristicScorer"}
 
 NO_WEIGHTS_HINT = (
-    "get weights with `clipcrop models import FILE`, pass `--weights PATH`, or put open_clip "
-    "RN50 'openai' weights in the model folder"
+    "get CLIP weights with `clipcrop models fetch`, a trained checkpoint with `clipcrop models import FILE`, "
+    "or pass `--weights PATH`"
 )
 
 
@@ -99,12 +99,19 @@ def load_scorer(
             raise ConfigError(f"unknown scorer {name!r}; known: auto, {', '.join(sorted(eps))}")
         return _create(name, _load_class(name, eps[name]), settings, device, weights)
 
+    from ..model.checkpoints import UnfitCheckpoint
+
     reasons: list[str] = []
     for candidate in AUTO_ORDER:
         if candidate not in eps:
             continue
         try:
             scorer = _create(candidate, _load_class(candidate, eps[candidate]), settings, device, weights)
+        except UnfitCheckpoint as exc:
+            # A checkpoint is there but must not score photos: the user should know why it is passed over.
+            reasons.append(f"{candidate}: {exc}")
+            log.warning("auto: skipping %s: %s", candidate, exc)
+            continue
         except (WeightsError, ConfigError, MissingExtraError) as exc:
             reasons.append(f"{candidate}: {exc}")
             log.debug("auto: %s unavailable: %s", candidate, exc)
@@ -116,3 +123,30 @@ def load_scorer(
     say_once_a_day(log, "no-clip-weights", "no CLIP weights found, using the weights-free heuristic scorer; %s "
                    "(said once a day; `clipcrop models` shows the scorers)", NO_WEIGHTS_HINT)
     return _load_class("heuristic", eps["heuristic"]).create(settings, device=device, weights=None)
+
+
+def scorer_inventory(settings: Settings) -> list[dict[str, Any]]:
+    """One row per registered scorer, as the scorer class reports it (its ``inventory(settings)``).
+
+    Rows: ``name``, ``ready``, ``weights``, ``sha256``, ``detail``. A plugin class without an
+    ``inventory`` classmethod is listed as ready with detail "from a plugin"; one that cannot be
+    imported is listed as not ready with the reason.
+    """
+    rows: list[dict[str, Any]] = []
+    for name, ep in sorted(_entry_points().items()):
+        row: dict[str, Any] = {"name": name, "ready": True, "weights": None, "sha256": None, "detail": "from a plugin"}
+        try:
+            cls = _load_class(name, ep)
+            report = getattr(cls, "inventory", None)
+            if callable(report):
+                row.update(report(settings))
+        except (ConfigError, MissingExtraError) as exc:
+            row.update(ready=False, detail=str(exc))
+        except ImportError as exc:  # the scorer's own imports need an extra that is not installed
+            missing = _missing_extra(name, exc)
+            row.update(ready=False, detail=str(missing) if missing else f"inventory failed ({exc})")
+        except Exception as exc:  # a plugin's broken inventory must not hide the other scorers
+            row.update(ready=False, detail=f"inventory failed ({type(exc).__name__}: {exc})")
+        row["name"] = name
+        rows.append(row)
+    return rows

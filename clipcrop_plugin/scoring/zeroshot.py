@@ -6,12 +6,21 @@ giving its CLIP image embedding. Score = mean cosine to the good-composition pro
 cosine to the bad ones (:mod:`clipcrop_plugin.model.prompts`); elements = cosine to each of
 the ten element prompt groups; both times CLIP's logit scale. Text embeddings are computed once at ``create()``, after which the
 text tower is freed.
+
+``zeroshot_rescore = N`` (a setting, default 0): the one pass sees every crop through the photo
+squeezed to CLIP's square input, so a crop's embedding mixes in its neighbourhood and a wide crop
+is seen squeezed. With N > 0 the N best crops of that pass are cut from the working image, resized
+at their true aspect (short side the tower's input size), embedded by their own trunk pass, and
+reordered among themselves by the new score; they keep the one-pass score values (so scores stay
+on one scale and the rest of the ranking is unchanged) and take the new element scores. It costs
+N extra trunk passes per photo: for a GPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +37,7 @@ class ZeroShotScorer:
 
     name = "zeroshot"
 
-    def __init__(self, clip, config, device, weights_hash: str, source: str) -> None:  # noqa: ANN001 - torch types
+    def __init__(self, clip, config, device, weights_hash: str, source: str, rescore: int = 0) -> None:  # noqa: ANN001
         import torch
 
         from ..model.knowledge import encode_texts
@@ -42,6 +51,7 @@ class ZeroShotScorer:
         self.weights_hash = weights_hash
         self.weights_source = source
         self.min_side = config.image_size
+        self.rescore = max(0, int(rescore))
         self.scale = float(self.clip.logit_scale.detach().exp().clamp(max=100.0))
         with torch.no_grad():
             self.quality = encode_texts(self.clip, [GOOD_PROMPTS, BAD_PROMPTS]).to(device)
@@ -62,7 +72,7 @@ class ZeroShotScorer:
         # Weights are looked for before torch is imported, so that `auto` falls back to the
         # heuristic scorer quickly when there are none.
         from ..model.checkpoints import is_checkpoint
-        from ..model.config import ModelConfig
+        from ..model.config import pretrained_model_config
         from ..model.weights import find_clip_weights
 
         explicit = weights or settings.weights or None
@@ -79,22 +89,36 @@ class ZeroShotScorer:
         dev = pick_device(device or settings.device)
         if is_ours:
             model, info = load_checkpoint(explicit, "cpu")
-            return cls(model.clip, model.config, dev, info.sha256, str(info.path))
-        config = ModelConfig(clip_model=settings.clip_model, clip_pretrained=settings.clip_pretrained)
-        vision = config.open_clip_config().get("vision_cfg", {})
-        size = int(vision.get("image_size", config.image_size))
-        if isinstance(vision.get("image_size"), (list, tuple)):
-            raise WeightsError(f"{settings.clip_model} has a non-square input; zeroshot needs a square ResNet tower")
-        import open_clip
-
-        # Activation and normalisation follow the pretrained weights (OpenAI's use QuickGELU).
-        pcfg = open_clip.get_pretrained_cfg(settings.clip_model, settings.clip_pretrained) or {}
-        extra = {k: tuple(pcfg[k]) for k in ("mean", "std") if pcfg.get(k)}
-        config = ModelConfig(clip_model=settings.clip_model, clip_pretrained=settings.clip_pretrained, image_size=size,
-                             quick_gelu=bool(pcfg.get("quick_gelu", settings.clip_pretrained == "openai")), **extra)
+            return cls(model.clip, model.config, dev, info.sha256, str(info.path), settings.zeroshot_rescore)
+        config = pretrained_model_config(settings.clip_model, settings.clip_pretrained)
         clip = create_clip(config, empty=True)
         copy_state_into(clip, where.path, what="CLIP weights")
-        return cls(clip, config, dev, sha256_file(where.path), str(Path(where.path)))
+        return cls(clip, config, dev, sha256_file(where.path), str(Path(where.path)), settings.zeroshot_rescore)
+
+    @classmethod
+    def inventory(cls, settings: Settings) -> dict[str, Any]:
+        """``clipcrop models`` row: ready only when the weights ``create`` would load fit the tower."""
+        from ..model.checkpoints import is_checkpoint, read_checkpoint_info
+        from ..model.weights import check_clip_weights, find_clip_weights
+
+        name, tag = settings.clip_model, settings.clip_pretrained
+        explicit = settings.weights or None
+        try:
+            if explicit and is_checkpoint(explicit):
+                info = read_checkpoint_info(explicit)
+                return {"ready": True, "weights": str(info.path), "sha256": info.sha256,
+                        "detail": "CLIP towers of the checkpoint in settings.weights"}
+            where = find_clip_weights(settings.resolved_model_dir(), name, tag, explicit)
+            check_clip_weights(where.path, name, tag)
+        except WeightsError as exc:
+            return {"ready": False, "weights": explicit, "sha256": None, "detail": str(exc)}
+        sha = None
+        if where.source == "fetched":
+            from ..model.fetch import read_records
+
+            rec = read_records(settings.resolved_model_dir()).get(f"{name}-{tag}")
+            sha = rec.sha256 if rec else None
+        return {"ready": True, "weights": str(where.path), "sha256": sha, "detail": f"{name} {tag} from {where.source}"}
 
     def embed_crops(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list:
         """Normalized CLIP embeddings of every candidate, per image: list of (Ni, D) tensors."""
@@ -122,10 +146,61 @@ class ZeroShotScorer:
         """Quality-prompt margin and element cosines for every candidate of every image."""
         results = []
         for emb in self.embed_crops(images, candidates):
-            # CLIP's own logit scale (100 for OpenAI's weights): cosines become CLIP logits, so
-            # changes between crops are read on the scale CLIP was trained to separate things at.
-            sims = self.scale * (emb @ self.quality.t())  # (N, 2): good, bad
-            scores = (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64)
-            elements = (self.scale * (emb @ self.element_text.t())).cpu().numpy().astype(np.float64)
-            results.append(ScoreResult(scores=scores, elements=elements))
+            results.append(self._result(emb))
+        if self.rescore:
+            for im, cand, res in zip(images, candidates, results):
+                self._rescore(im, cand, res)
         return results
+
+    def _result(self, emb) -> ScoreResult:  # noqa: ANN001 - torch tensor (N, D)
+        # CLIP's own logit scale (100 for OpenAI's weights): cosines become CLIP logits, so
+        # changes between crops are read on the scale CLIP was trained to separate things at.
+        sims = self.scale * (emb @ self.quality.t())  # (N, 2): good, bad
+        scores = (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64)
+        elements = (self.scale * (emb @ self.element_text.t())).cpu().numpy().astype(np.float64)
+        return ScoreResult(scores=scores, elements=elements)
+
+    def embed_own_pixels(self, image: LoadedImage, cand: CandidateSet, indices: Sequence[int]) -> list:
+        """CLIP embeddings of the candidates ``indices`` from their own pixels at their true aspect."""
+        import torch
+        import torch.nn.functional as F
+
+        from ..model.align import sampling_matrix
+        from ..model.config import ModelConfig
+        from ..model.device import autocast_for
+        from ..model.knowledge import roi_attention_pool
+        from ..model.network import STRIDE, image_tensor, input_size, trunk_features
+
+        work = image.image
+        sx, sy = work.width / cand.width, work.height / cand.height
+        aspect_cfg = ModelConfig(**{**self.config.to_dict(), "input_mode": "aspect"})
+        pool = self.clip.visual.attnpool
+        out = []
+        with torch.no_grad(), autocast_for(self.torch_device):
+            for i in indices:
+                x1, y1, x2, y2 = (float(v) for v in np.asarray(cand.boxes[i], dtype=np.float64))
+                box = (int(round(x1 * sx)), int(round(y1 * sy)), max(int(round(x1 * sx)) + 1, int(round(x2 * sx))),
+                       max(int(round(y1 * sy)) + 1, int(round(y2 * sy))))
+                crop = work.crop(box)
+                size = input_size(crop.width, crop.height, aspect_cfg)
+                fmap = trunk_features(self.clip.visual, image_tensor(crop, size, self.config)[None].to(self.torch_device))
+                _, _, h, w = fmap.shape
+                full = torch.tensor([[0.0, 0.0, w * STRIDE, h * STRIDE]], device=fmap.device)
+                s = sampling_matrix(full, h, w, self.pool_size, STRIDE, self.config.pool_sampling_ratio)
+                out.append(F.normalize(roi_attention_pool(pool, fmap[0], s).float(), dim=-1)[0])
+        return out
+
+    def _rescore(self, image: LoadedImage, cand: CandidateSet, res: ScoreResult) -> None:
+        """Reorder the top ``rescore`` crops by their own-pixel score (see the module docstring)."""
+        import torch
+
+        k = min(self.rescore, len(res.scores))
+        if k < 2:
+            return
+        top = np.argsort(-res.scores, kind="stable")[:k]
+        fresh = self._result(torch.stack(self.embed_own_pixels(image, cand, top.tolist())))
+        values = np.sort(res.scores[top])[::-1]  # the one-pass values, best first
+        order = top[np.argsort(-fresh.scores, kind="stable")]
+        res.scores[order] = values
+        assert res.elements is not None and fresh.elements is not None
+        res.elements[top] = fresh.elements

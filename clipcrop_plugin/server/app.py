@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -37,15 +38,29 @@ from .models import (
     ScoreRequest,
     ServerInfo,
 )
-from .security import GuardMiddleware, default_allowed_hosts
+from .security import MAX_BODY_BYTES, BodyLimitMiddleware, GuardMiddleware, default_allowed_hosts
 from .thumbs import SIZES, ThumbnailCache, snap_size
 
 STATIC = Path(__file__).with_name("static")
 PhotoId = Annotated[int, PathParam(ge=1, le=2**62, description="database id of the photo")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem},
+    413: {"model": Problem, "description": "the request body is over the limit"},
     503: {"model": Problem, "description": "the database could not be read or written"},
 }
+MAX_PROBLEMS = 5  # validation problems named in a 422 (each without the input that caused it)
+
+
+def validation_detail(exc: RequestValidationError) -> str:
+    """One line naming what was wrong and where, never echoing the (possibly huge) input."""
+    parts = []
+    errors = exc.errors()
+    for err in errors[:MAX_PROBLEMS]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "body"
+        msg = " ".join(str(err.get("msg", "invalid")).split())[:160]
+        parts.append(f"{where[:80]}: {msg}")
+    more = f" (+{len(errors) - MAX_PROBLEMS} more)" if len(errors) > MAX_PROBLEMS else ""
+    return "invalid request: " + "; ".join(parts) + more
 
 
 def create_app(
@@ -55,12 +70,14 @@ def create_app(
     allowed_hosts: list[str] | None = None,
     bind_host: str = "127.0.0.1",
     thumbnail_dir: Path | None = None,
+    max_body: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """Build the app over an open :class:`Library`.
 
     ``allowed_hosts``: names the ``Host`` header may carry (default: loopback names and
     ``bind_host``). ``token``: when set, every API call needs it (Bearer header or cookie).
     Thumbnails are cached under ``thumbnail_dir`` (default ``<data dir>/cache/thumbs``).
+    Request bodies over ``max_body`` bytes are refused with 413.
     """
     app = FastAPI(
         title="clipcrop",
@@ -77,6 +94,7 @@ def create_app(
 
     # Middleware runs outermost-last-added: Host check first, then token and cross-site checks.
     app.add_middleware(GuardMiddleware, token=token, exempt_prefixes=("/static/",))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body)
     app.add_middleware(
         TrustedHostMiddleware, allowed_hosts=allowed_hosts or default_allowed_hosts(bind_host), www_redirect=False
     )
@@ -94,6 +112,10 @@ def create_app(
         else:  # ConfigError and the rest: the request asked for something impossible
             status = 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_detail(exc)}, status_code=422)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

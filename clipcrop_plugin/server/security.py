@@ -10,7 +10,12 @@ The server is a local tool that can read every photo in the library, so it defen
   carry the ``X-Clipcrop`` header or the token; browsers never attach a custom header to a
   cross-site request without a CORS preflight, which this app never grants;
 - anyone without the token, when one is set: ``Authorization: Bearer T``, the ``clipcrop_token``
-  cookie, or a one-time ``?token=T`` on a page load that sets that cookie (Jupyter's scheme).
+  cookie, or a one-time ``?token=T`` on a page load that sets that cookie (Jupyter's scheme);
+- other sites' pages embedding our URLs (``<img src=http://127.0.0.1:8765/api/photos/1/thumbnail>``
+  makes the server decode a photo): a cross-site request that is not a top-level navigation is
+  refused (``Sec-Fetch-Site``/``Sec-Fetch-Mode``, sent by every current browser);
+- huge request bodies: :class:`BodyLimitMiddleware` answers 413 past ``MAX_BODY_BYTES``, from
+  ``Content-Length`` before reading, or while the body streams in.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import URL, Headers, MutableHeaders, QueryParams
+from starlette.exceptions import HTTPException
 from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ConfigError
 
+MAX_BODY_BYTES = 1 << 20  # every request body the API takes is a few hundred bytes
 TOKEN_COOKIE = "clipcrop_token"
 CSRF_HEADER = "x-clipcrop"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -63,10 +70,21 @@ def check_bind(host: str, token: str | None) -> None:
 
 
 def default_allowed_hosts(bind_host: str = "127.0.0.1", extra: Iterable[str] = ()) -> list[str]:
-    """Host names a request may carry: the loopback names, the bound address, and ``extra``."""
-    hosts = [h.strip("[]").lower() for h in (*LOOPBACK_NAMES, bind_host, *extra) if h]
-    # A wildcard bind accepts any address, but the Host header must still name one the user chose.
-    return list(dict.fromkeys(h for h in hosts if h not in ("0.0.0.0", "::")))
+    """Host names a request may carry: the loopback names, the bound address, and ``extra``.
+
+    An IPv6 literal is listed bare and in brackets (``Host: [::1]:8765`` reaches the host check
+    as ``[::1]``).
+    """
+    hosts: list[str] = []
+    for raw in (*LOOPBACK_NAMES, bind_host, *extra):
+        name = raw.strip().strip("[]").lower() if raw else ""
+        if not name or name in ("0.0.0.0", "::"):
+            # A wildcard bind accepts any address, but the Host header must still name one the user chose.
+            continue
+        hosts.append(name)
+        if ":" in name:
+            hosts.append(f"[{name}]")
+    return list(dict.fromkeys(hosts))
 
 
 def _json(status: int, detail: str) -> JSONResponse:
@@ -102,6 +120,11 @@ class GuardMiddleware:
         method = scope["method"].upper()
         path: str = scope.get("path", "")
         cookies = cookie_parser(headers.get("cookie", ""))
+
+        if headers.get("sec-fetch-site", "") == "cross-site" and headers.get("sec-fetch-mode", "") != "navigate":
+            # Another site's <img>, <script> or fetch(): it may not make us decode or send anything.
+            await _json(403, "cross-site request refused")(scope, receive, send)
+            return
 
         if self.token is not None and not path.startswith(self.exempt_prefixes):
             url = URL(scope=scope)
@@ -146,3 +169,52 @@ class GuardMiddleware:
         if CSRF_HEADER in headers or (self.token is not None and "authorization" in headers):
             return None
         return "state-changing request needs an Origin of this server, the X-Clipcrop header, or the token"
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413, before reading them where possible."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        problem = f"request body too large (the limit is {limit} bytes)"
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > limit
+            except ValueError:
+                await _json(400, "bad Content-Length header")(scope, receive, send)
+                return
+            if too_big:
+                await _json(413, problem)(scope, receive, send)
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:  # a chunked body without Content-Length: stop reading it
+                    raise HTTPException(413, problem)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except HTTPException as exc:
+            if exc.status_code != 413 or started:
+                raise
+            await _json(413, problem)(scope, receive, send)

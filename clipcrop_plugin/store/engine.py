@@ -1,8 +1,15 @@
-"""Database URL resolution and engine creation (SQLite pragmas, corrupt-file detection)."""
+"""Database URL resolution and engine creation (SQLite pragmas, corrupt-file detection).
+
+A SQLite file is first opened read-only and its schema checked (:func:`migrate.check_sqlite_schema`)
+before any pragma or write, so a refused file - not ours, a newer schema, damaged - is left
+byte-identical. A damaged or read-only database met later, mid-command, is one
+:class:`StoreError` naming the file.
+"""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -11,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ..config import Settings, load_settings
 from ..errors import StoreError
+from ..safeio import show
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
@@ -67,6 +75,10 @@ def make_engine(url: str) -> Engine:
     path = sqlite_path(url)
     if path is not None:
         check_sqlite_file(path)
+        if path.exists() and path.stat().st_size:
+            from .migrate import check_sqlite_schema  # migrate imports this module
+
+            check_sqlite_schema(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -89,6 +101,7 @@ def make_engine(url: str) -> Engine:
         raise StoreError(f"cannot use database URL {url!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, in_memory=path is None)
+        _name_sqlite_errors(engine, path)
     elif engine.dialect.name == "postgresql":
         _configure_postgresql(engine)
     return engine
@@ -108,6 +121,26 @@ def _configure_postgresql(engine: Engine) -> None:
         # exactly the SQLite behaviour the Store's read-then-write logic is written for.
         if conn.get_execution_options().get(WRITE_OPTION):
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%(k)s))", {"k": PG_WRITE_LOCK})
+
+
+def _name_sqlite_errors(engine: Engine, path: Path | None) -> None:
+    """Turn a damaged or read-only SQLite file met mid-command into one line naming the file."""
+    where = show(path) if path is not None else "the in-memory database"
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(ctx) -> None:  # type: ignore[no-untyped-def]
+        orig = ctx.original_exception
+        if not isinstance(orig, sqlite3.DatabaseError):
+            return
+        name = getattr(orig, "sqlite_errorname", "") or ""
+        text = str(orig)
+        if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in text or "not a database" in text:
+            raise StoreError(
+                f"{where}: the database file is damaged ({text}); restore a backup"
+                " (clipcrop keeps one next to it at each upgrade) or use another --db"
+            ) from orig
+        if name.startswith("SQLITE_READONLY") or "readonly database" in text:
+            raise StoreError(f"{where}: the database is read-only ({text}); nothing was written") from orig
 
 
 def _configure_sqlite(engine: Engine, in_memory: bool) -> None:

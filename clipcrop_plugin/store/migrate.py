@@ -14,6 +14,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Engine, inspect
 
 from ..errors import StoreError
+from ..safeio import AtomicFile, show
 from .engine import WRITE_OPTION, sqlite_path
 
 
@@ -44,6 +45,19 @@ def check_revision(engine: Engine) -> tuple[str | None, str]:
     """(current, head); raises ``StoreError`` for a database newer than (unknown to) this code."""
     current = current_revision(engine)
     head = head_revision()
+    _judge(current, head, set(inspect(engine).get_table_names()) if current is None else set())
+    return current, head
+
+
+def _queue_table(name: str) -> bool:
+    """The task queue's tables (Procrastinate's, clipcrop_job_failures) may come before the
+    library's: a queue created first still leaves a clipcrop database."""
+    return name.startswith("procrastinate_") or name == "clipcrop_job_failures"
+
+
+def _judge(current: str | None, head: str, tables: set[str], where: str = "") -> None:
+    """Refuse a revision this code does not know, or tables without any clipcrop revision."""
+    prefix = f"{where}: " if where else ""
     if current is not None:
         script = ScriptDirectory.from_config(alembic_config())
         try:
@@ -52,40 +66,63 @@ def check_revision(engine: Engine) -> tuple[str | None, str]:
             known = False
         if not known:
             raise StoreError(
-                f"the database schema (revision {current}) is newer than this clipcrop understands"
-                f" (head {head}); upgrade clipcrop, or use another --db"
+                f"{prefix}the database schema (revision {current}) is newer than this clipcrop understands"
+                f" (head {head}); it was left untouched - upgrade clipcrop, or use another --db"
             )
-    else:
-        # The task queue's tables (Procrastinate's, clipcrop_job_failures) may come first: a
-        # queue created before the library is still a clipcrop database.
-        tables = {t for t in inspect(engine).get_table_names()
-                  if not t.startswith("procrastinate_") and t != "clipcrop_job_failures"}
-        if tables:
-            raise StoreError(
-                f"the database holds tables ({', '.join(sorted(tables)[:3])}...) but no clipcrop schema"
-                " version; it is not a clipcrop database - use another --db"
-            )
-    return current, head
+    elif {t for t in tables if not _queue_table(t)}:
+        raise StoreError(
+            f"{prefix}the database holds tables ({', '.join(sorted(tables)[:3])}...) but no clipcrop schema"
+            " version; it is not a clipcrop database and was left untouched - use another --db"
+        )
+
+
+def check_sqlite_schema(path: Path) -> str | None:
+    """Check a SQLite file's schema through a read-only connection, before any pragma or write.
+
+    Returns its revision (``None``: an empty database). Raises :class:`StoreError` for a file that
+    is not ours, has a newer schema or cannot be read; such a file stays byte-identical (the
+    engine's WAL switch, which rewrites header bytes, never runs on it).
+    """
+    where = show(path)
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{where}: cannot open the database read-only ({exc})") from None
+    try:
+        rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        tables = {str(r[0]) for r in rows if not str(r[0]).startswith("sqlite_")}
+        current = None
+        if "alembic_version" in tables:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+            current = str(row[0]) if row else None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{where}: cannot read the database ({exc}); it was left untouched") from None
+    finally:
+        con.close()
+    _judge(current, head_revision(), tables - {"alembic_version"} if current is None else set(), where)
+    return current
 
 
 def backup_sqlite(path: Path, revision: str | None) -> Path:
-    """Copy the SQLite database (consistently, through the backup API) next to itself."""
+    """Copy the SQLite database (consistently, through the backup API) next to itself.
+
+    The copy is made in a fresh temp file and then takes a free name (``...-2.bak`` when the
+    name is taken): an earlier backup is never overwritten, a planted link never followed.
+    """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.{revision or 'none'}.{stamp}.bak")
-    n = 1
-    while target.exists():  # never overwrite an earlier backup
-        target = path.with_name(f"{path.name}.{revision or 'none'}.{stamp}-{n}.bak")
-        n += 1
-    src = sqlite3.connect(str(path))
-    try:
-        dst = sqlite3.connect(str(target))
+    atomic = AtomicFile(path.with_name(f"{path.name}.{revision or 'none'}.{stamp}.bak"), unique=True,
+                        error=StoreError)
+    with atomic:
+        src = sqlite3.connect(str(path))
         try:
-            src.backup(dst)
+            dst = sqlite3.connect(str(atomic.tmp))  # writes into the temp file AtomicFile created
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
         finally:
-            dst.close()
-    finally:
-        src.close()
-    return target
+            src.close()
+    return atomic.path
 
 
 def upgrade(engine: Engine, *, backup: bool = True) -> Path | None:

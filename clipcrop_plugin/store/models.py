@@ -85,6 +85,11 @@ class Photo(Base):
     size: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # A camera's RAW + JPEG of one shot (IMG_1234.CR2 + IMG_1234.JPG): the other file's id, and
+    # this file's role, "raw" (stands for the shot) or "companion". No foreign key: adding one
+    # would make SQLite rebuild this table, and its CASCADE children would go with the old one.
+    pair_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    pair_role: Mapped[str | None] = mapped_column(String(9))
 
 
 class ScoringRun(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..elements import ELEMENT_NAMES, element
 from ..errors import ConfigError
+from ..photofiles import RAW_SUFFIXES
 from .models import CropRow, Label, Photo, ScoringRun
 
 SORTS = ("improvement", "score", "path", "taken")
@@ -44,12 +46,25 @@ class QueryFilters:
     taken_before: datetime | None = None
     camera: str | None = None
     include_gone: bool = False
+    all_files: bool = False  # list the JPEG of a scored RAW + JPEG shot as its own row too
 
     def needs_crop(self) -> bool:
         return any(
             v is not None
             for v in (self.scorer, self.aspect, self.min_score, self.min_improvement, self.enhances, self.reduces)
         )
+
+
+# What cameras write beside a RAW for the same shot, in order of preference as its companion.
+COMPANION_SUFFIXES = (".jpg", ".jpeg", ".heic", ".heif", ".hif")
+
+
+def pair_kind(path: str) -> str | None:
+    """``"raw"`` or ``"companion"`` for a file that can be one half of a RAW + JPEG shot, else None."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in RAW_SUFFIXES:
+        return "raw"
+    return "companion" if suffix in COMPANION_SUFFIXES else None
 
 
 def element_index(name: str) -> int:
@@ -127,9 +142,11 @@ def build_query(f: QueryFilters, sort: str, dialect: str, *, count: bool = False
     # crops index then (ORDER BY improvement LIMIT 50 becomes an index walk).
     inner = f.needs_crop() or sort in ("improvement", "score")
     pc = p.c
+    pair = p.alias("pair")
     cols = [pc.id, pc.path, pc.folder, pc.status, pc.error, pc.offline, pc.width, pc.height, pc.taken_at,
             pc.camera_make, pc.camera_model, pc.content_hash, c.c.id.label("crop_id"), c.c.run_id, c.c.aspect,
-            c.c.rank, c.c.x1, c.c.y1, c.c.x2, c.c.y2, c.c.score, c.c.improvement, c.c.elements]
+            c.c.rank, c.c.x1, c.c.y1, c.c.x2, c.c.y2, c.c.score, c.c.improvement, c.c.elements,
+            pc.pair_role, select(pair.c.path).where(pair.c.id == pc.pair_id).scalar_subquery().label("pair_path")]
     if count:
         cols = [func.count()]
     if inner:
@@ -157,6 +174,10 @@ def build_query(f: QueryFilters, sort: str, dialect: str, *, count: bool = False
         where.append(p.c.status == f.status)
     elif not f.include_gone:
         where.append(p.c.status != "gone")
+    if not f.all_files:
+        # One row per shot: a RAW's JPEG companion is left out while the RAW itself is scored.
+        scored_raw = exists().where(pair.c.id == pc.pair_id, pair.c.status == "scored")
+        where.append(or_(pc.pair_role.is_(None), pc.pair_role != "companion", ~scored_raw))
     if f.min_score is not None:
         where.append(c.c.score >= f.min_score)
     if f.min_improvement is not None:

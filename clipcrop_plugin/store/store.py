@@ -30,13 +30,15 @@ from . import migrate
 from .engine import WRITE_OPTION, make_engine, resolve_url
 from .models import LABEL_KINDS, TOP_K, CropRow, Explanation, Label, ModelVersion, Photo, ScoringRun, utcnow
 from .packing import pack_candidates, pack_elements, pack_vector, unpack_candidates, unpack_elements, unpack_vector
-from .queries import QueryFilters, build_query
+from .queries import _PREFIX_END, COMPANION_SUFFIXES, QueryFilters, build_query, pair_kind
 
 log = logging.getLogger("clipcrop.store")
 
 P, R, C, E, L, M = (t.__table__ for t in (Photo, ScoringRun, CropRow, Explanation, Label, ModelVersion))
 _ELEMENT_INDEX = {name: i for i, name in enumerate(ELEMENT_NAMES)}
 # Built once: a statement object per call would cost more than the query itself.
+_COMPANION_RANK = {suffix: i for i, suffix in enumerate(COMPANION_SUFFIXES)}
+_SAME_STEM_SQL = select(P.c.path, P.c.id).where(P.c.path >= bindparam("lo"), P.c.path < bindparam("hi"))
 _EXPLANATIONS_SQL = (
     select(E.c.crop_id, E.c.position, E.c.element, E.c.change)
     .where(E.c.crop_id.in_(bindparam("ids", expanding=True)))
@@ -92,11 +94,14 @@ class PhotoSummary:
     content_hash: str | None
     run_id: int | None = None
     crop: CropRecord | None = None
+    pair_path: str | None = None  # the other file of a RAW + JPEG shot
+    pair_role: str | None = None  # "raw" or "companion"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "path": self.path,
+            "pair": {"path": self.pair_path, "role": self.pair_role} if self.pair_path else None,
             "status": self.status,
             "error": self.error,
             "offline": self.offline,
@@ -348,7 +353,45 @@ class Store:
             if scored:
                 for k, pid in zip(scored, self._insert_scored_batch(conn, [items[k] for k in scored])):
                     ids[k] = pid
+            self._link_pairs(conn, [s.path for s, *_ in items])
         return [int(i) for i in ids if i is not None]
+
+    def _link_pairs(self, conn: Connection, paths: Sequence[str]) -> None:
+        """Pair each RAW among ``paths`` with the JPEG/HEIF the camera wrote beside it (same folder,
+        same name), and each such JPEG with its RAW: both rows learn the other's id and their role."""
+        kinds = {p: k for p in dict.fromkeys(paths) if (k := pair_kind(p))}
+        if not kinds:
+            return
+        stem = {p: p[: len(p) - len(os.path.splitext(p)[1])] for p in kinds}
+        # Every row named "<folder>/<stem>.*": one seek of the unique path index per photo.
+        prefixes = sorted({b + "." for b in stem.values()})
+        found: list[tuple[str, int]] = []
+        if self.dialect == "sqlite":
+            # All seeks in one statement: SQLite walks the VALUES list and seeks the index per row.
+            for i in range(0, len(prefixes), 400):
+                chunk = prefixes[i:i + 400]
+                values = ", ".join("(?, ?)" for _ in chunk)
+                args = tuple(v for b in chunk for v in (b, b + _PREFIX_END))
+                sql = f"WITH b(lo, hi) AS (VALUES {values}) SELECT p.path, p.id FROM b JOIN photos p ON p.path >= b.lo AND p.path < b.hi"
+                found += [(r[0], int(r[1])) for r in conn.exec_driver_sql(sql, args)]
+        else:
+            for b in prefixes:
+                found += [(r[0], int(r[1])) for r in conn.execute(_SAME_STEM_SQL, {"lo": b, "hi": b + _PREFIX_END})]
+        ids = dict(found)
+        by_stem: dict[str, list[str]] = {}
+        for path, _pid in found:
+            by_stem.setdefault(path[: len(path) - len(os.path.splitext(path)[1])], []).append(path)
+        for path, kind in kinds.items():
+            if path not in ids:
+                continue
+            others = [q for q in by_stem.get(stem[path], ()) if q != path and pair_kind(q) not in (None, kind)]
+            if not others:
+                continue
+            # A RAW's JPEG before its HEIF; a JPEG's RAWs by name (one camera writes one of them).
+            other = min(others, key=lambda q: (_COMPANION_RANK.get(os.path.splitext(q)[1].lower(), 0), q))
+            raw_path, companion = (path, other) if kind == "raw" else (other, path)
+            conn.execute(update(P).where(P.c.id == ids[raw_path]).values(pair_id=ids[companion], pair_role="raw"))
+            conn.execute(update(P).where(P.c.id == ids[companion]).values(pair_id=ids[raw_path], pair_role="companion"))
 
     def _insert_ids(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
         """Insert ``rows`` and return their ids in order.
@@ -533,7 +576,9 @@ class Store:
     ) -> int:
         """Record that ``path`` could not be scored, with a one-line ``reason``. Earlier runs are kept."""
         with self._write() as conn:
-            return self._upsert_failure(conn, str(path), reason, content_hash, mtime, size)
+            pid = self._upsert_failure(conn, str(path), reason, content_hash, mtime, size)
+            self._link_pairs(conn, [str(path)])
+            return pid
 
     def record_pending(self, path: str, *, content_hash: str | None = None) -> int:
         """Note a photo as found but not yet scored (the daemon's queue)."""
@@ -769,7 +814,8 @@ class Store:
                               float(r.improvement), expl.get(r.crop_id, []), unpack_vector(r.elements))
         return PhotoSummary(r.id, r.path, r.folder, r.status, r.error, bool(r.offline), r.width, r.height,
                             r.taken_at, r.camera_make, r.camera_model, r.content_hash,
-                            int(r.run_id) if r.crop_id is not None else None, crop)
+                            int(r.run_id) if r.crop_id is not None else None, crop,
+                            r.pair_path, r.pair_role if r.pair_path else None)
 
     def active_aspects(self) -> list[str]:
         """Candidate sets present in the active runs, ``grid`` first, then ratios (not ``full``)."""

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 from ..photofiles import iter_photo_paths
 from ..results import Suggestion
+from ..safeio import show
 from .atomic import clean_stale_temps
-from .writer import WriteResult
+from .writer import WriteResult, host_orientation
 
 if TYPE_CHECKING:
     from ..candidates import AspectRatio
@@ -47,7 +48,7 @@ class Outcome:
 
 def with_path(path: str | os.PathLike[str], message: str) -> str:
     """``PATH: message`` unless the message already names the photo."""
-    p = os.fspath(path)
+    p = show(path)  # a newline in a file name must not split the line
     return message if p in message else f"{p}: {message}"
 
 
@@ -57,13 +58,16 @@ def _has_aspects(s: Suggestion, aspects: Sequence[AspectRatio]) -> bool:
 
 
 def plan_writes(paths: Iterable[str | os.PathLike[str]], *, store: Store | None, aspects: Sequence[AspectRatio] = (),
-                source: str = "auto", recursive: bool = True) -> Iterator[tuple[Path, Suggestion | None, str | None]]:
+                source: str = "auto", recursive: bool = True, mode: str | None = None,
+                naming: str = "base") -> Iterator[tuple[Path, Suggestion | None, str | None]]:
     """``(photo, stored suggestion, error)`` for every photo under ``paths``.
 
     The stored suggestion is the photo's current one (its content unchanged, every set of
     ``aspects`` present) when ``source`` allows the store; ``None`` with no error means the photo
     must be scored first; ``source="db"`` turns that into an error line. Temp files a killed
-    writer left behind are removed once per folder on the way.
+    writer left behind are removed once per folder on the way. With ``mode`` (and ``naming``),
+    the metadata the write would merge into is consulted: a stored suggestion scored in another
+    frame than the rotation a host keeps there (:func:`~.writer.host_orientation`) is not current.
     """
     from .fromstore import suggestion_from_store
 
@@ -80,6 +84,12 @@ def plan_writes(paths: Iterable[str | os.PathLike[str]], *, store: Store | None,
             stored = suggestion_from_store(store, photo)
             if stored is not None and not _has_aspects(stored, aspects):
                 stored = None
+        turned = host_orientation(photo, mode=mode, naming=naming) if mode and stored is not None else None
+        if stored is not None and stored.info is not None and turned is not None and stored.info.orientation != turned:
+            if source == "db":
+                yield photo, None, f"{photo}: its XMP turns it to orientation {turned}; the stored scores are for another frame"
+                continue
+            stored = None  # scored upright by EXIF, but the host shows it turned: score it in that frame
         if stored is not None:
             yield photo, stored, None
         elif source == "db":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from ..hashing import content_hash
+from ..imaging import stored_pixel_size
 from ..results import Crop, PhotoInfo, Suggestion
 
 if TYPE_CHECKING:
@@ -21,10 +22,18 @@ if TYPE_CHECKING:
 
 
 def _orientation_tag(path: Path) -> tuple[bool, int, tuple[int, int]] | None:
+    from ..raw import is_raw_file, read_header
+
+    if is_raw_file(path):  # LibRaw's frame and flip, exactly as intake saw them
+        try:
+            header = read_header(path)
+        except Exception:  # noqa: BLE001 - unreadable now: let the scorer report why
+            return None
+        return True, header.orientation, (header.stored_width, header.stored_height)
     try:
         with Image.open(path) as im:
             exif = im.getexif()
-            size = im.size
+            size = stored_pixel_size(im)
     except Exception:  # noqa: BLE001 - any decoder failure means "cannot use the stored scores"
         return None
     tag = 0x0112 in exif

@@ -8,8 +8,12 @@ written here (or by Lightroom) can be shown on the upright image again.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import MetadataError
+
+if TYPE_CHECKING:
+    from ..imaging import LoadedImage
 
 Fractions = tuple[float, float, float, float]  # left, top, right, bottom in 0..1
 
@@ -69,3 +73,26 @@ def box_to_crs(box: tuple[int, int, int, int], width: int, height: int, orientat
     if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
         raise MetadataError(f"crop box {tuple(box)} lies outside the {width}x{height} image")
     return upright_to_stored((x1 / width, y1 / height, x2 / width, y2 / height), orientation)
+
+
+def reorient(loaded: LoadedImage, orientation: int) -> LoadedImage:
+    """``loaded`` turned into the frame EXIF ``orientation`` gives its stored pixels.
+
+    For a photo whose host keeps the rotation in XMP (``tiff:Orientation`` in a sidecar, no EXIF
+    tag, or one the user changed in Lightroom), so the crop is scored on what the host shows.
+    ``info.has_orientation_tag`` still says whether the file itself has the tag.
+    """
+    from dataclasses import replace
+
+    from ..imaging import ORIENTATION_TO_STORED, ORIENTATION_TO_UPRIGHT
+
+    o = _check(orientation)
+    info = loaded.info
+    if o == info.orientation:
+        return loaded
+    image = loaded.image
+    for op in (ORIENTATION_TO_STORED[info.orientation], ORIENTATION_TO_UPRIGHT[o]):
+        if op is not None:
+            image = image.transpose(op)
+    width, height = stored_size(info.stored_width, info.stored_height, o)
+    return type(loaded)(image=image, info=replace(info, orientation=o, width=width, height=height))

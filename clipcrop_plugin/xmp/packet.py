@@ -14,6 +14,11 @@ Everything else in the packet (other namespaces, other ``crs:`` develop settings
 ratings, darktable history, ``xmpNote:HasExtendedXMP``) is kept with its prefix, text and order.
 Owned values that were there before the first write (say a Lightroom crop) are remembered in
 ``clipcrop:Prior`` so that clear puts them back: clear removes exactly what clipcrop wrote.
+
+Two owned values describe the photo rather than the crop, and a host's value for them is never
+replaced (:data:`HOST_KEPT`): ``crs:AlreadyApplied="True"`` says the settings are baked into the
+pixels, and a ``tiff:Orientation`` clipcrop did not write is the host's rotation (Lightroom keeps
+a user's rotation there, and a file without EXIF may have no other).
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ CRS_OWNED = ("HasCrop", "CropLeft", "CropTop", "CropRight", "CropBottom", "CropA
              "CropConstrainToWarp", "AlreadyApplied")
 TIFF_OWNED = ("ImageWidth", "ImageLength", "Orientation")
 OWNED = tuple(f"{{{NS_CRS}}}{n}" for n in CRS_OWNED) + tuple(f"{{{NS_TIFF}}}{n}" for n in TIFF_OWNED)
+HOST_KEPT = ("crs:AlreadyApplied", "tiff:Orientation")
+# clipcrop's own property names that older versions used: read as the new ones. ImageWidth
+# clashed with tiff:ImageWidth (the stored size) for readers that ignore namespaces.
+RENAMED = {"ImageWidth": "UprightWidth", "ImageHeight": "UprightHeight"}
 
 MAX_PACKET_BYTES = 16 * 1024 * 1024  # a sidecar larger than this is not an XMP packet we should parse
 XPACKET_ID = "W5M0MpCehiHzreSzNTczkc9d"
@@ -340,6 +349,18 @@ def _seq(parent: ET.Element, name: str, items: list[dict[str, str]], indent: str
             field_el.tail = f"\n{indent}     " if j < len(item) - 1 else f"\n{indent}    "
 
 
+def host_values(doc: XmpDoc) -> dict[str, str]:
+    """The :data:`HOST_KEPT` values in the packet that clipcrop did not write (``"tiff:Orientation"``
+    -> ``"6"``): a write keeps them as they are, and a clear leaves them in place."""
+    current = {_SHORT[k]: v for k, v in _owned_values(doc).items()}
+    prior = _read_prior(doc) or {}
+    wrote, before = prior.get("wrote") or {}, prior.get("before") or {}
+    # Ours only when clipcrop wrote it and it was not the host's value to begin with (an earlier
+    # write that kept the host's value recorded it in both).
+    return {n: current[n] for n in HOST_KEPT
+            if n in current and (wrote.get(n) != current[n] or before.get(n) == current[n])}
+
+
 def apply_crop(doc: XmpDoc, packet: CropPacket, *, created: bool) -> XmpDoc:
     """Merge ``packet`` into ``doc``: replace what clipcrop owns, keep everything else.
 
@@ -347,6 +368,7 @@ def apply_crop(doc: XmpDoc, packet: CropPacket, *, created: bool) -> XmpDoc:
     before clipcrop's first write, so that clear can delete it again.
     """
     current = {_SHORT[k]: v for k, v in _owned_values(doc).items()}
+    kept = host_values(doc)
     prior = _read_prior(doc)
     if prior is None:
         prior = {"created": bool(created), "before": dict(current)}
@@ -366,9 +388,14 @@ def apply_crop(doc: XmpDoc, packet: CropPacket, *, created: bool) -> XmpDoc:
     about = descs[0].get(_RDF_ABOUT, "") if descs else ""
     attrs = {_RDF_ABOUT: about}
     wrote: dict[str, str] = {}
-    for k, v in packet.crs.items():
+    crs = dict(packet.crs)
+    tiff = dict(packet.tiff)
+    for name, value in kept.items():
+        ns, local = name.split(":")
+        (crs if ns == "crs" else tiff)[local] = value
+    for k, v in crs.items():
         attrs[_q(NS_CRS, k)] = wrote[f"crs:{k}"] = v
-    for k, v in packet.tiff.items():
+    for k, v in tiff.items():
         attrs[_q(NS_TIFF, k)] = wrote[f"tiff:{k}"] = v
     for k, v in packet.simple.items():
         attrs[_q(NS_CLIPCROP, k)] = v
@@ -495,6 +522,9 @@ def read_crop(doc: XmpDoc) -> dict | None:
                 raise MetadataError(f"crs:{k} is not a number ({raw!r})") from None
     tiff = {k: owned[_q(NS_TIFF, k)] for k in TIFF_OWNED if _q(NS_TIFF, k) in owned}
     simple.pop("Prior", None)
+    for old, new in RENAMED.items():
+        if old in simple:
+            simple.setdefault(new, simple.pop(old))
     return {
         "ours": bool(simple),
         "has_crop": has_crop,
@@ -504,3 +534,20 @@ def read_crop(doc: XmpDoc) -> dict | None:
         "explanation": explanation,
         "alternatives": alternatives,
     }
+
+
+def our_packet(doc: XmpDoc) -> CropPacket | None:
+    """What clipcrop wrote into ``doc``, as a packet that can be written again elsewhere (a photo
+    that moved takes its crop along), or None when the packet holds nothing of ours."""
+    if not has_clipcrop(doc):
+        return None
+    wrote = (_read_prior(doc) or {}).get("wrote") or {_SHORT[k]: v for k, v in _owned_values(doc).items()}
+    data = read_crop(doc) or {}
+    simple = {k: v for k, v in (data.get("clipcrop") or {}).items() if k not in ("Explanation", "Alternatives")}
+    return CropPacket(
+        crs={n.split(":", 1)[1]: v for n, v in wrote.items() if n.startswith("crs:")},
+        tiff={n.split(":", 1)[1]: v for n, v in wrote.items() if n.startswith("tiff:")},
+        simple=simple,
+        explanation=list(data.get("explanation") or []),
+        alternatives=list(data.get("alternatives") or []),
+    )

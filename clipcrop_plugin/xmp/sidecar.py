@@ -1,14 +1,19 @@
 """Sidecar file naming (SPEC 6).
 
-``naming="ext"`` gives ``IMG_1234.JPG.xmp`` (darktable, digiKam, Immich); ``naming="base"`` gives
-``IMG_1234.xmp`` (Lightroom, Capture One). A ``NAME.xmp`` is shared by every file called NAME,
-and Lightroom treats it as the RAW's. Rule: a non-RAW photo never gets ``NAME.xmp`` when a RAW
-(or any other photo) with the same basename sits next to it, and a RAW never shares it with a
-second RAW; in those cases the writer falls back to ``NAME.EXT.xmp`` and says so in a note.
+``naming="base"`` (the default) gives ``IMG_1234.xmp``: the name Lightroom, Camera Raw and
+darktable's Lightroom import read crs: crops from (measured with darktable-cli 4.2: it applies the
+crop from ``IMG_1234.xmp`` and ignores crs: values in ``IMG_1234.JPG.xmp``, which is darktable's
+own history file). ``naming="ext"`` gives ``IMG_1234.JPG.xmp`` (digiKam's and Immich's default).
+
+A ``NAME.xmp`` is shared by every file called NAME, and Lightroom treats it as the RAW's. Rule: a
+non-RAW photo never gets ``NAME.xmp`` when a RAW (or any other photo) with the same basename sits
+next to it, and a RAW never shares it with a second RAW; in those cases the writer falls back to
+``NAME.EXT.xmp`` and says so in a note (the clash is reported, never settled by overwriting).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -19,7 +24,10 @@ RAW_EXTENSIONS = frozenset(
 PHOTO_EXTENSIONS = frozenset(
     "jpg jpeg jpe png tif tiff heic heif avif webp gif bmp jxl".split()
 ) | RAW_EXTENSIONS
-NAMINGS = ("ext", "base")
+_RAW_SORTED = tuple(sorted(RAW_EXTENSIONS))
+_PHOTO_SORTED = tuple(sorted(PHOTO_EXTENSIONS))
+NAMINGS = ("base", "ext")
+DEFAULT_NAMING = "base"
 
 
 def is_raw(path: Path) -> bool:
@@ -34,7 +42,7 @@ def is_sidecar_name(path: Path) -> bool:
 
 def _check_naming(naming: str) -> None:
     if naming not in NAMINGS:
-        raise ConfigError(f"sidecar naming must be 'ext' or 'base', not {naming!r}")
+        raise ConfigError(f"sidecar naming must be 'base' or 'ext', not {naming!r}")
 
 
 def _existing_variant(candidate: Path) -> Path:
@@ -49,21 +57,21 @@ def base_conflicts(photo: Path) -> list[Path]:
     """Siblings that would share ``NAME.xmp`` with ``photo`` and own it before it does."""
     # Probing known names (lower and upper case) costs a few dozen stat calls, where listing the
     # folder would cost O(folder size) per photo.
+    # Plain strings and lexists: the pathlib objects cost more than the stat calls themselves.
     found: list[Path] = []
     own = photo.suffix.lower().lstrip(".")
-    wanted = RAW_EXTENSIONS if is_raw(photo) else PHOTO_EXTENSIONS
-    for ext in sorted(wanted):
+    stem = os.fspath(photo)[: len(os.fspath(photo)) - len(photo.suffix)] + "."
+    for ext in _RAW_SORTED if is_raw(photo) else _PHOTO_SORTED:
         if ext == own:
             continue
         for spelled in (ext, ext.upper()):
-            candidate = photo.with_suffix("." + spelled)
-            if candidate.exists():
-                found.append(candidate)
+            if os.path.lexists(stem + spelled):
+                found.append(Path(stem + spelled))
                 break
     return found
 
 
-def sidecar_path(photo: Path, naming: str = "ext") -> tuple[Path, str | None]:
+def sidecar_path(photo: Path, naming: str = DEFAULT_NAMING) -> tuple[Path, str | None]:
     """The sidecar to write for ``photo`` and a note when the requested naming was not used."""
     _check_naming(naming)
     photo = Path(photo)
@@ -73,14 +81,15 @@ def sidecar_path(photo: Path, naming: str = "ext") -> tuple[Path, str | None]:
     conflicts = base_conflicts(photo)
     if conflicts:
         names = ", ".join(sorted(p.name for p in conflicts))
-        return ext_name, f"{photo.stem}.xmp belongs to {names}; wrote {ext_name.name} instead"
+        return ext_name, (f"{photo.stem}.xmp belongs to {names}; wrote {ext_name.name} instead "
+                          "(darktable and Lightroom do not read crops from that name)")
     return _existing_variant(photo.with_suffix(".xmp")), None
 
 
 def sidecar_candidates(photo: Path) -> list[Path]:
-    """Both sidecar names clipcrop could have written for ``photo`` (ext naming first).
+    """Both sidecar names clipcrop could have written for ``photo`` (base naming first).
 
     ``NAME.xmp`` may belong to another file; callers check ``clipcrop:Source`` before touching it.
     """
     photo = Path(photo)
-    return [_existing_variant(photo.with_name(photo.name + ".xmp")), _existing_variant(photo.with_suffix(".xmp"))]
+    return [_existing_variant(photo.with_suffix(".xmp")), _existing_variant(photo.with_name(photo.name + ".xmp"))]

@@ -1,8 +1,12 @@
 """Public API of the XMP writer: write, clear and read clipcrop's crop metadata for one photo.
 
-The default touches no original: the crop goes into a sidecar. ``mode="embed"`` puts it into
-a JPEG's APP1 or a PNG's iTXt losslessly, and falls back to a sidecar (with a note saying why)
-for other formats, read-only files, MPF / gain-map JPEGs and oversized packets.
+The default touches no original: the crop goes into a sidecar, ``IMG.xmp`` unless asked for
+``IMG.JPG.xmp``. ``mode="embed"`` puts it into a JPEG's APP1 or a PNG's iTXt losslessly, and falls
+back to a sidecar (with a note saying why) for other formats, read-only files, MPF / gain-map JPEGs
+and oversized packets.
+
+A sidecar records the photo's name and content hash (``clipcrop:Source``, ``clipcrop:SourceHash``),
+so clipcrop still recognises its own sidecar after photo and sidecar were renamed together.
 """
 
 from __future__ import annotations
@@ -14,24 +18,28 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import MetadataError
+from ..errors import ClipcropError, MetadataError
+from ..hashing import content_hash
 from ..results import Crop, Suggestion
+from ..safeio import check_write_target, read_regular
 from . import jpeg, png
 from .atomic import atomic_delete, atomic_write
 from .orientation import box_to_crs, stored_to_upright
 from .packet import (
+    MAX_PACKET_BYTES,
     CropPacket,
     XmpDoc,
     apply_crop,
     clear_crop,
     has_clipcrop,
+    host_values,
     is_empty,
     new_doc,
     parse_packet,
     read_crop,
     serialize,
 )
-from .sidecar import NAMINGS, sidecar_candidates, sidecar_path
+from .sidecar import DEFAULT_NAMING, NAMINGS, sidecar_candidates, sidecar_path
 
 MODES = ("sidecar", "embed")
 EMBED_PADDING = 2048  # lets other tools edit the embedded packet in place
@@ -75,7 +83,9 @@ def build_packet(suggestion: Suggestion, *, aspects: Sequence[str] | None = None
     if primary is None:
         raise MetadataError(f"no crop to write: no candidate crop fits this {info.width}x{info.height} image "
                             "(only the full frame was scored)")
-    o = info.orientation if info.has_orientation_tag else 1
+    # The frame the boxes were scored in: the EXIF orientation, or the rotation a host keeps in
+    # XMP for a file without one (see batch.write_paths); without either, intake says 1.
+    o = info.orientation
     w, h = info.width, info.height
     left, top, right, bottom = box_to_crs(primary.box, w, h, o)
     crs = {
@@ -99,8 +109,8 @@ def build_packet(suggestion: Suggestion, *, aspects: Sequence[str] | None = None
         "Source": Path(suggestion.path).name,
         "Aspect": primary.aspect,
         "Box": _box(primary.box),
-        "ImageWidth": str(w),
-        "ImageHeight": str(h),
+        "UprightWidth": str(w),
+        "UprightHeight": str(h),
         "Score": _fmt(primary.score),
         "Improvement": _fmt(primary.improvement),
         "Scorer": suggestion.scorer or "unknown",
@@ -122,34 +132,93 @@ def build_packet(suggestion: Suggestion, *, aspects: Sequence[str] | None = None
     return CropPacket(crs=crs, tiff=tiff, simple=simple, explanation=explanation, alternatives=alternatives)
 
 
-def _read(path: Path) -> bytes:
+MAX_PHOTO_BYTES = 1 << 30  # embedding rewrites the whole file in memory; no JPEG/PNG is this big
+
+
+def _read(path: Path, limit: int = MAX_PACKET_BYTES) -> bytes:
+    """A sidecar's (or, with a larger ``limit``, a photo's) bytes: regular files only, bounded."""
+    return read_regular(path, limit, error=MetadataError)
+
+
+def _photo_hash(photo: Path) -> str | None:
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise MetadataError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise MetadataError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return content_hash(photo) if photo.is_file() else None
+    except ClipcropError:
+        return None
 
 
 def _owned_by(doc: XmpDoc, photo: Path, sidecar: Path) -> bool:
-    """Whether clipcrop data in ``sidecar`` belongs to ``photo`` (a shared NAME.xmp may hold another's)."""
-    data = read_crop(doc)
-    source = (data or {}).get("clipcrop", {}).get("Source")
+    """Whether clipcrop data in ``sidecar`` belongs to ``photo`` (a shared NAME.xmp may hold another's).
+
+    The recorded name decides; a different name still matches when the recorded content hash is
+    the photo's (photo and sidecar renamed together, as hosts and file managers do).
+    """
+    ours = (read_crop(doc) or {}).get("clipcrop", {})
+    source = ours.get("Source")
     if source is None:
         return sidecar.name.lower() == (photo.name + ".xmp").lower()
-    return source == photo.name
+    if source == photo.name:
+        return True
+    recorded = ours.get("SourceHash")
+    return bool(recorded) and recorded == _photo_hash(photo)
 
 
-def _write_sidecar(photo: Path, packet: CropPacket, naming: str, note: str | None) -> WriteResult:
+def _orientation_note(photo: Path, suggestion: Suggestion, host: dict[str, str]) -> str | None:
+    """A note when the host keeps a rotation in XMP that differs from the frame the crop was scored in."""
+    raw = host.get("tiff:Orientation")
+    info = suggestion.info
+    if raw is None or info is None or not raw.isdigit() or not 1 <= int(raw) <= 8 or int(raw) == info.orientation:
+        return None
+    return (f"{photo.name}'s XMP keeps tiff:Orientation={raw}, but this crop was scored in orientation "
+            f"{info.orientation}; kept it (the crop covers the same pixels); `clipcrop xmp write --source score` "
+            "scores it in that frame")
+
+
+def _host_notes(photo: Path, suggestion: Suggestion, doc: XmpDoc | None) -> list[str]:
+    host = host_values(doc) if doc is not None else {}
+    notes = [n for n in (_orientation_note(photo, suggestion, host),) if n]
+    if host.get("crs:AlreadyApplied", "").lower() == "true":
+        notes.append("crs:AlreadyApplied is True (settings already baked into the pixels): kept, so Adobe "
+                     "hosts will not apply this crop")
+    return notes
+
+
+def host_orientation(path: str | os.PathLike[str], *, mode: str = "sidecar",
+                     naming: str = DEFAULT_NAMING) -> int | None:
+    """The rotation a host keeps in the XMP a write to ``path`` would merge into (a
+    ``tiff:Orientation`` clipcrop did not write), or None; a damaged packet counts as none."""
+    photo = Path(path)
+    try:
+        doc: XmpDoc | None = None
+        if mode == "embed" and photo.is_file():
+            data = _read(photo)
+            kind = _format(data)
+            doc = _embedded_doc(data, kind, photo.name) if kind is not None else None
+        if doc is None:
+            target, _ = sidecar_path(photo, naming)
+            if target.is_file():
+                doc = parse_packet(_read(target), what=target.name)
+        raw = host_values(doc).get("tiff:Orientation", "") if doc is not None else ""
+    except ClipcropError:
+        return None
+    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 8 else None
+
+
+def _write_sidecar(photo: Path, suggestion: Suggestion, packet: CropPacket, naming: str,
+                   note: str | None) -> WriteResult:
     target, naming_note = sidecar_path(photo, naming)
     notes = [n for n in (note, naming_note) if n]
     doc: XmpDoc
+    source_hash = _photo_hash(photo)
+    if source_hash:
+        packet.simple["SourceHash"] = source_hash
     if target.exists():
         doc = parse_packet(_read(target), what=f"existing sidecar {target.name}")
         if naming == "base" and has_clipcrop(doc) and not _owned_by(doc, photo, target):
             ext_name = sidecar_path(photo, "ext")[0].name
             notes.append(f"{target.name} holds another file's crop; wrote {ext_name} instead")
-            return _write_sidecar(photo, packet, "ext", "; ".join(notes))
+            return _write_sidecar(photo, suggestion, packet, "ext", "; ".join(notes))
+        notes += _host_notes(photo, suggestion, doc)
         apply_crop(doc, packet, created=False)
     else:
         doc = apply_crop(new_doc(), packet, created=True)
@@ -185,13 +254,17 @@ def _embedded_doc(data: bytes, kind: str, what: str) -> XmpDoc | None:
 
 
 def _write_embedded(photo: Path, suggestion: Suggestion, packet: CropPacket, naming: str) -> WriteResult:
-    data = _read(photo)
+    if photo.is_symlink():  # rewriting it would replace the link (or write through it): never
+        return _write_sidecar(photo, suggestion, packet, naming, "the photo is a symbolic link; wrote a sidecar")
+    data = _read(photo, MAX_PHOTO_BYTES)
     kind = _format(data)
     if kind is None:
         fmt = (suggestion.info.format if suggestion.info else "") or photo.suffix.lstrip(".").upper()
-        return _write_sidecar(photo, packet, naming, f"embedding supports JPEG and PNG, not {fmt}; wrote a sidecar")
-    if not os.access(photo, os.W_OK):
-        return _write_sidecar(photo, packet, naming, "the photo is read-only; wrote a sidecar")
+        return _write_sidecar(photo, suggestion, packet, naming, f"embedding supports JPEG and PNG, not {fmt}; wrote a sidecar")
+    try:
+        check_write_target(photo)  # mode bits count even for root: 0444 is the owner's "do not touch"
+    except MetadataError:
+        return _write_sidecar(photo, suggestion, packet, naming, "the photo is read-only; wrote a sidecar")
     info = suggestion.info
     assert info is not None
     size = _stored_size(data, kind)
@@ -207,27 +280,29 @@ def _write_embedded(photo: Path, suggestion: Suggestion, packet: CropPacket, nam
         except MetadataError as exc:
             # A damaged or hostile packet is left exactly as it is; the crop still reaches hosts.
             raise jpeg.EmbedRefused(str(exc)) from None
+        notes = _host_notes(photo, suggestion, existing)
         doc = apply_crop(existing if existing is not None else new_doc(), packet, created=existing is None)
         blob = serialize(doc, padding=EMBED_PADDING)
         if kind == "jpeg" and len(blob) > jpeg.MAX_PACKET:
             blob = serialize(doc)  # drop the padding before giving up on embedding
         new = jpeg.replace_xmp(data, blob) if kind == "jpeg" else png.replace_xmp(data, blob)
     except jpeg.EmbedRefused as exc:
-        return _write_sidecar(photo, packet, naming, f"{exc}; wrote a sidecar")
+        return _write_sidecar(photo, suggestion, packet, naming, f"{exc}; wrote a sidecar")
     atomic_write(photo, new)
-    return WriteResult(photo, "embed", None, hashlib.sha256(new).hexdigest())
+    return WriteResult(photo, "embed", "; ".join(notes) or None, hashlib.sha256(new).hexdigest())
 
 
 def write_crop_metadata(path: str | os.PathLike[str], suggestion: Suggestion, *, mode: str = "sidecar",
-                        naming: str = "ext", aspects: Sequence[str] | None = None,
+                        naming: str = DEFAULT_NAMING, aspects: Sequence[str] | None = None,
                         now: datetime | None = None) -> WriteResult:
     """Write ``suggestion``'s best crop for the photo at ``path`` as XMP (SPEC 6).
 
     ``mode``: ``"sidecar"`` (default; the photo is not touched) or ``"embed"`` (JPEG APP1 / PNG
     iTXt, lossless and atomic; other cases fall back to a sidecar and say why in ``note``).
-    ``naming``: ``"ext"`` -> ``IMG.JPG.xmp``, ``"base"`` -> ``IMG.xmp`` (never a RAW sibling's).
+    ``naming``: ``"base"`` -> ``IMG.xmp`` (default; never a RAW sibling's), ``"ext"`` -> ``IMG.JPG.xmp``.
     ``aspects``: write the best crop of ``aspects[0]`` and alternatives of these sets only.
-    An existing sidecar or packet is merged. Raises :class:`MetadataError` with a one-line reason;
+    An existing sidecar or packet is merged; a host's ``crs:AlreadyApplied`` and ``tiff:Orientation``
+    are kept as they are (and said so in ``note`` when they matter). Raises :class:`MetadataError` with a one-line reason;
     on error nothing on disk has changed.
     """
     if mode not in MODES:
@@ -240,15 +315,15 @@ def write_crop_metadata(path: str | os.PathLike[str], suggestion: Suggestion, *,
         raise MetadataError(f"{photo} is not a file")
     if mode == "embed":
         return _write_embedded(photo, suggestion, packet, naming)
-    return _write_sidecar(photo, packet, naming, None)
+    return _write_sidecar(photo, suggestion, packet, naming, None)
 
 
 def _clear_sidecars(photo: Path, naming: str | None) -> list[Path]:
     cleared: list[Path] = []
     candidates = sidecar_candidates(photo)
-    if naming == "ext":
+    if naming == "base":
         candidates = candidates[:1]
-    elif naming == "base":
+    elif naming == "ext":
         candidates = candidates[1:]
     for sidecar in candidates:
         if not sidecar.exists():
@@ -256,6 +331,7 @@ def _clear_sidecars(photo: Path, naming: str | None) -> list[Path]:
         doc = parse_packet(_read(sidecar), what=f"sidecar {sidecar.name}")
         if not has_clipcrop(doc) or not _owned_by(doc, photo, sidecar):
             continue
+        check_write_target(sidecar)  # a linked or read-only sidecar is left as it is, with one line
         _, created = clear_crop(doc)
         if created and is_empty(doc):
             atomic_delete(sidecar)
@@ -266,7 +342,9 @@ def _clear_sidecars(photo: Path, naming: str | None) -> list[Path]:
 
 
 def _clear_embedded(photo: Path) -> list[Path]:
-    data = _read(photo)
+    if photo.is_symlink():
+        return []  # clipcrop never embeds through a link, so nothing in its target is ours
+    data = _read(photo, MAX_PHOTO_BYTES)
     kind = _format(data)
     if kind is None:
         return []
@@ -293,7 +371,8 @@ def clear_crop_metadata(path: str | os.PathLike[str], *, mode: str = "all",
     """Remove what clipcrop wrote for the photo at ``path``; returns the files changed or deleted.
 
     ``mode``: ``"sidecar"``, ``"embed"`` or ``"all"`` (default). ``naming``: limit sidecars to
-    ``"ext"`` or ``"base"`` names (default both). Values clipcrop replaced are restored, and a
+    ``"base"`` or ``"ext"`` names (default both). A sidecar renamed together with its photo is
+    still found (by the content hash it records). Values clipcrop replaced are restored, and a
     sidecar or embedded packet clipcrop created is deleted when nothing else was added to it.
     """
     if mode not in (*MODES, "all"):
@@ -354,7 +433,7 @@ def read_crop_metadata(path: str | os.PathLike[str]) -> dict | None:
             if data is not None:
                 return _decorate(data, "sidecar", sidecar)
     if p.is_file():
-        blob = _read(p)
+        blob = _read(p, MAX_PHOTO_BYTES)
         kind = _format(blob)
         if kind is not None:
             doc = _embedded_doc(blob, kind, f"embedded XMP of {p.name}")

@@ -1,12 +1,29 @@
 --[[
-clipcrop.lua: suggest aesthetic crops for the selected images from darktable.
+clipcrop.lua: suggest aesthetic crops for the selected images from darktable 4.2 or later.
 
-For every selected image this script asks clipcrop for the best crop and writes it as an
-Adobe-style XMP sidecar named <basename>.xmp (crs:CropLeft/Top/Right/Bottom). darktable's
-Lightroom importer reads that sidecar when an image WITHOUT darktable history is opened in the
-darkroom, and turns the crs: crop into a crop module entry. The script then calls
-image:apply_sidecar() (darktable >= 5.2) so the library re-reads the image's own sidecar and
-refreshes its thumbnail; older versions fall back to re-importing the file.
+How darktable takes a crop from outside (measured with darktable-cli 4.2; README "Which hosts
+apply the crop"): its Lightroom import reads the crs: crop from <basename>.xmp (IMG_1234.xmp;
+never from IMG_1234.JPG.xmp, which is darktable's own sidecar, nor from XMP inside the file) the
+first time it processes an image that has no darktable history of its own: opening it in the
+darkroom, exporting it, or rendering its thumbnail. Once an image has history, it never reads
+that file again.
+
+So for every selected image this script
+  1. has clipcrop write the crop as <basename>.xmp, and
+  2. if the image has no edits of yours (image.is_altered is false; a crop darktable imported
+     from an earlier run does not count): calls image:reset(), which drops only what darktable
+     applied by itself and marks the image unprocessed, and image:drop_cache(), so the thumbnail
+     is rendered again; that rendering (or opening it in the darkroom, or exporting it) applies
+     the crop, as a crop in its history stack. Run it again after clipcrop changes its crop and
+     the new one replaces the old;
+  3. if you have edited the image: leaves your history alone and lists it, unless the
+     preference "re-apply to edited images" is on, which resets those too (their darktable
+     history is discarded, as history stack > discard does). Without it, discard the history
+     yourself to take the new crop.
+Measured with darktable 4.2.1's real Lua API (tests/test_host_darktable.py runs these calls in
+darktable-cli --luacmd against a persistent library).
+Nothing here needs image:apply_sidecar (darktable 5.2+), which applies darktable's own sidecar
+format and not a Lightroom crop.
 
 Two ways to reach clipcrop (set in Lua options, lighttable > preferences > lua options):
   * "command" (default): runs `clipcrop xmp write --naming base FILE` for each image
@@ -29,6 +46,8 @@ dt.preferences.register(MODULE, "executable", "string", "clipcrop: command",
   "the clipcrop executable (full path if it is not on PATH)", "clipcrop")
 dt.preferences.register(MODULE, "url", "string", "clipcrop: server URL",
   "base URL of `clipcrop serve`", "http://127.0.0.1:8765")
+dt.preferences.register(MODULE, "reset_edited", "bool", "clipcrop: re-apply to edited images",
+  "also reset images that have darktable history, so the new crop applies (discards that history)", false)
 dt.preferences.register(MODULE, "aspect", "string", "clipcrop: aspect ratio",
   "crop shape to write, e.g. 3:2 or 1:1; empty for the best crop of any shape", "")
 
@@ -83,12 +102,16 @@ local function write_with_http(file)
     .. quote(body) .. " " .. quote(base .. "/api/photos/" .. id .. "/metadata") .. " > /dev/null")
 end
 
-local function reload(image)
-  local ok = pcall(function() image:apply_sidecar(image.sidecar) end)
-  if not ok then
-    -- darktable < 5.2: re-import so the thumbnail and metadata are read again.
-    pcall(function() dt.database.import(image.path .. sep .. image.filename) end)
+-- Let darktable's first-processing Lightroom import apply the new crop (see the top of the file).
+-- Returns "applied", or "edited" when the image has history of the user's that must not go.
+local function reapply(image)
+  local ok, altered = pcall(function() return image.is_altered end)
+  if (not ok or altered ~= false) and not dt.preferences.read(MODULE, "reset_edited", "bool") then
+    return "edited"  -- edited, or a darktable that cannot say: never risk someone's edits
   end
+  image:reset()
+  image:drop_cache()
+  return "applied"
 end
 
 local function suggest_selected()
@@ -99,14 +122,14 @@ local function suggest_selected()
   end
   local http = dt.preferences.read(MODULE, "mode", "enum") == "http"
   local job = dt.gui.create_job("clipcrop: suggesting crops", true)
-  local done, failed = 0, 0
+  local done, failed, edited = 0, 0, {}
   for i, image in ipairs(images) do
     if job.valid == false then break end
     local file = image.path .. sep .. image.filename
     local ok
     if http then ok = write_with_http(file) else ok = write_with_cli(file) end
     if ok then
-      reload(image)
+      if reapply(image) == "edited" then table.insert(edited, image.filename) end
       done = done + 1
     else
       failed = failed + 1
@@ -115,7 +138,12 @@ local function suggest_selected()
     job.percent = i / #images
   end
   job.valid = false
-  dt.print(string.format("clipcrop: %d crop(s) written, %d failed; open in darkroom to see them", done, failed))
+  local msg = string.format("clipcrop: %d crop(s) written, %d failed", done, failed)
+  if #edited > 0 then
+    msg = msg .. string.format("; %d already edited, crop not applied (discard their history to apply it): %s",
+      #edited, table.concat(edited, ", "))
+  end
+  dt.print(msg)
 end
 
 dt.register_event(MODULE, "shortcut", function() suggest_selected() end, "clipcrop: suggest crops for selected images")
@@ -126,7 +154,7 @@ dt.register_lib(MODULE, "clipcrop", true, false,
     orientation = "vertical",
     dt.new_widget("button") {
       label = "suggest crops",
-      tooltip = "write clipcrop's best crop as <basename>.xmp for the selected images",
+      tooltip = "write clipcrop's best crop as <basename>.xmp and apply it to the selected unedited images",
       clicked_callback = function() suggest_selected() end,
     },
   })
