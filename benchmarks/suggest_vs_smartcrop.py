@@ -3,11 +3,15 @@
 Usage: python benchmarks/suggest_vs_smartcrop.py [--corpus DIR] [--repeat N]
 
 Speed: the same corpus JPEGs, in one run. Ours does everything ``clipcrop suggest`` does
-(intake with EXIF orientation, all GAIC grid candidates plus the 1:1, 4:5 and 16:9 sets, the
-full frame, scoring, ranking and explanations); smartcrop.py (PyPI ``smartcrop``, default
-settings) opens each photo like its CLI (``ImageOps.exif_transpose``, RGB) and finds one 1:1
-crop. Files smartcrop cannot read are skipped for both. Each side runs ``--repeat`` times; the
-best (lowest) wall time counts.
+(intake with EXIF orientation, the subject stage, all GAIC grid candidates plus the 1:1, 4:5 and
+16:9 sets, the full frame, scoring, ranking and explanations), once with subject detection on (as
+shipped: faces, profile faces, people and the salient region) and once with it off (the subject
+stage returns nothing); smartcrop.py (PyPI ``smartcrop``, default settings) opens each photo like
+its CLI (``ImageOps.exif_transpose``, RGB) and finds one 1:1 crop. smartcrop.py has no face
+detection of its own (its JavaScript original takes faces from an outside detector), so it runs
+one way only. Files smartcrop cannot read are skipped for all. Each side runs ``--repeat`` times,
+interleaved; the best (lowest) wall time counts. The subject stage's own time per photo is
+reported too.
 
 Memory: a 24-megapixel JPEG (6000x4000) is written to a temp folder, and each side processes it
 in a fresh subprocess; the peak resident set size (Linux ``VmHWM``, the high-water mark of this
@@ -61,18 +65,49 @@ def readable_by_smartcrop(paths: list[Path]) -> tuple[list[Path], list[str]]:
     return ok, skipped
 
 
-def run_ours(paths: list[Path]) -> tuple[float, int, int]:
+def run_ours(paths: list[Path], subjects: bool = True) -> tuple[float, int, int, int]:
+    """(seconds, candidates, photos ok, subjects found) for the whole pipeline."""
+    from clipcrop_plugin import suggest as pipeline
     from clipcrop_plugin.candidates import parse_aspect
     from clipcrop_plugin.scoring.heuristic import HeuristicScorer
-    from clipcrop_plugin.suggest import suggest_paths
 
     scorer = HeuristicScorer()
     aspects = [parse_aspect(a) for a in ASPECTS]
-    t0 = time.perf_counter()
-    out = list(suggest_paths(paths, scorer, aspects, batch_size=8))
-    elapsed = time.perf_counter() - t0
+    real = pipeline.detect_subjects
+    if not subjects:
+        pipeline.detect_subjects = lambda loaded: []  # type: ignore[assignment]
+    try:
+        t0 = time.perf_counter()
+        out = list(pipeline.suggest_paths(paths, scorer, aspects, batch_size=8))
+        elapsed = time.perf_counter() - t0
+    finally:
+        pipeline.detect_subjects = real  # type: ignore[assignment]
     candidates = sum(len(s.crops) for s in out)
-    return elapsed, candidates, sum(1 for s in out if s.ok)
+    return elapsed, candidates, sum(1 for s in out if s.ok), sum(len(s.subjects) for s in out)
+
+
+def subject_stage_ms(paths: list[Path]) -> tuple[float, float, dict[str, int]]:
+    """Mean and worst milliseconds of the subject stage alone per photo, and what it found."""
+    from clipcrop_plugin.imaging import load_image
+    from clipcrop_plugin.scoring.heuristic import HeuristicScorer
+    from clipcrop_plugin.subjects import detect_subjects
+
+    loaded = []
+    for p in paths:
+        try:
+            loaded.append(load_image(p, min_side=HeuristicScorer.min_side))
+        except Exception:  # the pipeline reports these; here they are just not timed
+            continue
+    if loaded:
+        detect_subjects(loaded[0])  # the cascades load once per thread
+    times, kinds = [], {}
+    for li in loaded:
+        t0 = time.perf_counter()
+        found = detect_subjects(li)
+        times.append((time.perf_counter() - t0) * 1000)
+        for s in found:
+            kinds[s.kind] = kinds.get(s.kind, 0) + 1
+    return (sum(times) / max(len(times), 1), max(times, default=0.0), kinds)
 
 
 def run_smartcrop(paths: list[Path]) -> tuple[float, int]:
@@ -165,25 +200,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus: {args.corpus}  {len(paths)} JPEGs ({len(skipped)} skipped: smartcrop cannot read them)")
     for s in skipped:
         print(f"  skipped {s}")
-    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, one process, no thread limits set")
+    from clipcrop_plugin.subjects import default_detector
 
-    ours_best = smart_best = float("inf")
-    ours_cands = smart_cands = ok = 0
-    for _ in range(max(1, args.repeat)):  # interleaved, so load changes hit both sides alike
-        t, ours_cands, ok = run_ours(paths)
-        ours_best = min(ours_best, t)
+    detector = "OpenCV cascades + HOG + saliency" if default_detector().has_opencv else "saliency only (no OpenCV)"
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, one process, no thread limits set")
+    print(f"subject stage: {detector}")
+
+    on_best = off_best = smart_best = float("inf")
+    ours_cands = smart_cands = ok = found = 0
+    for _ in range(max(1, args.repeat)):  # interleaved, so load changes hit every side alike
+        t, ours_cands, ok, found = run_ours(paths, subjects=True)
+        on_best = min(on_best, t)
+        t, *_ = run_ours(paths, subjects=False)
+        off_best = min(off_best, t)
         t, smart_cands = run_smartcrop(paths)
         smart_best = min(smart_best, t)
     n = len(paths)
     rows = [
-        ("clipcrop suggest pipeline (heuristic, grid+1:1+4:5+16:9)", ours_best, ours_cands / n),
-        ("smartcrop.py 0.5 (defaults, one 1:1 crop)", smart_best, smart_cands / n),
+        ("clipcrop suggest, subjects on (heuristic, grid+1:1+4:5+16:9)", on_best, ours_cands / n),
+        ("clipcrop suggest, subjects off", off_best, ours_cands / n),
+        ("smartcrop.py 0.5 (defaults, one 1:1 crop; no face detection)", smart_best, smart_cands / n),
     ]
     print()
-    print(f"{'method':<58} {'photos':>6} {'seconds':>8} {'photos/s':>9} {'candidates/photo':>17}")
+    print(f"{'method':<62} {'photos':>6} {'seconds':>8} {'photos/s':>9} {'candidates/photo':>17}")
     for name, secs, cands in rows:
-        print(f"{name:<58} {n:>6} {secs:>8.2f} {n / secs:>9.1f} {cands:>17.1f}")
-    print(f"speed ratio (ours / smartcrop, photos per second): {smart_best / ours_best:.2f}x  ({ok}/{n} scored ok)")
+        print(f"{name:<62} {n:>6} {secs:>8.2f} {n / secs:>9.1f} {cands:>17.1f}")
+    print(f"speed ratio (ours / smartcrop, photos per second): subjects on {smart_best / on_best:.2f}x, "
+          f"off {smart_best / off_best:.2f}x  ({ok}/{n} scored ok, {found} subjects found)")
+    mean_ms, worst_ms, kinds = subject_stage_ms(paths)
+    print(f"subject stage alone: {mean_ms:.1f} ms/photo mean, {worst_ms:.1f} ms worst; found "
+          + (", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) or "nothing"))
 
     with tempfile.TemporaryDirectory() as tmp:
         big = make_24mp_jpeg(Path(tmp))

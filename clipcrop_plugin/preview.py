@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .elements import BY_NAME, ELEMENT_NAMES
 from .errors import ImageError
 from .imaging import load_image
-from .results import Crop, Suggestion
+from .results import Crop, Subject, Suggestion
 from .safeio import AtomicFile
 
 if TYPE_CHECKING:
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 # One colour per candidate set, in the order the sets appear; the overall best is drawn thickest.
 PALETTE = ((255, 204, 0), (0, 200, 255), (255, 80, 160), (120, 255, 90), (255, 140, 0), (190, 120, 255))
+# Subjects are drawn thin, in colours of their own, so they never read as crops.
+SUBJECT_COLORS = {"face": (255, 255, 255), "profile_face": (255, 255, 255), "person": (170, 255, 230),
+                  "salient": (200, 200, 200)}
 
 
 def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -32,12 +35,13 @@ def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def draw_crops(source: str | os.PathLike[str], width: int, height: int, crops: Sequence[tuple[str, Crop]],
-               best: Crop | None, *, max_side: int) -> Image.Image:
+               best: Crop | None, *, max_side: int, subjects: Sequence[Subject] = ()) -> Image.Image:
     """The upright photo (long side <= ``max_side``), dimmed outside ``best``, each crop outlined.
 
     ``width``/``height`` are the upright full-resolution size the boxes refer to; a file whose
     size no longer matches (edited since it was scored) is refused rather than drawn wrongly.
-    ``crops`` are ``(set name, crop)`` pairs; ``best`` is drawn thickest.
+    ``crops`` are ``(set name, crop)`` pairs; ``best`` is drawn thickest. ``subjects`` are drawn
+    first, with a thin outline and their kind, so the crops stay on top.
     """
     # min_side is a short-side target: pick it so the long side lands near max_side.
     short_target = max(1, round(max_side * min(width, height) / max(width, height)))
@@ -62,6 +66,14 @@ def draw_crops(source: str | os.PathLike[str], width: int, height: int, crops: S
     draw = ImageDraw.Draw(img)
     lw = max(2, round(max(img.size) / 300))
     font = label_font(13)
+    small = label_font(11)
+    for sub in subjects:
+        color = SUBJECT_COLORS.get(sub.kind, (200, 200, 200))
+        box = scaled(sub.box)
+        draw.rectangle(box, outline=color, width=1)
+        label = f"{sub.kind.replace('_', ' ')} {sub.score:.2f}"
+        ty = box[3] - 15 if box[3] - 15 > box[1] else box[3] + 2  # inside the bottom edge, else below
+        draw.text((box[0] + 3, ty), label, fill=color, font=small, stroke_width=2, stroke_fill=(0, 0, 0))
     for k, (aspect, crop) in enumerate(crops):
         color = PALETTE[k % len(PALETTE)]
         box = scaled(crop.box)
@@ -74,13 +86,14 @@ def draw_crops(source: str | os.PathLike[str], width: int, height: int, crops: S
 def render_preview(source: str | os.PathLike[str], suggestion: Suggestion, *, max_side: int = 1200) -> Image.Image:
     """The upright photo (long side <= ``max_side``) with the best crop of each set outlined.
 
-    Everything outside the overall best crop is dimmed, so the suggestion reads at a glance.
+    Everything outside the overall best crop is dimmed, so the suggestion reads at a glance; the
+    photo's subjects are outlined thinly with their kind.
     """
     if not suggestion.ok or suggestion.info is None:
         raise ImageError(f"{suggestion.path}: no suggestion to draw ({suggestion.error})")
     crops = [(a, c) for a in suggestion.aspects() if (c := suggestion.best(a)) is not None]
     return draw_crops(source, suggestion.info.width, suggestion.info.height, crops, suggestion.best(),
-                      max_side=max_side)
+                      max_side=max_side, subjects=suggestion.subjects)
 
 
 def save_preview(image: Image.Image, out: str | os.PathLike[str]) -> Path:
@@ -111,7 +124,8 @@ def render_detail(detail: PhotoDetail, *, max_side: int = 900) -> Image.Image:
     best_of_sets = list(detail.best.items())
     # The crop objects of `detail.best` and `p.crop` differ; match the overall best by set and rank.
     best_drawn = next((c for a, c in best_of_sets if c.aspect == best.aspect and c.rank == best.rank), best)
-    img = draw_crops(p.path, p.width, p.height, best_of_sets, best_drawn, max_side=max_side)
+    img = draw_crops(p.path, p.width, p.height, best_of_sets, best_drawn, max_side=max_side,
+                     subjects=detail.subjects)
     small = label_font(13)
 
     height = max(img.height, 360)

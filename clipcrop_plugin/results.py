@@ -111,6 +111,7 @@ class Suggestion:
     crops: list[Crop] = field(default_factory=list)
     full_frame: Crop | None = None
     subjects: list[Subject] = field(default_factory=list)
+    subjects_error: str | None = None  # why subject detection failed for this photo (it was scored without)
 
     def aspects(self) -> list[str]:
         """The candidate sets present, in first-seen order, without ``"full"``."""
@@ -146,4 +147,6 @@ class Suggestion:
             "orientation": info.orientation if info else None,
             "scorer": self.scorer,
             "crops": [c.to_dict() for c in crops],
+            "subjects": [x.to_dict() for x in self.subjects],
+            **({"subjects_error": self.subjects_error} if self.subjects_error else {}),
         }

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -18,11 +20,12 @@ from .elements import ELEMENT_NAMES
 from .errors import ClipcropError
 from .imaging import LoadedImage, load_image
 from .photofiles import PHOTO_EXTENSIONS, is_photo_name, iter_photo_paths
-from .results import Crop, ElementChange, Suggestion
+from .results import Crop, ElementChange, Subject, Suggestion
 from .scoring.base import Scorer, ScoreResult
+from .subjects import detect_subjects
 
 # The photo filter lives in photofiles (shared with scan and the daemon); re-exported here.
-__all__ = ["PHOTO_EXTENSIONS", "build_suggestion", "failed", "is_photo_name", "iter_photo_paths", "suggest_images",
+__all__ = ["PHOTO_EXTENSIONS", "build_suggestion", "failed", "find_subjects", "is_photo_name", "iter_photo_paths", "suggest_images",
            "suggest_paths"]
 
 log = logging.getLogger("clipcrop")
@@ -101,9 +104,55 @@ def suggest_images(
     """Score already-loaded images in one batched scorer call."""
     if not loaded:
         return []
-    cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
-    results = scorer.score(list(loaded), cands)
-    return [build_suggestion(li, cs, r, scorer) for li, cs, r in zip(loaded, cands, results)]
+    # The subject stage runs on its own thread while candidates are made and scored (OpenCV and
+    # numpy release the GIL), so on a multi-core machine it adds little wall time; its results
+    # are in before any suggestion is built.
+    pending = _subject_thread().submit(lambda: [find_subjects(li) for li in loaded])
+    try:
+        cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
+        results = scorer.score(list(loaded), cands)
+    finally:
+        found = pending.result()
+    out = [build_suggestion(li, cs, r, scorer) for li, cs, r in zip(loaded, cands, results)]
+    for s, (subjects, note) in zip(out, found):
+        s.subjects, s.subjects_error = subjects, note
+    return out
+
+
+_subject_pool: ThreadPoolExecutor | None = None
+_subject_pool_lock = threading.Lock()
+
+
+def _subject_thread() -> ThreadPoolExecutor:
+    """The one long-lived subject-stage thread (its detectors load once per thread)."""
+    global _subject_pool
+    with _subject_pool_lock:
+        if _subject_pool is None:
+            _subject_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipcrop-subjects")
+        return _subject_pool
+
+
+def _forget_subject_thread() -> None:
+    global _subject_pool
+    _subject_pool = None  # a forked child has no copy of the thread; make a new one there
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_subject_thread)
+
+
+def find_subjects(loaded: LoadedImage) -> tuple[list[Subject], str | None]:
+    """The subject stage for one photo: ``(subjects, None)``, or ``([], reason)`` when detection failed.
+
+    A detector failure is logged and never fails the photo: it is scored without subjects.
+    """
+    try:
+        return detect_subjects(loaded), None
+    except Exception as exc:
+        reason = f"subject detection failed ({type(exc).__name__}: {exc})"
+        log.warning("%s: %s; scored without subjects", loaded.info.path, reason)
+        log.debug("subject detection of %s failed", loaded.info.path, exc_info=True)
+        return [], reason
 
 
 def failed(path: str | os.PathLike[str], reason: str, scorer: Scorer | None = None) -> Suggestion:

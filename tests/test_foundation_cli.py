@@ -13,7 +13,7 @@ from PIL import Image
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.suggest import iter_photo_paths
 
-KEYS = {"path", "ok", "error", "width", "height", "orientation", "scorer", "crops"}
+KEYS = {"path", "ok", "error", "width", "height", "orientation", "scorer", "crops", "subjects"}
 CROP_KEYS = {"aspect", "box", "score", "rank", "improvement", "explanation"}
 
 
@@ -38,6 +38,7 @@ def test_json_lines_shape(library: Path) -> None:
     for obj in lines:
         assert set(obj) == KEYS and obj["ok"] is True and obj["error"] is None and obj["scorer"] == "heuristic"
         assert {c["aspect"] for c in obj["crops"]} == {"grid", "1:1", "16:9"}
+        assert all(set(sub) == {"kind", "box", "score"} for sub in obj["subjects"])
         assert len(obj["crops"]) == 6
         for crop in obj["crops"]:
             assert set(crop) == CROP_KEYS

@@ -61,7 +61,7 @@ def elsewhere(tmp_path: Path) -> Path:
 
 def test_sidecar_link_to_an_xmp_elsewhere_is_refused_and_both_stay(library: Path, elsewhere: Path) -> None:
     photo = library / "p0.jpg"
-    link = library / "p0.jpg.xmp"
+    link = library / "p0.xmp"
     link.symlink_to(elsewhere)
     before = sha(elsewhere)
     with pytest.raises(MetadataError, match="symbolic link") as info:
@@ -74,7 +74,7 @@ def test_dangling_sidecar_link_never_creates_its_target(library: Path, tmp_path:
     photo = library / "p0.jpg"
     target = tmp_path / "outside" / "created-by-clipcrop.xmp"
     target.parent.mkdir()
-    (library / "p0.jpg.xmp").symlink_to(target)
+    (library / "p0.xmp").symlink_to(target)
     with pytest.raises(MetadataError, match="symbolic link"):
         write_crop_metadata(photo, make_suggestion(photo, (0, 0, 50, 50)))
     assert not target.exists() and not list(target.parent.iterdir())
@@ -83,7 +83,7 @@ def test_dangling_sidecar_link_never_creates_its_target(library: Path, tmp_path:
 def test_clearing_through_a_sidecar_link_is_refused(library: Path, elsewhere: Path) -> None:
     photo = library / "p1.jpg"
     write_crop_metadata(photo, make_suggestion(photo, (0, 0, 50, 50)))
-    sidecar = library / "p1.jpg.xmp"
+    sidecar = library / "p1.xmp"
     elsewhere.write_bytes(sidecar.read_bytes())  # a clipcrop sidecar of this photo, moved away
     sidecar.unlink()
     sidecar.symlink_to(elsewhere)
@@ -98,8 +98,8 @@ def test_clearing_through_a_sidecar_link_is_refused(library: Path, elsewhere: Pa
 def test_every_writer_refuses_sidecar_links_scan_xmp_and_the_daemon(library: Path, elsewhere: Path,
                                                                     tmp_path: Path) -> None:
     dangling = tmp_path / "outside" / "dangling.xmp"
-    (library / "p0.jpg.xmp").symlink_to(elsewhere)
-    (library / "p1.jpg.xmp").symlink_to(dangling)
+    (library / "p0.xmp").symlink_to(elsewhere)
+    (library / "p1.xmp").symlink_to(dangling)
     outside_before = tree_state(elsewhere.parent)
     db = tmp_path / "lib.sqlite3"
     for args in (["scan", str(library), "--scorer", "heuristic", "--xmp", "--db", str(db)],
@@ -111,7 +111,7 @@ def test_every_writer_refuses_sidecar_links_scan_xmp_and_the_daemon(library: Pat
         # scan and xmp name each refused sidecar on one line; the daemon logs it as a warning
         assert text.count("symbolic link") >= 2, (args, text)
         assert tree_state(elsewhere.parent) == outside_before, args
-    assert (library / "p2.jpg.xmp").is_file()  # the ordinary photo still got its sidecar
+    assert (library / "p2.xmp").is_file()  # the ordinary photo still got its sidecar
 
 
 # -- case 2: FIFOs and devices ---------------------------------------------------------------------
@@ -149,7 +149,7 @@ def test_intake_and_hash_refuse_fifos_and_devices_at_once(tmp_path: Path) -> Non
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_fifo_or_device_sidecar_is_refused_without_reading(library: Path, kind: str) -> None:
     photo = library / "p2.jpg"
-    sidecar = library / "p2.jpg.xmp"
+    sidecar = library / "p2.xmp"
     if kind == "fifo":
         mkfifo(sidecar)
     else:
@@ -168,7 +168,7 @@ def test_fifo_or_device_sidecar_is_refused_without_reading(library: Path, kind: 
 
 
 def test_oversized_sidecar_is_refused_before_reading(library: Path) -> None:
-    sidecar = library / "p0.jpg.xmp"
+    sidecar = library / "p0.xmp"
     with open(sidecar, "wb") as fh:  # sparse: 64 MB on paper, nothing on disk
         fh.truncate(64 << 20)
     with pytest.raises(MetadataError, match="too large"):
@@ -200,7 +200,7 @@ def test_read_only_photo_is_never_embedded_into_even_as_root(tmp_path: Path) -> 
 def test_read_only_sidecar_is_left_alone_even_as_root(library: Path) -> None:
     photo = library / "p0.jpg"
     write_crop_metadata(photo, make_suggestion(photo, (0, 0, 50, 50)))
-    sidecar = library / "p0.jpg.xmp"
+    sidecar = library / "p0.xmp"
     sidecar.chmod(0o444)
     before = sha(sidecar)
     with pytest.raises(MetadataError, match="read-only"):
@@ -305,7 +305,7 @@ def test_preview_and_sidecar_files_are_created_0644(library: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
-    assert stat.S_IMODE((library / "p0.jpg.xmp").stat().st_mode) == 0o644
+    assert stat.S_IMODE((library / "p0.xmp").stat().st_mode) == 0o644
 
 
 def test_export_into_an_immutable_folder_is_one_line_per_photo_and_goes_on(tmp_path: Path) -> None:
@@ -338,7 +338,9 @@ def test_daemon_lock_and_active_pin_never_write_through_links(tmp_path: Path, el
     folder = tmp_path / "models" / CHECKPOINT_SUBDIR
     cfg = tiny_config()
     model = build_model(cfg, load_state_file(write_clip_weights(tmp_path / "c.safetensors", cfg)))
-    save_checkpoint(model, folder / "mine")
+    # A checkpoint that may score (trained head, pretrained trunk), so only the link stands in the way.
+    save_checkpoint(model, folder / "mine", provenance={"stage": "cropping", "lineage": ["cropping"],
+                                                       "trunk": "pretrained"})
     (folder / ACTIVE_FILE).symlink_to(elsewhere)
     with pytest.raises(ClipcropError, match="symbolic link"):
         set_active(tmp_path / "models", "mine")

@@ -16,7 +16,7 @@ from PIL import Image
 from store_helpers import database_at_revision, make_photo
 
 from clipcrop_plugin.cli.main import cli
-from clipcrop_plugin.store import Store
+from clipcrop_plugin.store import Store, migrate
 
 
 def sha(p: Path) -> str:
@@ -174,9 +174,7 @@ def test_db_commands_and_bad_databases(env, tmp_path: Path) -> None:  # type: ig
     _lib, db, run = env
     assert "revision none" in run("db", "current").stdout
     assert not db.exists()  # current creates nothing
-    from clipcrop_plugin.store.migrate import head_revision
-
-    head = head_revision()  # the newest revision, whichever branch added it
+    head = migrate.head_revision()
     assert f"upgraded empty -> {head}" in run("db", "upgrade").stdout
     assert f"{head} (head)" in run("db", "upgrade").stdout
     assert "up to date" in run("db", "current").stdout

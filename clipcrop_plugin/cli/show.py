@@ -46,6 +46,11 @@ def format_detail(d: PhotoDetail, all_candidates: bool) -> str:
     if all_candidates and d.candidates:
         lines.append("all candidates:")
         lines += [_crop_line(c) for c in d.candidates]
+    if d.subjects:
+        lines.append("subjects:")
+        for sub in d.subjects:
+            x1, y1, x2, y2 = sub.box
+            lines.append(f"  {sub.kind:<12} box {x1},{y1},{x2},{y2} ({x2 - x1}x{y2 - y1})  confidence {sub.score:.2f}")
     if d.labels:
         lines.append("labels:")
         for lab in d.labels:

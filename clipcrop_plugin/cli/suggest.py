@@ -43,6 +43,9 @@ def format_suggestion(s: Suggestion, top: int) -> str:
             f"  {crop.aspect:<6} #{crop.rank:<2} box {x1},{y1},{x2},{y2} ({x2 - x1}x{y2 - y1})"
             f"  score {crop.score:.3f}  {crop.improvement:+.3f} vs full frame  {explain(crop)}"
         )
+    if s.subjects:
+        lines.append("  subjects: " + "; ".join(
+            f"{x.kind.replace('_', ' ')} {','.join(map(str, x.box))} ({x.score:.2f})" for x in s.subjects))
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from ..elements import BY_NAME, ELEMENT_NAMES
-from .models import CropOut, ElementChangeOut, LabelOut, PhotoDetail, PhotoPage, PhotoSummary
+from .models import CropOut, ElementChangeOut, LabelOut, PhotoDetail, PhotoPage, PhotoSummary, SubjectOut
 
 if TYPE_CHECKING:
     from ..api import Library
@@ -66,7 +66,10 @@ def photo_page(library: Library, page: LibraryPage, *, limit: int, offset: int, 
             recs = library.store.labels(photo_id=p.id)
             if recs:
                 latest[p.id] = label(recs[-1])
-    items = [PhotoSummary(**_summary_fields(p), label=latest.get(p.id)) for p in page.items]
+    found = library.store.subjects_of([p.id for p in page.items]) if page.items else {}
+    items = [PhotoSummary(**_summary_fields(p), label=latest.get(p.id),
+                          subjects=[subject(x, p.width, p.height) for x in found.get(p.id, [])])
+             for p in page.items]
     return PhotoPage(total=page.total, offset=offset, limit=limit, items=items)
 
 
@@ -100,4 +103,13 @@ def photo_detail(library: Library, d: Any) -> PhotoDetail:
         sets=sets,
         explanation=words,
         labels=labels,
+        subjects=[subject(x, d.photo.width, d.photo.height) for x in getattr(d, "subjects", [])],
     )
+
+
+def subject(x: Any, width: int | None, height: int | None) -> SubjectOut:
+    """A stored :class:`~clipcrop_plugin.results.Subject` as the API's subject."""
+    w, h = max(int(width or 1), 1), max(int(height or 1), 1)
+    x1, y1, x2, y2 = (int(v) for v in x.box)
+    return SubjectOut(kind=x.kind, box=(x1, y1, x2, y2), fractions=(round(x1 / w, 6), round(y1 / h, 6),
+                      round(x2 / w, 6), round(y2 / h, 6)), score=float(x.score))

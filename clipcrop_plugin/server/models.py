@@ -32,6 +32,15 @@ class CropOut(BaseModel):
     changes: list[ElementChangeOut] | None = Field(default=None, description="all ten element changes, when known")
 
 
+class SubjectOut(BaseModel):
+    """Something the subject stage found, that a good crop keeps whole."""
+
+    kind: Literal["face", "profile_face", "person", "salient"]
+    box: Box
+    fractions: tuple[float, float, float, float] = Field(description="box / (width, height)")
+    score: float = Field(ge=0, le=1, description="the detector's confidence")
+
+
 class LabelOut(BaseModel):
     """A recorded judgement of the user."""
 
@@ -63,6 +72,9 @@ class PhotoSummary(BaseModel):
     camera: str | None = None
     best: CropOut | None = Field(default=None, description="the selected crop (rank 1 of `aspect`, or best overall)")
     label: LabelOut | None = Field(default=None, description="the latest label, if any")
+    subjects: list[SubjectOut] = Field(
+        default_factory=list, description="faces, people and the main salient region, in upright pixels"
+    )
 
 
 class PhotoPage(BaseModel):

@@ -118,6 +118,8 @@ class ScoringRun(Base):
     best_improvement: Mapped[float | None] = mapped_column(Float)
     candidates: Mapped[bytes] = mapped_column(LargeBinary)  # see packing.pack_candidates
     elements: Mapped[bytes | None] = mapped_column(LargeBinary)  # (N, 10) float16, or NULL
+    # What the subject stage found on this pass (packing.pack_subjects); NULL: no subject data.
+    subjects: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class CropRow(Base):

@@ -15,6 +15,13 @@ Element scores are stored separately, quantized to uint8 over the run's own [min
 exact float32 copies in their ``crops`` rows)::
 
     b"EQ1" | float32 min | float32 max | uint16 columns | (N, columns) uint8
+
+A run's subjects (faces, people, the salient region; a handful per photo) are 18 bytes each::
+
+    b"SB1" | N records of: uint8 kind (index into SUBJECT_KINDS) | uint8 score x 255 | int32[4] box
+
+An empty subject list is the bare magic; ``NULL`` means the run has no subject data (recorded
+before subjects existed, or detection failed).
 """
 
 from __future__ import annotations
@@ -26,8 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import StoreError
+from ..results import Subject
 
 _MAGIC = b"CC1"
+# Stored codes: append only, never reorder (rows written by older versions keep their meaning).
+SUBJECT_KINDS = ("face", "profile_face", "person", "salient")
+_SUBJECT_MAGIC = b"SB1"
+_SUBJECT = struct.Struct("<BB4i")
 
 
 @dataclass
@@ -103,3 +115,27 @@ def pack_vector(values: list[float] | np.ndarray) -> bytes:
 
 def unpack_vector(blob: bytes | None) -> list[float] | None:
     return None if blob is None else [float(v) for v in np.frombuffer(blob, "<f4")]
+
+
+def pack_subjects(subjects: list[Subject]) -> bytes:
+    """Encode a run's subjects (score kept to 1/255; kinds outside :data:`SUBJECT_KINDS` dropped)."""
+    out = [_SUBJECT_MAGIC]
+    for sub in subjects:
+        if sub.kind not in SUBJECT_KINDS:
+            continue
+        score = int(round(min(max(float(sub.score), 0.0), 1.0) * 255))
+        out.append(_SUBJECT.pack(SUBJECT_KINDS.index(sub.kind), score, *(int(v) for v in sub.box)))
+    return b"".join(out)
+
+
+def unpack_subjects(blob: bytes | None) -> list[Subject]:
+    """Decode :func:`pack_subjects` output; ``NULL`` gives ``[]``; raises ``StoreError`` on foreign data."""
+    if blob is None:
+        return []
+    if blob[:3] != _SUBJECT_MAGIC or (len(blob) - 3) % _SUBJECT.size:
+        raise StoreError("stored subjects are in an unknown format")
+    out = []
+    for kind, score, x1, y1, x2, y2 in _SUBJECT.iter_unpack(blob[3:]):
+        if kind < len(SUBJECT_KINDS):
+            out.append(Subject(SUBJECT_KINDS[kind], (x1, y1, x2, y2), round(score / 255.0, 4)))
+    return out

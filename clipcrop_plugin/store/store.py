@@ -25,11 +25,20 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from ..config import Settings
 from ..elements import ELEMENT_NAMES
 from ..errors import ConfigError, StoreError
-from ..results import Box, ElementChange, Suggestion
+from ..results import Box, ElementChange, Subject, Suggestion
 from . import migrate
 from .engine import WRITE_OPTION, make_engine, resolve_url
 from .models import LABEL_KINDS, TOP_K, CropRow, Explanation, Label, ModelVersion, Photo, ScoringRun, utcnow
-from .packing import pack_candidates, pack_elements, pack_vector, unpack_candidates, unpack_elements, unpack_vector
+from .packing import (
+    pack_candidates,
+    pack_elements,
+    pack_subjects,
+    pack_vector,
+    unpack_candidates,
+    unpack_elements,
+    unpack_subjects,
+    unpack_vector,
+)
 from .queries import _PREFIX_END, COMPANION_SUFFIXES, QueryFilters, build_query, pair_kind
 
 log = logging.getLogger("clipcrop.store")
@@ -176,6 +185,7 @@ class PhotoDetail:
     best: dict[str, CropRecord]  # per candidate set, rank 1
     candidates: list[CropRecord]  # every candidate of the active run, set by set, by rank
     labels: list[LabelRecord]
+    subjects: list[Subject] = field(default_factory=list)  # what the active run's subject stage found
 
     def to_dict(self) -> dict[str, Any]:
         d = self.photo.to_dict()
@@ -187,6 +197,7 @@ class PhotoDetail:
             best={k: v.to_dict() for k, v in self.best.items()},
             candidates=[c.to_dict() for c in self.candidates],
             labels=[lab.to_dict() for lab in self.labels],
+            subjects=[sub.to_dict() for sub in self.subjects],
             runs=[{"id": r.id, "scorer": r.scorer, "weights_hash": r.weights_hash, "active": r.active,
                    "created_at": r.created_at.isoformat()} for r in self.runs],
         )
@@ -535,6 +546,7 @@ class Store:
             best_improvement=float(best.improvement) if best else None,
             candidates=pack_candidates(boxes, scores, sets, ranks),
             elements=pack_elements(np.array([c.elements for c in crops], dtype=np.float32)) if has_el else None,
+            subjects=None if s.subjects_error else pack_subjects(s.subjects),
         )
         rows: list[dict[str, Any]] = []
         expl: list[list[ElementChange]] = []
@@ -817,6 +829,19 @@ class Store:
                             int(r.run_id) if r.crop_id is not None else None, crop,
                             r.pair_path, r.pair_role if r.pair_path else None)
 
+    def subjects_of(self, photo_ids: Sequence[int]) -> dict[int, list[Subject]]:
+        """The active run's subjects of each photo in ``photo_ids`` (one query; photos without
+        subject data map to ``[]``), for pages that list many photos."""
+        out: dict[int, list[Subject]] = {int(i): [] for i in photo_ids}
+        ids = list(out)
+        with self._read() as conn:
+            for i in range(0, len(ids), 500):
+                rows = conn.execute(select(R.c.photo_id, R.c.subjects).where(
+                    R.c.photo_id.in_(ids[i:i + 500]), R.c.active == True))  # noqa: E712
+                for pid, blob in rows:
+                    out[int(pid)] = unpack_subjects(blob)
+        return out
+
     def active_aspects(self) -> list[str]:
         """Candidate sets present in the active runs, ``grid`` first, then ratios (not ``full``)."""
         q = select(C.c.aspect).where(C.c.rank == 1, C.c.active.is_(True)).distinct()
@@ -884,8 +909,9 @@ class Store:
         run_recs = [RunRecord(r.id, r.scorer, r.weights_hash or None, r.device, r.created_at, bool(r.active),
                               r.content_hash, r.n_candidates, r.full_score) for r in runs]
         labels = self.labels(photo_id=ref.id)
+        subjects = unpack_subjects(run.subjects) if run is not None else []
         return PhotoDetail(summary, prow.orientation, prow.format, next((x for x in run_recs if run and x.id == run.id), None),
-                           run_recs, full, best, candidates, labels)
+                           run_recs, full, best, candidates, labels, subjects)
 
     def _decode_run(self, run: Any, rows: dict[tuple[str, int], Any], expl: dict[int, list[ElementChange]]) -> list[CropRecord]:
         packed = unpack_candidates(run.candidates)

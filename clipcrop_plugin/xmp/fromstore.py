@@ -70,4 +70,4 @@ def suggestion_from_store(store: Store, path: str | os.PathLike[str]) -> Suggest
                   c.elements, c.changes) for c in detail.candidates]
     full = next((c for c in crops if c.aspect == "full"), None)
     return Suggestion(str(photo), True, info=info, scorer=detail.run.scorer, weights_hash=detail.run.weights_hash,
-                      device=detail.run.device, crops=crops, full_frame=full)
+                      device=detail.run.device, crops=crops, full_frame=full, subjects=list(detail.subjects))

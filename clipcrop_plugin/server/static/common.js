@@ -72,7 +72,20 @@ const CC = (() => {
    * image. When ``onAdjust`` is given the box can be moved (drag inside) and resized (drag a
    * corner handle); ``ratio`` (w/h, or null for free) keeps a ratio set's shape.
    */
-  function frame(photo, crop, { size = 512, onAdjust = null, ratio = null, lazy = true, width = 260 } = {}) {
+  /** The photo's subjects (faces, people, the salient region) as thin outlines; never in the way of a drag. */
+  function subjectBoxes(photo, withLabels) {
+    return (photo.subjects || []).map((s) => {
+      const [sl, st, sr, sb] = s.fractions;
+      const kind = s.kind.replace("_", " ");
+      return el("div", {
+        class: `subject ${s.kind}`, "data-kind": s.kind, title: `${kind} (${Math.round(s.score * 100)}% sure)`,
+        style: { left: sl * 100 + "%", top: st * 100 + "%", width: (sr - sl) * 100 + "%", height: (sb - st) * 100 + "%" } },
+        withLabels ? el("span", { text: kind }) : null);
+    });
+  }
+
+  function frame(photo, crop, { size = 512, onAdjust = null, ratio = null, lazy = true, width = 260,
+                                subjects = true, subjectLabels = true } = {}) {
     const root = el("div", { class: "frame", style: { aspectRatio: `${photo.width} / ${photo.height}` } });
     // ``width`` is the CSS width the frame will get: the browser picks the 256 px thumbnail for
     // ordinary screens and the 512 px one for HiDPI screens or wide cards.
@@ -83,6 +96,7 @@ const CC = (() => {
       src: src(size), srcset: size <= 512 ? `${src(256)} 256w, ${src(512)} 512w` : null,
       sizes: size <= 512 ? `${Math.ceil(width)}px` : null, alt: photo.name, draggable: "false",
       loading: lazy ? "lazy" : "eager", decoding: "async", width: photo.width, height: photo.height }));
+    if (subjects) root.append(...subjectBoxes(photo, subjectLabels));
     if (!crop) {
       root.append(el("div", { class: "nocrop", text: photo.status === "failed" ? "could not score" : "no suggestion" }));
       return root;

@@ -38,7 +38,7 @@
     $("#cands").replaceChildren(...list.map((c, i) => el("div", {
       class: "cand" + (i === selected ? " selected" : ""), "data-rank": c.rank,
       onclick: () => { selected = i; render(); } },
-      frame(photo, c, { size: 256, width: 120 }),
+      frame(photo, c, { size: 256, width: 120, subjectLabels: false }),
       el("div", {},
         el("h3", { text: `#${c.rank}  score ${c.score.toFixed(4)}  ${fmtGain(c.improvement)}` }),
         bars(c.changes || c.explanation, scale)))));

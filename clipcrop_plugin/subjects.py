@@ -1,0 +1,496 @@
+"""The subject stage: faces, profile faces, people and the main salient object, found once per photo.
+
+Runs on the small working copy that intake made (``LoadedImage.image``), never on the file, and
+returns :class:`~clipcrop_plugin.results.Subject` boxes in upright full-resolution pixels like
+every other box. Every scorer and the crop guard read these boxes; nothing here scores crops.
+
+Detectors (all weights ship inside a wheel; nothing is downloaded):
+
+- ``face``: OpenCV's Haar cascade ``haarcascade_frontalface_alt2`` (bundled in
+  ``opencv-python-headless`` 4.x under ``cv2.data``; OpenCV 5 wheels no longer bundle cascades).
+- ``profile_face``: ``haarcascade_profileface``, run on the image and on its mirror image, since
+  the cascade only knows faces looking one way.
+- ``person``: OpenCV's HOG + linear SVM people detector (its coefficients are compiled into
+  OpenCV). A person with no face found inside gets a second, more sensitive face search in the top
+  of its box, so a person box implies its head region whenever a head can be seen.
+- ``salient``: one box around the most salient connected region of a spectral-residual, colour
+  distinctness and sharpness saliency map (numpy and Pillow only, always available).
+
+Without OpenCV only ``salient`` subjects are found, and one warning per process says so.
+Blank, flat or tiny images give no subjects, never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .imaging import LoadedImage
+from .results import Box, Subject
+
+log = logging.getLogger("clipcrop")
+
+Found = tuple[str, tuple[float, float, float, float], float]  # kind, box in detection-image px, score
+
+KINDS = ("face", "profile_face", "person", "salient")
+
+# The detection image's short side is capped here: Haar cascades cost grows with the pixel
+# count, and the heuristic scorer's working copy (192) is what this was tuned on.
+DETECT_SIDE = 192
+# Smallest face searched, as a fraction of the face search copy's short side (and never below
+# the cascades' own 20 px window): smaller faces cost most of the time and rarely decide a crop
+# of the whole photo.
+MIN_FACE_FRACTION = 1 / 8
+# Faces are searched on a copy with this short side: a face smaller than MIN_FACE_FRACTION of it
+# (20 px, the cascades' window) is not found.
+FACE_SIDE = 144
+_SCALE_FACTOR = 1.1
+_PROFILE_SCALE_FACTOR = 1.2
+_FACE_NEIGHBOURS = 3
+_PROFILE_NEIGHBOURS = 4
+_FACE_IOU = 0.3  # frontal and profile boxes overlapping this much are one face
+_PERSON_IOU = 0.5
+_HOG_WIN = (64, 128)
+# Around a skin blob, the face search adds this much of the smallest face (and of the blob's
+# size / 2) on every side: the cascade window holds hair and chin beyond the skin.
+_ROI_MARGIN = 0.5
+_MIN_SALIENT_SIDE = 8  # images smaller than this have no meaningful salient region
+_MAX_SALIENT_AREA = 0.9  # a "salient region" covering the whole frame is not a subject
+_FLAT_STD = 2.0 / 255.0  # luminance spread below which a frame is flat (all black, one colour)
+
+_UNSET = object()
+_cv2_module: Any = _UNSET  # the import is tried once per process
+_cv2_lock = threading.Lock()
+
+
+def _cv2() -> Any | None:
+    """OpenCV when it is installed and bundles its cascades, else ``None`` (warned once)."""
+    global _cv2_module
+    with _cv2_lock:
+        if _cv2_module is _UNSET:
+            try:
+                import cv2
+
+                if not hasattr(cv2, "data") or not hasattr(cv2, "CascadeClassifier"):
+                    raise ImportError("this cv2 bundles no cascades (opencv-python-headless 4.x does)")
+                _cv2_module = cv2
+            except Exception as exc:  # a missing or broken wheel only means "saliency only"
+                _cv2_module = None
+                log.warning(
+                    "subject detection: OpenCV is not available (%s); faces and people are not detected, "
+                    "only the most salient region (pip install 'clipcrop[subjects]')",
+                    exc,
+                )
+        return _cv2_module
+
+
+def _confidence(neighbours: float, k: float = 6.0) -> float:
+    """Map a cascade's neighbour count (how many overlapping windows agreed) into [0, 1)."""
+    return float(1.0 - math.exp(-max(float(neighbours), 0.0) / k))
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _inside(inner: Sequence[float], outer: Sequence[float], tol: float = 0.8) -> bool:
+    """Whether at least ``tol`` of ``inner``'s area lies within ``outer``."""
+    ix = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
+    iy = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
+    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
+    return area > 0 and ix * iy >= tol * area
+
+
+def nms(found: list[Found], threshold: float) -> list[Found]:
+    """Greedy non-maximum suppression: keep the best-scored box of every overlapping cluster."""
+    kept: list[Found] = []
+    for item in sorted(found, key=lambda f: -f[2]):
+        if all(iou(item[1], k[1]) < threshold for k in kept):
+            kept.append(item)
+    return kept
+
+
+def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 window, edges repeated (separable running sums)."""
+    if r <= 0:
+        return a
+    out = a.astype(np.float64)
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (r + 1, r)
+        c = np.cumsum(np.pad(out, pad, mode="edge"), axis=axis)
+        n = out.shape[axis]
+        out = (np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis) - np.take(c, np.arange(n), axis=axis)) / (
+            2 * r + 1
+        )
+    return out.astype(np.float32)
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """3x3 binary dilation (outside the image counts as empty)."""
+    p = np.pad(mask, 1)
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for dy in range(3):
+        for dx in range(3):
+            out |= p[dy : dy + h, dx : dx + w]
+    return out
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    """3x3 binary erosion (outside the image counts as empty, as in a closing's border)."""
+    p = np.pad(mask, 1)
+    h, w = mask.shape
+    out = np.ones_like(mask)
+    for dy in range(3):
+        for dx in range(3):
+            out &= p[dy : dy + h, dx : dx + w]
+    return out
+
+
+def _close(mask: np.ndarray, iterations: int) -> np.ndarray:
+    for _ in range(iterations):
+        mask = _dilate(mask)
+    for _ in range(iterations):
+        mask = _erode(mask)
+    return mask
+
+
+def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """4-connected components of a boolean mask: (labels 1..n, 0 outside; n).
+
+    Min-label propagation with pointer jumping, in numpy: the saliency map is 64 px, so this
+    costs well under a millisecond and needs no scipy or OpenCV.
+    """
+    h, w = mask.shape
+    size = h * w
+    flat = mask.ravel()
+    lab = np.where(flat, np.arange(size), size)
+    while True:
+        grid = lab.reshape(h, w)
+        p = np.pad(grid, 1, constant_values=size)
+        m = np.minimum.reduce([grid, p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]]).ravel()
+        m = np.where(flat, m, size)
+        # Pointer jumping: a label is a pixel index; follow it to that pixel's own label.
+        inside = m < size
+        m[inside] = np.minimum(m[inside], m[m[inside]])
+        if np.array_equal(m, lab):
+            break
+        lab = m
+    roots, inverse = np.unique(lab, return_inverse=True)
+    n = int(np.sum(roots < size))
+    out = np.where(flat, inverse + 1, 0).reshape(h, w)
+    return out, n
+
+
+def saliency_map(rgb: np.ndarray) -> np.ndarray:
+    """A saliency map in [0, 1] of an (H, W, 3) float RGB image in [0, 1], at 64 px on the long side.
+
+    Spectral residual (Hou & Zhang 2007) finds what stands out from the image's own statistics;
+    colour distinctness (distance from the mean colour) finds objects that differ in colour; a
+    mild centre prior damps the border responses spectral residual is prone to.
+    """
+    h, w = rgb.shape[:2]
+    f = 64 / max(h, w)
+    sw, sh = max(1, round(w * f)), max(1, round(h * f))
+    small = np.asarray(
+        Image.fromarray((rgb * 255).astype(np.uint8)).resize((sw, sh), Image.Resampling.BILINEAR), dtype=np.float32
+    ) * (1 / 255.0)
+    lum = small @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    spec = np.fft.fft2(lum)
+    log_amp = np.log(np.abs(spec) + 1e-6)
+    residual = log_amp - _box_blur(log_amp, 1)
+    sr = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(spec)))) ** 2
+    sr = _box_blur(_box_blur(sr.astype(np.float32), 1), 1)
+    distinct = np.sqrt(((small - small.reshape(-1, 3).mean(axis=0)) ** 2).sum(axis=-1))
+    # Sharpness: the subject is usually the part in focus (pets, portraits, macro), measured
+    # on the full-size image where background blur is still visible, then pooled down.
+    full_lum = rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    gx = np.abs(np.diff(full_lum, axis=1, prepend=full_lum[:, :1]))
+    gy = np.abs(np.diff(full_lum, axis=0, prepend=full_lum[:1, :]))
+    sharp = np.asarray(Image.fromarray(gx + gy, "F").resize((sw, sh), Image.Resampling.BOX), dtype=np.float32)
+    sharp = _box_blur(sharp, 1)
+    yy = (np.arange(sh, dtype=np.float32) + 0.5) / sh - 0.5
+    xx = (np.arange(sw, dtype=np.float32) + 0.5) / sw - 0.5
+    prior = 0.5 + 0.5 * np.exp(-(yy[:, None] ** 2 + xx[None, :] ** 2) / (2 * 0.3**2))
+    out = (0.35 * _norm(sr) + 0.35 * _norm(distinct) + 0.3 * _norm(sharp)) * prior
+    return _norm(out)
+
+
+def _norm(a: np.ndarray) -> np.ndarray:
+    hi = float(np.percentile(a, 99.5)) if a.size else 0.0
+    lo = float(a.min()) if a.size else 0.0
+    if hi - lo <= 1e-8:
+        return np.zeros_like(a, dtype=np.float32)
+    return np.clip((a - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, float], float] | None:
+    """The box (in ``rgb`` pixels) and confidence of the most salient connected region, or ``None``.
+
+    ``None`` for flat frames, images too small to have a region, and maps whose salient region
+    is (nearly) the whole frame.
+    """
+    h, w = rgb.shape[:2]
+    if min(h, w) < _MIN_SALIENT_SIDE:
+        return None
+    if float(rgb.reshape(-1, rgb.shape[-1]).std(axis=0).max()) < _FLAT_STD:
+        return None
+    sal = saliency_map(rgb)
+    sh, sw = sal.shape
+    if float(sal.max()) <= 0.0:
+        return None
+    # Threshold relative to the map's own spread: the subject is what stands well above the mean.
+    thr = max(0.4, float(sal.mean() + 0.5 * sal.std()))
+    # Closing joins the parts of one object (a cat's eyes and nose) into one region.
+    mask = _close(sal >= thr, iterations=2)
+    cv2 = _cv2()
+    if cv2 is not None:  # the same 4-connected components, ~10x faster than the numpy fallback
+        n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
+        n -= 1
+    else:
+        labels, n = label_regions(mask)
+    if n == 0:
+        return None
+    mass = np.bincount(labels.ravel(), weights=sal.ravel(), minlength=n + 1)[1:]
+    best = int(np.argmax(mass)) + 1
+    # The box is drawn around the thresholded pixels of that region, not the closed mask,
+    # which grows a cell or two past the object on every side.
+    ys, xs = np.nonzero((labels == best) & (sal >= thr))
+    x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    if (x2 - x1) * (y2 - y1) > _MAX_SALIENT_AREA * sw * sh:
+        return None
+    inside = sal[y1:y2, x1:x2]
+    outside_mass = float(sal.sum() - inside.sum())
+    outside_mean = outside_mass / max(sal.size - inside.size, 1)
+    # Confident when the box holds a clearly more salient region than the rest of the frame.
+    score = float(np.clip((inside.mean() - outside_mean) / max(float(inside.mean()), 1e-6), 0.0, 1.0))
+    fx, fy = w / sw, h / sh
+    return (x1 * fx, y1 * fy, x2 * fx, y2 * fy), score
+
+
+def skin_regions(cv2: Any, rgb: np.ndarray, min_face: int) -> list[tuple[int, int, int, int]]:
+    """Regions (x1, y1, x2, y2 in ``rgb`` pixels) where a face could be: around skin-coloured blobs.
+
+    The face cascades cost ~25 ms per cascade on a 192 px frame on this project's CPUs, over the
+    whole budget of the subject stage; searching only around skin makes a frame without skin (a
+    landscape, a product shot) nearly free. A (nearly) grey image has no colour to go by and is
+    searched whole. The skin rule is the classic YCrCb box (Chai & Ngan 1999), wide enough for
+    light to dark skin; sand, wood and tabby cats pass it too, which only costs time.
+    """
+    h, w = rgb.shape[:2]
+    # The mask is made at half resolution (a quarter of the cost); boxes are scaled back.
+    k = 2 if min(h, w) >= 64 else 1
+    small = cv2.resize(rgb, (w // k, h // k), interpolation=cv2.INTER_AREA) if k > 1 else rgb
+    ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb).astype(np.int16)
+    y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
+    if float(np.abs(cr - 128).mean() + np.abs(cb - 128).mean()) < 6.0:
+        return [(0, 0, w, h)]
+    skin = (cr >= 135) & (cr <= 175) & (cb >= 80) & (cb <= 130) & (y >= 40)
+    skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, _labels, stats, _centroids = cv2.connectedComponentsWithStats(skin, connectivity=4)
+    min_area = max(3, (min_face * min_face) // (10 * k * k))
+    boxes = []
+    for sx, sy, sw, sh, area in stats[1:]:  # row 0 is the background
+        if area < min_area:
+            continue
+        xs, ys = slice(int(sx) * k, int(sx + sw) * k), slice(int(sy) * k, int(sy + sh) * k)
+        bw, bh = xs.stop - xs.start, ys.stop - ys.start
+        # A blob may also be the neck or a hand next to a face whose own skin is shaded.
+        m = max(round(min_face * _ROI_MARGIN), round(max(bw, bh) * _ROI_MARGIN / 2))
+        boxes.append([max(0, xs.start - m), max(0, ys.start - m), min(w, xs.stop + m), min(h, ys.stop + m)])
+    if not boxes:
+        return []
+    merged: list[list[int]] = []
+    for b in sorted(boxes):
+        for mb in merged:
+            if b[0] < mb[2] and b[2] > mb[0] and b[1] < mb[3] and b[3] > mb[1]:
+                mb[:] = [min(b[0], mb[0]), min(b[1], mb[1]), max(b[2], mb[2]), max(b[3], mb[3])]
+                break
+        else:
+            merged.append(b)
+    if sum((b[2] - b[0]) * (b[3] - b[1]) for b in merged) > 0.9 * w * h:
+        return [(0, 0, w, h)]
+    return [(b[0], b[1], b[2], b[3]) for b in merged]
+
+
+class SubjectDetector:
+    """Finds subjects in working copies; create once per process (``default_detector()``).
+
+    OpenCV's cascade and HOG objects are not documented as thread-safe, so each thread gets its
+    own (loaded on first use, ~30 ms); the detector object itself may be shared by threads.
+    """
+
+    def __init__(self, use_opencv: bool = True) -> None:
+        self._local = threading.local()
+        self.use_opencv = use_opencv
+
+    @property
+    def has_opencv(self) -> bool:
+        """Whether faces and people are detected (OpenCV found), not only saliency."""
+        return self.use_opencv and _cv2() is not None
+
+    def _models(self) -> Any | None:
+        models = getattr(self._local, "models", None)
+        if models is None and self.use_opencv:
+            cv2 = _cv2()
+            if cv2 is None:
+                return None
+            base = cv2.data.haarcascades
+            frontal = cv2.CascadeClassifier(base + "haarcascade_frontalface_alt2.xml")
+            profile = cv2.CascadeClassifier(base + "haarcascade_profileface.xml")
+            if frontal.empty() or profile.empty():
+                raise RuntimeError(f"OpenCV's bundled face cascades could not be read from {base}")
+            hog = cv2.HOGDescriptor()
+            hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+            models = self._local.models = (cv2, frontal, profile, hog)
+        return models
+
+    def detect(self, loaded: LoadedImage) -> list[Subject]:
+        """Every subject of one photo, best first within each kind; ``[]`` when there is none."""
+        image = loaded.image
+        width, height = loaded.info.width, loaded.info.height
+        if image.width < 1 or image.height < 1 or width < 1 or height < 1:
+            return []
+        short = min(image.width, image.height)
+        f = min(1.0, DETECT_SIDE / short)
+        work = image if f >= 1.0 else image.resize(
+            (max(1, round(image.width * f)), max(1, round(image.height * f))), Image.Resampling.BILINEAR
+        )
+        rgb_u8 = np.asarray(work.convert("RGB"))
+        found: list[Found] = []
+        models = self._models()
+        if models is not None:
+            found.extend(self._opencv(models, rgb_u8))
+        region = main_salient_region(rgb_u8.astype(np.float32) * (1 / 255.0))
+        if region is not None:
+            found.append(("salient", region[0], region[1]))
+        # Back to upright full-resolution pixels, rounded outwards, clipped to the frame.
+        sx, sy = work.width / width, work.height / height
+        out: list[Subject] = []
+        for kind, (x1, y1, x2, y2), score in found:
+            box: Box = (
+                max(0, int(math.floor(x1 / sx))),
+                max(0, int(math.floor(y1 / sy))),
+                min(width, int(math.ceil(x2 / sx))),
+                min(height, int(math.ceil(y2 / sy))),
+            )
+            if box[2] > box[0] and box[3] > box[1]:
+                out.append(Subject(kind, box, round(float(np.clip(score, 0.0, 1.0)), 4)))
+        order = {k: i for i, k in enumerate(KINDS)}
+        out.sort(key=lambda s: (order.get(s.kind, len(order)), -s.score))
+        return out
+
+    def _opencv(self, models: Any, rgb: np.ndarray) -> list[Found]:
+        cv2, frontal, profile, hog = models
+        raw = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        h, w = raw.shape
+        if float(raw.std()) < 1.0 or min(h, w) < 20:
+            return []
+        gray = cv2.equalizeHist(raw)
+        # Faces are searched at FACE_SIDE (the cascades' cost grows with the pixel count), only
+        # around skin-coloured regions when the frame has colour.
+        ff = min(1.0, FACE_SIDE / min(h, w))
+        if ff < 1.0:
+            size = (max(1, round(w * ff)), max(1, round(h * ff)))
+            face_img = cv2.equalizeHist(cv2.resize(raw, size, interpolation=cv2.INTER_AREA))
+        else:
+            face_img = gray
+        fh, fw = face_img.shape
+        min_face = max(20, round(min(fh, fw) * MIN_FACE_FRACTION))
+        faces: list[Found] = []
+        rois = skin_regions(cv2, rgb, round(min_face / ff))
+        for rx1, ry1, rx2, ry2 in rois:
+            x0, y0 = int(rx1 * ff), int(ry1 * ff)
+            x3, y3 = min(fw, math.ceil(rx2 * ff)), min(fh, math.ceil(ry2 * ff))
+            for kind, (fx1, fy1, fx2, fy2), sc in self._faces(
+                frontal, profile, face_img[y0:y3, x0:x3], min_face, _FACE_NEIGHBOURS, _PROFILE_NEIGHBOURS
+            ):
+                faces.append((kind, ((fx1 + x0) / ff, (fy1 + y0) / ff, (fx2 + x0) / ff, (fy2 + y0) / ff), sc))
+        faces = nms(faces, _FACE_IOU)
+
+        people: list[Found] = []
+        # OpenCV's HOG crashes on images smaller than its window. A frame without skin anywhere
+        # rarely shows a person large enough for the window (2/3 of the frame's height here).
+        if rois and h >= _HOG_WIN[1] and w >= _HOG_WIN[0]:
+            rects, weights = hog.detectMultiScale(gray, winStride=(4, 4), padding=(8, 8), scale=1.2)
+            for (x, y, bw, bh), wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+                # The detection window has a margin around the body (the person is about the
+                # middle 60% of its width and 90% of its height); the SVM margin wt is 0 on the
+                # decision boundary and ~1.5 for a clear person.
+                box = (x + 0.2 * bw, y + 0.05 * bh, x + 0.8 * bw, y + 0.95 * bh)
+                people.append(("person", tuple(float(v) for v in box), float(wt) / (float(wt) + 0.5)))  # type: ignore[misc]
+            people = nms([p for p in people if p[2] > 0.3], _PERSON_IOU)
+        # A person implies a head: look harder for a face in the top of a person box with none.
+        for _, (x1, y1, x2, y2), _ in people:
+            if any(_inside(fb, (x1, y1, x2, y2)) for _, fb, _ in faces):
+                continue
+            hx1, hy1 = int(max(0, x1 - 0.1 * (x2 - x1))), int(max(0, y1 - 0.05 * (y2 - y1)))
+            hx2, hy2 = int(min(w, x2 + 0.1 * (x2 - x1))), int(min(h, y1 + 0.4 * (y2 - y1)))
+            roi = gray[hy1:hy2, hx1:hx2]
+            if min(roi.shape) < 20:
+                continue
+            # The head region is small, so the finest scale steps cost little here.
+            for kind, (fx1, fy1, fx2, fy2), sc in self._faces(frontal, profile, roi, 20, 2, 2, 1.05, 1.05):
+                faces.append((kind, (fx1 + hx1, fy1 + hy1, fx2 + hx1, fy2 + hy1), sc))
+            faces = nms(faces, _FACE_IOU)
+        return faces + people
+
+    @staticmethod
+    def _faces(
+        frontal: Any, profile: Any, gray: np.ndarray, min_size: int, n_frontal: int, n_profile: int,
+        scale: float = 0.0, profile_scale: float = 0.0,
+    ) -> list[Found]:
+        h, w = gray.shape
+        if min(h, w) < min_size:
+            return []
+        found: list[Found] = []
+        size = (min_size, min_size)
+        rects, counts = frontal.detectMultiScale2(
+            gray, scaleFactor=scale or _SCALE_FACTOR, minNeighbors=n_frontal, minSize=size
+        )
+        for (x, y, bw, bh), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(counts).reshape(-1)):
+            found.append(("face", (float(x), float(y), float(x + bw), float(y + bh)), _confidence(n)))
+        mirrored = np.ascontiguousarray(gray[:, ::-1])
+        for img, flip in ((gray, False), (mirrored, True)):
+            rects, counts = profile.detectMultiScale2(
+                img, scaleFactor=profile_scale or _PROFILE_SCALE_FACTOR, minNeighbors=n_profile, minSize=size
+            )
+            for (x, y, bw, bh), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(counts).reshape(-1)):
+                x1, x2 = (w - (x + bw), w - x) if flip else (x, x + bw)
+                # Profile cascades fire more often on non-faces: trust them a little less.
+                found.append(("profile_face", (float(x1), float(y), float(x2), float(y + bh)), 0.85 * _confidence(n)))
+        return nms(found, _FACE_IOU)
+
+
+_default: SubjectDetector | None = None
+_default_lock = threading.Lock()
+
+
+def default_detector() -> SubjectDetector:
+    """The process-wide detector (created on first use)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = SubjectDetector()
+        return _default
+
+
+def detect_subjects(loaded: LoadedImage) -> list[Subject]:
+    """The subjects of one loaded photo (faces, profile faces, people, the main salient region).
+
+    Boxes are in upright full-resolution pixels, x2/y2 exclusive; scores in [0, 1]. Raises only
+    on a detector bug; the pipeline catches that per photo.
+    """
+    return default_detector().detect(loaded)
