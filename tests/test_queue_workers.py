@@ -75,7 +75,7 @@ def test_cli_scan_enqueue_then_worker_once_scores_and_writes_sidecars(pg_url: st
     out = run("worker", "--once", "--scorer", "heuristic", "--db", pg_url)
     assert out.returncode == 0, out.stderr
     assert "10 scored" in out.stdout
-    assert len(list(lib.rglob("*.jpg.xmp"))) == 10
+    assert len(list(lib.rglob("*.xmp"))) == 10
     assert db_value(pg_url, "SELECT count(*) FROM photos WHERE status = 'scored'") == 10
     # Queued again: nothing new to score, nothing rewritten.
     mtimes = {p: p.stat().st_mtime_ns for p in lib.rglob("*.xmp")}
@@ -178,7 +178,7 @@ def test_two_workers_one_sigkilled_every_photo_scored_exactly_once(pg_url: str, 
     scored = _scored_lines(*logs)
     assert max(scored.values()) == 1, [p for p, n in scored.items() if n > 1]  # nothing scored twice
     assert sum(scored.values()) >= 199  # the killed one may die between its commit and its log line
-    sidecars = sorted(lib.rglob("*.jpg.xmp"))
+    sidecars = sorted(lib.rglob("*.xmp"))
     assert len(sidecars) == 200
     assert "queued again" in logs[1].read_text()
 
