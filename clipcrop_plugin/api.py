@@ -331,7 +331,7 @@ class Library:
         policy = MetadataPolicy.from_settings(self.settings, embed=embed, naming=naming,
                                               aspects=[aspect] if aspect else None)
         if aspect is None:
-            policy = MetadataPolicy(policy.mode, policy.naming)  # the best crop over all sets, as before
+            policy = MetadataPolicy(policy.mode, policy.naming, keep_margin=policy.keep_margin)  # the best crop over all sets, as before
         out = publish(self.store, suggestion, policy, plugins=self.plugins, strict=True)
         return [out.result.path_written] if out.result is not None else []
 

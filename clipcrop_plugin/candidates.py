@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError
+from .results import Box, Subject
 
 
 @dataclass(frozen=True)
@@ -191,14 +192,148 @@ def _position_counts(free_x: int, free_y: int, budget: int) -> tuple[int, int]:
     return nx, ny
 
 
+# --- subjects ---------------------------------------------------------------------------------
+
+FACE_KINDS = ("face", "profile_face")
+_MAIN_FACE_SHARE = 0.25  # a face at least this share of the largest face's area is a main face
+
+
+@dataclass(frozen=True)
+class Focus:
+    """What a crop of one photo must respect, derived from its detected subjects.
+
+    ``main`` is the main subject's box (the main people, whole, or the strongest salient object);
+    ``keys`` are the parts that must never be cut (faces, or the heads of people whose face was
+    not found): when no crop of a ratio can hold ``main``, they are what is kept. ``anchor`` is
+    the point a photographer places on a thirds line or the centre (the eyes, or the object's
+    centre); ``look`` is -1 / +1 when a profile face tells which way the subject looks, else 0.
+    ``people`` says whether the subject is people (eyes go on the upper third).
+    """
+
+    main: Box
+    keys: tuple[Box, ...]
+    others: tuple[Box, ...]  # every face/head that must not be sliced, main or not
+    bodies: tuple[Box, ...]  # person boxes that should not be cut through
+    anchor: tuple[float, float]
+    look: int
+    people: bool
+    confidence: float = 1.0  # the detector's score of a salient subject (people: 1)
+
+
+def _area(b: Sequence[int]) -> int:
+    return max(0, int(b[2]) - int(b[0])) * max(0, int(b[3]) - int(b[1]))
+
+
+def _union(boxes: Sequence[Sequence[int]]) -> Box:
+    return (min(int(b[0]) for b in boxes), min(int(b[1]) for b in boxes),
+            max(int(b[2]) for b in boxes), max(int(b[3]) for b in boxes))
+
+
+def _clip_box(b: Sequence[float], width: int, height: int) -> Box:
+    x1 = int(min(max(math.floor(b[0]), 0), width - 1))
+    y1 = int(min(max(math.floor(b[1]), 0), height - 1))
+    x2 = int(max(min(math.ceil(b[2]), width), x1 + 1))
+    y2 = int(max(min(math.ceil(b[3]), height), y1 + 1))
+    return (x1, y1, x2, y2)
+
+
+def _inside(inner: Sequence[int], outer: Sequence[int], tol: float = 0.6) -> bool:
+    """Whether at least ``tol`` of ``inner`` lies in ``outer``."""
+    ix = max(0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
+    iy = max(0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
+    return ix * iy >= tol * max(1, _area(inner))
+
+
+def subject_focus(subjects: Sequence[Subject], width: int, height: int) -> Focus | None:
+    """The :class:`Focus` of a photo from its subjects, or None when nothing was detected.
+
+    People come first: the main faces (at least a quarter of the largest face's area) and the
+    people they belong to, or the largest people when no face was found (their heads, the top
+    sixth of the box, become the parts to keep). A face without a body gets head-and-shoulders
+    room around it. Without people, the most confident salient object is the subject.
+    """
+    def clip(b: Sequence[float]) -> Box:
+        return _clip_box(b, width, height)
+
+    subs = [s for s in subjects if _area(s.box) > 0]
+    faces = [clip(s.box) for s in subs if s.kind in FACE_KINDS]
+    persons = [clip(s.box) for s in subs if s.kind == "person"]
+    profile = [clip(s.box) for s in subs if s.kind == "profile_face"]
+    heads = []
+    for p in persons:
+        if not any(_inside(f, p) for f in faces):
+            ph, pw = p[3] - p[1], p[2] - p[0]
+            hw = max(1.0, min(pw * 0.5, ph * 0.16))
+            cx = (p[0] + p[2]) / 2
+            heads.append(clip((cx - hw / 2, p[1], cx + hw / 2, p[1] + max(1.0, ph * 0.16))))
+    parts = faces + heads
+    if parts:
+        largest = max(_area(b) for b in parts)
+        keys = [b for b in parts if _area(b) >= _MAIN_FACE_SHARE * largest]
+        bodies = [p for p in persons if any(_inside(k, p) for k in keys)]
+        room = []
+        for k in keys:
+            if any(_inside(k, b) for b in bodies):
+                continue
+            kw, kh = k[2] - k[0], k[3] - k[1]
+            # Hair above, chin and neck below: a head-and-shoulders box around a bare face.
+            room.append(clip((k[0] - 0.25 * kw, k[1] - 0.45 * kh, k[2] + 0.25 * kw, k[3] + 0.6 * kh)))
+        main = _union(keys + bodies + room)
+        ku = _union(keys)
+        anchor = ((ku[0] + ku[2]) / 2, ku[1] + 0.42 * (ku[3] - ku[1]))
+        look = 0
+        if profile and len(keys) == 1 and keys[0] in profile:
+            # A profile detector says there is a profile, not which way it faces; photographers
+            # leave room in front of a face, so the side with more room in the frame is the front.
+            look = 1 if anchor[0] < width / 2 else -1
+        return Focus(main, tuple(keys), tuple(parts), tuple(persons), anchor, look, True)
+    salient = sorted((s for s in subs if s.kind == "salient"), key=lambda s: -s.score)
+    if not salient:
+        return None
+    main = clip(salient[0].box)
+    return Focus(main, (), (), tuple(persons), ((main[0] + main[2]) / 2, (main[1] + main[3]) / 2), 0, False,
+                 float(salient[0].score))
+
+
+def subject_boxes(width: int, height: int, ratio: AspectRatio, focus: Focus) -> np.ndarray:
+    """Crops of exactly ``ratio`` composed around ``focus``: the largest box of the ratio placing
+    the anchor on the centre or a thirds line, and centred on the main subject (clamped to the
+    photo). They make sure a ratio set has a candidate that keeps the
+    subject, when one fits, instead of only blind grid positions."""
+    w_max, h_max = _largest_box(width, height, ratio)
+    mx1, my1, mx2, my2 = focus.main
+    # Only the largest size: it is the one most likely to hold the subject, and tighter sizes
+    # around a detector's box would make the choice follow every wobble of that box.
+    sizes = [(w_max, h_max)]
+    ax, ay = focus.anchor
+    us = (1 / 3, 0.5, 2 / 3)
+    vs = (1 / 3, 0.42) if focus.people else (0.5, 1 / 3, 2 / 3)
+    out = []
+    for w, h in dict.fromkeys(sizes):
+        for u in us:
+            for v in vs:
+                x = min(max(round(ax - u * w), 0), width - w)
+                y = min(max(round(ay - v * h), 0), height - h)
+                out.append((x, y, x + w, y + h))
+        # The main subject centred, with equal room around it.
+        cx, cy = (mx1 + mx2) / 2, (my1 + my2) / 2
+        x = min(max(round(cx - w / 2), 0), width - w)
+        y = min(max(round(cy - h / 2), 0), height - h)
+        out.append((x, y, x + w, y + h))
+    return _unique_rows(np.asarray(out, dtype=np.int64).reshape(-1, 4))
+
+
 def generate_candidates(
-    width: int, height: int, aspects: Sequence[AspectRatio] = (), *, grid: bool = True
+    width: int, height: int, aspects: Sequence[AspectRatio] = (), *, grid: bool = True,
+    subjects: Sequence[Subject] = (),
 ) -> CandidateSet:
     """All candidates of a ``width`` x ``height`` upright image.
 
     Sets, in order: ``"grid"`` (GAIC anchors, when ``grid``), one set per ratio in ``aspects``
     (duplicates dropped), and ``"full"``: the whole frame, exactly once, last. Never raises for
     odd shapes: a panorama may have few or no grid anchors but always gets its ratio sets.
+    With ``subjects``, each ratio set also gets crops composed around the main subject
+    (:func:`subject_boxes`).
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
@@ -209,11 +344,17 @@ def generate_candidates(
         parts.append(g)
         groups += ["grid"] * len(g)
     seen: set[str] = set()
+    focus = subject_focus(subjects, width, height) if subjects else None
     for ratio in aspects:
         if ratio.name in seen:
             continue
         seen.add(ratio.name)
         a = aspect_boxes(width, height, ratio)
+        if focus is not None:
+            extra = subject_boxes(width, height, ratio, focus)
+            known = {tuple(b) for b in a.tolist()}
+            extra = np.array([b for b in extra.tolist() if tuple(b) not in known], dtype=np.int64).reshape(-1, 4)
+            a = np.concatenate([a, extra], axis=0)
         parts.append(a)
         groups += [ratio.name] * len(a)
     parts.append(np.array([[0, 0, width, height]], dtype=np.int64))

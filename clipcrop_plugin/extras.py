@@ -19,9 +19,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "heic": ("pillow_heif",),
     "postgres": ("psycopg",),
     "queue": ("psycopg", "procrastinate"),
-    "raw": ("rawpy",),
-
     "subjects": ("cv2",),  # optional even where present: the subject stage falls back to saliency
+    "raw": ("rawpy",),
 }
 # a module that may be missing -> the extra that brings it
 _EXTRA_OF_MODULE = {module: extra for extra, modules in reversed(EXTRAS.items()) for module in modules}

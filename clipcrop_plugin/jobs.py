@@ -56,6 +56,7 @@ class MetadataPolicy:
     mode: str = "sidecar"
     naming: str = "base"
     aspects: tuple[str, ...] = ()
+    keep_margin: float | None = None  # crop or keep (results.is_keep); None: the configured one
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -73,7 +74,7 @@ class MetadataPolicy:
         embed = settings.embed if embed is None else embed
         names = aspect_names(aspects if aspects else settings.aspects)
         mode = ("embed" if embed else "sidecar") if write else "none"
-        return cls(mode, naming or settings.sidecar_naming, names)
+        return cls(mode, naming or settings.sidecar_naming, names, settings.keep_margin)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def publish(store: Store | None, suggestion: Suggestion, policy: MetadataPolicy,
     local = suggestion if here == suggestion.path else dataclasses.replace(suggestion, path=here)
     try:
         result = write_crop_metadata(here, local, mode=policy.mode, naming=policy.naming,
-                                     aspects=list(policy.aspects) or None)
+                                     aspects=list(policy.aspects) or None, keep_margin=policy.keep_margin)
     except (ClipcropError, OSError) as exc:
         if strict:
             raise
@@ -165,8 +166,9 @@ def publish(store: Store | None, suggestion: Suggestion, policy: MetadataPolicy,
         extra = _content_changed(store, suggestion.path, result.sha256, here)
         if extra:
             result.note = f"{result.note}; {extra}" if result.note else extra
-    fire(plugins, "metadata_written", strict=strict, photo_path=suggestion.path,
-         written=[str(result.path_written)], cleared=False)
+    if result.changed:  # a "keep as is" writes nothing; it may clear an earlier clipcrop crop
+        fire(plugins, "metadata_written", strict=strict, photo_path=suggestion.path,
+             written=[str(result.path_written)], cleared=result.kept)
     return Outcome(suggestion.path, result, origin=origin)
 
 

@@ -42,6 +42,11 @@ class Crop:
     explanation: list[ElementChange] = field(default_factory=list)
     elements: list[float] | None = None
     changes: list[float] | None = None
+    # Set by the subject guard (``clipcrop_plugin.guard``): what this crop does to the photo's
+    # subjects ("cuts face", "cuts subject", ...) and, for a set's best crop that had to give
+    # something up, one sentence saying what it kept and why.
+    flags: list[str] = field(default_factory=list)
+    note: str | None = None
 
     def fractions(self, width: int, height: int) -> tuple[float, float, float, float]:
         """The box as fractions of the upright image (left, top, right, bottom)."""
@@ -56,7 +61,52 @@ class Crop:
             "rank": int(self.rank),
             "improvement": round(float(self.improvement), 6),
             "explanation": [c.to_dict() for c in self.explanation],
+            **({"flags": list(self.flags)} if self.flags else {}),
+            **({"note": self.note} if self.note else {}),
         }
+
+
+# A grid crop is suggested only when it beats the full frame by at least this much (in score
+# units of the scorer; ``Settings.keep_margin`` overrides it). Chosen from the quality benchmark
+# (docs/quality.md): below it, grid winners of the weights-free scorer are mostly trims that a
+# photographer would not bother to apply.
+DEFAULT_KEEP_MARGIN = 0.02
+KEEP_REASON = "keep as is: no crop of the free grid beats the full frame by the keep margin"
+FREE_SET = "grid"
+
+
+def is_keep(aspect: str | None, improvement: float | None, margin: float | None = None) -> bool:
+    """The crop-or-keep rule, for a selected crop known only by its set and improvement.
+
+    Only the free ``grid`` set can end in "keep": a ratio the user asked for always gets its best
+    crop. Every listing (CLI, API, review page) and the XMP writer decide through this function.
+    """
+    if aspect != FREE_SET or improvement is None:
+        return False
+    return float(improvement) < (DEFAULT_KEEP_MARGIN if margin is None else float(margin))
+
+
+def configured_keep_margin() -> float:
+    """``keep_margin`` from the user's settings, or the default when they cannot be read."""
+    from .config import load_settings
+    from .errors import ConfigError
+
+    try:
+        return float(load_settings().keep_margin)
+    except (ConfigError, OSError, ValueError):
+        return DEFAULT_KEEP_MARGIN
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What clipcrop suggests for a photo: a crop, or keeping the full frame (``crop is None``)."""
+
+    crop: Crop | None
+    reason: str
+
+    @property
+    def keep(self) -> bool:
+        return self.crop is None
 
 
 @dataclass(frozen=True)
@@ -122,9 +172,35 @@ class Suggestion:
         return seen
 
     def best(self, aspect: str | None = None) -> Crop | None:
-        """The rank-1 crop of ``aspect`` (default: the best crop over all sets)."""
-        pool = [c for c in self.crops if c.aspect != "full" and (aspect is None or c.aspect == aspect)]
-        return max(pool, key=lambda c: c.score) if pool else None
+        """The rank-1 crop of ``aspect``; without ``aspect``, the photo's primary crop.
+
+        The primary crop is the best of the ratio sets the user asked for (by score) when there
+        are any, else the grid's rank 1. It is what gets written and listed, unless
+        :meth:`choice` says to keep the full frame. Ranks come from the subject guard, so a rank
+        1 may score below a candidate that cuts a face.
+        """
+        firsts = [c for c in self.crops if c.aspect != "full" and c.rank == 1 and (aspect is None or c.aspect == aspect)]
+        if not firsts:
+            pool = [c for c in self.crops if c.aspect != "full" and (aspect is None or c.aspect == aspect)]
+            return max(pool, key=lambda c: c.score) if pool else None
+        if aspect is not None:
+            return firsts[0]
+        ratios = [c for c in firsts if c.aspect != FREE_SET]
+        return max(ratios or firsts, key=lambda c: c.score)
+
+    def choice(self, aspect: str | None = None, margin: float | None = None) -> Choice:
+        """Crop or keep: the crop to apply (of ``aspect`` when given), or ``crop=None`` to keep.
+
+        A requested ratio (``aspect``, or a ratio set that was scored) always gets its best crop;
+        the free grid's best is suggested only when it beats the full frame by ``margin``
+        (default :data:`DEFAULT_KEEP_MARGIN`).
+        """
+        crop = self.best(aspect)
+        if crop is None:
+            return Choice(None, "keep as is: no candidate crop fits this image")
+        if is_keep(crop.aspect, crop.improvement, margin):
+            return Choice(None, KEEP_REASON)
+        return Choice(crop, crop.note or f"best {crop.aspect} crop")
 
     def top(self, n: int) -> list[Crop]:
         """The ``n`` best crops of every candidate set, set by set."""
@@ -146,7 +222,15 @@ class Suggestion:
             "height": info.height if info else None,
             "orientation": info.orientation if info else None,
             "scorer": self.scorer,
+            "choice": self._choice_dict(),
             "crops": [c.to_dict() for c in crops],
             "subjects": [x.to_dict() for x in self.subjects],
             **({"subjects_error": self.subjects_error} if self.subjects_error else {}),
         }
+
+    def _choice_dict(self) -> dict[str, Any] | None:
+        if not self.ok:
+            return None
+        ch = self.choice(margin=configured_keep_margin())
+        return {"keep": ch.keep, "aspect": ch.crop.aspect if ch.crop else None,
+                "box": [int(v) for v in ch.crop.box] if ch.crop else None, "reason": ch.reason}

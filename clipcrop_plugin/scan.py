@@ -305,3 +305,29 @@ def scan_folders(
         store.mark_online(root)
         report.gone += settle_gone(store, root, seen)
     return report
+
+
+def rescore_library(
+    store: Store, scorer: Scorer, aspects: Sequence[AspectRatio] = (), *, folders: Sequence[str | os.PathLike[str]] = (),
+    progress: Progress | None = None, stop: Callable[[], bool] | None = None,
+    policy: MetadataPolicy = NO_METADATA, plugins: pluggy.PluginManager | None = None, batch_size: int = 8,
+    grid: bool = True,
+) -> ScanReport:
+    """Bring every photo already in the database (or under ``folders``) to ``scorer``'s current weights.
+
+    After a new model version is activated (``clipcrop-train personalize --activate``, ``clipcrop
+    models use``) the scorer reports another weights hash: photos it has not scored yet are
+    scored, photos it already scored (switching back) just get those runs re-activated. Runs of
+    other versions stay in the database, queryable by scorer and weights hash. Deleted
+    (``gone``) photos and files that are not reachable now (offline drives) are left alone.
+    """
+    from .store import QueryFilters
+
+    roots = [os.path.abspath(os.fspath(f)) for f in folders] or [None]
+    paths: dict[str, None] = {}
+    for root in roots:
+        for ph in store.query(QueryFilters(folder=root), sort="path", limit=None):
+            if ph.status != "gone" and not ph.offline and os.path.isfile(ph.path):
+                paths[ph.path] = None
+    return scan_paths(store, list(paths), scorer, aspects, progress=progress, stop=stop, policy=policy,
+                      plugins=plugins, batch_size=batch_size, grid=grid)

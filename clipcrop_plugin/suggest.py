@@ -18,6 +18,7 @@ import numpy as np
 from .candidates import AspectRatio, CandidateSet, generate_candidates
 from .elements import ELEMENT_NAMES
 from .errors import ClipcropError
+from .guard import guard
 from .imaging import LoadedImage, load_image
 from .photofiles import PHOTO_EXTENSIONS, is_photo_name, iter_photo_paths
 from .results import Crop, ElementChange, Subject, Suggestion
@@ -31,48 +32,86 @@ __all__ = ["PHOTO_EXTENSIONS", "build_suggestion", "failed", "find_subjects", "i
 log = logging.getLogger("clipcrop")
 
 EXPLANATION_SIZE = 3
-MIN_CHANGE = 0.005  # smaller element changes are noise, not an explanation
+# An element change is worth naming when it is at least this many spreads of that element's
+# scores over the photo's candidates (the crop's strongest change is always named). Relative,
+# because scorers' element scales differ by orders of magnitude.
+MIN_RELATIVE_CHANGE = 0.25
 
 
-def build_suggestion(loaded: LoadedImage, candidates: CandidateSet, result: ScoreResult, scorer: Scorer) -> Suggestion:
+def explain_changes(changes: np.ndarray, elements: np.ndarray, full_index: int) -> list[list[int]]:
+    """Per candidate, the indices of the elements its explanation names, strongest first.
+
+    Each change is measured in spreads (standard deviation) of that element's score over the
+    photo's candidates, so the choice does not depend on the scorer's scale: the top
+    :data:`EXPLANATION_SIZE` by relative size, those below :data:`MIN_RELATIVE_CHANGE` dropped
+    except the strongest. Only a crop whose elements equal the full frame's (the full frame
+    itself, or a candidate with the same box) names nothing.
+    """
+    unit = np.std(np.delete(elements, full_index, axis=0), axis=0) if len(elements) > 1 else np.ones(elements.shape[1])
+    scale = np.maximum(np.abs(elements).max(axis=0) if len(elements) else 1.0, 1e-300)
+    # A flat element (same score on every candidate) gets a tiny unit so any change it does show
+    # still counts, but never outranks an element that genuinely varies.
+    unit = np.where(unit > 1e-9 * scale, unit, np.inf)
+    rel = np.abs(changes) / unit
+    exact = np.abs(changes) <= 1e-12 * np.maximum(scale, 1.0)
+    rel = np.where(exact, 0.0, rel)
+    order = np.argsort(-rel, axis=1, kind="stable")[:, :EXPLANATION_SIZE]
+    out: list[list[int]] = []
+    for i, row in enumerate(order.tolist()):
+        if i == full_index:
+            out.append([])
+            continue
+        picked = [k for j, k in enumerate(row) if rel[i, k] >= MIN_RELATIVE_CHANGE or (j == 0 and rel[i, k] > 0)]
+        if not picked and not exact[i].all():
+            # Only flat elements changed (infinite unit): name the largest raw change.
+            k = int(np.argmax(np.where(exact[i], -1.0, np.abs(changes[i]))))
+            picked = [k]
+        out.append(picked)
+    return out
+
+
+def build_suggestion(
+    loaded: LoadedImage,
+    candidates: CandidateSet,
+    result: ScoreResult,
+    scorer: Scorer,
+    subjects: Sequence[Subject] = (),
+) -> Suggestion:
     """Turn one image's raw scores into ranked, explained :class:`Crop` s.
 
-    Ranks are 1-based within each candidate set (ties keep candidate order); ``improvement`` is
-    the score minus the full frame's; ``changes`` are the element scores minus the full frame's
-    and ``explanation`` the three changes of largest magnitude.
+    The subject guard (:func:`clipcrop_plugin.guard.guard`) runs first, whatever the scorer:
+    ranks are 1-based within each candidate set by the guard's order, ``score`` is the guarded
+    score and ``improvement`` the score minus the full frame's. ``changes`` are the element
+    scores minus the full frame's and ``explanation`` names the largest of them relative to each
+    element's spread over the photo's candidates (:func:`explain_changes`).
     """
-    scores = np.asarray(result.scores, dtype=np.float64).reshape(-1)
-    if scores.shape[0] != len(candidates):
-        raise ValueError(f"scorer returned {scores.shape[0]} scores for {len(candidates)} candidates")
+    raw = np.asarray(result.scores, dtype=np.float64).reshape(-1)
+    if raw.shape[0] != len(candidates):
+        raise ValueError(f"scorer returned {raw.shape[0]} scores for {len(candidates)} candidates")
     elements = None if result.elements is None else np.asarray(result.elements, dtype=np.float64)
     fi = candidates.full_index
+    g = guard(candidates.boxes, raw, candidates.groups, subjects, candidates.width, candidates.height, fi)
+    scores = g.scores
     full_score = float(scores[fi])
     full_elements = elements[fi] if elements is not None else None
-
-    ranks = np.zeros(len(scores), dtype=np.int64)
-    groups = np.asarray(candidates.groups)
-    for group in dict.fromkeys(candidates.groups):
-        idx = np.flatnonzero(groups == group)
-        order = idx[np.argsort(-scores[idx], kind="stable")]
-        ranks[order] = np.arange(1, len(order) + 1)
 
     # Vectorised up front: a photo has hundreds of candidates, and per-crop numpy calls add up.
     boxes = np.asarray(candidates.boxes).tolist()
     score_list = scores.tolist()
-    rank_list = ranks.tolist()
+    rank_list = g.ranks.tolist()
     improvements = (scores - full_score).tolist()
     el_rows = ch_rows = top_rows = None
     if elements is not None and full_elements is not None:
         changes = elements - full_elements
         el_rows, ch_rows = elements.tolist(), changes.tolist()
-        top_rows = np.argsort(-np.abs(changes), axis=1, kind="stable")[:, :EXPLANATION_SIZE].tolist()
+        top_rows = explain_changes(changes, elements, fi)
 
     crops: list[Crop] = []
     for i, group in enumerate(candidates.groups):
         explanation: list[ElementChange] = []
-        if ch_rows is not None and top_rows is not None and i != fi:
+        if ch_rows is not None and top_rows is not None:
             row = ch_rows[i]
-            explanation = [ElementChange(ELEMENT_NAMES[k], row[k]) for k in top_rows[i] if abs(row[k]) >= MIN_CHANGE]
+            explanation = [ElementChange(ELEMENT_NAMES[k], row[k]) for k in top_rows[i]]
         crops.append(
             Crop(
                 aspect=group,
@@ -83,6 +122,8 @@ def build_suggestion(loaded: LoadedImage, candidates: CandidateSet, result: Scor
                 explanation=explanation,
                 elements=el_rows[i] if el_rows is not None else None,
                 changes=ch_rows[i] if ch_rows is not None else None,
+                flags=g.flags[i],
+                note=g.notes[i],
             )
         )
     full_crop = crops[fi]
@@ -95,6 +136,7 @@ def build_suggestion(loaded: LoadedImage, candidates: CandidateSet, result: Scor
         device=getattr(scorer, "device", None),
         crops=crops,
         full_frame=full_crop,
+        subjects=list(subjects),
     )
 
 
@@ -106,16 +148,22 @@ def suggest_images(
         return []
     # The subject stage runs on its own thread while candidates are made and scored (OpenCV and
     # numpy release the GIL), so on a multi-core machine it adds little wall time; its results
-    # are in before any suggestion is built.
+    # are in before any suggestion is built (the guard needs them). Ratio sets get candidates
+    # composed around the subject, so with ratios the candidates wait for the subjects.
     pending = _subject_thread().submit(lambda: [find_subjects(li) for li in loaded])
     try:
-        cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
+        if aspects:
+            found = pending.result()
+            cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid, subjects=subs)
+                     for li, (subs, _note) in zip(loaded, found)]
+        else:
+            cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
         results = scorer.score(list(loaded), cands)
     finally:
         found = pending.result()
-    out = [build_suggestion(li, cs, r, scorer) for li, cs, r in zip(loaded, cands, results)]
-    for s, (subjects, note) in zip(out, found):
-        s.subjects, s.subjects_error = subjects, note
+    out = [build_suggestion(li, cs, r, scorer, subs) for li, cs, r, (subs, _note) in zip(loaded, cands, results, found)]
+    for s, (_subjects, note) in zip(out, found):
+        s.subjects_error = note
     return out
 
 

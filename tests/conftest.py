@@ -100,6 +100,10 @@ def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     base = tmp_path_factory.mktemp("userdirs")
     monkeypatch.setenv("CLIPCROP_DATA_DIR", str(base / "data"))
     monkeypatch.setenv("CLIPCROP_CONFIG", str(base / "config.toml"))
+    # Tests of metadata mechanics (sidecars, embedding, hosts applying crops) need a crop to be
+    # written whatever the scorer thinks of it: the user config of the suite always crops.
+    # Crop-or-keep itself is tested in test_keep.py and test_guard.py with their own configs.
+    (base / "config.toml").write_text("keep_margin = -inf\n", encoding="utf-8")
     monkeypatch.delenv("CLIPCROP_DB", raising=False)
     monkeypatch.delenv("CLIPCROP_MODEL_DIR", raising=False)
     # open_clip must never reach for the network in tests.

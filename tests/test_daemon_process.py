@@ -18,7 +18,9 @@ CLI = [sys.executable, "-c", "from clipcrop_plugin.cli.main import cli; cli()"]
 
 def _config(db: Path) -> None:
     Path(os.environ["CLIPCROP_CONFIG"]).write_text(
-        f'db_url = "sqlite:///{db}"\nscorer = "heuristic"\nstable_seconds = 0.2\nbatch_size = 4\n', encoding="utf-8"
+        f'db_url = "sqlite:///{db}"\nscorer = "heuristic"\nstable_seconds = 0.2\nbatch_size = 4\n'
+        # Every scored photo gets its sidecar ("keep as is" is tested in test_keep.py).
+        "keep_margin = -inf\n", encoding="utf-8"
     )
 
 

@@ -82,6 +82,9 @@ def settings_for(tmp_path: Path, **kw: object) -> Settings:
     values: dict[str, object] = dict(
         db_url=db_of(tmp_path), scorer="heuristic", stable_seconds=WINDOW,
         rescan_seconds=600.0, batch_size=8,
+        # These tests watch for the sidecar of every scored photo: always write the crop, even
+        # when the grid's best does not beat the full frame ("keep as is" is tested elsewhere).
+        keep_margin=float("-inf"),
     )
     values.update(kw)
     return Settings(**values)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from PIL import Image
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.suggest import iter_photo_paths
 
-KEYS = {"path", "ok", "error", "width", "height", "orientation", "scorer", "crops", "subjects"}
+KEYS = {"path", "ok", "error", "width", "height", "orientation", "scorer", "choice", "subjects", "crops"}
 CROP_KEYS = {"aspect", "box", "score", "rank", "improvement", "explanation"}
 
 

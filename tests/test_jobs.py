@@ -92,7 +92,8 @@ def test_embedding_through_the_server_does_not_cause_rescoring(sample: SampleLib
 
 def test_scan_xmp_embeds_announces_once_and_the_next_scan_scores_nothing(
         folder: Path, tmp_path: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
-    _config("embed = true\n")
+    # keep_margin = -inf: every photo gets its crop written ("keep as is" is tested in test_keep.py).
+    _config("embed = true\nkeep_margin = -inf\n")
     db = tmp_path / "lib.sqlite3"
     monkeypatch.setenv("CLIPCROP_DB", f"sqlite:///{db}")
     code, out, err = run("scan", str(folder), "--scorer", "heuristic", "--xmp")
@@ -190,13 +191,14 @@ def test_a_raising_plugin_is_logged_by_batch_jobs_and_raised_for_the_facade(
     pm = make_plugin_manager(False)
     pm.register(Broken())
     with Store.open(str(tmp_path / "lib.sqlite3")) as store:
-        report = scan_folders(store, [folder], load_scorer("heuristic"), policy=MetadataPolicy("sidecar"), plugins=pm)
+        report = scan_folders(store, [folder], load_scorer("heuristic"), policy=MetadataPolicy("sidecar", keep_margin=float("-inf")),
+                              plugins=pm)
         assert report.scored == 3 and not report.metadata_errors
         assert caplog.text.count("gallery offline") == 3
         s = suggestion_from_store(store, folder / "p0.jpg")
         assert s is not None
         with pytest.raises(RuntimeError, match="gallery offline"):
-            publish(store, s, MetadataPolicy("sidecar"), plugins=pm, strict=True)
+            publish(store, s, MetadataPolicy("sidecar", keep_margin=float("-inf")), plugins=pm, strict=True)
 
 
 def test_metadata_policy_rejects_an_unknown_mode() -> None:

@@ -35,6 +35,7 @@ STAGES: dict[str, int] = {
     "clipcrop_plugin.scoring": 4,  # scorer
     "clipcrop_plugin.suggest": 4,  # the pipeline that runs the scorer
     "clipcrop_plugin.workers": 4,  # the same pipeline in worker processes
+    "clipcrop_plugin.guard": 4,  # the subject guard, applied to any scorer's scores
     "clipcrop_plugin.store": 5,
     "clipcrop_plugin.settle": 5,  # decisions over stored photos (unchanged, relinked, copied, gone)
     "clipcrop_plugin.xmp": 6,  # metadata

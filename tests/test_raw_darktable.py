@@ -41,9 +41,9 @@ def test_darktable_renders_the_crop_clipcrop_wrote_for_a_rotated_dng(tmp_path: P
     reference = make_dng(tmp_path / "plain" / "IMG_0006.dng", orientation, **kw)  # the same file, no sidecar
     upright_size = (836, 1248) if orientation in (6, 8) else (1248, 836)
 
-    # --naming base: darktable applies crs crops from IMG_0006.xmp (its Lightroom import) and treats
-    # IMG_0006.dng.xmp as its own history file, where it ignores them.
-    result = CliRunner().invoke(cli, ["xmp", "write", str(shot), "--scorer", "heuristic", "--naming", "base", "--json"])
+    # The default naming: darktable applies crs crops from IMG_0006.xmp (its Lightroom import) and
+    # treats IMG_0006.dng.xmp as its own history file, where it ignores them.
+    result = CliRunner().invoke(cli, ["xmp", "write", str(shot), "--scorer", "heuristic", "--json"])
     assert result.exit_code == 0, result.output
     sidecar = shot.with_suffix(".xmp")
     assert sidecar.is_file()
@@ -51,7 +51,7 @@ def test_darktable_renders_the_crop_clipcrop_wrote_for_a_rotated_dng(tmp_path: P
 
     data = read_crop(parse_packet(sidecar.read_bytes()))
     box = [int(v) for v in data["clipcrop"]["Box"].split(",")]
-    assert (data["clipcrop"]["ImageWidth"], data["clipcrop"]["ImageHeight"]) == tuple(str(v) for v in upright_size)
+    assert (data["clipcrop"]["UprightWidth"], data["clipcrop"]["UprightHeight"]) == tuple(str(v) for v in upright_size)
 
     full = _render(reference, tmp_path / "full.jpg", tmp_path / "dt-full")
     # darktable's upright frame is clipcrop's (it may drop a demosaic border pixel: 1247x835 at 180 degrees)

@@ -249,33 +249,57 @@ def evaluate(dataset: str, root: Path, split: str, checkpoint: Path | None, pred
 
 @cli.command()
 @click.option("--db", "db_url", default=None, help="Database URL (default: the configured clipcrop database).")
+@click.option("--scorer", type=click.Choice(["auto", "heuristic", "zeroshot", "clipcropping"]), default="auto",
+              show_default=True, help="Which scorer to personalize (auto: the one the library would use now).")
+@click.option("--rule", type=click.Choice(["iou", "far4"]), default="iou", show_default=True,
+              help="How accepts and drawn boxes become preferences (docs/personalization.md).")
+@click.option("--check", is_flag=True,
+              help="Only say how many usable labels there are, how many are needed, and which photos to label next.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Start from this checkpoint instead of the active model version.")
+              help="clipcropping: start from this checkpoint instead of the active model version.")
+@click.option("--weights", default=None, help="zeroshot: CLIP weights (or one of our checkpoints) to use.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Where to write the new checkpoint (default: the model folder).")
-@click.option("--holdout", type=float, default=0.25, show_default=True, help="Share of preference pairs held out.")
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--train-trunk-stage", is_flag=True, help="Also fine-tune the trunk's last stage.")
-@click.option("--activate", is_flag=True, help="Make the new version the active model.")
+              help="Where to write the new version (default: the model folder).")
+@click.option("--holdout", type=float, default=0.25, show_default=True, help="Share of labelled photos held out.")
+@click.option("--epochs", type=int, default=30, show_default=True, help="clipcropping only.")
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="clipcropping only.")
+@click.option("--train-trunk-stage", is_flag=True, help="clipcropping: also fine-tune the trunk's last stage.")
+@click.option("--activate", is_flag=True,
+              help="Make the new version active, if its held-out agreement did not fall.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @_friendly
-def personalize(db_url: str | None, checkpoint: Path | None, out: Path | None, holdout: float, epochs: int,
-                lr: float, train_trunk_stage: bool, activate: bool, seed: int, device: str, as_json: bool) -> None:
-    """Fine-tune the cropping head on your own labels (accept/reject, drawn boxes, A-over-B choices).
+def personalize(db_url: str | None, scorer: str, rule: str, check: bool, checkpoint: Path | None,
+                weights: str | None, out: Path | None, holdout: float, epochs: int, lr: float,
+                train_trunk_stage: bool, activate: bool, seed: int, device: str, as_json: bool) -> None:
+    """Learn your taste from your labels (accept/reject, drawn boxes, A-over-B choices), for any scorer.
+
+    heuristic: re-weights its features and elements; zeroshot: a light head on its CLIP crop
+    embeddings; clipcropping: fine-tunes the cropping head. Prints held-out agreement before
+    and after; the new version becomes active only with --activate and only if it did not fall.
 
     \b
     Example:
+      clipcrop-train personalize --check        # enough labels? which photos to label next?
       clipcrop label photo.jpg --accept 1      # ... label a few dozen photos, then:
       clipcrop-train personalize --activate
+      clipcrop scan --rescore
     """
-    from .personalize import PersonalizeSettings
+    from .personalize import PersonalizeSettings, format_status, label_status, resolve_scorer
     from .personalize import personalize as run
 
-    result = run(PersonalizeSettings(db_url=db_url, checkpoint=checkpoint, out=out, holdout=holdout, epochs=epochs,
-                                     lr=lr, train_trunk_stage=train_trunk_stage, activate=activate, seed=seed,
+    if check:
+        from clipcrop_plugin.config import load_settings
+        from clipcrop_plugin.store import Store
+
+        with Store.open(db_url) as store:
+            st = label_status(store, resolve_scorer(scorer, load_settings(), weights, device))
+        click.echo(json.dumps(st) if as_json else format_status(st))
+        return
+    result = run(PersonalizeSettings(db_url=db_url, scorer=scorer, rule=rule, checkpoint=checkpoint, weights=weights,
+                                     out=out, holdout=holdout, epochs=epochs, lr=lr,
+                                     train_trunk_stage=train_trunk_stage, activate=activate, seed=seed,
                                      device=device), progress=not as_json)
     if as_json:
         click.echo(json.dumps(result.to_dict()))

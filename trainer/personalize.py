@@ -1,53 +1,54 @@
-"""Personalization (SPEC 12): fine-tune the cropping head on the user's own labels.
+"""Personalization (SPEC 12): learn the owner's taste from their labels, for every scorer.
 
-Labels become preference pairs (better box, worse box) within one photo:
+Labels become pairwise preferences (:mod:`trainer.preferences`: the rule and the bad-input
+accounting). Pairs are split BY PHOTO into training and held-out photos, so the reported
+agreement (share of held-out pairs the model orders the owner's way, ties count half) measures
+generalisation to photos it did not see. Then, by scorer:
 
-* ``prefer``: the preferred box over the other one;
-* ``accept`` / ``box`` (a user-drawn crop): that box over the GAIC grid anchors that overlap it
-  little (IoU < 0.5), and over any rejected box of the same photo;
-* ``reject``: the grid anchors that overlap it little over the rejected box.
+* ``heuristic``: a pairwise logistic ranking model (ridge, Newton steps) over the heuristic's own
+  score terms, elements and the crop's geometry, on top of its built-in score
+  (:mod:`clipcrop_plugin.scoring.learned`): it learns the weights the heuristic gives them.
+* ``zeroshot``: the same model over the CLIP crop embeddings zeroshot computes anyway (one trunk
+  pass per photo) plus the crop's geometry: a light linear head.
+* ``clipcropping``: fine-tunes F_fusion + F_MLP (and optionally the trunk's last stage) of the
+  active checkpoint with a margin hinge.
 
-Pairs are split BY PHOTO into training and held-out photos, so the reported agreement (share of
-held-out pairs the model orders correctly) measures generalisation to photos it did not see.
-Training starts from the active checkpoint, updates F_fusion + F_MLP (and optionally the trunk's
-last stage) with a margin hinge, and the result is registered as a new model version whose parent
-is the starting checkpoint.
+The result is registered as a new model version (parent, the labels it used, agreement before
+and after). It becomes active only when asked to (``--activate``) AND its held-out agreement did
+not fall; ``clipcrop models use`` switches between versions and back.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from clipcrop_plugin.candidates import generate_candidates
-from clipcrop_plugin.config import load_settings
-from clipcrop_plugin.errors import ConfigError, WeightsError
-from clipcrop_plugin.model import CLIPCropping, pick_device, save_checkpoint
-from clipcrop_plugin.model.checkpoints import (
-    active_checkpoint,
-    checkpoint_dir,
-    may_activate,
-    read_checkpoint_info,
-    set_active,
-)
+from clipcrop_plugin.candidates import CandidateSet
+from clipcrop_plugin.config import Settings, load_settings
+from clipcrop_plugin.errors import ClipcropError, ConfigError, WeightsError
 from clipcrop_plugin.store import Store
 
-from . import modeling
-from .losses import preference_hinge
-from .metrics import box_iou
+from .preferences import DEFAULT_RULE, RULES, LabelledPhoto, LabelReport, Pair, collect, make_pairs
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("clipcrop.trainer")
 
-MIN_LABELS = 20  # below this, held-out agreement is noise
+MIN_LABELS = 20  # below this, held-out agreement is noise and nothing is trained
+# Where personalization starts to help reliably: benchmarks/personalize.py measured >= 80% held-out
+# agreement with 50 labels for every simulated owner (docs/personalization.md).
+RECOMMENDED_LABELS = 50
 MIN_HELDOUT_PAIRS = 5
-NEGATIVES_PER_LABEL = 4
+SCORERS = ("heuristic", "zeroshot", "clipcropping")
+RIDGE_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 
 
 class NotEnoughLabels(ConfigError):
@@ -57,13 +58,17 @@ class NotEnoughLabels(ConfigError):
 @dataclass
 class PersonalizeSettings:
     db_url: str | None = None
+    scorer: str = "auto"
+    rule: str = DEFAULT_RULE
     checkpoint: Path | None = None
+    weights: str | None = None  # zeroshot: CLIP weights or one of our checkpoints (its towers)
     out: Path | None = None
     holdout: float = 0.25
     epochs: int = 30
     lr: float = 1e-4
     weight_decay: float = 0.0
     margin: float = 0.5
+    ridge: float | None = None  # heuristic/zeroshot: None = chosen by cross-validation over photos
     train_trunk_stage: bool = False
     activate: bool = False
     seed: int = 0
@@ -84,6 +89,9 @@ class PersonalizeResult:
     agreement_before: float
     agreement_after: float
     history: list[float] = field(default_factory=list)
+    scorer: str = "clipcropping"
+    report: str = ""
+    refused: str = ""  # why --activate did not activate
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -91,78 +99,389 @@ class PersonalizeResult:
         return out
 
     def summary(self) -> str:
-        lines = [f"held-out agreement: {100 * self.agreement_before:.1f}% before -> {100 * self.agreement_after:.1f}% after "
-                 f"({self.heldout_pairs} held-out pairs, {self.train_pairs} training pairs from {self.labels} labels)",
-                 f"new model version {self.version_id}: {self.checkpoint} (sha256 {self.sha256[:12]}, "
-                 f"parent {self.parent_sha256[:12]})"]
-        lines.append("activated" if self.activated else
-                     f"not active; switch to it with: clipcrop models use {self.checkpoint.stem} "
-                     f"(after `clipcrop models import {self.checkpoint}` if it is outside the model folder)")
+        lines = [self.report] if self.report else []
+        lines.append(f"held-out agreement: {100 * self.agreement_before:.1f}% before -> "
+                     f"{100 * self.agreement_after:.1f}% after ({self.heldout_pairs} held-out pairs, "
+                     f"{self.train_pairs} training pairs from {self.labels} labels)")
+        lines.append(f"new {self.scorer} model version {self.version_id}: {self.checkpoint} "
+                     f"(sha256 {self.sha256[:12]}, parent {self.parent_sha256[:12]})")
+        if self.activated:
+            lines.append("activated; re-score the library with: clipcrop scan --rescore")
+        else:
+            if self.refused:
+                lines.append(f"not activated: {self.refused}")
+            hint = (f" (after `clipcrop models import {self.checkpoint}` if it is outside the model folder)"
+                    if self.scorer == "clipcropping" else "")
+            lines.append(f"not active; switch to it with: clipcrop models use {self.checkpoint.stem}{hint}")
         return "\n".join(lines)
 
 
+def resolve_scorer(name: str, settings: Settings, weights: str | None = None, device: str = "auto") -> str:
+    """``auto`` -> the scorer the library would use now (clipcropping, zeroshot, else heuristic)."""
+    name = (name or "auto").strip().lower()
+    if name in SCORERS:
+        return name
+    if name != "auto":
+        raise ConfigError(f"personalization works for {', '.join(SCORERS)} (or auto), not {name!r}")
+    from clipcrop_plugin.model.checkpoints import active_checkpoint
+    from clipcrop_plugin.model.weights import find_clip_weights
+
+    if active_checkpoint(settings.resolved_model_dir()) is not None:
+        return "clipcropping"
+    try:
+        find_clip_weights(settings.resolved_model_dir(), settings.clip_model, settings.clip_pretrained,
+                          weights or settings.weights or None)
+        return "zeroshot"
+    except WeightsError:
+        return "heuristic"
+
+
+def split_photos(photos: list[str], holdout: float, seed: int) -> set[str]:
+    """The held-out photos: a seeded share of them (at least 1, and at least 1 left to train on)."""
+    order = np.random.default_rng(seed).permutation(len(photos)).tolist()
+    n_held = min(len(photos) - 1, max(1, int(round(len(photos) * holdout))))
+    return {photos[i] for i in order[:n_held]}
+
+
+def agreement(better: np.ndarray, worse: np.ndarray) -> float:
+    """Share of pairs ordered the owner's way (ties count half); NaN without pairs."""
+    if len(better) == 0:
+        return float("nan")
+    return float(np.mean(np.where(better > worse, 1.0, np.where(better == worse, 0.5, 0.0))))
+
+
+# -- the learned ranking model (heuristic and zeroshot) -----------------------------------------
+
+
+def fit_ranker(d: np.ndarray, base: np.ndarray, ridge: float, iters: int = 30) -> np.ndarray:
+    """Pairwise logistic ranking by Newton steps: ``w`` minimising
+    mean softplus(-(base + d.w)) + ridge/2 |w|^2 / n, where each row of ``d`` is the preferred
+    crop's standardized inputs minus the other's and ``base`` the scorer's own score difference."""
+    n, k = d.shape
+    w = np.zeros(k)
+    lam = ridge / max(n, 1)
+    for _ in range(iters):
+        m = base + d @ w
+        p = 1.0 / (1.0 + np.exp(np.clip(m, -50, 50)))  # sigmoid(-m): how wrong each pair is
+        grad = -(d * p[:, None]).mean(axis=0) + lam * w
+        hess = (d * (p * (1 - p))[:, None]).T @ d / n + lam * np.eye(k)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if float(np.abs(step).max()) < 1e-7:
+            break
+    return w
+
+
 @dataclass
-class Pair:
-    photo: str
-    better: tuple[float, float, float, float]
-    worse: tuple[float, float, float, float]
+class _Encoded:
+    """Inputs of every labelled box, by photo: box -> (inputs, built-in score)."""
+
+    rows: dict[str, dict[tuple[float, ...], tuple[np.ndarray, float]]]
+    names: list[str]
+
+    def matrices(self, pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        xb = np.stack([self.rows[p.photo][p.better][0] for p in pairs])
+        xw = np.stack([self.rows[p.photo][p.worse][0] for p in pairs])
+        bb = np.asarray([self.rows[p.photo][p.better][1] for p in pairs])
+        bw = np.asarray([self.rows[p.photo][p.worse][1] for p in pairs])
+        return xb, xw, bb, bw
 
 
-def label_pairs(labels: list[Any], sizes: dict[str, tuple[int, int]]) -> list[Pair]:
-    """Preference pairs from store labels (see the module doc); ``sizes`` maps path -> (w, h)."""
-    pairs: list[Pair] = []
-    by_photo: dict[str, list[Any]] = {}
-    for lab in labels:
-        by_photo.setdefault(lab.path, []).append(lab)
-    for path, labs in by_photo.items():
-        w, h = sizes[path]
-        grid = generate_candidates(w, h, grid=True).boxes.astype(float).tolist()
-        rejected = [tuple(lab.box) for lab in labs if lab.kind == "reject" and lab.box]
-        for lab in labs:
-            if lab.box is None:
+def _boxes_by_photo(pairs: list[Pair]) -> dict[str, list[tuple[float, ...]]]:
+    out: dict[str, dict[tuple[float, ...], None]] = {}
+    for p in pairs:
+        d = out.setdefault(p.photo, {})
+        d[p.better] = None
+        d[p.worse] = None
+    return {k: list(v) for k, v in out.items()}
+
+
+def _candidate_set(width: int, height: int, boxes: list[tuple[float, ...]]) -> CandidateSet:
+    # The scorers need a full frame in every set; it goes first and is not a labelled box.
+    arr = np.asarray([(0, 0, width, height), *boxes], dtype=np.float64)
+    arr = np.round(arr).astype(np.int64)
+    return CandidateSet(width, height, arr, ["full"] + ["label"] * len(boxes), 0)
+
+
+class _LightScorer:
+    """The scorer being personalized, as shipped (no active version), and how to encode boxes."""
+
+    def __init__(self, name: str, settings: Settings, weights: str | None, device: str) -> None:
+        self.name = name
+        if name == "heuristic":
+            from clipcrop_plugin.scoring.heuristic import HeuristicScorer
+
+            self.scorer: Any = HeuristicScorer(settings)
+            self.base_hash = hashlib.sha256(json.dumps(self.builtin_weights(), sort_keys=True).encode()).hexdigest()
+            self.source = "built in"
+        else:
+            from clipcrop_plugin.scoring.zeroshot import ZeroShotScorer
+
+            self.scorer = ZeroShotScorer.create(settings, device=device, weights=weights)
+            self.scorer.personal = None  # learn from zeroshot as shipped, not from an earlier version
+            self.base_hash = self.scorer.base_weights_hash
+            self.scorer.weights_hash = self.base_hash
+            self.source = self.scorer.weights_source
+        self.min_side = int(getattr(self.scorer, "min_side", 256) or 256)
+
+    @staticmethod
+    def builtin_weights() -> dict[str, float]:
+        from clipcrop_plugin.scoring.heuristic import HeuristicScorer as H
+
+        return {"retain": H.w_retain, "density": H.w_density, "composition": H.w_composition,
+                "lighting": H.w_lighting, "color": H.w_color, "border": H.w_border, "smoothing": H.smoothing}
+
+    def encode(self, photos: dict[str, LabelledPhoto], boxes: dict[str, list[tuple[float, ...]]],
+               progress: bool) -> tuple[_Encoded, list[str]]:
+        """Inputs and built-in scores of every box; photos that no longer load are returned apart."""
+        from tqdm.auto import tqdm
+
+        from clipcrop_plugin.imaging import load_image
+        from clipcrop_plugin.scoring import learned
+
+        rows: dict[str, dict[tuple[float, ...], tuple[np.ndarray, float]]] = {}
+        failed: list[str] = []
+        names: list[str] = []
+        for path in tqdm(sorted(boxes), desc="measuring crops", disable=not progress, leave=False):
+            ph = photos[path]
+            try:
+                loaded = load_image(path, min_side=self.min_side)
+            except ClipcropError as exc:
+                log.warning("personalize: skipping %s", exc)
+                failed.append(path)
                 continue
-            box = tuple(float(v) for v in lab.box)
-            if lab.kind == "prefer" and lab.other_box is not None:
-                pairs.append(Pair(path, box, tuple(float(v) for v in lab.other_box)))  # type: ignore[arg-type]
+            if (loaded.info.width, loaded.info.height) != (ph.width, ph.height):
+                failed.append(path)  # changed on disk since the database last saw it
                 continue
-            far = [tuple(c) for c in grid if box_iou(c, box) < 0.5]
-            # Deterministic spread over the grid rather than random picks (reproducible runs).
-            picks = far[:: max(1, len(far) // NEGATIVES_PER_LABEL)][:NEGATIVES_PER_LABEL]
-            if lab.kind in ("accept", "box"):
-                pairs.extend(Pair(path, box, c) for c in picks)  # type: ignore[arg-type]
-                pairs.extend(Pair(path, box, tuple(float(v) for v in r)) for r in rejected)  # type: ignore[arg-type]
-            elif lab.kind == "reject":
-                pairs.extend(Pair(path, c, box) for c in picks)  # type: ignore[arg-type]
-    return pairs
+            cs = _candidate_set(ph.width, ph.height, boxes[path])
+            if self.name == "heuristic":
+                f = self.scorer.features(loaded, cs)
+                x = learned.heuristic_inputs(f, cs.boxes, cs.width, cs.height)
+                base = f.base
+                names = learned.heuristic_input_names()
+            else:
+                (emb,) = self.scorer.embed_crops([loaded], [cs])
+                sims = self.scorer.scale * (emb @ self.scorer.quality.t())
+                base = (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64)
+                x = learned.zeroshot_inputs(emb.cpu().numpy(), cs.boxes, cs.width, cs.height, base)
+                names = learned.zeroshot_input_names(int(emb.shape[1]))
+            rows[path] = {b: (x[i + 1], float(base[i + 1])) for i, b in enumerate(boxes[path])}
+        return _Encoded(rows, names), failed
+
+
+def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    return mean, np.where(std > 1e-9, std, 1.0)
+
+
+def _choose_ridge(enc: _Encoded, train: list[Pair], mean: np.ndarray, std: np.ndarray, seed: int) -> float:
+    """The ridge strength with the best 3-fold (by photo) agreement on the training pairs."""
+    photos = sorted({p.photo for p in train})
+    if len(photos) < 3:
+        return RIDGE_GRID[len(RIDGE_GRID) // 2]
+    fold = {ph: i % 3 for i, ph in enumerate(np.random.default_rng(seed + 1).permutation(photos).tolist())}
+    best, best_score = RIDGE_GRID[0], -1.0
+    for ridge in RIDGE_GRID:
+        scores = []
+        for k in range(3):
+            tr = [p for p in train if fold[p.photo] != k]
+            va = [p for p in train if fold[p.photo] == k]
+            if not tr or not va:
+                continue
+            xb, xw, bb, bw = enc.matrices(tr)
+            w = fit_ranker((xb - xw) / std, bb - bw, ridge)
+            xb, xw, bb, bw = enc.matrices(va)
+            scores.append(agreement(bb + ((xb - mean) / std) @ w, bw + ((xw - mean) / std) @ w))
+        score = float(np.mean(scores)) if scores else -1.0
+        if score > best_score + 1e-9:
+            best, best_score = ridge, score
+    return best
+
+
+def label_status(store: Store, scorer: str, *, limit: int = 10) -> dict[str, Any]:
+    """How many usable labels there are, how many are needed, and which photos would teach most.
+
+    "Teach most": the scored, unlabelled photos whose suggestion leads its runner-up by the least
+    (the review page's "most uncertain" sort): there the scorer is least sure, so a label there
+    moves the ranking most.
+    """
+    from clipcrop_plugin.store import QueryFilters
+
+    photos, report = collect(store, scorer)
+    make_pairs(photos, report)
+    uncertain = store.query(QueryFilters(status="scored", labelled=False), sort="uncertain", limit=limit)
+    return {"scorer": scorer, "usable": report.used, "labels": report.labels, "minimum": MIN_LABELS,
+            "recommended": RECOMMENDED_LABELS, "report": report.line(), "photos": len(photos),
+            "most_uncertain": [p.path for p in uncertain]}
+
+
+def format_status(st: dict[str, Any]) -> str:
+    """The plain-words version of :func:`label_status`."""
+    n, lo, hi = st["usable"], st["minimum"], st["recommended"]
+    if n < lo:
+        verdict = f"not enough yet: personalization needs at least {lo} (label {lo - n} more)"
+    elif n < hi:
+        verdict = f"enough to try; about {hi} usually make it help ({hi - n} more)"
+    else:
+        verdict = "enough: personalization can help"
+    lines = [f"{n} usable labels on {st['photos']} photos for the {st['scorer']} scorer: {verdict}", st["report"]]
+    if st["most_uncertain"]:
+        lines.append("label these next (most uncertain first; or sort the review page by \"most uncertain\"):")
+        lines.extend(f"  {p}" for p in st["most_uncertain"])
+    return "\n".join(lines)
+
+
+def personalize(s: PersonalizeSettings, *, progress: bool = True, store: Store | None = None) -> PersonalizeResult:
+    """Learn from the labels in the database for ``s.scorer``; register (and maybe activate) the result."""
+    own_store = store is None
+    store = store or Store.open(s.db_url)
+    try:
+        settings = load_settings()
+        if s.model_dir:
+            settings.model_dir = str(s.model_dir)
+        # A starting checkpoint only means something to clipcropping.
+        scorer = "clipcropping" if s.checkpoint and s.scorer == "auto" else resolve_scorer(s.scorer, settings,
+                                                                                            s.weights, s.device)
+        if s.rule not in RULES:
+            raise ConfigError(f"unknown preference rule {s.rule!r}; choose one of {', '.join(RULES)}")
+        photos, report = collect(store, scorer)
+        pairs = make_pairs(photos, report, s.rule)
+        if report.used < MIN_LABELS:
+            raise NotEnoughLabels(f"personalization needs at least {MIN_LABELS} labels and the database has "
+                                  f"{report.used} usable ({report.line()}): label {MIN_LABELS - report.used} more crops "
+                                  "(clipcrop label PHOTO --accept/--reject/--box, or the review page sorted by "
+                                  "\"most uncertain\")")
+        paths = sorted({p.photo for p in pairs})
+        if len(paths) < 2:
+            raise NotEnoughLabels("personalization needs labels on at least 2 photos (some are held out); "
+                                  "label another photo")
+        held = split_photos(paths, s.holdout, s.seed)
+        heldout = [p for p in pairs if p.photo in held]
+        train = [p for p in pairs if p.photo not in held]
+        if len(heldout) < MIN_HELDOUT_PAIRS or not train:
+            raise NotEnoughLabels(f"the labels give {len(train)} training and {len(heldout)} held-out preference "
+                                  f"pairs; need at least {MIN_HELDOUT_PAIRS} held out: label more photos")
+        by_path = {ph.path: ph for ph in photos}
+        if scorer == "clipcropping":
+            return _personalize_head(s, store, settings, by_path, report, train, heldout, held, progress)
+        return _personalize_light(s, store, settings, scorer, by_path, report, train, heldout, held, progress)
+    finally:
+        if own_store:
+            store.close()
+
+
+def _summary(report: LabelReport, photos: int, held: set[str], rule: str, train: list[Pair],
+             heldout: list[Pair], scorer: str) -> dict[str, Any]:
+    return {"scorer": scorer, "labels": report.used, "label_ids": report.used_ids, "photos": photos,
+            "heldout_photos": len(held), "rule": rule, "train_pairs": len(train), "heldout_pairs": len(heldout),
+            "bad_input": report.to_dict()}
+
+
+def _activation(s: PersonalizeSettings, before: float, after: float) -> tuple[bool, str]:
+    if not s.activate:
+        return False, ""
+    from clipcrop_plugin.model.checkpoints import may_activate
+
+    if not may_activate(True, before, after):  # also refuses NaN
+        return False, (f"held-out agreement fell ({100 * before:.1f}% -> {100 * after:.1f}%); "
+                       "the current version stays active")
+    return True, ""
+
+
+def _personalize_light(s: PersonalizeSettings, store: Store, settings: Settings, scorer: str,
+                       photos: dict[str, LabelledPhoto], report: LabelReport, train: list[Pair],
+                       heldout: list[Pair], held: set[str], progress: bool) -> PersonalizeResult:
+    from clipcrop_plugin.scoring import learned
+
+    light = _LightScorer(scorer, settings, s.weights, s.device)
+    enc, failed = light.encode(photos, _boxes_by_photo(train + heldout), progress)
+    if failed:
+        gone = set(failed)
+        report.changed += sum(1 for p in photos.values() if p.path in gone for _ in p.labels)
+        train = [p for p in train if p.photo not in gone]
+        heldout = [p for p in heldout if p.photo not in gone]
+        if len(heldout) < MIN_HELDOUT_PAIRS or not train:
+            raise NotEnoughLabels(f"after leaving out {len(gone)} photos that no longer load, {len(train)} training "
+                                  f"and {len(heldout)} held-out pairs remain; label more photos")
+    xb, xw, bb, bw = enc.matrices(train)
+    mean, std = _standardize(np.concatenate([xb, xw]))
+    ridge = s.ridge if s.ridge is not None else _choose_ridge(enc, train, mean, std, s.seed)
+    w = fit_ranker((xb - xw) / std, bb - bw, ridge)
+    hb, hw, hbb, hbw = enc.matrices(heldout)
+    before = agreement(hbb, hbw)
+    after = agreement(hbb + ((hb - mean) / std) @ w, hbw + ((hw - mean) / std) @ w)
+    train_after = agreement(bb + ((xb - mean) / std) @ w, bw + ((xw - mean) / std) @ w)
+
+    model_dir = settings.resolved_model_dir()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    out = Path(s.out) if s.out else learned.personal_dir(model_dir) / f"{scorer}-personal-{stamp}.safetensors"
+    if out.suffix != ".safetensors":
+        out = out / f"{scorer}-personal-{stamp}.safetensors"
+    metrics = {"heldout_agreement_before": before, "heldout_agreement_after": after,
+               "train_agreement_after": train_after, "heldout_pairs": len(heldout), "train_pairs": len(train),
+               "ridge": ridge}
+    summary = _summary(report, len(photos), held, s.rule, train, heldout, scorer)
+    base_name = f"{scorer}-built-in" if scorer == "heuristic" else f"zeroshot-{Path(light.source).stem}"
+    parent_id = store.register_model_version(base_name, light.source, light.base_hash,
+                                             data_summary={"scorer": scorer, "base": True})
+    pw = learned.PersonalWeights(scorer, enc.names, mean, std, w, base_weights_hash=light.base_hash if
+                                 scorer == "zeroshot" else None, parent_sha256=light.base_hash,
+                                 provenance={"stage": "personalize", "scorer": scorer, "data": summary,
+                                             "metrics": metrics, "parent": light.source})
+    saved = learned.save_version(pw, out)
+    activate, refused = _activation(s, before, after)
+    version_id = store.register_model_version(saved.name, str(saved.path), saved.sha256, parent_id=parent_id,
+                                              data_summary=summary, metrics=metrics, activate=activate)
+    if activate:
+        if saved.path.parent == learned.personal_dir(model_dir):  # type: ignore[union-attr]
+            learned.set_active_version(model_dir, saved.name)
+        else:
+            refused = f"{saved.path} is outside {learned.personal_dir(model_dir)}; it was registered, not activated"
+            activate = False
+            store.register_model_version(saved.name, str(saved.path), saved.sha256)  # already there: no-op
+    return PersonalizeResult(saved.path, saved.sha256, light.base_hash, version_id, activate,  # type: ignore[arg-type]
+                             report.used, len(train), len(heldout), before, after, [], scorer, report.line(), refused)
+
+
+# -- clipcropping: fine-tune the head of the active checkpoint ----------------------------------
 
 
 def _starting_checkpoint(s: PersonalizeSettings, store: Store, model_dir: Path) -> tuple[Path, Any]:
+    from clipcrop_plugin.model.checkpoints import active_checkpoint, checkpoint_dir, is_checkpoint
+
     if s.checkpoint is not None:
         return Path(s.checkpoint), None
     active = store.active_model_version()
-    if active is not None and Path(active.checkpoint_path).is_file():
+    # The active version may be a heuristic/zeroshot personalization: only our checkpoints start here.
+    if active is not None and Path(active.checkpoint_path).is_file() and is_checkpoint(active.checkpoint_path):
         return Path(active.checkpoint_path), active
     info = active_checkpoint(model_dir)
     if info is None:
         raise WeightsError(f"no trained checkpoint to start from: none is active in the database and {checkpoint_dir(model_dir)} "
-                           "is empty; import one with `clipcrop models import FILE` or pass --checkpoint")
+                           "is empty; import one with `clipcrop models import FILE`, pass --checkpoint, or "
+                           "personalize the heuristic or zeroshot scorer instead (--scorer heuristic)")
     return info.path, None
 
 
 class _Scorer:
     """Head scoring on cached trunk features (layer3, or layer4 when the trunk stays frozen)."""
 
-    def __init__(self, model: CLIPCropping, device: torch.device, train_trunk: bool) -> None:
+    def __init__(self, model: Any, device: torch.device, train_trunk: bool) -> None:
         self.model, self.device, self.train_trunk = model, device, train_trunk
-        self.cache: dict[str, tuple[torch.Tensor, modeling.Prepared]] = {}
+        self.cache: dict[str, tuple[torch.Tensor, Any]] = {}
 
-    @torch.no_grad()
-    def add(self, path: str, prepared: modeling.Prepared) -> None:
-        v = self.model.clip.visual
-        x = modeling.normalize(self.model, prepared.pixels.unsqueeze(0).to(self.device)).to(v.conv1.weight.dtype)
-        x = v.layer3(v.layer2(v.layer1(v.stem(x))))
-        if not self.train_trunk:
-            x = v.layer4(x)
+    def add(self, path: str, prepared: Any) -> None:
+        import torch
+
+        from . import modeling
+
+        with torch.no_grad():
+            v = self.model.clip.visual
+            x = modeling.normalize(self.model, prepared.pixels.unsqueeze(0).to(self.device)).to(v.conv1.weight.dtype)
+            x = v.layer3(v.layer2(v.layer1(v.stem(x))))
+            if not self.train_trunk:
+                x = v.layer4(x)
         self.cache[path] = (x, prepared)
 
     def scores(self, path: str, boxes: list[tuple[float, ...]]) -> torch.Tensor:
@@ -173,6 +492,8 @@ class _Scorer:
         return s.float()
 
     def agreement(self, pairs: list[Pair]) -> float:
+        import torch
+
         if not pairs:
             return float("nan")
         with torch.no_grad():
@@ -183,42 +504,26 @@ class _Scorer:
         return good / len(pairs)
 
 
-def personalize(s: PersonalizeSettings, *, progress: bool = True, store: Store | None = None) -> PersonalizeResult:
-    """Fine-tune from the active checkpoint on the user's labels; register (and maybe activate) the result."""
-    own_store = store is None
-    store = store or Store.open(s.db_url)
-    try:
-        return _personalize(s, store, progress)
-    finally:
-        if own_store:
-            store.close()
+def _personalize_head(s: PersonalizeSettings, store: Store, settings: Settings, photos: dict[str, LabelledPhoto],
+                      report: LabelReport, train: list[Pair], heldout: list[Pair], held: set[str],
+                      progress: bool) -> PersonalizeResult:
+    import torch
+    from tqdm.auto import tqdm
 
+    from clipcrop_plugin.model import pick_device, save_checkpoint
+    from clipcrop_plugin.model.checkpoints import checkpoint_dir, read_checkpoint_info, set_active
 
-def _personalize(s: PersonalizeSettings, store: Store, progress: bool) -> PersonalizeResult:
-    settings = load_settings()
-    model_dir = Path(s.model_dir) if s.model_dir else settings.resolved_model_dir()
-    labels = [lab for lab in store.labels() if lab.box is not None]
-    if len(labels) < MIN_LABELS:
-        raise NotEnoughLabels(f"personalization needs at least {MIN_LABELS} labels and the database has {len(labels)}: "
-                              f"label {MIN_LABELS - len(labels)} more crops (clipcrop label PHOTO --accept/--reject/--box, "
-                              "or the review page)")
-    photos = sorted({lab.path for lab in labels})
-    if len(photos) < 2:
-        raise NotEnoughLabels("personalization needs labels on at least 2 photos (some are held out); label another photo")
+    from . import modeling
+    from .losses import preference_hinge
+
+    model_dir = settings.resolved_model_dir()
     device = pick_device(s.device)
     start, start_version = _starting_checkpoint(s, store, model_dir)
     model, info = modeling.load_model(start, device)
     torch.manual_seed(s.seed)
-    prepared = {p: modeling.prepare_image(model, Path(p)) for p in tqdm(photos, desc="loading photos", disable=not progress, leave=False)}
-    pairs = label_pairs(labels, {p: (prep.width, prep.height) for p, prep in prepared.items()})
-    order = torch.randperm(len(photos), generator=torch.Generator().manual_seed(s.seed)).tolist()
-    n_held = min(len(photos) - 1, max(1, int(round(len(photos) * s.holdout))))
-    held_photos = {photos[i] for i in order[:n_held]}
-    heldout = [p for p in pairs if p.photo in held_photos]
-    train = [p for p in pairs if p.photo not in held_photos]
-    if len(heldout) < MIN_HELDOUT_PAIRS or not train:
-        raise NotEnoughLabels(f"the labels give {len(train)} training and {len(heldout)} held-out preference pairs; "
-                              f"need at least {MIN_HELDOUT_PAIRS} held out: label more photos")
+    paths = sorted({p.photo for p in train + heldout})
+    prepared = {p: modeling.prepare_image(model, Path(p)) for p in tqdm(paths, desc="loading photos",
+                                                                         disable=not progress, leave=False)}
 
     for p in model.parameters():
         p.requires_grad_(False)
@@ -261,23 +566,25 @@ def _personalize(s: PersonalizeSettings, store: Store, progress: bool) -> Person
         out = out / f"personal-{stamp}.safetensors"
     if out.exists():
         raise ConfigError(f"{out} already exists; choose another --out")
-    kinds = {k: sum(1 for lab in labels if lab.kind == k) for k in ("accept", "reject", "box", "prefer")}
+    summary = _summary(report, len(photos), held, s.rule, train, heldout, "clipcropping")
+    summary["kinds"] = {k: sum(1 for ph in photos.values() for lab in ph.labels if lab.kind == k)
+                        for k in ("accept", "reject", "box", "prefer")}
     metrics = {"heldout_agreement_before": before, "heldout_agreement_after": after,
                "heldout_pairs": len(heldout), "train_pairs": len(train)}
-    provenance = {"stage": "personalize", "data": {"labels": len(labels), "photos": len(photos), "kinds": kinds,
-                                                    "heldout_photos": len(held_photos)},
+    provenance = {"stage": "personalize", "data": summary,
                   "hyperparameters": {"lr": s.lr, "epochs": s.epochs, "margin": s.margin, "holdout": s.holdout,
                                       "train_trunk_stage": s.train_trunk_stage, "seed": s.seed, "optimizer": "AdamW"},
                   "metrics": metrics, "parent": str(start), "parent_sha256": parent_info.sha256}
     new_info = save_checkpoint(model.to("cpu"), out, provenance=provenance, parent_sha256=parent_info.sha256)
-    activate = may_activate(s.activate, before, after)
     parent_id = start_version.id if start_version is not None else store.register_model_version(
         parent_info.name, str(parent_info.path), parent_info.sha256, data_summary=parent_info.provenance.get("data")
         if isinstance(parent_info.provenance.get("data"), dict) else None,
         metrics=parent_info.provenance.get("metrics"))
+    activate, refused = _activation(s, before, after)
     version_id = store.register_model_version(new_info.name, str(new_info.path), new_info.sha256, parent_id=parent_id,
-                                              data_summary=provenance["data"], metrics=metrics, activate=activate)
+                                              data_summary=summary, metrics=metrics, activate=activate)
     if activate and new_info.can_score and new_info.path.parent == checkpoint_dir(model_dir):
         set_active(model_dir, new_info.name)
-    return PersonalizeResult(new_info.path, new_info.sha256, parent_info.sha256, version_id, activate, len(labels),
-                             len(train), len(heldout), before, after, history)
+    return PersonalizeResult(new_info.path, new_info.sha256, parent_info.sha256, version_id, activate,
+                             report.used, len(train), len(heldout), before, after, history, "clipcropping",
+                             report.line(), refused)

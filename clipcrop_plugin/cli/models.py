@@ -40,6 +40,15 @@ def models(ctx: click.Context, as_json: bool) -> None:
         note = "" if c["can_score"] else "  [cannot score photos]"
         click.echo(f"  checkpoint {mark} {c['name']}  sha256 {c['sha256'][:12]}  {' -> '.join(c['lineage'])}  "
                    f"{c['created']}{note}")
+    from ..scoring.learned import SCORERS, list_versions, load_active
+
+    active = {sc: getattr(load_active(sc, settings), "sha256", None) for sc in SCORERS}
+    for v in list_versions(settings.resolved_model_dir()):
+        on = active.get(v.scorer) == v.sha256
+        m = v.provenance.get("metrics") or {}
+        agree = (f"  held-out agreement {100 * m['heldout_agreement_before']:.0f}% -> "
+                 f"{100 * m['heldout_agreement_after']:.0f}%" if "heldout_agreement_after" in m else "")
+        click.echo(f"  personal   {'*' if on else ' '} {v.name}  ({v.scorer}){agree}  {v.created}")
 
 
 @models.command("fetch")
@@ -100,15 +109,25 @@ def import_cmd(file: str) -> None:
 def use_cmd(name: str | None) -> None:
     """Make an imported checkpoint the one the clipcropping scorer uses; without NAME, list lineages.
 
+    NAME may also be a personalization of the heuristic or zeroshot scorer (`clipcrop models`
+    lists them), or `heuristic` / `zeroshot` to switch that scorer back to its built-in weights.
+    Then re-score with `clipcrop scan --rescore`.
+
     \b
     Example:
       clipcrop models use                          # parent -> child chains, the active one starred
       clipcrop models use clipcropping-personal-2
+      clipcrop models use heuristic-personal-20260101T120000000000Z
+      clipcrop models use heuristic
     """
     from ..model.checkpoints import active_name, lineages, set_active
+    from ..scoring.learned import is_version_name, set_active_version
 
     settings = load_settings()
     model_dir = settings.resolved_model_dir()
+    if name is not None and is_version_name(model_dir, name):
+        click.echo(set_active_version(model_dir, name))
+        return
     if name is None:
         pinned = active_name(model_dir)
         chains = lineages(model_dir)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..results import configured_keep_margin, is_keep
 from ..safeio import show
 from ..store import SORTS, PhotoSummary, QueryFilters
 from .db import db_option, open_store
@@ -20,7 +21,7 @@ from .text import explain_changes
 
 F = TypeVar("F", bound=Callable[..., Any])
 CSV_FIELDS = ("id", "path", "status", "aspect", "rank", "x1", "y1", "x2", "y2", "score", "improvement",
-              "explanation", "taken_at", "camera", "error")
+              "explanation", "taken_at", "camera", "error", "suggestion")
 
 
 def make_filter_options(limit_default: int) -> Callable[[F], F]:
@@ -49,7 +50,8 @@ def _add_filter_options(f: F, limit_default: int) -> F:
         click.option("--taken-before", type=click.DateTime(), help="Capture time on or before."),
         click.option("--camera", help="Camera make or model contains this text."),
         click.option("--sort", type=click.Choice(SORTS), default="improvement", show_default=True,
-                     help="Order: improvement/score (scored photos only, best first), path, taken (newest first)."),
+                     help="Order: improvement/score (scored photos only, best first), path, taken (newest first), "
+                          "uncertain (smallest lead over the runner-up first: where a label teaches most)."),
         click.option("--limit", type=click.IntRange(min=0), default=limit_default, show_default=True,
                      help="At most this many (0 = all)."),
         click.option("--all-files", is_flag=True, help="A RAW + JPEG shot as two rows (default: one, the RAW's)."),
@@ -86,6 +88,11 @@ def _explain(p: PhotoSummary) -> str:
     return explain_changes(p.crop.explanation, empty="")
 
 
+def _keep(p: PhotoSummary) -> bool:
+    """Whether the photo's suggestion is "keep as is" (its grid crop does not beat the full frame)."""
+    return p.crop is not None and is_keep(p.crop.aspect, p.crop.improvement, configured_keep_margin())
+
+
 def _row(p: PhotoSummary) -> dict[str, Any]:
     c = p.crop
     return {
@@ -95,6 +102,7 @@ def _row(p: PhotoSummary) -> dict[str, Any]:
         "improvement": f"{c.improvement:.6f}" if c else "", "explanation": _explain(p),
         "taken_at": p.taken_at.isoformat() if p.taken_at else "",
         "camera": " ".join(v for v in (p.camera_make, p.camera_model) if v), "error": p.error or "",
+        "suggestion": ("keep" if _keep(p) else "crop") if c else "",
     }
 
 
@@ -107,7 +115,7 @@ def print_table(rows: list[PhotoSummary]) -> None:
         if c is None:
             click.echo(f"{p.id:>6}  {'':>8}  {'':>6}  {'':<6}  {'':<21}  {p.status + (': ' + p.error if p.error else ''):<44}  {path}")
             continue
-        box = ",".join(str(v) for v in c.box)
+        box = "keep as is" if _keep(p) else ",".join(str(v) for v in c.box)
         click.echo(f"{p.id:>6}  {c.improvement:>+8.3f}  {c.score:>6.3f}  {c.aspect:<6}  {box:<21}  {_explain(p):<44}  {path}")
 
 
@@ -138,7 +146,7 @@ def query(sort: str, limit: int, offset: int, as_json: bool, as_csv: bool, db: s
         store.close()
     if as_json:
         for p in rows:
-            click.echo(json.dumps(p.to_dict()))
+            click.echo(json.dumps({**p.to_dict(), "keep": _keep(p)}))
     elif as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, lineterminator="\n")
         writer.writeheader()

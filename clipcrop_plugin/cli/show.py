@@ -7,6 +7,7 @@ import os
 
 import click
 
+from ..results import KEEP_REASON, configured_keep_margin, is_keep
 from ..safeio import show as shown_path
 from ..store import CropRecord, PhotoDetail
 from .db import db_option, open_store
@@ -37,7 +38,11 @@ def format_detail(d: PhotoDetail, all_candidates: bool) -> str:
                      f" {d.run.n_candidates} candidates")
     if d.full_frame is not None:
         lines.append(f"  full frame score {d.full_frame.score:.3f}")
-    if p.crop is not None:
+    if p.crop is not None and is_keep(p.crop.aspect, p.crop.improvement, configured_keep_margin()):
+        lines.append(f"suggestion: {KEEP_REASON}")
+        lines.append("best grid candidate (not written):")
+        lines.append(_crop_line(p.crop))
+    elif p.crop is not None:
         lines.append("best crop:")
         lines.append(_crop_line(p.crop))
     if d.best:
@@ -82,7 +87,12 @@ def show(photo: str, all_candidates: bool, preview: str | None, as_json: bool, d
         detail = store.photo_detail(photo)
     finally:
         store.close()
-    click.echo(json.dumps(detail.to_dict()) if as_json else format_detail(detail, all_candidates))
+    if as_json:
+        c = detail.photo.crop
+        keep = c is not None and is_keep(c.aspect, c.improvement, configured_keep_margin())
+        click.echo(json.dumps({**detail.to_dict(), "keep": keep}))
+    else:
+        click.echo(format_detail(detail, all_candidates))
     if preview:
         from ..preview import render_detail, save_preview
 

@@ -11,7 +11,7 @@ import click
 from ..candidates import AspectRatio, parse_aspect
 from ..config import load_settings
 from ..errors import ClipcropError, ConfigError
-from ..results import Crop, Suggestion
+from ..results import Crop, Suggestion, configured_keep_margin
 from ..safeio import show
 from .params import aspect_option, fail, json_option, scorer_options, top_option
 from .text import explain_changes
@@ -21,8 +21,21 @@ _OTHER_IMAGE_SUFFIXES = (".png", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".hei
 
 
 def explain(crop: Crop) -> str:
-    """``more rule of thirds (+0.31), less center composition (-0.28)``: the crop's explanation."""
-    return explain_changes(crop.explanation)
+    """``more rule of thirds (+0.31), less center composition (-0.28)``: the crop's explanation,
+    then what the subject guard says about it (``cuts face``, or why the set's best gave
+    something up)."""
+    text = explain_changes(crop.explanation, "the full frame" if crop.aspect == "full" else "no element changes")
+    extra = [crop.note] if crop.note else ([", ".join(crop.flags)] if crop.flags else [])
+    return "; ".join([text, *extra])
+
+
+def format_choice(s: Suggestion, margin: float | None = None) -> str:
+    """``  suggestion: keep as is (...)`` or ``  suggestion: 4:5 crop 10,0,410,500``."""
+    ch = s.choice(margin=configured_keep_margin() if margin is None else margin)
+    if ch.crop is None:
+        return f"  suggestion: {ch.reason}"
+    x1, y1, x2, y2 = ch.crop.box
+    return f"  suggestion: {ch.crop.aspect} crop {x1},{y1},{x2},{y2} ({ch.crop.improvement:+.3f} vs full frame)"
 
 
 def format_suggestion(s: Suggestion, top: int) -> str:
@@ -36,7 +49,7 @@ def format_suggestion(s: Suggestion, top: int) -> str:
     full = s.full_frame
     if full is not None:
         head += f"  full frame score {full.score:.3f}"
-    lines = [head]
+    lines = [head, format_choice(s)]
     for crop in s.top(top) if top else [c for c in s.crops if c.aspect != "full"]:
         x1, y1, x2, y2 = crop.box
         lines.append(

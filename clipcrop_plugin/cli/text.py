@@ -19,7 +19,11 @@ def element_words(name: str) -> str:
 
 def explain_changes(changes: Iterable[ElementChange], empty: str = "no element changes") -> str:
     """``more rule of thirds (+0.31), less center composition (-0.28)``."""
-    parts = [f"{'more' if c.change >= 0 else 'less'} {element_words(c.element)} ({c.change:+.2f})" for c in changes]
+    # Explanations are chosen relative to each scorer's own scale (suggest.explain_changes), so a
+    # change may be tiny in absolute terms: small ones keep two significant digits, never "+0.00".
+    parts = [f"{'more' if c.change >= 0 else 'less'} {element_words(c.element)} "
+             f"({c.change:+.2f})" if abs(c.change) >= 0.01 else
+             f"{'more' if c.change >= 0 else 'less'} {element_words(c.element)} ({c.change:+.2g})" for c in changes]
     return ", ".join(parts) if parts else empty
 
 

@@ -42,8 +42,10 @@ def _report(outcomes, as_json: bool, verb: str) -> None:  # noqa: ANN001
         if o.result is not None:
             r = o.result
             if as_json:
-                click.echo(json.dumps({"path": o.path, "ok": True, "written": str(r.path_written),
-                                       "mode": r.mode_used, "note": r.note, "scores": o.origin}))
+                click.echo(json.dumps({"path": o.path, "ok": True, "written": None if r.kept else str(r.path_written),
+                                       "mode": r.mode_used, "note": r.note, "scores": o.origin, "kept": r.kept}))
+            elif r.kept:
+                click.echo(f"{o.path}: {r.note} ({ORIGIN.get(o.origin, o.origin)})")
             else:
                 click.echo(f"{shown_path(o.path)} -> {shown_path(r.path_written)} ({r.mode_used}, {ORIGIN.get(o.origin, o.origin)})")
                 if r.note:

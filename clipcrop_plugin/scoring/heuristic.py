@@ -14,6 +14,8 @@ cut through interesting content. Every candidate is explained in the ten element
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -22,6 +24,9 @@ from ..candidates import CandidateSet
 from ..config import Settings
 from ..imaging import LoadedImage
 from .base import ScoreResult
+
+if TYPE_CHECKING:
+    from .learned import PersonalWeights
 
 # Summed-area table channels.
 _I, _IX, _IY, _Q, _QX, _QY, _D, _EH, _EV, _EC, _L, _L2, _S, _SAL = range(14)
@@ -230,6 +235,21 @@ def _smooth_within_groups(scores: np.ndarray, cands: CandidateSet, sigma: float)
     return out
 
 
+# Columns of HeuristicFeatures.terms: the score's terms, then where the interest centroid sits in
+# the crop (u, v in [0, 1] of its width/height), which placement tastes are learned from.
+TERM_NAMES = ("retain", "log_density", "composition", "lighting", "color", "border_cut", "centroid_x", "centroid_y")
+
+
+@dataclass
+class HeuristicFeatures:
+    """What :meth:`HeuristicScorer.features` measures per box: ``terms`` (N, 8), ``elements``
+    (N, 10) and ``base``, the built-in score before smoothing."""
+
+    terms: np.ndarray
+    elements: np.ndarray
+    base: np.ndarray
+
+
 class HeuristicScorer:
     """Weights-free scorer (registry name ``heuristic``): fast, explainable, no model needed.
 
@@ -270,13 +290,24 @@ class HeuristicScorer:
     # keeps the choice stable under JPEG noise, rotation and small edits.
     smoothing = 0.1
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, personal: PersonalWeights | None = None) -> None:
         self.settings = settings
+        # A learned re-weighting of the terms below (clipcrop-train personalize); its hash keeps
+        # the runs of every version apart in the database.
+        self.personal = personal
+        if personal is not None:
+            self.weights_hash = personal.weights_hash
 
     @classmethod
     def create(cls, settings: Settings | None = None, device: str = "auto", weights: str | None = None) -> HeuristicScorer:
-        """Registry constructor; ``device`` and ``weights`` are accepted and ignored (no model)."""
-        return cls(settings)
+        """Registry constructor: the built-in weights, or the model folder's active personalization.
+
+        ``device`` and ``weights`` are accepted and ignored (no network).
+        """
+        from .learned import load_active
+
+        personal = load_active("heuristic", settings) if settings is not None else None
+        return cls(settings, personal)  # type: ignore[arg-type]
 
     @classmethod
     def inventory(cls, settings: Settings) -> dict:
@@ -291,12 +322,24 @@ class HeuristicScorer:
 
     def score_one(self, loaded: LoadedImage, cands: CandidateSet) -> ScoreResult:
         """Scores (N,) and elements (N, 10) for one image's candidates."""
+        f = self.features(loaded, cands)
+        if len(f.base) == 0:
+            return ScoreResult(scores=np.zeros(0), elements=np.zeros((0, 10)))
+        scores = f.base if self.personal is None else self.personal.score(f, cands)
+        scores = _smooth_within_groups(scores, cands, self.smoothing)
+        return ScoreResult(scores=scores.astype(np.float64), elements=f.elements)
+
+    def features(self, loaded: LoadedImage, cands: CandidateSet) -> HeuristicFeatures:
+        """Per-candidate score terms (:data:`TERM_NAMES`), elements and the built-in (unsmoothed) score.
+
+        The accessor personalization learns from: any boxes may be passed, not only candidates.
+        """
         sat = _tables(feature_maps(loaded.image))
         h, w = sat.shape[1] - 1, sat.shape[2] - 1
         boxes = np.asarray(cands.boxes, dtype=np.float64)
         n = len(boxes)
         if n == 0:
-            return ScoreResult(scores=np.zeros(0), elements=np.zeros((0, 10)))
+            return HeuristicFeatures(np.zeros((0, len(TERM_NAMES))), np.zeros((0, 10)), np.zeros(0))
         W, H = float(cands.width), float(cands.height)
         # Full-resolution boxes -> table cells (rounded, at least one cell wide).
         fx1, fy1 = boxes[:, 0] / W, boxes[:, 1] / H
@@ -360,8 +403,9 @@ class HeuristicScorer:
         elements = np.stack(
             [center, thirds, horizontal, vertical, curved, color, lighting, dof, emphasis, interesting], axis=1
         )
-        scores = _smooth_within_groups(scores, cands, self.smoothing)
-        return ScoreResult(scores=scores.astype(np.float64), elements=np.clip(elements, 0.0, 1.0))
+        terms = np.stack([retain, np.log(np.maximum(density, eps)), np.maximum(thirds, center), lighting, color,
+                          border, u, v], axis=1)
+        return HeuristicFeatures(terms.astype(np.float64), np.clip(elements, 0.0, 1.0), scores.astype(np.float64))
 
     @staticmethod
     def _border_cut(

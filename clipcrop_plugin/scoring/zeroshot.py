@@ -50,6 +50,8 @@ class ZeroShotScorer:
         self.device = device.type
         self.weights_hash = weights_hash
         self.weights_source = source
+        self.base_weights_hash = weights_hash
+        self.personal = None  # a learned head on the crop embeddings, see _personalized
         self.min_side = config.image_size
         self.rescore = max(0, int(rescore))
         self.scale = float(self.clip.logit_scale.detach().exp().clamp(max=100.0))
@@ -89,11 +91,31 @@ class ZeroShotScorer:
         dev = pick_device(device or settings.device)
         if is_ours:
             model, info = load_checkpoint(explicit, "cpu")
-            return cls(model.clip, model.config, dev, info.sha256, str(info.path), settings.zeroshot_rescore)
+            return cls(model.clip, model.config, dev, info.sha256, str(info.path),
+                       settings.zeroshot_rescore)._personalized(settings)
         config = pretrained_model_config(settings.clip_model, settings.clip_pretrained)
         clip = create_clip(config, empty=True)
         copy_state_into(clip, where.path, what="CLIP weights")
-        return cls(clip, config, dev, sha256_file(where.path), str(Path(where.path)), settings.zeroshot_rescore)
+        return cls(clip, config, dev, sha256_file(where.path), str(Path(where.path)),
+                   settings.zeroshot_rescore)._personalized(settings)
+
+    def _personalized(self, settings: Settings) -> ZeroShotScorer:
+        """Load the model folder's active personalization (clipcrop-train personalize), if any."""
+        from .learned import load_active
+
+        self.personal = load_active("zeroshot", settings, self.base_weights_hash)
+        if self.personal is not None:
+            self.weights_hash = self.personal.weights_hash
+        return self
+
+    def _personal_scores(self, emb, boxes, cand: CandidateSet, scores: np.ndarray) -> np.ndarray:  # noqa: ANN001
+        """``scores`` plus the active personalization's head on these crops' embeddings."""
+        if self.personal is None:
+            return scores
+        from .learned import zeroshot_inputs
+
+        return scores + self.personal.adjust(zeroshot_inputs(emb.float().cpu().numpy(), boxes, cand.width,
+                                                             cand.height, scores))
 
     @classmethod
     def inventory(cls, settings: Settings) -> dict[str, Any]:
@@ -145,8 +167,10 @@ class ZeroShotScorer:
     def score(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list[ScoreResult]:
         """Quality-prompt margin and element cosines for every candidate of every image."""
         results = []
-        for emb in self.embed_crops(images, candidates):
-            results.append(self._result(emb))
+        for emb, cand in zip(self.embed_crops(images, candidates), candidates):
+            res = self._result(emb)
+            res.scores = self._personal_scores(emb, cand.boxes, cand, res.scores)
+            results.append(res)
         if self.rescore:
             for im, cand, res in zip(images, candidates, results):
                 self._rescore(im, cand, res)
@@ -198,7 +222,9 @@ class ZeroShotScorer:
         if k < 2:
             return
         top = np.argsort(-res.scores, kind="stable")[:k]
-        fresh = self._result(torch.stack(self.embed_own_pixels(image, cand, top.tolist())))
+        own = torch.stack(self.embed_own_pixels(image, cand, top.tolist()))
+        fresh = self._result(own)
+        fresh.scores = self._personal_scores(own, np.asarray(cand.boxes)[top], cand, fresh.scores)
         values = np.sort(res.scores[top])[::-1]  # the one-pass values, best first
         order = top[np.argsort(-fresh.scores, kind="stable")]
         res.scores[order] = values

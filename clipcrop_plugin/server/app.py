@@ -153,7 +153,7 @@ def create_app(
         taken_before: datetime | None = Query(None, description="captured at or before (camera-local time)"),
         camera: str | None = Query(None, max_length=64),
         include_gone: bool = Query(False, description="also list photos whose files were deleted"),
-        sort: Literal["improvement", "score", "path", "taken"] = "improvement",
+        sort: Literal["improvement", "score", "path", "taken", "uncertain"] = "improvement",
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0, le=10**9),
     ) -> PhotoPage:

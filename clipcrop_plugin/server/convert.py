@@ -8,6 +8,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from ..elements import BY_NAME, ELEMENT_NAMES
+from ..results import KEEP_REASON, configured_keep_margin, is_keep
 from .models import CropOut, ElementChangeOut, LabelOut, PhotoDetail, PhotoPage, PhotoSummary, SubjectOut
 
 if TYPE_CHECKING:
@@ -48,13 +49,16 @@ def label(x: Any) -> LabelOut:
     )
 
 
-def _summary_fields(p: Any) -> dict[str, Any]:
+def _summary_fields(p: Any, margin: float | None = None) -> dict[str, Any]:
     camera = " ".join(v for v in (p.camera_make, p.camera_model) if v) or None
+    margin = configured_keep_margin() if margin is None else margin
+    keep = p.crop is not None and is_keep(p.crop.aspect, p.crop.improvement, margin)
     return dict(
         id=p.id, name=PurePath(p.path).name, folder=p.folder, width=p.width or 0, height=p.height or 0,
         status=p.status, offline=p.offline, error=p.error,
         taken_at=p.taken_at.isoformat() if p.taken_at else None, camera=camera,
         best=crop(p.crop) if p.crop is not None else None,
+        keep=keep,
     )
 
 
@@ -66,8 +70,9 @@ def photo_page(library: Library, page: LibraryPage, *, limit: int, offset: int, 
             recs = library.store.labels(photo_id=p.id)
             if recs:
                 latest[p.id] = label(recs[-1])
+    margin = configured_keep_margin()
     found = library.store.subjects_of([p.id for p in page.items]) if page.items else {}
-    items = [PhotoSummary(**_summary_fields(p), label=latest.get(p.id),
+    items = [PhotoSummary(**_summary_fields(p, margin), label=latest.get(p.id),
                           subjects=[subject(x, p.width, p.height) for x in found.get(p.id, [])])
              for p in page.items]
     return PhotoPage(total=page.total, offset=offset, limit=limit, items=items)
@@ -88,6 +93,8 @@ def photo_detail(library: Library, d: Any) -> PhotoDetail:
         )
     labels = [label(x) for x in d.labels]
     fields = _summary_fields(d.photo)
+    if fields["keep"]:
+        words = KEEP_REASON + (f" (best grid crop {best.improvement:+.3f})" if best is not None else "")
     if best is not None:
         fields["best"] = crop(best, with_changes=True)
     return PhotoDetail(

@@ -71,6 +71,8 @@ class PhotoSummary(BaseModel):
         default=None, description="capture time from EXIF, camera-local (ISO 8601 without a zone)")
     camera: str | None = None
     best: CropOut | None = Field(default=None, description="the selected crop (rank 1 of `aspect`, or best overall)")
+    keep: bool = Field(False, description="the suggestion is 'keep as is': `best` is a grid crop that does not beat "
+                                          "the full frame by the keep margin, so no crop is written")
     label: LabelOut | None = Field(default=None, description="the latest label, if any")
     subjects: list[SubjectOut] = Field(
         default_factory=list, description="faces, people and the main salient region, in upright pixels"

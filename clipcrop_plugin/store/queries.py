@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..photofiles import RAW_SUFFIXES
 from .models import CropRow, Label, Photo, ScoringRun
 
-SORTS = ("improvement", "score", "path", "taken")
+SORTS = ("improvement", "score", "path", "taken", "uncertain")
 _PREFIX_END = "\U0010ffff"  # sorts after every character: [prefix, prefix+END) is "starts with"
 
 
@@ -140,7 +140,7 @@ def build_query(f: QueryFilters, sort: str, dialect: str, *, count: bool = False
 
     # Score sorts and score filters only make sense for scored photos: drive the query from the
     # crops index then (ORDER BY improvement LIMIT 50 becomes an index walk).
-    inner = f.needs_crop() or sort in ("improvement", "score")
+    inner = f.needs_crop() or sort in ("improvement", "score", "uncertain")
     pc = p.c
     pair = p.alias("pair")
     cols = [pc.id, pc.path, pc.folder, pc.status, pc.error, pc.offline, pc.width, pc.height, pc.taken_at,
@@ -206,6 +206,13 @@ def build_query(f: QueryFilters, sort: str, dialect: str, *, count: bool = False
         q = q.order_by(c.c.improvement.desc(), c.c.id.desc())
     elif sort == "score":
         q = q.order_by(c.c.score.desc(), c.c.id.desc())
+    elif sort == "uncertain":
+        # Most uncertain first: the selected crop leads the runner-up of its set (rank 2) by the
+        # least, so a label there teaches personalization most. No runner-up: last.
+        r2 = CropRow.__table__.alias("runner_up")
+        runner = select(r2.c.score).where(r2.c.run_id == c.c.run_id, r2.c.aspect == c.c.aspect,
+                                          r2.c.rank == 2).limit(1).scalar_subquery()
+        q = q.order_by((c.c.score - runner).asc().nulls_last(), c.c.id.desc())
     elif sort == "path":
         q = q.order_by(p.c.path)
     else:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import ClipcropError, MetadataError
 from ..hashing import content_hash
-from ..results import Crop, Suggestion
+from ..results import Crop, Suggestion, configured_keep_margin
 from ..safeio import check_write_target, read_regular
 from . import jpeg, png
 from .atomic import atomic_delete, atomic_write
@@ -55,6 +55,10 @@ class WriteResult:
     mode_used: str
     note: str | None = None
     sha256: str = ""  # of the bytes written, so a folder watcher can recognise its own write
+    # The suggestion was "keep as is": no crop was written (and an earlier clipcrop crop, if
+    # any, was cleared; ``path_written`` is then the file changed, else the sidecar not written).
+    kept: bool = False
+    changed: bool = True  # False only for a keep that found no earlier clipcrop crop to clear
 
 
 def _fmt(v: float) -> str:
@@ -65,11 +69,24 @@ def _box(box: Sequence[int]) -> str:
     return ",".join(str(int(v)) for v in box)
 
 
+def primary_crop(suggestion: Suggestion, *, aspects: Sequence[str] | None = None,
+                 keep_margin: float | None = None) -> Crop | None:
+    """The crop to write as ``crs:HasCrop="True"``, or None for "keep as is".
+
+    The one crop-or-keep rule (:meth:`Suggestion.choice`): the best of ``aspects[0]`` when given
+    (a requested ratio always gets its crop), else the photo's primary crop, which for the free
+    grid must beat the full frame by ``keep_margin`` (default: the configured ``keep_margin``).
+    """
+    margin = configured_keep_margin() if keep_margin is None else keep_margin
+    return suggestion.choice(aspects[0] if aspects else None, margin).crop
+
+
 def build_packet(suggestion: Suggestion, *, aspects: Sequence[str] | None = None,
-                 now: datetime | None = None) -> CropPacket:
+                 now: datetime | None = None, keep_margin: float | None = None) -> CropPacket:
     """The values to write for ``suggestion``: its best crop (of ``aspects[0]`` when given) as crs
     values, provenance and explanation in the clipcrop namespace, and the top alternatives of every
-    aspect set (or only of ``aspects``)."""
+    aspect set (or only of ``aspects``). Raises :class:`MetadataError` for a "keep as is"
+    suggestion: there is no crop to write (:func:`write_crop_metadata` clears instead)."""
     if not suggestion.ok or suggestion.info is None:
         raise MetadataError(f"no crop to write: {suggestion.error or 'the photo was not scored'}")
     info = suggestion.info
@@ -79,10 +96,12 @@ def build_packet(suggestion: Suggestion, *, aspects: Sequence[str] | None = None
     if missing:
         raise MetadataError(
             f"the suggestion has no {', '.join(missing)} crops (scored sets: {', '.join(present) or 'none'})")
-    primary: Crop | None = suggestion.best(wanted[0]) if aspects else suggestion.best()
-    if primary is None:
+    if suggestion.best(wanted[0] if aspects else None) is None:
         raise MetadataError(f"no crop to write: no candidate crop fits this {info.width}x{info.height} image "
                             "(only the full frame was scored)")
+    primary = primary_crop(suggestion, aspects=aspects, keep_margin=keep_margin)
+    if primary is None:
+        raise MetadataError("no crop to write: keep as is (no grid crop beats the full frame by the keep margin)")
     # The frame the boxes were scored in: the EXIF orientation, or the rotation a host keeps in
     # XMP for a file without one (see batch.write_paths); without either, intake says 1.
     o = info.orientation
@@ -294,7 +313,7 @@ def _write_embedded(photo: Path, suggestion: Suggestion, packet: CropPacket, nam
 
 def write_crop_metadata(path: str | os.PathLike[str], suggestion: Suggestion, *, mode: str = "sidecar",
                         naming: str = DEFAULT_NAMING, aspects: Sequence[str] | None = None,
-                        now: datetime | None = None) -> WriteResult:
+                        now: datetime | None = None, keep_margin: float | None = None) -> WriteResult:
     """Write ``suggestion``'s best crop for the photo at ``path`` as XMP (SPEC 6).
 
     ``mode``: ``"sidecar"`` (default; the photo is not touched) or ``"embed"`` (JPEG APP1 / PNG
@@ -304,18 +323,42 @@ def write_crop_metadata(path: str | os.PathLike[str], suggestion: Suggestion, *,
     An existing sidecar or packet is merged; a host's ``crs:AlreadyApplied`` and ``tiff:Orientation``
     are kept as they are (and said so in ``note`` when they matter). Raises :class:`MetadataError` with a one-line reason;
     on error nothing on disk has changed.
+
+    Crop or keep: when the suggestion is "keep as is" (:func:`primary_crop` is None), no crop is
+    written and a crop clipcrop wrote earlier is cleared, so Lightroom and darktable never apply
+    a crop that clipcrop rates no better than the full frame; ``kept`` is then True.
     """
     if mode not in MODES:
         raise MetadataError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if naming not in NAMINGS:
         raise MetadataError(f"naming must be one of {', '.join(NAMINGS)}, not {naming!r}")
     photo = Path(path)
-    packet = build_packet(suggestion, aspects=aspects, now=now)
+    margin = configured_keep_margin() if keep_margin is None else keep_margin
+    if suggestion.ok and suggestion.info is not None and suggestion.best(aspects[0] if aspects else None) is not None \
+            and primary_crop(suggestion, aspects=aspects, keep_margin=margin) is None:
+        if not photo.is_file():
+            raise MetadataError(f"{photo} is not a file")
+        return _keep(photo, suggestion, mode, naming)
+    packet = build_packet(suggestion, aspects=aspects, now=now, keep_margin=margin)
     if not photo.is_file():
         raise MetadataError(f"{photo} is not a file")
     if mode == "embed":
         return _write_embedded(photo, suggestion, packet, naming)
     return _write_sidecar(photo, suggestion, packet, naming, None)
+
+
+def _keep(photo: Path, suggestion: Suggestion, mode: str, naming: str) -> WriteResult:
+    """Write nothing for a "keep as is" photo, and clear a crop clipcrop wrote before."""
+    cleared = clear_crop_metadata(photo, mode="all" if mode == "embed" else "sidecar")
+    reason = suggestion.choice(margin=configured_keep_margin()).reason
+    if photo in cleared:
+        data = _read(photo)
+        return WriteResult(photo, "embed", f"{reason}; cleared the earlier clipcrop crop",
+                           hashlib.sha256(data).hexdigest(), kept=True)
+    if cleared:
+        return WriteResult(cleared[0], "sidecar", f"{reason}; cleared the earlier clipcrop crop", "", kept=True)
+    return WriteResult(sidecar_path(photo, naming)[0], "sidecar", f"{reason}; nothing written", "", kept=True,
+                       changed=False)
 
 
 def _clear_sidecars(photo: Path, naming: str | None) -> list[Path]:

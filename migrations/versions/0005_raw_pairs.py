@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0003'  # re-chained after i11s's 0003 (both came from 0002)
 branch_labels = None
 depends_on = None
 

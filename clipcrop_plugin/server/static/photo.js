@@ -22,10 +22,11 @@
     $("#preview").replaceChildren(frame(photo, crop, {
       size: 1600, lazy: false, ratio: crop ? ratioOf(crop.aspect) : null,
       onAdjust: crop ? (box) => label({ kind: "box", aspect: crop.aspect, rank: crop.rank, box }) : null }));
-    $("#explain").textContent = crop
+    $("#explain").textContent = (photo.keep && crop && crop.aspect === photo.best.aspect && crop.rank === 1
+      ? "Suggestion: keep as is (no grid crop beats the full frame by the keep margin). " : "") + (crop
       ? `${crop.aspect} #${crop.rank}: score ${crop.score.toFixed(4)}, ${fmtGain(crop.improvement)} over the full frame. ` +
         (crop.explanation.length ? "Changes: " + crop.explanation.map((c) => `${c.change >= 0 ? "enhances" : "reduces"} ${c.label}`).join(", ") + "." : "")
-      : (photo.error || "no suggestion for this photo");
+      : (photo.error || "no suggestion for this photo"));
   }
 
   function renderList() {

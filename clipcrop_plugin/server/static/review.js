@@ -46,7 +46,7 @@
 
   function card(photo) {
     const crop = cropFor(photo);
-    const node = el("article", { class: "card", tabindex: "0", role: "listitem",
+    const node = el("article", { class: "card" + (photo.keep ? " keep" : ""), tabindex: "0", role: "listitem",
       "data-id": photo.id, "data-name": photo.name });
     node.append(frame(photo, crop, {
       size: 512, width: imageWidth(), ratio: crop ? ratioOf(crop.aspect) : null,
@@ -55,7 +55,11 @@
     node.append(el("div", { class: "meta" },
       el("span", { class: "name", text: photo.name, title: photo.folder }),
       crop ? el("span", { class: "gain" + (crop.improvement < 0 ? " neg" : ""),
-        text: `${crop.aspect} ${fmtGain(crop.improvement)}`, title: `score ${crop.score.toFixed(4)}, improvement over the full frame` }) : null));
+        // "Keep as is": no crop beats the full frame by the keep margin; the dashed frame is
+        // the best candidate, shown so that it can still be labelled.
+        text: photo.keep ? `keep as is (${crop.aspect} ${fmtGain(crop.improvement)})` : `${crop.aspect} ${fmtGain(crop.improvement)}`,
+        title: photo.keep ? "no grid crop beats the full frame by the keep margin: nothing is written"
+          : `score ${crop.score.toFixed(4)}, improvement over the full frame` }) : null));
     if (crop && crop.explanation.length) node.append(bars(crop.explanation));
     const accept = () => crop && label(node, { kind: "accept", aspect: crop.aspect, rank: crop.rank });
     const reject = () => crop && label(node, { kind: "reject", aspect: crop.aspect, rank: crop.rank });

@@ -1,0 +1,228 @@
+"""The candidate guard: whatever the scorer, a set's best crop respects the photo's subjects.
+
+Applied by :func:`clipcrop_plugin.suggest.build_suggestion` after any scorer (heuristic,
+zeroshot, clipcropping or a plugin's), as a pure function of the candidate boxes, their scores,
+their sets, the subjects and the image size. It never invents a box; it re-ranks within each set:
+
+1. Hard order (lexicographic, before any score): a crop that slices a face or a head, or leaves
+   a main face out, ranks below every crop of its set that keeps them; then a crop that keeps
+   less than 90% of the main subject ranks below every crop that keeps it.
+2. Within a tier the scorer's score decides, nudged by composition terms measured in units of
+   the spread of that scorer's scores over the photo's candidates (so they weigh the same for a
+   scorer whose scores span 0.001 and one whose scores span 10): the subject's anchor (eyes or
+   object centre) on a thirds line or the centre, room in front of a profile, no subject pressed
+   against a crop edge, as much of the main subject as fits when a ratio cannot hold it all, no
+   bystander sliced in half, and for ratio sets without a subject a mild
+   pull towards the centre instead of hugging an edge or a corner.
+
+The adjusted score is what clipcrop reports (``Crop.score``): the tier penalty is included, so a
+face-cutting crop also shows as worse than the full frame and the grid's crop-or-keep rule keeps
+the photo as it is instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .candidates import Focus, subject_focus
+from .results import Subject
+
+MAIN_KEEP = 0.9  # share of the main subject a crop must keep (the benchmark's criterion too)
+# A salient object found with less confidence than this is a hint, not a constraint: it weighs
+# in the composition terms (scaled by its confidence) but does not override the scorer. Below
+# it, the saliency detector's boxes are unstable (the same scene re-encoded gives another box).
+SALIENT_TRUST = 0.5
+# Composition terms, in spreads of the scorer's scores.
+W_PLACE = 1.0
+W_PLACE_SALIENT = 0.4  # share of it for a salient object, whose box is less certain than a face
+W_CRAMP = 0.4
+W_BODY_CUT = 0.5
+W_HUG = 1.0
+W_COVER = 2.0  # per share of the main subject kept: when no crop can hold it all, keep the most
+# Tier penalties, in spreads: large enough that no composition term can undo them.
+W_TIER_FACE = 3.0
+W_TIER_MAIN = 1.5
+_FREE_SETS = ("grid", "full")
+
+
+@dataclass
+class GuardResult:
+    """Per candidate: adjusted ``scores``, 1-based ``ranks`` within each set, ``flags`` (what the
+    crop does to the subjects) and ``notes`` (set on each set's rank 1 when it had to give up
+    something that no candidate of its set could keep)."""
+
+    scores: np.ndarray
+    ranks: np.ndarray
+    flags: list[list[str]]
+    notes: list[str | None]
+    spread: float
+    focus: Focus | None = None
+    tiers: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def spread(scores: np.ndarray, full_index: int | None = None) -> float:
+    """The scale of a scorer's scores on one photo: their standard deviation over the candidates
+    (the full frame excluded), with a floor so a constant scorer still gets a finite unit."""
+    s = np.asarray(scores, dtype=np.float64)
+    if full_index is not None and len(s) > 1:
+        s = np.delete(s, full_index)
+    if len(s) < 2:
+        return 1.0
+    sd = float(np.std(s))
+    floor = 1e-6 * max(1.0, float(np.max(np.abs(s))))
+    return sd if sd > floor else max(floor, 1e-12)
+
+
+def coverage(boxes: np.ndarray, box: Sequence[int]) -> np.ndarray:
+    """(N,) share of ``box``'s area inside each of ``boxes``."""
+    b = np.asarray(boxes, dtype=np.int64)
+    ix = np.clip(np.minimum(b[:, 2], box[2]) - np.maximum(b[:, 0], box[0]), 0, None)
+    iy = np.clip(np.minimum(b[:, 3], box[3]) - np.maximum(b[:, 1], box[1]), 0, None)
+    area = max(1, (box[2] - box[0]) * (box[3] - box[1]))
+    return (ix * iy) / area
+
+
+def _gauss2(du: np.ndarray, dv: np.ndarray, sigma: float) -> np.ndarray:
+    return np.exp(-(du * du + dv * dv) / (2.0 * sigma * sigma))
+
+
+def _placement(boxes: np.ndarray, focus: Focus) -> np.ndarray:
+    """How well each crop places the subject's anchor: 1 on a target, falling off smoothly."""
+    x1, y1, x2, y2 = (boxes[:, k].astype(np.float64) for k in range(4))
+    u = (focus.anchor[0] - x1) / np.maximum(x2 - x1, 1.0)
+    v = (focus.anchor[1] - y1) / np.maximum(y2 - y1, 1.0)
+    if focus.look:
+        us: tuple[float, ...] = (1 / 3,) if focus.look > 0 else (2 / 3,)
+    else:
+        us = (1 / 3, 0.5, 2 / 3)
+    vs = (1 / 3, 0.42) if focus.people else (1 / 3, 0.5, 2 / 3)
+    best = np.zeros(len(boxes))
+    for tu in us:
+        for tv in vs:
+            if not focus.people and tu == 0.5 and tv != 0.5:
+                continue  # an object centred sideways but on a thirds line reads as an accident
+            best = np.maximum(best, _gauss2(u - tu, v - tv, 0.09))
+    return best
+
+
+def _cramp(boxes: np.ndarray, focus: Focus, width: int, height: int) -> np.ndarray:
+    """How tightly crop edges press on the main subject (0 = room on every side). An edge on
+    the photo's own border does not count: the photo had no more room there."""
+    mx1, my1, mx2, my2 = focus.main
+    x1, y1, x2, y2 = (boxes[:, k].astype(np.float64) for k in range(4))
+    bw, bh = np.maximum(x2 - x1, 1.0), np.maximum(y2 - y1, 1.0)
+    need = 0.04
+    out = np.zeros(len(boxes))
+    for gap, dim, on_border in (
+        (mx1 - x1, bw, x1 <= 0), (x2 - mx2, bw, x2 >= width),
+        (my1 - y1, bh, y1 <= 0), (y2 - my2, bh, y2 >= height),
+    ):
+        g = np.clip(gap / dim, 0.0, None)
+        out += np.where(on_border, 0.0, np.clip((need - g) / need, 0.0, 1.0))
+    return out
+
+
+def _hug(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(N,) how far each crop sits from the centred position, 0 (centred) .. 2 (in a corner)."""
+    x1, y1, x2, y2 = (boxes[:, k].astype(np.float64) for k in range(4))
+    out = np.zeros(len(boxes))
+    for lo, hi, size in ((x1, x2, width), (y1, y2, height)):
+        free = size - (hi - lo)
+        off = np.where(free > 0, np.abs(lo - free / 2.0) / np.maximum(free / 2.0, 1.0), 0.0)
+        out += off * off
+    return out
+
+
+def guard(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    groups: Sequence[str],
+    subjects: Sequence[Subject],
+    width: int,
+    height: int,
+    full_index: int,
+) -> GuardResult:
+    """Adjusted scores, ranks, flags and notes for one photo's candidates (see the module doc).
+
+    ``boxes`` (N, 4) in upright pixels, ``scores`` (N,) from any scorer, ``groups[i]`` the set of
+    candidate ``i``; ``full_index`` the full frame, which keeps everything by definition.
+    """
+    b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    raw = np.asarray(scores, dtype=np.float64).reshape(-1)
+    n = len(raw)
+    unit = spread(raw, full_index)
+    g = np.asarray(list(groups))
+    focus = subject_focus(subjects, width, height) if subjects else None
+    flags: list[list[str]] = [[] for _ in range(n)]
+    tier_face = np.zeros(n)
+    tier_main = np.zeros(n)
+    soft = np.zeros(n)
+    if focus is not None:
+        keys = set(focus.keys)
+        for part in focus.others:
+            cov = coverage(b, part)
+            sliced = (cov > 0) & (cov < 1.0)
+            left_out = (cov <= 0) & (part in keys)
+            tier_face += sliced + left_out
+            # A head found from a person box counts as a face: cutting it reads the same.
+            for i in np.flatnonzero(sliced):
+                flags[i].append("cuts face")
+            for i in np.flatnonzero(left_out):
+                flags[i].append("leaves out face")
+        main_cov = coverage(b, focus.main)
+        trusted = focus.people or focus.confidence >= SALIENT_TRUST
+        tier_main = (main_cov < MAIN_KEEP).astype(np.float64) * trusted
+        for i in np.flatnonzero(tier_main):
+            flags[i].append("cuts subject")
+        for body in focus.bodies:
+            if _inside_main(body, focus.main):
+                continue  # the main people are covered by the tier above
+            cov = coverage(b, body)
+            cut = (cov > 0.1) & (cov < MAIN_KEEP)
+            soft -= W_BODY_CUT * cut
+            for i in np.flatnonzero(cut):
+                flags[i].append("cuts person")
+        # A salient box is where the object is, roughly: its extent wobbles from one encoding
+        # of a scene to the next, so it decides what must be kept (tier, coverage) but it does
+        # not place the crop; a face does (eyes on the upper third).
+        weight = 1.0 if trusted else focus.confidence
+        place = W_PLACE * _placement(b, focus) * (1.0 if focus.people else W_PLACE_SALIENT)
+        soft += weight * (place - W_CRAMP * _cramp(b, focus, width, height)
+                          + W_COVER * np.minimum(main_cov, MAIN_KEEP) / MAIN_KEEP)
+    if focus is None or not (focus.people or focus.confidence >= SALIENT_TRUST):
+        # Nothing certain to compose around: a ratio crop stays near the centre unless the
+        # scorer clearly prefers a side (a scorer's edge terms alone favour crops that lie on
+        # the photo's border, which reads as hugging an edge or a corner).
+        ratio = ~np.isin(g, _FREE_SETS)
+        soft -= W_HUG * np.where(ratio, _hug(b, width, height), 0.0)
+    # The full frame keeps everything: it is the reference every crop is measured against.
+    tier_face[full_index] = tier_main[full_index] = 0.0
+    adjusted = raw + unit * (soft - W_TIER_FACE * tier_face - W_TIER_MAIN * tier_main)
+
+    ranks = np.zeros(n, dtype=np.int64)
+    notes: list[str | None] = [None] * n
+    for group in dict.fromkeys(groups):
+        idx = np.flatnonzero(g == group)
+        order = idx[np.lexsort((-adjusted[idx], tier_main[idx], tier_face[idx]))]
+        ranks[order] = np.arange(1, len(order) + 1)
+        if focus is not None and group != "full":
+            notes[order[0]] = _note(group, tier_face[order[0]], tier_main[order[0]], bool(focus.keys))
+    return GuardResult(adjusted, ranks, flags, notes, unit, focus, tier_face * 2 + tier_main)
+
+
+def _inside_main(body: Sequence[int], main: Sequence[int]) -> bool:
+    return body[0] >= main[0] and body[1] >= main[1] and body[2] <= main[2] and body[3] <= main[3]
+
+
+def _note(group: str, face: float, main: float, has_faces: bool) -> str | None:
+    """Why a set's best crop gave something up (only when no candidate of the set could keep it)."""
+    if face > 0:
+        return f"no {group} crop keeps every face whole: this one cuts the fewest"
+    if main > 0:
+        if has_faces:
+            return f"no {group} crop can hold the whole subject: kept the face"
+        return f"no {group} crop can hold the whole subject: kept as much of it as fits"
+    return None
