@@ -7,6 +7,7 @@ scores are random.
 
     .venv/bin/python benchmarks/db.py                 # 100,000 photos
     .venv/bin/python benchmarks/db.py --photos 5000   # quick run
+    .venv/bin/python benchmarks/db.py --db postgresql+psycopg://postgres@127.0.0.1:5432/postgres  # PostgreSQL
 """
 
 from __future__ import annotations
@@ -107,11 +108,24 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="photos per record_suggestions transaction")
     ap.add_argument("--single", type=int, default=2000, help="photos written one record_suggestion call each")
     ap.add_argument("--repeats", type=int, default=30)
-    ap.add_argument("--db", default=None, help="database file (default: a temporary one, deleted after)")
+    ap.add_argument("--db", default=None,
+                    help="database file, or a PostgreSQL server URL (postgresql+psycopg://USER@HOST:PORT/DB: a"
+                         " fresh database clipcrop_bench is created there and dropped after); default: a"
+                         " temporary SQLite file, deleted after")
     args = ap.parse_args()
 
     tmp = None
-    if args.db is None:
+    pg_admin = None
+    if args.db is not None and args.db.startswith("postgresql"):
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        pg_admin = create_engine(args.db, isolation_level="AUTOCOMMIT")
+        with pg_admin.connect() as conn:
+            conn.exec_driver_sql("DROP DATABASE IF EXISTS clipcrop_bench WITH (FORCE)")
+            conn.exec_driver_sql("CREATE DATABASE clipcrop_bench")
+        db = make_url(args.db).set(database="clipcrop_bench").render_as_string(hide_password=False)
+    elif args.db is None:
         tmp = tempfile.TemporaryDirectory(prefix="clipcrop-bench-")
         db = Path(tmp.name) / "bench.sqlite3"
     else:
@@ -152,17 +166,27 @@ def main() -> None:
             print(f"  {i}/{args.photos} written", flush=True)
             last_report = time.perf_counter()
 
-    with store.engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.exec_driver_sql("ANALYZE")
-    size = db.stat().st_size
     tables = {}
-    try:
-        with store.engine.connect() as conn:
-            for name, nbytes in conn.exec_driver_sql("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"):
+    if pg_admin is not None:
+        # VACUUM ANALYZE (outside a transaction): planner statistics, as autovacuum would gather.
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+            size = conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar()
+            for name, nbytes in conn.exec_driver_sql(
+                    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON"
+                    " n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 2 DESC"):
                 tables[name] = nbytes
-    except Exception:  # noqa: BLE001 - dbstat is optional in SQLite builds
-        pass
+    else:
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.exec_driver_sql("ANALYZE")
+        size = db.stat().st_size
+        try:
+            with store.engine.connect() as conn:
+                for name, nbytes in conn.exec_driver_sql("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"):
+                    tables[name] = nbytes
+        except Exception:  # noqa: BLE001 - dbstat is optional in SQLite builds
+            pass
 
     paths = [photo_path(k, start) for k in random.Random(1).sample(range(args.photos), min(args.repeats, args.photos))]
     folders = sorted({str(Path(p).parent.parent) for p in paths})
@@ -206,6 +230,9 @@ def main() -> None:
         print(f"{name + ' (median ms)':<52} {ms:>14.2f}")
     if tmp is not None:
         tmp.cleanup()
+    if pg_admin is not None:
+        with pg_admin.connect() as conn:
+            conn.exec_driver_sql("DROP DATABASE IF EXISTS clipcrop_bench WITH (FORCE)")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ class Settings:
     stable_seconds: float = 1.0
     rescan_seconds: float = 600.0
     batch_size: int = 8
+    workers: int = 0  # scan/watch worker processes; 0: one per CPU core
+    # clipcrop worker: library path prefix -> where this machine mounts it ({"/volume1/photo" = "/mnt/nas"})
+    path_map: dict[str, str] = field(default_factory=dict)
     # The free grid suggests a crop only when it beats the full frame by this much (scorer
     # score units); below it the suggestion is "keep as is". See docs/quality.md for the choice.
     keep_margin: float = 0.02

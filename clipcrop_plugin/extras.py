@@ -17,6 +17,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "torchvision", "open_clip", "safetensors", "scipy", "tqdm"),
     "serve": ("fastapi", "uvicorn"),
     "heic": ("pillow_heif",),
+    "postgres": ("psycopg",),
+    "queue": ("psycopg", "procrastinate"),
     "subjects": ("cv2",),  # optional even where present: the subject stage falls back to saliency
     "raw": ("rawpy",),
 }

@@ -17,6 +17,7 @@ not here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -123,30 +124,38 @@ def fire(plugins: pluggy.PluginManager | None, name: str, *, strict: bool = Fals
         notify(plugins, name, **kwargs)
 
 
-def _content_changed(store: Store | None, path: str, new_hash: str | None) -> str | None:
-    """Tell the store the photo's bytes changed under our write; an error line if it could not."""
+def _content_changed(store: Store | None, path: str, new_hash: str | None, here: str | None = None) -> str | None:
+    """Tell the store the photo's bytes changed under our write; an error line if it could not.
+    ``here``: where this machine reads the file the store knows as ``path`` (default: ``path``)."""
     if store is None:
         return None
+    here = here or path
     try:
-        st = os.stat(path)
-        store.content_changed(path, new_hash or content_hash(path), mtime=st.st_mtime, size=st.st_size)
+        st = os.stat(here)
+        store.content_changed(path, new_hash or content_hash(here), mtime=st.st_mtime, size=st.st_size)
     except (ClipcropError, OSError) as exc:
         return f"database not updated with the new content hash ({exc})"
     return None
 
 
 def publish(store: Store | None, suggestion: Suggestion, policy: MetadataPolicy, *,
-            plugins: pluggy.PluginManager | None = None, strict: bool = False, origin: str = "") -> Outcome:
+            plugins: pluggy.PluginManager | None = None, strict: bool = False, origin: str = "",
+            locate: Callable[[str], str] | None = None) -> Outcome:
     """Write ``suggestion``'s crop metadata per ``policy`` and fire ``metadata_written`` once.
 
     After an embedded write the store (when given) files the photo under its new content hash,
     size and mtime. A write error comes back as ``Outcome.error`` (one line), or is raised when
     ``strict``; nothing is written for a failed suggestion or with the ``none`` policy.
+    ``locate(path)``: where this machine reaches the photo the store knows as ``path`` (a queue
+    worker whose NAS mount differs); default: the same path.
     """
     if not policy.writes or not suggestion.ok:
         return Outcome(suggestion.path, origin=origin)
+    here = locate(suggestion.path) if locate is not None else suggestion.path
+    # The writer names the sidecar after the suggestion's path: hand it the one this machine reaches.
+    local = suggestion if here == suggestion.path else dataclasses.replace(suggestion, path=here)
     try:
-        result = write_crop_metadata(suggestion.path, suggestion, mode=policy.mode, naming=policy.naming,
+        result = write_crop_metadata(here, local, mode=policy.mode, naming=policy.naming,
                                      aspects=list(policy.aspects) or None, keep_margin=policy.keep_margin)
     except (ClipcropError, OSError) as exc:
         if strict:
@@ -154,7 +163,7 @@ def publish(store: Store | None, suggestion: Suggestion, policy: MetadataPolicy,
         msg = str(exc) if isinstance(exc, ClipcropError) else (exc.strerror or str(exc))
         return Outcome(suggestion.path, error=with_path(suggestion.path, msg), origin=origin)
     if result.mode_used == "embed":
-        extra = _content_changed(store, suggestion.path, result.sha256)
+        extra = _content_changed(store, suggestion.path, result.sha256, here)
         if extra:
             result.note = f"{result.note}; {extra}" if result.note else extra
     if result.changed:  # a "keep as is" writes nothing; it may clear an earlier clipcrop crop
@@ -164,18 +173,19 @@ def publish(store: Store | None, suggestion: Suggestion, policy: MetadataPolicy,
 
 
 def record_scored(store: Store, items: Sequence[Scored], policy: MetadataPolicy, *,
-                  plugins: pluggy.PluginManager | None = None, strict: bool = False) -> list[Outcome]:
+                  plugins: pluggy.PluginManager | None = None, strict: bool = False,
+                  locate: Callable[[str], str] | None = None) -> list[Outcome]:
     """Store a batch of scored (or failed) photos in one transaction, then publish each one.
 
     ``items`` are ``(suggestion, content_hash, mtime, size)``. Returns one :class:`Outcome` per
     item (``error`` set where its metadata could not be written). ``photo_scored`` fires once per
-    item, failures included, after its metadata was written.
+    item, failures included, after its metadata was written. ``locate``: see :func:`publish`.
     """
     store.record_suggestions(list(items))
     outcomes: list[Outcome] = []
     with deferred_dir_sync():
         for s, _h, _m, _z in items:
-            outcomes.append(publish(store, s, policy, plugins=plugins, strict=strict, origin="scored"))
+            outcomes.append(publish(store, s, policy, plugins=plugins, strict=strict, origin="scored", locate=locate))
             fire(plugins, "photo_scored", strict=strict, photo_path=s.path, suggestion=s)
     return outcomes
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .candidates import AspectRatio
+from .config import Settings
 from .errors import ClipcropError
 from .hashing import content_hash
 from .jobs import MetadataPolicy, record_failure, record_scored
@@ -26,6 +29,7 @@ from .scoring.base import Scorer
 from .settle import group_by_kept_aspects, required_sets, settle_gone, settle_scored_content, settle_unchanged
 from .store import Store
 from .suggest import failed, suggest_paths
+from .workers import WorkerPool
 
 if TYPE_CHECKING:
     import pluggy
@@ -54,6 +58,8 @@ class ScanReport:
     interrupted: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
     metadata_errors: list[tuple[str, str]] = field(default_factory=list)
+    workers: int = 1
+    worker_rss: list[int] = field(default_factory=list)  # bytes per worker process, at the end
 
     @property
     def failed(self) -> int:
@@ -98,6 +104,13 @@ class _Scanner:
         self.scorer_name = getattr(scorer, "name", type(scorer).__name__)
         self.weights_hash = getattr(scorer, "weights_hash", None)
         self.pending: list[_Pending] = []
+        # With a worker pool: batches being scored (oldest first), the content hashes they
+        # claim (a second copy of one content waits for the first to be committed, then is
+        # settled as a duplicate), and the paths that waited.
+        self.pool: WorkerPool | None = None
+        self.inflight: deque[tuple[list[tuple[Future[Any], list[str], Sequence[AspectRatio]]], list[_Pending]]] = deque()
+        self.claimed: set[str] = set()
+        self.waiting: list[str] = []
         # A photo whose run lacks a set this pass asks for (a new --aspect, changed config) is
         # scored again; the others are settled without decoding.
         self.sets = required_sets(aspects, grid)
@@ -131,6 +144,9 @@ class _Scanner:
         except ClipcropError as exc:
             self._fail(path, str(exc), st=st)
             return
+        if self.pool is not None and (h in self.claimed or any(p.content_hash == h for p in self.pending)):
+            self.waiting.append(path)
+            return
         outcome = settle_scored_content(self.store, path, h, st.st_size, st.st_mtime, *ident, sets=self.sets)
         if outcome is not None:
             setattr(self.report, outcome, getattr(self.report, outcome) + 1)
@@ -149,12 +165,46 @@ class _Scanner:
         batch, self.pending = self.pending, []
         # Photos scored again for a new set keep their earlier sets: score each group of photos
         # that keeps the same sets together (new photos get exactly the asked-for sets).
+        groups = list(group_by_kept_aspects(self.store, [(p.path, p.content_hash) for p in batch],
+                                            self.scorer_name, self.weights_hash, self.aspects))
+        if self.pool is not None:
+            self.claimed.update(p.content_hash for p in batch)
+            futures = [(self.pool.submit(group, aspects), group, aspects) for aspects, group in groups]
+            self.inflight.append((futures, batch))
+            # Two batches per worker keep every process busy while the parent writes.
+            while len(self.inflight) > 2 * self.pool.workers:
+                self.collect()
+            return
         by_path: dict[str, Suggestion] = {}
-        for aspects, group in group_by_kept_aspects(self.store, [(p.path, p.content_hash) for p in batch],
-                                                    self.scorer_name, self.weights_hash, self.aspects):
+        for aspects, group in groups:
             for s in suggest_paths(group, self.scorer, aspects, batch_size=self.batch_size, grid=self.grid,
                                    recursive=False):
                 by_path[s.path] = s
+        self._record(batch, by_path)
+
+    def collect(self) -> None:
+        """Record the oldest batch in flight (waits for its worker)."""
+        futures, batch = self.inflight.popleft()
+        assert self.pool is not None
+        try:
+            by_path = {s.path: s for fut, group, aspects in futures for s in self.pool.result(fut, group, aspects)}
+            self._record(batch, by_path)
+        finally:
+            self.claimed.difference_update(p.content_hash for p in batch)
+
+    def drain(self) -> None:
+        """Record every batch in flight, then settle the paths that waited for one of them."""
+        while self.inflight:
+            self.collect()
+        while self.waiting:
+            waiting, self.waiting = self.waiting, []
+            for path in waiting:
+                self.visit(path)
+            self.flush()
+            while self.inflight:
+                self.collect()
+
+    def _record(self, batch: list[_Pending], by_path: dict[str, Suggestion]) -> None:
         # keep path <-> suggestion pairing exact, whatever the scorer returned
         suggestions = [by_path.get(p.path) or failed(p.path, "not scored", self.scorer) for p in batch]
         outcomes = record_scored(self.store, [(s, p.content_hash, p.mtime, p.size) for s, p in zip(suggestions, batch)],
@@ -173,13 +223,22 @@ def scan_paths(
     store: Store, paths: Iterable[str | os.PathLike[str]], scorer: Scorer, aspects: Sequence[AspectRatio] = (), *,
     progress: Progress | None = None, stop: Callable[[], bool] | None = None,
     policy: MetadataPolicy = NO_METADATA, plugins: pluggy.PluginManager | None = None, batch_size: int = 8,
-    grid: bool = True, report: ScanReport | None = None,
+    grid: bool = True, report: ScanReport | None = None, workers: int = 1, settings: Settings | None = None,
+    weights: str | None = None,
 ) -> ScanReport:
     """Process explicit photo paths (no folder walk, no gone detection). See :func:`scan_folders`."""
     plist = [os.path.abspath(os.fspath(p)) for p in paths]
     report = report or ScanReport()
     report.total = report.total or len(plist)
     scanner = _Scanner(store, scorer, aspects, report, progress, policy, plugins, batch_size, grid)
+    pool = None
+    # Never more processes than batches: a scan of a handful of photos pays no process start.
+    workers = min(int(workers), -(-len(plist) // max(1, batch_size)))
+    if workers > 1:
+        # ``settings``/``weights``: what each worker process loads its scorer with.
+        pool = scanner.pool = WorkerPool(scorer, workers, aspects, settings=settings, weights=weights, grid=grid,
+                                         batch_size=batch_size)
+        report.workers = workers
     try:
         for path in plist:
             if stop is not None and stop():
@@ -188,10 +247,18 @@ def scan_paths(
             scanner.visit(path)
         if not report.interrupted:
             scanner.flush()
+            scanner.drain()
+        else:
+            scanner.inflight.clear()
     except KeyboardInterrupt:
-        # Everything written so far is committed batch by batch; the batch in flight is dropped
-        # whole, so the database stays consistent and the next scan redoes only that batch.
+        # Everything written so far is committed batch by batch; the batches in flight are
+        # dropped whole, so the database stays consistent and the next scan redoes only those.
         report.interrupted = True
+        scanner.inflight.clear()
+    finally:
+        if pool is not None:
+            report.worker_rss = pool.memory()
+            pool.close(cancel=report.interrupted)
     return report
 
 
@@ -199,7 +266,7 @@ def scan_folders(
     store: Store, folders: Sequence[str | os.PathLike[str]], scorer: Scorer, aspects: Sequence[AspectRatio] = (), *,
     progress: Progress | None = None, stop: Callable[[], bool] | None = None,
     policy: MetadataPolicy = NO_METADATA, plugins: pluggy.PluginManager | None = None, batch_size: int = 8,
-    grid: bool = True,
+    grid: bool = True, workers: int = 1, settings: Settings | None = None, weights: str | None = None,
 ) -> ScanReport:
     """Scan ``folders`` (and photo files given directly) into ``store``.
 
@@ -210,6 +277,10 @@ def scan_folders(
     ``report.interrupted`` set and a consistent database. After a complete pass, stored photos
     under the folders whose files are gone are marked ``gone``; a folder that is missing entirely
     (an unmounted drive) has its photos marked offline instead.
+
+    ``workers`` > 1 decodes and scores in that many processes (:class:`clipcrop_plugin.workers.WorkerPool`,
+    each loading the scorer by name with ``settings``/``weights``); this process still does every
+    database write, one transaction per batch, so the exactly-once rules are unchanged.
     """
     roots = [os.path.abspath(os.fspath(f)) for f in folders]
     missing = [r for r in roots if not os.path.exists(r)]
@@ -224,7 +295,7 @@ def scan_folders(
     paths = [str(p) for p in iter_photo_paths(present)]
     report.total = len(paths)
     scan_paths(store, paths, scorer, aspects, progress=progress, stop=stop, policy=policy, plugins=plugins,
-               batch_size=batch_size, grid=grid, report=report)
+               batch_size=batch_size, grid=grid, report=report, workers=workers, settings=settings, weights=weights)
     if report.interrupted:
         return report
     seen = set(paths)

@@ -2,13 +2,79 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "exif-samples"
+
+
+POSTGRES_ENV = "CLIPCROP_TEST_POSTGRES"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--postgres", default=os.environ.get(POSTGRES_ENV) or None, metavar="URL",
+        help=f"PostgreSQL server for the backend-parametrized tests (SQLAlchemy URL of a database the"
+             f" tests may CREATE DATABASE from; default ${POSTGRES_ENV}; .ci/run starts one)",
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> str | None:
+    """The PostgreSQL server URL given to the test run, or None."""
+    return request.config.getoption("--postgres")
+
+
+def fresh_postgres_database(server: str) -> tuple[str, object]:
+    """``CREATE DATABASE`` a uniquely named database on ``server``; returns (its URL, a dropper)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"clipcrop_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(server).set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_server: str | None) -> Iterator[str]:
+    """A fresh, empty library database URL: a SQLite file, then (when the run was given a server)
+    a new PostgreSQL database per test. Tests that take it run against both backends."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'clipcrop.sqlite3'}"
+        return
+    if not postgres_server:
+        pytest.skip(f"no PostgreSQL server given (--postgres URL or ${POSTGRES_ENV}; .ci/run starts one)")
+    url, drop = fresh_postgres_database(postgres_server)
+    try:
+        yield url
+    finally:
+        drop()  # type: ignore[operator]
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path, postgres_server: str | None) -> Iterator[str]:
+    """A fresh PostgreSQL database (tests of PostgreSQL-only features: the task queue)."""
+    if not postgres_server:
+        pytest.skip(f"no PostgreSQL server given (--postgres URL or ${POSTGRES_ENV}; .ci/run starts one)")
+    url, drop = fresh_postgres_database(postgres_server)
+    try:
+        yield url
+    finally:
+        drop()  # type: ignore[operator]
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,14 @@ a real SQLite file, real sidecars."""
 from __future__ import annotations
 
 import os
-import sqlite3
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from db_helpers import db_rows as shared_db_rows
 from PIL import Image
 
 from clipcrop_plugin.config import Settings
@@ -41,15 +42,30 @@ def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (96, 72)) -> Path:
     return path
 
 
-def db_rows(db: Path, sql: str, *args: object) -> list[tuple]:  # type: ignore[type-arg]
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
+_DB: dict[Path, str] = {}  # tmp_path -> the test's database URL (the backend fixture's)
 
 
-def runs_per_photo(db: Path) -> dict[str, int]:
+@pytest.fixture(autouse=True)
+def _backend(db_url: str, tmp_path: Path) -> Iterator[None]:
+    """Every test here runs on SQLite and (given a server) PostgreSQL: ``db_of(tmp_path)``."""
+    _DB[tmp_path] = db_url
+    yield
+    _DB.pop(tmp_path, None)
+
+
+def db_of(tmp_path: Path) -> str:
+    return _DB[tmp_path]
+
+
+def db_rows(db: str | Path, sql: str, *args: object) -> list[tuple]:  # type: ignore[type-arg]
+    """``?`` placeholders, as in sqlite3, on either backend (a Path is a SQLite file)."""
+    db = f"sqlite:///{db}" if isinstance(db, Path) else db
+    params = {f"a{i}": a for i, a in enumerate(args)}
+    it = iter(params)
+    return shared_db_rows(db, re.sub(r"\?", lambda _m: f":{next(it)}", sql), **params)
+
+
+def runs_per_photo(db: str | Path) -> dict[str, int]:
     return dict(db_rows(db, "select p.path, count(r.id) from photos p join scoring_runs r on r.photo_id = p.id group by p.id"))
 
 
@@ -64,7 +80,7 @@ def wait_for(cond, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-de
 
 def settings_for(tmp_path: Path, **kw: object) -> Settings:
     values: dict[str, object] = dict(
-        db_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", scorer="heuristic", stable_seconds=WINDOW,
+        db_url=db_of(tmp_path), scorer="heuristic", stable_seconds=WINDOW,
         rescan_seconds=600.0, batch_size=8,
         # These tests watch for the sidecar of every scored photo: always write the crop, even
         # when the grid's best does not beat the full frame ("keep as is" is tested elsewhere).
@@ -101,7 +117,7 @@ def test_chunked_copy_is_scored_once_after_the_last_chunk(service: WatchService,
             fh.flush()
             time.sleep(WINDOW / 3)
     finished = time.monotonic()
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     assert wait_for(lambda: runs_per_photo(db).get(str(target)) == 1)
     assert time.monotonic() - finished < 10
     assert service.wait_idle(10, settle=WINDOW * 2)
@@ -115,7 +131,7 @@ def test_rename_from_a_temp_name_is_scored_and_the_temp_name_never_is(service: W
     write_jpeg(tmp, 2)
     time.sleep(WINDOW * 2)  # long enough that the temp file would be "stable" if we looked at it
     tmp.rename(lib / "IMG_0001.JPG")
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     assert wait_for(lambda: runs_per_photo(db).get(str(lib / "IMG_0001.JPG")) == 1)
     assert service.wait_idle(10, settle=WINDOW * 2)
     assert [p for (p,) in db_rows(db, "select path from photos")] == [str(lib / "IMG_0001.JPG")]
@@ -125,7 +141,7 @@ def test_two_hundred_files_at_once_each_scored_exactly_once(service: WatchServic
     n = 200
     for i in range(n):
         write_jpeg(lib / f"burst/{i:03d}.jpg", 1000 + i, (64, 48))
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     assert wait_for(lambda: len(runs_per_photo(db)) == n, timeout=60)
     assert service.wait_idle(20, settle=WINDOW * 2)
     counts = runs_per_photo(db)
@@ -136,7 +152,7 @@ def test_two_hundred_files_at_once_each_scored_exactly_once(service: WatchServic
 
 def test_move_into_subfolder_relinks_without_rescoring_and_delete_marks_gone(service: WatchService, lib: Path, tmp_path: Path) -> None:
     a, b = write_jpeg(lib / "a.jpg", 3), write_jpeg(lib / "b.jpg", 4)
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     assert wait_for(lambda: len(runs_per_photo(db)) == 2)
     assert service.wait_idle(10, settle=WINDOW)
     (run_before,) = db_rows(db, "select r.id from scoring_runs r join photos p on p.id = r.photo_id where p.path = ?", str(a))
@@ -160,7 +176,7 @@ def test_corrupt_file_is_recorded_and_the_others_are_scored(service: WatchServic
     good = jpeg_bytes(99)
     (lib / "broken.jpg").write_bytes(good[: len(good) // 3])  # truncated, and stays that way
     (lib / "text.jpg").write_bytes(b"this is not a photo")
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     assert wait_for(lambda: db_rows(db, "select count(*) from photos where status in ('scored', 'failed')") == [(7,)])
     assert service.wait_idle(10, settle=WINDOW * 2)
     failed = dict(db_rows(db, "select path, error from photos where status = 'failed'"))
@@ -192,7 +208,7 @@ def test_existing_photos_are_scanned_first_and_not_rescored_on_restart(tmp_path:
     assert first["done"] == 6
     second = WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)
     assert second["done"] == 0 and second["skipped"] == 6
-    assert set(runs_per_photo(tmp_path / "db.sqlite3").values()) == {1}
+    assert set(runs_per_photo(db_of(tmp_path)).values()) == {1}
 
 
 def test_dropped_events_are_caught_by_the_reconcile_rescan(tmp_path: Path, lib: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,7 +218,7 @@ def test_dropped_events_are_caught_by_the_reconcile_rescan(tmp_path: Path, lib: 
     svc.start()
     try:
         write_jpeg(lib / "missed.jpg", 6)
-        db = tmp_path / "db.sqlite3"
+        db = db_of(tmp_path)
         assert wait_for(lambda: runs_per_photo(db).get(str(lib / "missed.jpg")) == 1, timeout=10)
         (lib / "missed.jpg").unlink()
         assert wait_for(lambda: db_rows(db, "select status from photos") == [("gone",)], timeout=10)
@@ -225,7 +241,7 @@ def test_inotify_limit_falls_back_to_polling_and_still_scores(tmp_path: Path, li
     try:
         assert svc.watcher is not None and svc.watcher.modes == {str(lib): "polling"}
         write_jpeg(lib / "polled.jpg", 7)
-        assert wait_for(lambda: runs_per_photo(tmp_path / "db.sqlite3").get(str(lib / "polled.jpg")) == 1)
+        assert wait_for(lambda: runs_per_photo(db_of(tmp_path)).get(str(lib / "polled.jpg")) == 1)
     finally:
         svc.stop()
 
@@ -235,16 +251,16 @@ def test_folder_that_disappears_goes_offline_and_comes_back(tmp_path: Path, lib:
         write_jpeg(lib / f"n{i}.jpg", 30 + i)
     svc = WatchService([lib], settings_for(tmp_path), status_file=tmp_path / "s.json")
     svc.start()
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     try:
         assert wait_for(lambda: len(runs_per_photo(db)) == 3)
         away = tmp_path / "unmounted"
         lib.rename(away)  # what an unmounted share looks like from here
-        assert wait_for(lambda: db_rows(db, "select count(*) from photos where offline = 1") == [(3,)])
+        assert wait_for(lambda: db_rows(db, "select count(*) from photos where offline") == [(3,)])
         time.sleep(WINDOW * 3)
         assert db_rows(db, "select count(*) from photos where status = 'gone'") == [(0,)]
         away.rename(lib)
-        assert wait_for(lambda: db_rows(db, "select count(*) from photos where offline = 0") == [(3,)])
+        assert wait_for(lambda: db_rows(db, "select count(*) from photos where not offline") == [(3,)])
         write_jpeg(lib / "after.jpg", 40)  # and it is watched again
         assert wait_for(lambda: len(runs_per_photo(db)) == 4)
         assert set(runs_per_photo(db).values()) == {1}
@@ -257,7 +273,7 @@ def test_embed_mode_does_not_rescore_its_own_write_or_a_later_move(tmp_path: Pat
 
     svc = WatchService([lib], settings_for(tmp_path), embed=True, status_file=tmp_path / "s.json")
     svc.start()
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     try:
         photo = write_jpeg(lib / "e.jpg", 8)
         assert wait_for(lambda: runs_per_photo(db).get(str(photo)) == 1)
@@ -280,13 +296,13 @@ def test_kill_between_commit_and_sidecar_is_repaired_on_restart(tmp_path: Path, 
     (lib / "k.xmp").unlink()  # as if the process died right after the database commit
     again = WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)
     assert again["done"] == 0 and (lib / "k.xmp").is_file()
-    assert runs_per_photo(tmp_path / "db.sqlite3") == {str(photo): 1}
+    assert runs_per_photo(db_of(tmp_path)) == {str(photo): 1}
 
 
 def test_renaming_a_folder_relinks_every_photo_in_it(service: WatchService, lib: Path, tmp_path: Path) -> None:
     for i in range(3):
         write_jpeg(lib / "trip" / f"t{i}.jpg", 60 + i)
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     assert wait_for(lambda: len(runs_per_photo(db)) == 3)
     assert service.wait_idle(10, settle=WINDOW)
     (lib / "trip").rename(lib / "2024 trip")
@@ -302,7 +318,7 @@ def test_a_folder_missing_at_start_is_offline_until_it_appears(tmp_path: Path, l
     share = tmp_path / "nas"
     svc = WatchService([lib, share], settings_for(tmp_path), status_file=tmp_path / "s.json")
     svc.start()
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     try:
         assert svc.snapshot()["folders"][1] == {"path": str(share), "observer": "offline", "online": False}
         write_jpeg(share / "late.jpg", 70)  # the share is mounted
@@ -318,7 +334,7 @@ def test_photos_deleted_while_the_daemon_was_down_are_marked_gone_on_start(tmp_p
     assert WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)["done"] == 2
     drop.unlink()
     WatchService([lib], st, status_file=tmp_path / "s.json").run_once(timeout=60)
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     assert dict(db_rows(db, "select path, status from photos")) == {str(keep): "scored", str(drop): "gone"}
 
 
@@ -330,7 +346,7 @@ def test_a_copy_that_pauses_longer_than_the_window_is_not_recorded_as_failed(ser
         fh.flush()
         time.sleep(WINDOW * 3)  # the half file is "stable" and does not decode: it must wait
         fh.write(data[len(data) // 2 :])
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     assert wait_for(lambda: runs_per_photo(db).get(str(target)) == 1)
     assert service.wait_idle(10, settle=WINDOW * 2)
     assert service.pipeline is not None and service.pipeline.counters.failed == 0
@@ -341,7 +357,7 @@ def test_identical_copies_dropped_together_are_scored_once(service: WatchService
     data = jpeg_bytes(91)
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         (lib / name).write_bytes(data)
-    db = tmp_path / "db.sqlite3"
+    db = db_of(tmp_path)
     assert wait_for(lambda: db_rows(db, "select count(*) from photos where status = 'scored'") == [(3,)])
     assert service.wait_idle(10, settle=WINDOW * 2)
     assert service.pipeline is not None and service.pipeline.counters.done == 1  # one scorer pass

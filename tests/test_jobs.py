@@ -85,7 +85,7 @@ def test_embedding_through_the_server_does_not_cause_rescoring(sample: SampleLib
         assert after != before
         assert sample.library.store.find_path(path).content_hash == after
     sample.library.close()
-    code, out, err = run("scan", str(sample.folder), "--scorer", "heuristic", "--db", str(sample.db_path))
+    code, out, err = run("scan", str(sample.folder), "--scorer", "heuristic", "--db", sample.url)
     assert code == 0, err
     assert summary(out).startswith("6/6 photos: 0 scored, 6 unchanged"), out
 

@@ -34,6 +34,7 @@ STAGES: dict[str, int] = {
     "clipcrop_plugin.model": 3,
     "clipcrop_plugin.scoring": 4,  # scorer
     "clipcrop_plugin.suggest": 4,  # the pipeline that runs the scorer
+    "clipcrop_plugin.workers": 4,  # the same pipeline in worker processes
     "clipcrop_plugin.guard": 4,  # the subject guard, applied to any scorer's scores
     "clipcrop_plugin.store": 5,
     "clipcrop_plugin.settle": 5,  # decisions over stored photos (unchanged, relinked, copied, gone)
@@ -42,6 +43,7 @@ STAGES: dict[str, int] = {
     "clipcrop_plugin.preview": 6,
     "clipcrop_plugin.jobs": 7,
     "clipcrop_plugin.scan": 7,
+    "clipcrop_plugin.taskqueue": 7,  # scan's jobs on many machines
     "clipcrop_plugin.daemon": 8,
     "clipcrop_plugin.api": 8,
     "clipcrop_plugin.server": 9,

@@ -124,7 +124,7 @@ def test_score_now_stores_a_new_run(client: TestClient, sample: SampleLibrary) -
     r = client.post(f"/api/photos/{pid}/score", json={"aspects": ["16:9", "4:5"]}, headers=SAFE)
     assert r.status_code == 200, r.text
     assert set(r.json()["sets"]) == {"grid", "16:9", "4:5"}
-    sets = sample.sql("SELECT aspects FROM scoring_runs WHERE photo_id = ? AND active = 1", pid)
+    sets = sample.sql("SELECT aspects FROM scoring_runs WHERE photo_id = ? AND active", pid)
     assert sets and "16:9" in sets[0][0]
     assert runs_before >= 1
     assert client.post(f"/api/photos/{pid}/score", json={"aspects": ["wide-ish"]}, headers=SAFE).status_code == 400

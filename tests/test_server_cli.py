@@ -49,7 +49,7 @@ def _wait_up(proc: subprocess.Popen, url: str, headers: dict[str, str] | None = 
 def db(tmp_path: Path) -> str:
     sample = build_library(tmp_path, n=2)
     sample.library.close()
-    return f"sqlite:///{sample.db_path}"
+    return sample.url
 
 
 def test_serve_serves_the_library_and_stops_cleanly(db: str) -> None:

@@ -6,8 +6,8 @@ tests of its own.
 
 from __future__ import annotations
 
+import re
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from db_helpers import db_rows
 from PIL import Image, ImageDraw, ImageFilter
 
 from clipcrop_plugin.api import Library
@@ -58,18 +59,20 @@ class SampleLibrary:
     db_path: Path
     library: Library
     photos: list[Path]
+    url: str = ""
 
     def sql(self, query: str, *args: object) -> list[tuple]:
-        """Read the SQLite file directly (what a label or score really left behind)."""
-        con = sqlite3.connect(self.db_path)
-        try:
-            return con.execute(query, args).fetchall()
-        finally:
-            con.close()
+        """Read the database directly (what a label or score really left behind); ``?``
+        placeholders, on SQLite and PostgreSQL alike."""
+        params = {f"a{i}": a for i, a in enumerate(args)}
+        names = iter(params)
+        return db_rows(self.url or f"sqlite:///{self.db_path}", re.sub(r"\?", lambda _m: f":{next(names)}", query),
+                       **params)
 
 
-def build_library(root: Path, n: int = 6, aspects: tuple[str, ...] = ("1:1",)) -> SampleLibrary:
-    """Generate ``n`` photos (one portrait with EXIF orientation 6) and score them with the heuristic scorer."""
+def build_library(root: Path, n: int = 6, aspects: tuple[str, ...] = ("1:1",), url: str | None = None) -> SampleLibrary:
+    """Generate ``n`` photos (one portrait with EXIF orientation 6) and score them with the heuristic
+    scorer, into ``url`` (default: a SQLite file under ``root``)."""
     folder = root / "photos"
     photos = []
     for i in range(n):
@@ -77,18 +80,21 @@ def build_library(root: Path, n: int = 6, aspects: tuple[str, ...] = ("1:1",)) -
         photos.append(make_photo(folder / f"IMG_{i:04d}.jpg", i, size, orientation=6 if i == 2 else None))
     db_path = root / "library.sqlite3"
     # Explicit settings: a module-scoped library must not read the real user's config file.
-    lib = Library.open(f"sqlite:///{db_path}", settings=Settings(), scorer="heuristic",
+    url = url or f"sqlite:///{db_path}"
+    if url.startswith("sqlite:///"):
+        db_path = Path(url[len("sqlite:///"):])
+    lib = Library.open(url, settings=Settings(), scorer="heuristic",
                        plugins=make_plugin_manager(False))
     for p in photos:
         s = lib.suggest(p, aspects=list(aspects))
         assert s.ok, s.error
-    return SampleLibrary(folder, db_path, lib, photos)
+    return SampleLibrary(folder, db_path, lib, photos, url)
 
 
 @pytest.fixture()
-def sample(tmp_path: Path) -> Iterator[SampleLibrary]:
-    """Six scored photos in a fresh SQLite library."""
-    lib = build_library(tmp_path)
+def sample(tmp_path: Path, db_url: str) -> Iterator[SampleLibrary]:
+    """Six scored photos in a fresh library (SQLite, and PostgreSQL when the run has a server)."""
+    lib = build_library(tmp_path, url=db_url)
     yield lib
     lib.library.close()
 

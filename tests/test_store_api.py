@@ -1,4 +1,4 @@
-"""The Store API against a real SQLite file: recording, active runs, queries, details, labels, models."""
+"""The Store API against a real database (SQLite and, given a server, PostgreSQL): recording, active runs, queries, details, labels, models."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from clipcrop_plugin.store.packing import pack_candidates, unpack_candidates
 
 
 @pytest.fixture
-def store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    with Store.open(str(tmp_path / "lib.sqlite3")) as s:
+def store(db_url: str):  # type: ignore[no-untyped-def]
+    with Store.open(db_url) as s:
         yield s
 
 

@@ -246,7 +246,8 @@ def test_scan_ctrl_c_exits_130_and_the_next_scan_finishes(env, monkeypatch: pyte
         return real(*a, **kw)
 
     monkeypatch.setattr(scan_mod, "suggest_paths", interrupted)
-    res = run("scan", str(lib), "--scorer", "heuristic", "--batch-size", "2", code=130)
+    # One process: the interruption is injected into this process's scoring (workers have their own).
+    res = run("scan", str(lib), "--scorer", "heuristic", "--batch-size", "2", "--workers", "1", code=130)
     assert "interrupted" in res.stdout
     with Store.open(str(db)) as store:
         assert store.status_counts() == {"scored": 2}

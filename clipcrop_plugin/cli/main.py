@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "status": "clipcrop_plugin.cli.status:status",
     "suggest": "clipcrop_plugin.cli.suggest:suggest",
     "watch": "clipcrop_plugin.cli.watch:watch",
+    "worker": "clipcrop_plugin.cli.worker:worker",
     "xmp": "clipcrop_plugin.cli.xmp:xmp",
 }
 

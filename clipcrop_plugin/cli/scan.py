@@ -20,6 +20,10 @@ from .progress import wants_progress
 @aspect_option
 @scorer_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Photos per scorer call [config, 8].")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes that decode and score (0: one per core) [config workers, one per core].")
+@click.option("--enqueue", is_flag=True,
+              help="Put the photos on the task queue for `clipcrop worker`s instead of scoring here (PostgreSQL).")
 @click.option("--xmp", "write_xmp", is_flag=True,
               help="Also write each newly scored photo's best crop as XMP (a sidecar; embedded if the config sets embed).")
 @click.option("--rescore", is_flag=True,
@@ -27,7 +31,8 @@ from .progress import wants_progress
                    "current model version, e.g. after `clipcrop-train personalize --activate`.")
 @db_option
 def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str, device: str, weights: str | None,
-         batch_size: int | None, write_xmp: bool, rescore: bool, db: str | None) -> None:
+         batch_size: int | None, workers: int | None, enqueue: bool, write_xmp: bool, rescore: bool,
+         db: str | None) -> None:
     """Score every new or changed photo under FOLDERS into the database.
 
     Photos already scored by this scorer and weights are skipped (moved or renamed ones are
@@ -46,6 +51,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
     from ..jobs import JobSettings
     from ..scan import ScanReport, rescore_library, scan_folders
     from ..scoring.registry import load_scorer
+    from ..workers import resolve_workers
 
     if not folders and not rescore:
         fail("give at least one FOLDER (or --rescore to re-score the photos already in the database)", 2)
@@ -54,6 +60,9 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
         job = JobSettings.resolve(settings, aspects=aspects, batch_size=batch_size, write=write_xmp)
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
+    if enqueue:
+        _enqueue(folders, db, settings, job)
+        return
     store = open_store(db, create=True)
     try:
         try:
@@ -61,6 +70,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
         except ClipcropError as exc:
             fail(str(exc), exit_code_for(exc))
         plugins = get_plugin_manager()
+        pool = {"workers": resolve_workers(workers, settings), "settings": settings, "weights": weights}
 
         def run(progress: Callable[[int, int, str], None] | None = None) -> ScanReport:
             if rescore:
@@ -68,7 +78,7 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
                                        folders=list(folders), progress=progress, batch_size=job.batch_size,
                                        policy=job.policy, plugins=plugins)
             return scan_folders(store, list(folders), scorer_obj, job.aspects, progress=progress,
-                                batch_size=job.batch_size, policy=job.policy, plugins=plugins)
+                                batch_size=job.batch_size, policy=job.policy, plugins=plugins, **pool)
 
         if not wants_progress():  # a pipe or cron job gets the summary line only
             report = run()
@@ -95,6 +105,22 @@ def scan(folders: tuple[str, ...], aspects: tuple[AspectRatio, ...], scorer: str
         raise SystemExit(130)
     if report.failures:
         raise SystemExit(1)
+
+
+def _enqueue(folders: tuple[str, ...], db: str | None, settings: object, job: object) -> None:
+    from ..store import Store
+    from ..store.engine import resolve_url
+    from ..taskqueue import enqueue_paths
+
+    try:
+        url = resolve_url(db, settings)  # type: ignore[arg-type]
+        Store.open(url).close()  # the library schema, so workers and `query` agree on one database
+        policy = job.policy  # type: ignore[attr-defined]
+        queued, dup = enqueue_paths(url, list(folders), aspects=[a.name for a in job.aspects],  # type: ignore[attr-defined]
+                                    xmp=policy.mode, naming=policy.naming)
+    except ClipcropError as exc:
+        fail(str(exc), exit_code_for(exc))
+    click.echo(f"queued {queued} photos" + (f" ({dup} already waiting)" if dup else ""))
 
 
 def _stored_aspects(store) -> tuple[AspectRatio, ...]:  # type: ignore[no-untyped-def]

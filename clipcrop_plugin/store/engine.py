@@ -22,6 +22,7 @@ from ..safeio import show
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 10
 WRITE_OPTION = "clipcrop_write"  # execution option: start the transaction with BEGIN IMMEDIATE
 
 
@@ -87,14 +88,39 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(
                 url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
             )
+        elif url.startswith("postgresql"):
+            # A server that is down or firewalled fails the open in seconds, not after the OS's
+            # TCP timeout (minutes).
+            engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
         else:
             engine = create_engine(url, pool_pre_ping=True)
-    except (ArgumentError, ImportError) as exc:
+    except ImportError as exc:
+        hint = " (install the 'postgres' extra: pip install 'clipcrop[postgres]')" if url.startswith("postgresql") else ""
+        raise StoreError(f"cannot use database URL {url!r}: {exc}{hint}") from exc
+    except ArgumentError as exc:
         raise StoreError(f"cannot use database URL {url!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, in_memory=path is None)
         _name_sqlite_errors(engine, path)
+    elif engine.dialect.name == "postgresql":
+        _configure_postgresql(engine)
     return engine
+
+
+# One advisory lock per database: clipcrop's write transactions take it first, as SQLite's BEGIN
+# IMMEDIATE takes the file's write lock.
+PG_WRITE_LOCK = "clipcrop.store.write"
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        # Two scans (or queue workers) recording the same new photo would both see "no row" and
+        # both INSERT it: one would fail on the unique path, losing its whole batch. Serializing
+        # the (short, batched) write transactions makes the second one see the first one's rows,
+        # exactly the SQLite behaviour the Store's read-then-write logic is written for.
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(%(k)s))", {"k": PG_WRITE_LOCK})
 
 
 def _name_sqlite_errors(engine: Engine, path: Path | None) -> None:

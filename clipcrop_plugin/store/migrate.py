@@ -49,6 +49,12 @@ def check_revision(engine: Engine) -> tuple[str | None, str]:
     return current, head
 
 
+def _queue_table(name: str) -> bool:
+    """The task queue's tables (Procrastinate's, clipcrop_job_failures) may come before the
+    library's: a queue created first still leaves a clipcrop database."""
+    return name.startswith("procrastinate_") or name == "clipcrop_job_failures"
+
+
 def _judge(current: str | None, head: str, tables: set[str], where: str = "") -> None:
     """Refuse a revision this code does not know, or tables without any clipcrop revision."""
     prefix = f"{where}: " if where else ""
@@ -63,7 +69,7 @@ def _judge(current: str | None, head: str, tables: set[str], where: str = "") ->
                 f"{prefix}the database schema (revision {current}) is newer than this clipcrop understands"
                 f" (head {head}); it was left untouched - upgrade clipcrop, or use another --db"
             )
-    elif tables:
+    elif {t for t in tables if not _queue_table(t)}:
         raise StoreError(
             f"{prefix}the database holds tables ({', '.join(sorted(tables)[:3])}...) but no clipcrop schema"
             " version; it is not a clipcrop database and was left untouched - use another --db"

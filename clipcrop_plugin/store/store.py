@@ -421,6 +421,19 @@ class Store:
                 row["id"] = i
             self._executemany(conn, table, rows)
             return ids
+        if self.dialect == "postgresql":
+            # Ordered RETURNING makes SQLAlchemy build one giant multi-row INSERT per 1,000 rows,
+            # which psycopg re-parses every time (~100 photos/s). Taking the ids from the
+            # table's sequence in one round trip and sending the rows as a pipelined
+            # executemany of one small cached statement is ~10x faster; the ids stay unique
+            # under concurrent writers because nextval never hands one out twice.
+            seq = conn.exec_driver_sql(f"SELECT pg_get_serial_sequence('{table.name}', 'id')").scalar()
+            ids = sorted(conn.exec_driver_sql("SELECT nextval(%(s)s) FROM generate_series(1, %(n)s)",
+                                              {"s": seq, "n": len(rows)}).scalars())
+            for i, row in zip(ids, rows):
+                row["id"] = i
+            self._executemany(conn, table, rows)
+            return ids
         return list(conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
 
     def _photo_values(self, s: Suggestion, h: str, mtime: float | None, size: int | None) -> dict[str, Any]:

@@ -1,0 +1,91 @@
+"""Benchmark ``clipcrop scan --workers N`` against ``--workers 1`` (heuristic scorer), in one run.
+
+    .venv/bin/python benchmarks/scan.py [--photos 600] [--workers 2] [--db URL]
+
+Synthetic 1600x1200 JPEGs (noise plus a bright block) are written to a temp folder; each run
+scores all of them into a fresh database (SQLite in the temp folder unless ``--db`` names a
+PostgreSQL server, where a fresh database is created per run). Prints photos/s for each worker
+count, the ratio, and the resident memory of each worker process and of the parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+from PIL import Image
+
+from clipcrop_plugin.candidates import parse_aspect
+from clipcrop_plugin.scan import scan_folders
+from clipcrop_plugin.scoring.registry import load_scorer
+from clipcrop_plugin.store import Store
+
+
+def jpeg(seed: int, size: tuple[int, int]) -> bytes:
+    rng = np.random.default_rng(seed)
+    w, h = size
+    a = (rng.random((h, w, 3)) * 110).astype("uint8")
+    x, y = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
+    a[y : y + h // 3, x : x + w // 3] = (240, 200, 90)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=88)
+    return buf.getvalue()
+
+
+def fresh_db(base: str | None, tmp: Path, name: str) -> str:
+    if not base:
+        return f"sqlite:///{tmp / (name + '.sqlite3')}"
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(base, isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    eng.dispose()
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=int, default=600)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--size", default="1600x1200")
+    ap.add_argument("--db", default=None, help="PostgreSQL server URL (default: SQLite files)")
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+    aspects = [parse_aspect(a) for a in ("1:1", "4:5", "16:9")]
+    scorer = load_scorer("heuristic")
+    with tempfile.TemporaryDirectory(prefix="clipcrop-bench-scan-") as td:
+        tmp = Path(td)
+        photos = tmp / "photos"
+        photos.mkdir()
+        for i in range(args.photos):
+            (photos / f"p{i:05d}.jpg").write_bytes(jpeg(i, (w, h)))
+        print(f"{args.photos} photos {w}x{h}, heuristic scorer, aspects 1:1 4:5 16:9, {os.cpu_count()} CPUs, "
+              f"db {'PostgreSQL' if args.db else 'SQLite'}")
+        rates = {}
+        for n in sorted({1, args.workers}):
+            url = fresh_db(args.db, tmp, f"bench_scan_{n}")
+            with Store.open(url) as store:
+                t0 = time.perf_counter()
+                report = scan_folders(store, [photos], scorer, aspects, workers=n)
+                dt = time.perf_counter() - t0
+            assert report.scored == args.photos, report.summary()
+            rates[n] = args.photos / dt
+            parent = psutil.Process().memory_info().rss / 2**20
+            mem = ", ".join(f"{r / 2**20:.0f}" for r in report.worker_rss) or "-"
+            print(f"--workers {n}: {rates[n]:7.1f} photos/s ({dt:.1f} s); RSS per worker MiB: {mem}; parent {parent:.0f} MiB")
+        if len(rates) > 1:
+            print(f"ratio --workers {args.workers} / --workers 1: {rates[args.workers] / rates[1]:.2f}x (goal >= 1.6x on 2 cores)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

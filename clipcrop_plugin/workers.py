@@ -1,0 +1,198 @@
+"""A pool of worker processes that decode and score photos for ``scan``/``watch --workers N``.
+
+One Python process decodes and scores on one core (the GIL), so an 8-core NAS would sit 7/8
+idle. The pool moves the per-photo work into ``N`` processes; the parent keeps everything that
+touches the database (the settle checks and :func:`clipcrop_plugin.jobs.record_scored`, one
+transaction per batch), so the exactly-once rules are those of a single-process scan: a photo
+is done when its batch is committed, and a batch in flight when the scan stops is simply
+scored again next time.
+
+Two modes, chosen from the scorer the parent loaded:
+
+* ``score`` (CPU scorers): each worker loads its own copy of the scorer once and returns
+  finished :class:`~clipcrop_plugin.results.Suggestion` objects.
+* ``decode`` (a scorer on a GPU/MPS device): workers only decode (the part that is CPU-bound);
+  the parent's one scorer owns the device and scores whole batches, so N processes never
+  fight over GPU memory.
+
+Worker processes are started with ``spawn`` (the daemon has threads; ``fork`` with threads can
+deadlock) and ignore SIGINT: Ctrl-C is the parent's to handle, which drops the batches in
+flight and stops the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .candidates import AspectRatio
+from .config import Settings
+from .errors import ClipcropError
+from .imaging import LoadedImage, load_image
+from .results import Suggestion
+from .scoring.base import Scorer
+from .suggest import failed, suggest_paths
+
+__all__ = ["ScorerSpec", "WorkerPool", "default_workers", "resolve_workers"]
+
+log = logging.getLogger("clipcrop.workers")
+
+_SCORER: Scorer | None = None  # the worker process's own scorer (score mode)
+
+
+def default_workers() -> int:
+    """The number of CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(requested: int | None, settings: Settings | None = None) -> int:
+    """``--workers`` if given, else the ``workers`` setting, where 0 (the default) means one per core."""
+    n = requested if requested is not None else int(getattr(settings, "workers", 0) or 0)
+    return default_workers() if n <= 0 else n
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """How a worker process loads the same scorer as the parent (everything picklable)."""
+
+    name: str
+    device: str = "cpu"
+    weights: str | None = None
+    settings: Settings | None = None
+    weights_hash: str | None = None
+
+    @classmethod
+    def of(cls, scorer: Scorer, settings: Settings | None = None, weights: str | None = None) -> ScorerSpec:
+        """The spec of an already loaded scorer (its resolved name, device and weights)."""
+        return cls(getattr(scorer, "name", type(scorer).__name__), str(getattr(scorer, "device", None) or "cpu"),
+                   weights, settings, getattr(scorer, "weights_hash", None))
+
+    def on_accelerator(self) -> bool:
+        """True when the scorer runs on a GPU/MPS device (then only the parent may score)."""
+        return self.device.split(":")[0] in ("cuda", "mps")
+
+
+def _init_worker(spec: ScorerSpec, mode: str) -> None:
+    # The parent handles Ctrl-C; a worker killed by it mid-batch would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.getLogger("clipcrop").setLevel(logging.WARNING)
+    global _SCORER
+    if mode == "score":
+        from .scoring.registry import load_scorer
+
+        _SCORER = load_scorer(spec.name, settings=spec.settings, device=spec.device, weights=spec.weights)
+        got = getattr(_SCORER, "weights_hash", None)
+        if got != spec.weights_hash:
+            raise ClipcropError(f"worker loaded {spec.name} weights {got}, the parent has {spec.weights_hash}")
+
+
+def _score_job(paths: list[str], aspects: tuple[AspectRatio, ...], grid: bool, batch_size: int) -> list[Suggestion]:
+    assert _SCORER is not None
+    return list(suggest_paths(paths, _SCORER, aspects, batch_size=batch_size, grid=grid, recursive=False))
+
+
+def _decode_job(paths: list[str], min_side: int) -> list[LoadedImage | Suggestion]:
+    out: list[LoadedImage | Suggestion] = []
+    for p in paths:
+        try:
+            out.append(load_image(p, min_side=min_side))
+        except ClipcropError as exc:
+            out.append(failed(p, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - intake must never stop a batch
+            out.append(failed(p, f"{p}: cannot read ({type(exc).__name__}: {exc})"))
+    return out
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+class WorkerPool:
+    """``workers`` processes scoring (or decoding) batches of paths for the parent's ``scorer``.
+
+    ``submit(paths)`` returns a future of one :class:`Suggestion` per path, in order; in
+    ``decode`` mode the future's result is finished by :meth:`result` in the parent (which
+    scores with its own ``scorer``). The processes start lazily on the first submit, so a scan
+    that finds nothing new pays nothing.
+    """
+
+    def __init__(self, scorer: Scorer, workers: int, aspects: Sequence[AspectRatio] = (), *,
+                 settings: Settings | None = None, weights: str | None = None, grid: bool = True,
+                 batch_size: int = 8, mode: str | None = None) -> None:
+        self.scorer, self.workers = scorer, max(1, int(workers))
+        self.aspects, self.grid, self.batch_size = tuple(aspects), grid, max(1, int(batch_size))
+        self.spec = ScorerSpec.of(scorer, settings, weights)
+        self.mode = mode or ("decode" if self.spec.on_accelerator() else "score")
+        self.min_side = int(getattr(scorer, "min_side", 256) or 256)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _ensure(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                             initargs=(self.spec, self.mode))
+        return self._pool
+
+    def submit(self, paths: Sequence[str], aspects: Sequence[AspectRatio] | None = None) -> Future[Any]:
+        """Start scoring ``paths`` (one batch) in a worker, with ``aspects`` (default: the pool's);
+        see :meth:`result`."""
+        pool = self._ensure()
+        if self.mode == "score":
+            sets = self.aspects if aspects is None else tuple(aspects)
+            return pool.submit(_score_job, list(paths), sets, self.grid, self.batch_size)
+        return pool.submit(_decode_job, list(paths), self.min_side)
+
+    def result(self, future: Future[Any], paths: Sequence[str],
+               aspects: Sequence[AspectRatio] | None = None) -> list[Suggestion]:
+        """The suggestions of a submitted batch, one per path (a broken worker fails its photos);
+        ``aspects``: as given to :meth:`submit`."""
+        try:
+            got = future.result()
+        except Exception as exc:  # noqa: BLE001 - a crashed worker fails its batch, not the scan
+            reason = f"worker process failed ({type(exc).__name__}: {exc})"
+            return [failed(p, f"{p}: {reason}", self.scorer) for p in paths]
+        if self.mode == "decode":
+            from .suggest import _score_batch  # the pipeline's own batch-with-isolation rule
+
+            loaded = [x for x in got if isinstance(x, LoadedImage)]
+            sets = self.aspects if aspects is None else tuple(aspects)
+            scored = iter(_score_batch(loaded, self.scorer, sets, self.grid)) if loaded else iter(())
+            got = [next(scored) if isinstance(x, LoadedImage) else x for x in got]
+        return list(got)
+
+    def memory(self) -> list[int]:
+        """Resident set size in bytes of each worker process (empty before the first batch)."""
+        if self._pool is None:
+            return []
+        import psutil
+
+        out = []
+        for proc in list(getattr(self._pool, "_processes", {}).values()):
+            try:
+                out.append(int(psutil.Process(proc.pid).memory_info().rss))
+            except (psutil.Error, ValueError):
+                continue
+        return out
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop the processes; ``cancel`` drops batches not yet started (Ctrl-C)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
+            self._pool = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(cancel=exc[0] is not None)
