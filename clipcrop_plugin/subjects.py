@@ -33,6 +33,7 @@ from PIL import Image
 
 from .imaging import LoadedImage
 from .results import Box, Subject
+from .results import box_iou as iou
 
 log = logging.getLogger("clipcrop")
 
@@ -95,13 +96,6 @@ def _confidence(neighbours: float, k: float = 6.0) -> float:
     return float(1.0 - math.exp(-max(float(neighbours), 0.0) / k))
 
 
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _inside(inner: Sequence[float], outer: Sequence[float], tol: float = 0.8) -> bool:

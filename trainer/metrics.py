@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
+from clipcrop_plugin.results import box_iou
+
 KS = (1, 2, 3, 4)
 NS = (5, 10)
 
@@ -100,13 +102,6 @@ def gaic_metrics(pairs: Iterable[tuple[Sequence[float] | np.ndarray, Sequence[fl
     return {k: result[k] for k in (*GAIC_KEYS, "images")}
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Plain IoU of two ``x1, y1, x2, y2`` boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def box_disp(pred: Sequence[float], gt: Sequence[float], width: float, height: float) -> float:

@@ -40,6 +40,7 @@ import numpy as np
 from clipcrop_plugin.candidates import generate_candidates
 from clipcrop_plugin.errors import ClipcropError
 from clipcrop_plugin.imaging import load_image
+from clipcrop_plugin.results import box_iou as iou
 
 RULES = ("iou", "far4")
 DEFAULT_RULE = "iou"
@@ -91,12 +92,6 @@ class LabelReport:
                 "contradictory": self.contradictory, "other_scorer": self.other_scorer}
 
 
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _box(b: Sequence[Any]) -> Box:
