@@ -56,6 +56,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_server: str 
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'clipcrop.sqlite3'}"
         return
+    yield from _fresh_postgres(postgres_server)
+
+
+def _fresh_postgres(postgres_server: str | None) -> Iterator[str]:
+    """A new database on the test server, dropped afterwards; skips when no server was given."""
     if not postgres_server:
         pytest.skip(f"no PostgreSQL server given (--postgres URL or ${POSTGRES_ENV}; .ci/run starts one)")
     url, drop = fresh_postgres_database(postgres_server)
@@ -68,13 +73,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_server: str 
 @pytest.fixture
 def pg_url(tmp_path: Path, postgres_server: str | None) -> Iterator[str]:
     """A fresh PostgreSQL database (tests of PostgreSQL-only features: the task queue)."""
-    if not postgres_server:
-        pytest.skip(f"no PostgreSQL server given (--postgres URL or ${POSTGRES_ENV}; .ci/run starts one)")
-    url, drop = fresh_postgres_database(postgres_server)
-    try:
-        yield url
-    finally:
-        drop()  # type: ignore[operator]
+    yield from _fresh_postgres(postgres_server)
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 from ..errors import ClipcropError, MetadataError
-from .atomic import atomic_delete, atomic_write
-from .packet import XmpDoc, apply_crop, clear_crop, has_clipcrop, is_empty, new_doc, our_packet, parse_packet, serialize
+from .atomic import atomic_write
+from .packet import XmpDoc, apply_crop, has_clipcrop, new_doc, our_packet, parse_packet, serialize
 from .sidecar import sidecar_path
-from .writer import _photo_hash, _read, clear_crop_metadata
+from .writer import _photo_hash, _read, clear_crop_metadata, strip_sidecar
 
 
 def _ours_for(doc: XmpDoc, old: Path, new: Path, sidecar: Path) -> bool:
@@ -109,11 +109,7 @@ def _move_ours(sidecar: Path, naming: str, old_p: Path, new_p: Path) -> list[Pat
         dst = apply_crop(new_doc(), packet, created=True)
     atomic_write(target, serialize(dst))
     changed = [target]
-    _, created = clear_crop(doc)
-    if created and is_empty(doc):
-        atomic_delete(sidecar)
-    else:
-        atomic_write(sidecar, serialize(doc))
+    strip_sidecar(sidecar, doc)
     changed.append(sidecar)
     return changed
 

@@ -361,6 +361,16 @@ def _keep(photo: Path, suggestion: Suggestion, mode: str, naming: str) -> WriteR
                        changed=False)
 
 
+def strip_sidecar(sidecar: Path, doc: XmpDoc) -> None:
+    """Remove clipcrop's crop from ``doc`` and save it to ``sidecar``; a sidecar clipcrop created
+    that holds nothing else afterwards is deleted instead."""
+    _, created = clear_crop(doc)
+    if created and is_empty(doc):
+        atomic_delete(sidecar)
+    else:
+        atomic_write(sidecar, serialize(doc))
+
+
 def _clear_sidecars(photo: Path, naming: str | None) -> list[Path]:
     cleared: list[Path] = []
     candidates = sidecar_candidates(photo)
@@ -375,11 +385,7 @@ def _clear_sidecars(photo: Path, naming: str | None) -> list[Path]:
         if not has_clipcrop(doc) or not _owned_by(doc, photo, sidecar):
             continue
         check_write_target(sidecar)  # a linked or read-only sidecar is left as it is, with one line
-        _, created = clear_crop(doc)
-        if created and is_empty(doc):
-            atomic_delete(sidecar)
-        else:
-            atomic_write(sidecar, serialize(doc))
+        strip_sidecar(sidecar, doc)
         cleared.append(sidecar)
     return cleared
 
