@@ -1,9 +1,11 @@
-"""The crop database: SQLAlchemy models, alembic migrations run on open, and the ``Store`` API."""
+"""The crop database, laid out like beets' ``library``: ``models`` (SQLAlchemy tables, alembic
+migrations in ``migrate``), ``records`` (what the Store returns), ``bulk`` (the batched write
+path), ``queries`` (filters to SQL), ``packing`` (BLOB layouts) and ``store`` (the ``Store`` API)."""
 
 from __future__ import annotations
 
 from .queries import SORTS, QueryFilters
-from .store import (
+from .records import (
     CropRecord,
     LabelRecord,
     ModelVersionRecord,
@@ -11,8 +13,8 @@ from .store import (
     PhotoRef,
     PhotoSummary,
     RunRecord,
-    Store,
 )
+from .store import Store
 
 __all__ = [
     "SORTS",
