@@ -7,10 +7,10 @@ from __future__ import annotations
 from .queries import SORTS, QueryFilters
 from .records import (
     CropRecord,
+    FileRecord,
     LabelRecord,
     ModelVersionRecord,
     PhotoDetail,
-    PhotoRef,
     PhotoSummary,
     RunRecord,
 )
@@ -22,7 +22,7 @@ __all__ = [
     "LabelRecord",
     "ModelVersionRecord",
     "PhotoDetail",
-    "PhotoRef",
+    "FileRecord",
     "PhotoSummary",
     "QueryFilters",
     "RunRecord",

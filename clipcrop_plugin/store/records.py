@@ -165,7 +165,7 @@ class PhotoDetail:
 
 
 @dataclass
-class PhotoRef:
+class FileRecord:
     """The few columns scan and relink need."""
 
     id: int
@@ -228,9 +228,9 @@ def summary_from_row(row: Any, explanations: dict[int, list[ElementChange]]) -> 
                         row.pair_path, row.pair_role if row.pair_path else None)
 
 
-def photo_ref_from_row(row: Any) -> PhotoRef:
+def file_record_from_row(row: Any) -> FileRecord:
     """A ``photos`` row as the few columns scan and relink need."""
-    return PhotoRef(row.id, row.path, row.content_hash, row.status, row.mtime, row.size)
+    return FileRecord(row.id, row.path, row.content_hash, row.status, row.mtime, row.size)
 
 
 def run_from_row(row: Any) -> RunRecord:

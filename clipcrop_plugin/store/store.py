@@ -43,16 +43,16 @@ from .packing import unpack_subjects
 from .queries import _PREFIX_END, QueryFilters, build_query
 from .records import (
     CropRecord,
+    FileRecord,
     LabelRecord,
     ModelVersionRecord,
     PhotoDetail,
-    PhotoRef,
     PhotoSummary,
     crop_from_row,
     decode_run,
+    file_record_from_row,
     label_from_row,
     model_version_from_row,
-    photo_ref_from_row,
     run_from_row,
     summary_from_row,
 )
@@ -188,22 +188,22 @@ class Store:
 
     # -- identity: hashes, moves, gone/offline --------------------------------------------------
 
-    def find_path(self, path: str) -> PhotoRef | None:
+    def find_path(self, path: str) -> FileRecord | None:
         """The photo stored at ``path``, if any."""
         with self._read() as conn:
             row = conn.execute(select(PHOTOS).where(PHOTOS.c.path == str(path))).first()
-        return photo_ref_from_row(row) if row else None
+        return file_record_from_row(row) if row else None
 
-    def find_by_hash(self, content_hash: str) -> list[PhotoRef]:
+    def find_by_hash(self, content_hash: str) -> list[FileRecord]:
         """Every photo row whose content hash is ``content_hash``."""
         statement = select(PHOTOS).where(PHOTOS.c.content_hash == content_hash).order_by(PHOTOS.c.id)
         with self._read() as conn:
-            return [photo_ref_from_row(row) for row in conn.execute(statement)]
+            return [file_record_from_row(row) for row in conn.execute(statement)]
 
-    def photos_under(self, folder: str) -> list[PhotoRef]:
+    def photos_under(self, folder: str) -> list[FileRecord]:
         """Every photo at or below ``folder`` (absolute path)."""
         with self._read() as conn:
-            return [photo_ref_from_row(row) for row in conn.execute(select(PHOTOS).where(_under(folder)))]
+            return [file_record_from_row(row) for row in conn.execute(select(PHOTOS).where(_under(folder)))]
 
     def is_scored(self, content_hash: str, scorer: str, weights_hash: str | None,
                   sets: Collection[str] | None = None) -> bool:
@@ -438,7 +438,7 @@ class Store:
             explanations = self._explanations(conn, [row.id])
         return crop_from_row(row, row.width, row.height, explanations.get(row.id, []))
 
-    def resolve_photo(self, photo: str | int) -> PhotoRef:
+    def resolve_photo(self, photo: str | int) -> FileRecord:
         """A photo by id, exact path, or a path relative to the current folder; ``StoreError`` if unknown."""
         with self._read() as conn:
             row = None
@@ -451,7 +451,7 @@ class Store:
                         break
         if row is None:
             raise StoreError(f"{photo} is not in the database (scan its folder first)")
-        return photo_ref_from_row(row)
+        return file_record_from_row(row)
 
     def photo_detail(self, photo: str | int) -> PhotoDetail:
         """Everything about one photo: every candidate of the active run, best per set, labels, runs."""
