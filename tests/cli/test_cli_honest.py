@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from store_helpers import make_photo
+from support.store import make_photo
 
 from clipcrop_plugin.cli.main import cli
 

@@ -6,11 +6,12 @@ import re
 from pathlib import Path
 
 from click.testing import CliRunner
-from store_helpers import make_photo
+from support import ROOT
+from support.store import make_photo
 
 from clipcrop_plugin.cli.main import cli
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def _code(*args: str) -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from foundation_helpers import save_with_orientation, subject_photo
 from PIL import Image
+from support.photos import save_with_orientation, subject_photo
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.suggest import iter_photo_paths

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_daemon_service import db_rows, runs_per_photo, wait_for, write_jpeg
+from support.daemon import db_rows, runs_per_photo, wait_for, write_jpeg
 
 CLI = [sys.executable, "-c", "from clipcrop_plugin.cli.main import cli; cli()"]
 

@@ -4,15 +4,12 @@ a real SQLite file, real sidecars."""
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from db_helpers import db_rows as shared_db_rows
-from PIL import Image
+from support.daemon import db_rows, jpeg_bytes, runs_per_photo, wait_for, write_jpeg
 
 from clipcrop_plugin.config import Settings
 from clipcrop_plugin.daemon import events as events_mod
@@ -20,26 +17,6 @@ from clipcrop_plugin.daemon import observer as observer_mod
 from clipcrop_plugin.daemon.service import WatchService
 
 WINDOW = 0.25
-
-
-def jpeg_bytes(seed: int, size: tuple[int, int] = (96, 72)) -> bytes:
-    """A small, unique JPEG (noise plus a bright square, so the heuristic scorer has a subject)."""
-    import io
-
-    rng = np.random.default_rng(seed)
-    w, h = size
-    a = (rng.random((h, w, 3)) * 120).astype("uint8")
-    x, y = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
-    a[y : y + h // 3, x : x + w // 3] = 250
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, "JPEG", quality=85)
-    return buf.getvalue()
-
-
-def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (96, 72)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(jpeg_bytes(seed, size))
-    return path
 
 
 _DB: dict[Path, str] = {}  # tmp_path -> the test's database URL (the backend fixture's)
@@ -55,27 +32,6 @@ def _backend(db_url: str, tmp_path: Path) -> Iterator[None]:
 
 def db_of(tmp_path: Path) -> str:
     return _DB[tmp_path]
-
-
-def db_rows(db: str | Path, sql: str, *args: object) -> list[tuple]:  # type: ignore[type-arg]
-    """``?`` placeholders, as in sqlite3, on either backend (a Path is a SQLite file)."""
-    db = f"sqlite:///{db}" if isinstance(db, Path) else db
-    params = {f"a{i}": a for i, a in enumerate(args)}
-    it = iter(params)
-    return shared_db_rows(db, re.sub(r"\?", lambda _m: f":{next(it)}", sql), **params)
-
-
-def runs_per_photo(db: str | Path) -> dict[str, int]:
-    return dict(db_rows(db, "select p.path, count(r.id) from photos p join scoring_runs r on r.photo_id = p.id group by p.id"))
-
-
-def wait_for(cond, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def settings_for(tmp_path: Path, **kw: object) -> Settings:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import ROOT
 from watchdog.observers import Observer
 
 from clipcrop_plugin.daemon import observer as observer_mod
@@ -196,7 +197,7 @@ def test_example_config_lists_every_setting_with_its_default() -> None:
 
     from clipcrop_plugin.config import Settings, load_settings, tomllib
 
-    example = Path(__file__).resolve().parents[1] / "examples" / "config.toml"
+    example = ROOT / "examples" / "config.toml"
     assert load_settings(example) == Settings()
     assert set(tomllib.loads(example.read_text(encoding="utf-8"))) == {f.name for f in fields(Settings)}
 
@@ -204,7 +205,7 @@ def test_example_config_lists_every_setting_with_its_default() -> None:
 def test_example_systemd_unit_runs_the_daemon_and_stops_it_with_sigterm() -> None:
     import configparser
 
-    unit = Path(__file__).resolve().parents[1] / "examples" / "clipcrop-watch.service"
+    unit = ROOT / "examples" / "clipcrop-watch.service"
     cp = configparser.ConfigParser(strict=False, interpolation=None)
     cp.optionxform = str  # type: ignore[assignment, method-assign]
     cp.read_string(unit.read_text(encoding="utf-8"))

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from hardening_helpers import assert_one_line_errors, copy_photo, corpus_jpegs, invoke, run_cli
 from PIL import Image
+from support.hardening import assert_one_line_errors, copy_photo, corpus_jpegs, invoke, run_cli
 
 pytestmark = pytest.mark.timeout(300)
 

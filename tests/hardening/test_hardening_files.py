@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from hardening_helpers import (
+from PIL import Image
+from support.hardening import (
     XMP_ELSEWHERE,
     assert_one_line_errors,
     copy_photo,
@@ -25,8 +26,7 @@ from hardening_helpers import (
     sha,
     tree_state,
 )
-from PIL import Image
-from xmp_helpers import make_suggestion, oriented_jpeg
+from support.xmp import make_suggestion, oriented_jpeg
 
 from clipcrop_plugin import safeio
 from clipcrop_plugin.errors import ClipcropError, ImageError, MetadataError

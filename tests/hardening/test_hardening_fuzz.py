@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from hardening_helpers import XMP_ELSEWHERE, corpus, tree_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from xmp_helpers import make_suggestion
+from support.hardening import XMP_ELSEWHERE, corpus, tree_state
+from support.xmp import make_suggestion
 
 from clipcrop_plugin.errors import ImageError, MetadataError
 from clipcrop_plugin.hashing import content_hash

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_server_support import BASE, SAFE, LiveServer, SampleLibrary, build_library
+from support.server import BASE, SAFE, LiveServer, SampleLibrary, build_library
 
 from clipcrop_plugin.server import thumbs as thumbs_module
 from clipcrop_plugin.server.app import create_app

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from hardening_helpers import assert_one_line_errors, copy_photo, corpus_jpegs, immutable, invoke, sha
+from support.hardening import assert_one_line_errors, copy_photo, corpus_jpegs, immutable, invoke, sha
 
 from clipcrop_plugin.errors import StoreError
 from clipcrop_plugin.store import Store

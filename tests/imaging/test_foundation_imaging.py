@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import piexif
 import pytest
-from foundation_helpers import save_with_orientation, subject_photo
 from PIL import Image, JpegImagePlugin
+from support.photos import save_with_orientation, subject_photo
 
 from clipcrop_plugin.errors import ImageError
 from clipcrop_plugin.imaging import load_image

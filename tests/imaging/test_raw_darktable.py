@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from raw_helpers import correlation, make_dng
+from support.raw import correlation, make_dng
 
 from clipcrop_plugin.cli.main import cli
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from raw_helpers import correlation
+from support.raw import correlation
 
 from clipcrop_plugin import heif as heif_mod
 from clipcrop_plugin.imaging import heif_available, load_image

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from raw_helpers import correlation, make_dng, source_photo, stored_rgb, upright
+from support.raw import correlation, make_dng, source_photo, stored_rgb, upright
 
 from clipcrop_plugin import raw as rawmod
 from clipcrop_plugin.errors import ImageError

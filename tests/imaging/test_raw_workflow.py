@@ -13,7 +13,7 @@ import piexif
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from raw_helpers import correlation, make_dng, source_photo, stored_rgb, upright
+from support.raw import correlation, make_dng, source_photo, stored_rgb, upright
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.store import QueryFilters, Store
@@ -168,7 +168,7 @@ def test_daemon_scores_a_raw_and_its_jpeg_and_pairs_them(shoot: Path, tmp_path: 
 def test_review_api_lists_one_row_per_shot_and_serves_the_raws_thumbnail(shoot: Path, tmp_path: Path) -> None:
     pytest.importorskip("fastapi", reason="the [serve] extra runs the review page")
     from fastapi.testclient import TestClient
-    from test_server_support import BASE
+    from support.server import BASE
 
     from clipcrop_plugin.api import Library
     from clipcrop_plugin.config import Settings

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from store_helpers import make_photo
-from test_server_support import BASE, SAFE, SampleLibrary, sample  # noqa: F401  (fixture)
+from support.server import BASE, SAFE, SampleLibrary
+from support.store import make_photo
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.daemon.backend import iter_photos
@@ -70,7 +70,7 @@ def _config(text: str) -> None:
     Path(os.environ["CLIPCROP_CONFIG"]).write_text(text, encoding="utf-8")
 
 
-def test_embedding_through_the_server_does_not_cause_rescoring(sample: SampleLibrary, tmp_path: Path) -> None:  # noqa: F811
+def test_embedding_through_the_server_does_not_cause_rescoring(sample: SampleLibrary, tmp_path: Path) -> None:
     from clipcrop_plugin.server import create_app
 
     client = TestClient(create_app(sample.library, thumbnail_dir=tmp_path / "thumbs"), base_url=BASE)

@@ -14,14 +14,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from db_helpers import db_rows, db_value
-from store_helpers import make_photo
+from support import ROOT
+from support.db import db_rows, db_value
+from support.store import make_photo
 
 from clipcrop_plugin.errors import ConfigError
 from clipcrop_plugin.store import Store
 from clipcrop_plugin.taskqueue import PathMap, conninfo, enqueue_paths, queue_status
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def clipcrop(*args: str, **kw: object) -> list[str]:

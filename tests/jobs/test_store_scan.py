@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from store_helpers import make_photo
+from support.store import make_photo
 
 from clipcrop_plugin import scan as scan_mod
 from clipcrop_plugin.candidates import parse_aspect

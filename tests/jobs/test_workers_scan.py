@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from db_helpers import db_rows
-from store_helpers import make_photo
+from support import ROOT
+from support.db import db_rows
+from support.store import make_photo
 
 from clipcrop_plugin.candidates import parse_aspect
 from clipcrop_plugin.config import Settings
@@ -18,7 +19,6 @@ from clipcrop_plugin.scoring.registry import load_scorer
 from clipcrop_plugin.store import Store
 from clipcrop_plugin.workers import WorkerPool, resolve_workers
 
-ROOT = Path(__file__).resolve().parents[1]
 ASPECTS = (parse_aspect("1:1"),)
 
 

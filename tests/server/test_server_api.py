@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_server_support import BASE, SAFE, SampleLibrary, sample  # noqa: F401  (fixture)
+from support.server import BASE, SAFE, SampleLibrary
 
 from clipcrop_plugin.server import create_app
 
 
 @pytest.fixture()
-def client(sample: SampleLibrary, tmp_path: Path) -> TestClient:  # noqa: F811
+def client(sample: SampleLibrary, tmp_path: Path) -> TestClient:
     return TestClient(create_app(sample.library, thumbnail_dir=tmp_path / "thumbs"), base_url=BASE)
 
 
-def test_list_sorted_by_improvement_with_selected_crop(client: TestClient, sample: SampleLibrary) -> None:  # noqa: F811
+def test_list_sorted_by_improvement_with_selected_crop(client: TestClient, sample: SampleLibrary) -> None:
     r = client.get("/api/photos")
     assert r.status_code == 200
     page = r.json()
@@ -61,7 +61,7 @@ def test_photo_detail_has_every_candidate_ranked_with_changes(client: TestClient
     assert client.get("/api/photos/999999").status_code == 404
 
 
-def test_thumbnail_is_upright_cached_and_revalidated(client: TestClient, sample: SampleLibrary, tmp_path: Path) -> None:  # noqa: F811
+def test_thumbnail_is_upright_cached_and_revalidated(client: TestClient, sample: SampleLibrary, tmp_path: Path) -> None:
     rotated = next(p for p in client.get("/api/photos").json()["items"] if p["name"] == "IMG_0002.jpg")
     assert rotated["height"] > rotated["width"]  # EXIF orientation 6 on a landscape array
     r = client.get(f"/api/photos/{rotated['id']}/thumbnail", params={"size": 200})
@@ -81,7 +81,7 @@ def test_thumbnail_is_upright_cached_and_revalidated(client: TestClient, sample:
     assert r304.status_code == 304 and not r304.content
 
 
-def test_labels_of_every_kind_land_in_the_database(client: TestClient, sample: SampleLibrary) -> None:  # noqa: F811
+def test_labels_of_every_kind_land_in_the_database(client: TestClient, sample: SampleLibrary) -> None:
     pid = client.get("/api/photos").json()["items"][0]["id"]
     w, h = sample.sql("SELECT width, height FROM photos WHERE id = ?", pid)[0]
     bodies = [
@@ -106,7 +106,7 @@ def test_labels_of_every_kind_land_in_the_database(client: TestClient, sample: S
     assert client.get("/api/photos", params={"labelled": False}).json()["total"] == 5
 
 
-def test_bad_labels_are_refused_without_writing(client: TestClient, sample: SampleLibrary) -> None:  # noqa: F811
+def test_bad_labels_are_refused_without_writing(client: TestClient, sample: SampleLibrary) -> None:
     pid = client.get("/api/photos").json()["items"][0]["id"]
     outside = client.post(f"/api/photos/{pid}/labels", json={"kind": "box", "box": [0, 0, 99999, 10]}, headers=SAFE)
     assert outside.status_code == 400 and "not inside" in outside.json()["detail"]
@@ -118,7 +118,7 @@ def test_bad_labels_are_refused_without_writing(client: TestClient, sample: Samp
     assert sample.sql("SELECT count(*) FROM labels") == [(0,)]
 
 
-def test_score_now_stores_a_new_run(client: TestClient, sample: SampleLibrary) -> None:  # noqa: F811
+def test_score_now_stores_a_new_run(client: TestClient, sample: SampleLibrary) -> None:
     pid = client.get("/api/photos").json()["items"][0]["id"]
     runs_before = sample.sql("SELECT count(*) FROM scoring_runs WHERE photo_id = ?", pid)[0][0]
     r = client.post(f"/api/photos/{pid}/score", json={"aspects": ["16:9", "4:5"]}, headers=SAFE)
@@ -137,7 +137,7 @@ def test_score_now_stores_a_new_run(client: TestClient, sample: SampleLibrary) -
     assert "16:9" in client.get("/api/info").json()["aspects"]
 
 
-def test_write_and_clear_metadata(client: TestClient, sample: SampleLibrary) -> None:  # noqa: F811
+def test_write_and_clear_metadata(client: TestClient, sample: SampleLibrary) -> None:
     item = client.get("/api/photos").json()["items"][0]
     pid = item["id"]
     photo = sample.folder / item["name"]
@@ -154,7 +154,7 @@ def test_write_and_clear_metadata(client: TestClient, sample: SampleLibrary) -> 
     assert not sidecar.exists()  # clipcrop created it, nothing else was in it
 
 
-def test_metadata_of_a_changed_photo_is_refused(client: TestClient, sample: SampleLibrary) -> None:  # noqa: F811
+def test_metadata_of_a_changed_photo_is_refused(client: TestClient, sample: SampleLibrary) -> None:
     item = client.get("/api/photos").json()["items"][0]
     photo = sample.folder / item["name"]
     Image.new("RGB", (300, 200), "red").save(photo, "JPEG")
@@ -198,7 +198,7 @@ def test_review_pages_and_static_assets_are_served(client: TestClient) -> None:
     assert "http" not in client.get("/static/common.js").text.split("fetch(")[1][:20]  # no CDN, same origin
 
 
-def test_capture_time_filters(client: TestClient, sample: SampleLibrary) -> None:  # noqa: F811
+def test_capture_time_filters(client: TestClient, sample: SampleLibrary) -> None:
     import piexif
 
     photo = sample.photos[0].with_name("dated.jpg")

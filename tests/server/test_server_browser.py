@@ -7,19 +7,14 @@ candidate on the photo page, and checks that every label landed in the SQLite fi
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_server_support import LiveServer, SampleLibrary, sample  # noqa: F401  (fixture)
+from support.browser import ARGS, CHROMIUM, wait_js, wait_until
+from support.server import LiveServer, SampleLibrary
 
 from clipcrop_plugin.server import create_app
-
-CHROMIUM = Path(os.environ.get("CLIPCROP_CHROMIUM", "/usr/bin/chromium"))
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 pytestmark = [
     pytest.mark.browser,
@@ -41,23 +36,7 @@ def browser_page() -> Iterator[object]:
         browser.close()
 
 
-def wait_js(page, fn: str, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    """Poll a JS function until it returns something truthy. (Playwright's wait_for_function
-    evaluates strings with eval, which the page's Content-Security-Policy rightly forbids.)"""
-    return _wait_for(lambda: page.evaluate(fn), timeout)
-
-
-def _wait_for(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-def test_review_grid_accept_drag_keyboard_and_photo_page(sample: SampleLibrary, tmp_path: Path,  # noqa: F811
+def test_review_grid_accept_drag_keyboard_and_photo_page(sample: SampleLibrary, tmp_path: Path,
                                                          browser_page) -> None:  # type: ignore[no-untyped-def]
     page = browser_page
     app = create_app(sample.library, thumbnail_dir=tmp_path / "thumbs")
@@ -101,7 +80,7 @@ def test_review_grid_accept_drag_keyboard_and_photo_page(sample: SampleLibrary, 
         page.keyboard.press("r")
         page.wait_for_selector(f'.card[data-id="{third_id}"].rejected')
 
-        rows = _wait_for(lambda: sample.sql(
+        rows = wait_until(lambda: sample.sql(
             "SELECT photo_id, kind, x1, y1, x2, y2, source FROM labels ORDER BY id") if len(
             sample.sql("SELECT id FROM labels")) == 3 else None)
         assert [(r[0], r[1]) for r in rows] == [(first_id, "accept"), (second_id, "box"), (third_id, "reject")]
@@ -121,19 +100,19 @@ def test_review_grid_accept_drag_keyboard_and_photo_page(sample: SampleLibrary, 
         assert page.locator("#preview .crop").is_visible()
         page.locator(".cand").nth(2).click()
         page.keyboard.press("p")
-        _wait_for(lambda: len(sample.sql("SELECT id FROM labels")) == 4)
+        wait_until(lambda: len(sample.sql("SELECT id FROM labels")) == 4)
         kind, rank, other = sample.sql("SELECT kind, rank, other_rank FROM labels ORDER BY id DESC LIMIT 1")[0]
         assert (kind, rank, other) == ("prefer", 3, 1)
 
         # 5. "Write XMP" writes the selected candidate's set as a sidecar next to the photo.
         name = sample.library.photo(first_id).photo.path
         page.locator("#xmp").click()
-        sidecar = _wait_for(lambda: next(iter(sample.folder.glob(Path(name).stem + ".xmp")), None))
+        sidecar = wait_until(lambda: next(iter(sample.folder.glob(Path(name).stem + ".xmp")), None))
         assert "CropLeft" in sidecar.read_text()
     assert page.errors == []  # type: ignore[attr-defined]
 
 
-def test_aspect_switch_redraws_crops_in_that_shape(sample: SampleLibrary, tmp_path: Path,  # noqa: F811
+def test_aspect_switch_redraws_crops_in_that_shape(sample: SampleLibrary, tmp_path: Path,
                                                    browser_page) -> None:  # type: ignore[no-untyped-def]
     page = browser_page
     with LiveServer(create_app(sample.library, thumbnail_dir=tmp_path / "thumbs")) as live:

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_server_support import build_library, free_port
+from support.server import build_library, free_port
 
 CLIPCROP = str(Path(sys.executable).with_name("clipcrop"))
 

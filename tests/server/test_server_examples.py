@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_server_support import LiveServer, build_library, make_photo
+from support import ROOT
+from support.server import LiveServer, build_library, make_photo
 
 from clipcrop_plugin.server import create_app
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 CLIPCROP = Path(sys.executable).with_name("clipcrop")
 

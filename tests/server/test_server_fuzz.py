@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from test_server_support import SAFE, SampleLibrary, shared_sample  # noqa: F401  (fixture)
+from support.server import SAFE, SampleLibrary
 
 from clipcrop_plugin.server import create_app
 
@@ -19,7 +19,7 @@ MAX_EXAMPLES = 25
 
 
 @pytest.fixture(scope="module")
-def api_schema(shared_sample: SampleLibrary, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
+def api_schema(shared_sample: SampleLibrary, tmp_path_factory: pytest.TempPathFactory):
     # The fuzzer's client sends Host "testserver"; allow it (and loopback) so requests reach the routes.
     app = create_app(shared_sample.library, allowed_hosts=["testserver", "127.0.0.1", "localhost"],
                      thumbnail_dir=tmp_path_factory.mktemp("thumbs"))
@@ -62,7 +62,7 @@ def test_invalid_requests_are_refused_without_server_errors(api_schema: Any) -> 
     assert _fuzz(api_schema, GenerationMode.NEGATIVE) >= 10
 
 
-def test_schema_is_complete(shared_sample: SampleLibrary, tmp_path: Path) -> None:  # noqa: F811
+def test_schema_is_complete(shared_sample: SampleLibrary, tmp_path: Path) -> None:
     app = create_app(shared_sample.library, thumbnail_dir=tmp_path)
     spec = app.openapi()
     models = spec["components"]["schemas"]

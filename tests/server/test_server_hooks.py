@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from test_server_support import make_photo
+from support.server import make_photo
 
 from clipcrop_plugin.api import Library
 from clipcrop_plugin.config import Settings

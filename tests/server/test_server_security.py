@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from test_server_support import BASE, SAFE, SampleLibrary, sample, shared_sample  # noqa: F401  (fixtures)
+from support.server import BASE, SAFE, SampleLibrary
 
 from clipcrop_plugin.errors import ConfigError
 from clipcrop_plugin.server import create_app
@@ -40,7 +40,7 @@ TRICKS = (
 
 
 @pytest.fixture()
-def client(sample: SampleLibrary, tmp_path: Path) -> TestClient:  # noqa: F811
+def client(sample: SampleLibrary, tmp_path: Path) -> TestClient:
     return TestClient(create_app(sample.library, thumbnail_dir=tmp_path / "thumbs"), base_url=BASE)
 
 
@@ -49,7 +49,7 @@ def _first_id(client: TestClient) -> int:
 
 
 @pytest.fixture(scope="module")
-def shared_client(shared_sample: SampleLibrary, tmp_path_factory: pytest.TempPathFactory) -> TestClient:  # noqa: F811
+def shared_client(shared_sample: SampleLibrary, tmp_path_factory: pytest.TempPathFactory) -> TestClient:
     return TestClient(create_app(shared_sample.library, thumbnail_dir=tmp_path_factory.mktemp("t")), base_url=BASE)
 
 
@@ -60,7 +60,7 @@ def test_path_tricks_never_read_a_file(shared_client: TestClient) -> None:
         assert b"root:" not in r.content
 
 
-def test_only_photos_known_to_the_database_are_served(client: TestClient, sample: SampleLibrary,  # noqa: F811
+def test_only_photos_known_to_the_database_are_served(client: TestClient, sample: SampleLibrary,
                                                        tmp_path: Path) -> None:
     stranger = tmp_path / "not-in-library.jpg"
     stranger.write_bytes(sample.photos[0].read_bytes())
@@ -76,7 +76,7 @@ def test_only_photos_known_to_the_database_are_served(client: TestClient, sample
     assert client.get(f"/api/photos/{pid}/thumbnail").status_code == 404
 
 
-def test_foreign_origin_cannot_change_state(client: TestClient, sample: SampleLibrary) -> None:  # noqa: F811
+def test_foreign_origin_cannot_change_state(client: TestClient, sample: SampleLibrary) -> None:
     pid = _first_id(client)
     for origin, (method, path, body) in itertools.product(FOREIGN, (
         ("POST", f"/api/photos/{pid}/labels", {"kind": "accept", "rank": 1}),
@@ -91,7 +91,7 @@ def test_foreign_origin_cannot_change_state(client: TestClient, sample: SampleLi
     assert not list(sample.folder.glob("*.xmp"))
 
 
-def test_same_origin_and_header_clients_may_change_state(client: TestClient, sample: SampleLibrary) -> None:  # noqa: F811
+def test_same_origin_and_header_clients_may_change_state(client: TestClient, sample: SampleLibrary) -> None:
     pid = _first_id(client)
     body = {"kind": "accept", "rank": 1}
     assert client.post(f"/api/photos/{pid}/labels", json=body, headers={"Origin": BASE}).status_code == 201
@@ -104,7 +104,7 @@ def test_same_origin_and_header_clients_may_change_state(client: TestClient, sam
     assert sample.sql("SELECT count(*) FROM labels") == [(2,)]
 
 
-def test_wrong_host_is_refused_even_for_reads(shared_client: TestClient, shared_sample: SampleLibrary) -> None:  # noqa: F811
+def test_wrong_host_is_refused_even_for_reads(shared_client: TestClient, shared_sample: SampleLibrary) -> None:
     # DNS rebinding: evil.example resolves to 127.0.0.1, but the browser still sends its name.
     for host in ("evil.example", "evil.example:8765", "127.0.0.1.nip.io", "attacker.localhost.evil"):
         for path in ("/", "/api/photos", "/api/photos/1/thumbnail", "/openapi.json"):
@@ -116,7 +116,7 @@ def test_wrong_host_is_refused_even_for_reads(shared_client: TestClient, shared_
     assert shared_sample.sql("SELECT count(*) FROM labels") == [(0,)]
 
 
-def test_token_is_required_when_set(sample: SampleLibrary, tmp_path: Path) -> None:  # noqa: F811
+def test_token_is_required_when_set(sample: SampleLibrary, tmp_path: Path) -> None:
     app = create_app(sample.library, token="s3cret", thumbnail_dir=tmp_path / "t")
     client = TestClient(app, base_url=BASE)
     assert client.get("/api/photos").status_code == 401
@@ -164,11 +164,11 @@ def test_serve_refuses_a_public_bind_without_token(tmp_path: Path) -> None:
     assert not (tmp_path / "x.sqlite3").exists()  # refused before touching anything
 
 
-def test_raw_dot_segments_over_a_real_socket(shared_sample: SampleLibrary, tmp_path: Path) -> None:  # noqa: F811
+def test_raw_dot_segments_over_a_real_socket(shared_sample: SampleLibrary, tmp_path: Path) -> None:
     """httpx normalises ``..`` before sending; a raw request line reaches uvicorn unchanged."""
     import http.client
 
-    from test_server_support import LiveServer
+    from support.server import LiveServer
 
     app = create_app(shared_sample.library, thumbnail_dir=tmp_path / "t")
     with LiveServer(app) as live:

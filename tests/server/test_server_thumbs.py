@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_server_support import make_photo
+from support.server import make_photo
 
 from clipcrop_plugin.errors import ImageError
 from clipcrop_plugin.server.thumbs import SIZES, ThumbnailCache, snap_size

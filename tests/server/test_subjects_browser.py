@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_server_browser import ARGS, CHROMIUM, wait_js
-from test_server_support import LiveServer
+from support.browser import ARGS, CHROMIUM, wait_js
+from support.server import LiveServer
 
 from clipcrop_plugin.api import Library
 from clipcrop_plugin.config import Settings

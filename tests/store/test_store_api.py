@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from store_helpers import FakeScorer, synthetic_suggestion
+from support.store import FakeScorer, synthetic_suggestion
 
 from clipcrop_plugin.candidates import parse_aspect
 from clipcrop_plugin.errors import ConfigError, StoreError

@@ -14,7 +14,7 @@ import piexif
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from store_helpers import database_at_revision, make_photo
+from support.store import database_at_revision, make_photo
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.store import Store

@@ -13,7 +13,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from store_helpers import database_at_revision, synthetic_suggestion
+from support.store import database_at_revision, synthetic_suggestion
 
 from clipcrop_plugin.errors import StoreError
 from clipcrop_plugin.store import QueryFilters, Store, migrate

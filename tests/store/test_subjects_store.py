@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from PIL import Image
-from store_helpers import database_at_revision, synthetic_suggestion
+from support.store import database_at_revision, synthetic_suggestion
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.results import Subject

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from foundation_helpers import save_with_orientation, subject_photo
+from support.photos import save_with_orientation, subject_photo
 
 from clipcrop_plugin.candidates import generate_candidates, parse_aspect
 from clipcrop_plugin.imaging import load_image

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from store_helpers import make_photo
-from xmp_helpers import make_suggestion
+from support.store import make_photo
+from support.xmp import make_suggestion
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.xmp.writer import write_crop_metadata
@@ -76,7 +76,7 @@ def test_keep_as_is_writes_no_crop_anywhere_and_a_requested_ratio_still_gets_one
 
 
 def test_a_keep_clears_the_crop_clipcrop_wrote_before(env, exiftool: str) -> None:  # type: ignore[no-untyped-def]
-    from xmp_helpers import exiftool_json
+    from support.xmp import exiftool_json
 
     lib, _db, run = env
     photo = lib / "p2.jpg"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
+from support import ROOT
 
 from clipcrop_plugin import subjects as subjects_mod
 from clipcrop_plugin.imaging import LoadedImage, load_image
@@ -22,7 +23,7 @@ TRUTH = json.loads((Path(__file__).parent / "data" / "subjects_by_eye.json").rea
 
 def _skimage_photo(tmp_path: Path, name: str, orientation: int = 1) -> Path:
     data = pytest.importorskip("skimage.data")
-    from foundation_helpers import save_with_orientation
+    from support.photos import save_with_orientation
 
     img = Image.fromarray(getattr(data, name)()).convert("RGB")
     return save_with_orientation(img, tmp_path / f"{name}.jpg", orientation)
@@ -254,7 +255,7 @@ def test_a_base_install_without_opencv_or_scipy_finds_the_salient_region(tmp_pat
 
     paths = [str(_skimage_photo(tmp_path, n)) for n in ("astronaut", "chelsea")]
     res = subprocess.run([sys.executable, "-c", _BARE, *paths], capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=ROOT)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["True ['salient'] None", "True ['salient'] None"], res.stdout
     warnings = [line for line in res.stderr.splitlines() if "subject detection" in line]

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 CLIPCROP = str(Path(sys.executable).with_name("clipcrop"))
 XMP_ELSEWHERE = (
     b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'

@@ -1,8 +1,5 @@
-"""Shared fixtures of the server tests: a small real library and a live server.
-
-Imported by the ``test_server_*`` modules (pytest puts ``tests/`` on ``sys.path``); it holds no
-tests of its own.
-"""
+"""A small real library and a live server, for the server tests and the others that serve a
+library (the ``sample`` and ``shared_sample`` fixtures in ``tests/conftest.py`` build on these)."""
 
 from __future__ import annotations
 
@@ -10,18 +7,16 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytest
-from db_helpers import db_rows
 from PIL import Image, ImageDraw, ImageFilter
 
 from clipcrop_plugin.api import Library
 from clipcrop_plugin.config import Settings
 from clipcrop_plugin.hooks import make_plugin_manager
+from support.db import db_rows
 
 BASE = "http://127.0.0.1:8765"
 SAFE = {"X-Clipcrop": "1"}
@@ -89,22 +84,6 @@ def build_library(root: Path, n: int = 6, aspects: tuple[str, ...] = ("1:1",), u
         s = lib.suggest(p, aspects=list(aspects))
         assert s.ok, s.error
     return SampleLibrary(folder, db_path, lib, photos, url)
-
-
-@pytest.fixture()
-def sample(tmp_path: Path, db_url: str) -> Iterator[SampleLibrary]:
-    """Six scored photos in a fresh library (SQLite, and PostgreSQL when the run has a server)."""
-    lib = build_library(tmp_path, url=db_url)
-    yield lib
-    lib.library.close()
-
-
-@pytest.fixture(scope="module")
-def shared_sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SampleLibrary]:
-    """A library shared by the read-only tests of one module (never write through it)."""
-    lib = build_library(tmp_path_factory.mktemp("shared"))
-    yield lib
-    lib.library.close()
 
 
 def free_port() -> int:

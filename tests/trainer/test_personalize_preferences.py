@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from test_personalize_support import make_photos
+from support.personalize import make_photos
 
 from clipcrop_plugin.api import Library
 from clipcrop_plugin.candidates import generate_candidates

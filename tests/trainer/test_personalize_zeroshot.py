@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_personalize_support import loose_centre, review, scored_library
+from support.personalize import loose_centre, review, scored_library
 
 from clipcrop_plugin.api import Library
 from clipcrop_plugin.candidates import generate_candidates

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from support import ROOT
 
 from clipcrop_plugin.model import read_checkpoint_info
 from clipcrop_plugin.model.testing import write_clip_weights
@@ -21,7 +22,7 @@ from trainer.cli import cli
 from trainer.data import DataError, read_aadb, read_cadb, read_fcdb, read_fcdb_pairs
 from trainer.stages import StageSettings, run_stage
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+SHARED = ROOT.parent / "shared" / "datasets"
 
 
 def _shared(rel: str) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from xmp_helpers import TO_STORED, info_for, make_suggestion, transpose
+from support.xmp import TO_STORED, info_for, make_suggestion, transpose
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.xmp import write_crop_metadata

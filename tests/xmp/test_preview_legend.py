@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 from PIL import Image
-from store_helpers import make_photo
+from support.store import make_photo
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.preview import PALETTE

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from xmp_helpers import decoded, make_suggestion, oriented_jpeg
+from support import ROOT
+from support.xmp import decoded, make_suggestion, oriented_jpeg
 
 from clipcrop_plugin.errors import MetadataError
 from clipcrop_plugin.xmp import atomic, clean_stale_temps, is_temp_name, write_crop_metadata
 
-ROOT = Path(__file__).resolve().parents[1]
 WHEN = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 BOXES = [(100, 100, 2000, 1500), (0, 0, 1200, 1200)]
 
@@ -30,7 +30,7 @@ LOOP = textwrap.dedent("""
     import sys
     from datetime import datetime, timezone
     sys.path.insert(0, {tests!r})
-    from xmp_helpers import make_suggestion
+    from support.xmp import make_suggestion
     from clipcrop_plugin.xmp import write_crop_metadata
     photo = {photo!r}
     when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from xmp_helpers import exiftool_json, sha256
+from support.xmp import exiftool_json, sha256
 
 from clipcrop_plugin.cli.main import cli
 

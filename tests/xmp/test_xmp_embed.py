@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from xmp_helpers import decoded, exiftool_json, info_for, jpeg_segments, make_suggestion, oriented_jpeg
+from support.xmp import decoded, exiftool_json, info_for, jpeg_segments, make_suggestion, oriented_jpeg
 
 from clipcrop_plugin.errors import MetadataError
 from clipcrop_plugin.xmp import clear_crop_metadata, read_crop_metadata, write_crop_metadata

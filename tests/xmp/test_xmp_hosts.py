@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from xmp_helpers import TO_STORED, exiftool_json, make_suggestion, oriented_jpeg, sha256, transpose
+from support.xmp import TO_STORED, exiftool_json, make_suggestion, oriented_jpeg, sha256, transpose
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.config import Settings

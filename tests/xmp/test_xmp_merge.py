@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from xmp_helpers import exiftool_json, make_suggestion, sha256
+from support.xmp import exiftool_json, make_suggestion, sha256
 
 from clipcrop_plugin.errors import MetadataError
 from clipcrop_plugin.results import PhotoInfo

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
-from xmp_helpers import TO_STORED, TO_UPRIGHT, exiftool_json, info_for, make_suggestion, oriented_jpeg, transpose
+from support.xmp import TO_STORED, TO_UPRIGHT, exiftool_json, info_for, make_suggestion, oriented_jpeg, transpose
 
 from clipcrop_plugin.errors import MetadataError
 from clipcrop_plugin.xmp import read_crop_metadata, write_crop_metadata
