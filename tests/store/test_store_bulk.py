@@ -10,14 +10,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from db_helpers import db_rows
-from store_helpers import synthetic_suggestion
+from support.db import db_rows
+from support.store import synthetic_suggestion
 
 from clipcrop_plugin.candidates import parse_aspect
 from clipcrop_plugin.results import Subject
 from clipcrop_plugin.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Every stored column but the clock's (created_at / updated_at differ between two recordings).
 TABLE_COLUMNS = {
@@ -108,7 +108,7 @@ _WRITER = """
 import sys
 sys.path.insert(0, {tests!r})
 import numpy as np
-from store_helpers import synthetic_suggestion
+from support.store import synthetic_suggestion
 from clipcrop_plugin.store import Store
 
 order = range(300) if sys.argv[1] == "up" else range(299, -1, -1)
