@@ -234,7 +234,8 @@ def insert_with_ids(conn: Connection, table: Table, rows: list[dict[str, Any]]) 
     SQLite cannot return ids of a multi-row INSERT in a guaranteed order, and SQLAlchemy falls
     back to one statement per row for that (~10x slower). Inside our ``BEGIN IMMEDIATE``
     transaction we are the only writer, so ids are assigned here and the rows go in as one
-    executemany. Other backends use ordered RETURNING.
+    executemany. PostgreSQL takes them from the table's sequence; other backends use ordered
+    RETURNING.
     """
     if not rows:
         return []
@@ -262,8 +263,9 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
 
     SQLite: straight to the driver's executemany (values stored exactly as SQLAlchemy would
     store them), as SQLAlchemy's per-row parameter processing costs more than SQLite's own work.
-    PostgreSQL (psycopg 3): one binary ``COPY ... FROM STDIN`` per table and batch, streamed in the transaction;
-    an executemany, even pipelined, is a round trip of parse/bind/execute per row (~3x slower).
+    PostgreSQL (psycopg 3): one binary ``COPY ... FROM STDIN`` per table and batch, streamed in
+    the transaction; SQLAlchemy's executemany, even pipelined, binds and executes row by row and
+    spent ~3x the client time.
     """
     columns = list(rows[0])
     dialect = conn.dialect.name
@@ -291,6 +293,7 @@ _BINARY_TYPES = {Integer: "int4", SmallInteger: "int2", Float: "float8", String:
 
 
 def _binary_type(column: Column[Any]) -> str:
+    """The binary COPY type of ``column``; ``TypeError`` for a column type without one."""
     for kind in type(column.type).__mro__:
         if kind in _BINARY_TYPES:
             return _BINARY_TYPES[kind]
