@@ -240,3 +240,53 @@ def test_a_newly_activated_version_is_applied_without_a_restart(tmp_path: Path, 
         assert set(runs_per_photo(db).values()) == {2}
     finally:
         svc.stop()
+
+
+def test_enqueue_puts_dropped_photos_on_the_queue_and_a_worker_scores_them(pg_url: str, tmp_path: Path) -> None:
+    lib = tmp_path / "nas"
+    lib.mkdir()
+    for i in range(3):
+        write_jpeg(lib / f"old{i}.jpg", 5000 + i, (160, 120))  # there before the daemon starts
+    status = tmp_path / "state" / "daemon-status.json"
+    svc = WatchService([lib], settings_for(tmp_path, db_url=pg_url), enqueue=True, status_file=status,
+                       aspects=["1:1"])
+    svc.start()
+    try:
+        for i in range(5):
+            write_jpeg(lib / "2024" / f"new{i}.jpg", 5100 + i, (160, 120))  # dropped while it runs
+        assert wait_for(lambda: (svc.pipeline.counters.done if svc.pipeline else 0) == 8, timeout=30)
+        assert svc.wait_idle(10, settle=0.5)
+        snap = svc.snapshot()
+        assert snap["mode"] == "enqueue" and snap["done"] == 8
+        assert raw_rows(pg_url, "SELECT count(*) FROM photos") == [(0,)]  # nothing scored by the daemon
+        assert raw_rows(pg_url, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'") == [(8,)]
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        out = subprocess.run([*CLI, "worker", "--once", "--scorer", "heuristic", "--db", pg_url], env=env,
+                             capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr
+        assert "8 scored" in out.stdout
+        assert runs_per_photo(pg_url) == {str(p): 1 for p in lib.rglob("*.jpg")}
+        # The daemon's --aspect travelled with the jobs.
+        assert {a for (a,) in raw_rows(pg_url, "SELECT DISTINCT aspect FROM crops")} >= {"1:1", "grid"}
+        # A photo the worker has scored is not queued again by the next reconcile; a changed one is.
+        write_jpeg(lib / "2024" / "new0.jpg", 9999, (160, 120))
+        assert wait_for(lambda: (svc.pipeline.counters.done if svc.pipeline else 0) == 9, timeout=30)
+        svc._scan([str(lib)])
+        with svc._known_lock:
+            svc.known.clear()  # as after a restart: only the library's own record decides
+        svc._scan([str(lib)])
+        assert svc.wait_idle(10, settle=0.5)
+        assert svc.pipeline is not None and svc.pipeline.counters.done == 9
+    finally:
+        svc.stop()
+    # The changed photo was queued (once) for the worker.
+    assert raw_rows(pg_url, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'") == [(1,)]
+
+
+def test_enqueue_needs_the_library_in_postgresql(tmp_path: Path, lib: Path) -> None:
+    from clipcrop_plugin.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="PostgreSQL"):
+        WatchService([lib], settings_for(tmp_path, db_url=f"sqlite:///{tmp_path / 'x.sqlite3'}"), enqueue=True)
+    res = CliRunner().invoke(cli, ["watch", str(lib), "--enqueue", "--db", str(tmp_path / "x.sqlite3")])
+    assert res.exit_code != 0 and res.stderr.count("\n") == 1 and "PostgreSQL" in res.stderr

@@ -98,9 +98,10 @@ class WatchService:
         self.enqueue = enqueue
         self.workers = 1 if enqueue else resolve_workers(workers, s)
         if enqueue:
+            from ..store.engine import resolve_url
             from ..taskqueue import conninfo
 
-            conninfo(self.db_url)  # the queue lives in PostgreSQL: a SQLite library is a one-line error
+            conninfo(resolve_url(self.db_url))  # the queue lives in PostgreSQL: SQLite is a one-line error
         # A newly activated model version is noticed by its pin files and the store's flag.
         self.model_check_seconds = 2.0
         self.idle_workers_seconds = 120.0  # an idle daemon stops its worker processes
