@@ -29,9 +29,9 @@ WINDOW = 0.25
 _DB: dict[Path, str] = {}
 
 
-@pytest.fixture(autouse=True)
-def _backend(db_url: str, tmp_path: Path) -> Iterator[None]:
-    """Every test here runs on SQLite and (given a server) PostgreSQL."""
+@pytest.fixture
+def backend(db_url: str, tmp_path: Path) -> Iterator[None]:
+    """Tests that take it run on SQLite and (given a server) PostgreSQL: ``db_of(tmp_path)``."""
     _DB[tmp_path] = db_url
     yield
     _DB.pop(tmp_path, None)
@@ -72,7 +72,7 @@ def write_jpeg(path: Path, seed: int, size: tuple[int, int]) -> Path:
 
 
 def settings_for(tmp_path: Path, **kw: object) -> Settings:
-    values: dict[str, object] = dict(db_url=db_of(tmp_path), scorer="heuristic", stable_seconds=WINDOW,
+    values: dict[str, object] = dict(db_url=kw.pop("db_url", None) or db_of(tmp_path), scorer="heuristic", stable_seconds=WINDOW,
                                      rescan_seconds=600.0, batch_size=4, keep_margin=float("-inf"))
     values.update(kw)
     return Settings(**values)  # type: ignore[arg-type]
@@ -86,7 +86,7 @@ def lib(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def pooled(tmp_path: Path, lib: Path) -> Iterator[WatchService]:
+def pooled(tmp_path: Path, lib: Path, backend: None) -> Iterator[WatchService]:
     svc = WatchService([lib], settings_for(tmp_path), workers=2, status_file=tmp_path / "state" / "daemon-status.json")
     svc.start()
     try:
@@ -142,6 +142,7 @@ def _config(db: Path) -> None:
         "keep_margin = -inf\n", encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_sigterm_drains_the_worker_batches_and_a_restart_scores_the_rest_once(tmp_path: Path) -> None:
     lib = tmp_path / "photos"
     n = 60
@@ -198,7 +199,8 @@ def _personal_version(name: str) -> learned.PersonalWeights:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_newly_activated_version_is_applied_without_a_restart(tmp_path: Path, lib: Path, workers: int) -> None:
+def test_a_newly_activated_version_is_applied_without_a_restart(tmp_path: Path, lib: Path, workers: int,
+                                                                 backend: None) -> None:
     for i in range(8):
         write_jpeg(lib / f"{i}.jpg", 4000 + i, (240, 180))
     db = db_of(tmp_path)
@@ -232,6 +234,7 @@ def test_a_newly_activated_version_is_applied_without_a_restart(tmp_path: Path, 
         write_jpeg(lib / "late.jpg", 4100, (240, 180))
         assert wait_for(lambda: runs_per_photo(db).get(str(lib / "late.jpg")) == 1, timeout=30)
         # Switching back re-activates the earlier runs: nothing is scored again.
+        assert svc.wait_idle(20, settle=0.3)  # the counter moves just after the commit
         done = svc.pipeline.counters.done if svc.pipeline else 0
         assert runner.invoke(cli, ["models", "use", "heuristic"]).exit_code == 0
         assert wait_for(lambda: active_hashes() == {""}, timeout=60), active_hashes()
