@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from db_helpers import db_rows as raw_rows
-from store_helpers import make_photo
+from support import ROOT
+from support.daemon import db_rows, runs_per_photo, wait_for
+from support.db import db_rows as raw_rows
+from support.store import make_photo
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.config import Settings
@@ -39,28 +41,6 @@ def backend(db_url: str, tmp_path: Path) -> Iterator[None]:
 
 def db_of(tmp_path: Path) -> str:
     return _DB[tmp_path]
-
-
-def db_rows(db: str | Path, sql: str, *args: object) -> list[tuple]:  # type: ignore[type-arg]
-    """``?`` placeholders in order, on either backend (a Path is a SQLite file)."""
-    url = f"sqlite:///{db}" if isinstance(db, Path) else db
-    parts = sql.split("?")
-    text = parts[0] + "".join(f":a{i}{rest}" for i, rest in enumerate(parts[1:]))
-    return raw_rows(url, text, **{f"a{i}": a for i, a in enumerate(args)})
-
-
-def runs_per_photo(db: str | Path) -> dict[str, int]:
-    return dict(db_rows(db, "select p.path, count(r.id) from photos p join scoring_runs r on r.photo_id = p.id "
-                            "group by p.path"))
-
-
-def wait_for(cond, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def write_jpeg(path: Path, seed: int, size: tuple[int, int]) -> Path:
@@ -263,7 +243,7 @@ def test_enqueue_puts_dropped_photos_on_the_queue_and_a_worker_scores_them(pg_ur
         assert snap["mode"] == "enqueue" and snap["done"] == 8
         assert raw_rows(pg_url, "SELECT count(*) FROM photos") == [(0,)]  # nothing scored by the daemon
         assert raw_rows(pg_url, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'") == [(8,)]
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
         out = subprocess.run([*CLI, "worker", "--once", "--scorer", "heuristic", "--db", pg_url], env=env,
                              capture_output=True, text=True, timeout=180)
         assert out.returncode == 0, out.stderr

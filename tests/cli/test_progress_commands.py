@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from store_helpers import database_at_revision, make_photo
+from support import ROOT
+from support.store import database_at_revision, make_photo
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.store import migrate
 
-ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from clipcrop_plugin.cli.main import cli; cli()"]
 
 
