@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
 from ..elements import ELEMENT_NAMES
 from ..results import ElementChange, Suggestion
@@ -288,13 +290,19 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
 
 # SQLAlchemy column types -> the PostgreSQL type whose binary format COPY must send (the schema
 # is the models', which the migrations test keeps equal to the database's).
-_BINARY_TYPES = {Integer: "int4", SmallInteger: "int2", Float: "float8", String: "text", Text: "text",
+_BINARY_TYPES = {BigInteger: "int8", Integer: "int4", SmallInteger: "int2", Float: "float8", String: "text", Text: "text",
                  Boolean: "bool", LargeBinary: "bytea", DateTime: "timestamp"}
+
+
+_PG_DIALECT = postgresql.dialect()
 
 
 def _binary_type(column: Column[Any]) -> str:
     """The binary COPY type of ``column``; ``TypeError`` for a column type without one."""
-    for kind in type(column.type).__mro__:
+    # A variant column (``Integer().with_variant(BigInteger(), "postgresql")``) sends the type
+    # it has on PostgreSQL.
+    column_type = column.type.dialect_impl(_PG_DIALECT)
+    for kind in type(column_type).__mro__:
         if kind in _BINARY_TYPES:
             return _BINARY_TYPES[kind]
     raise TypeError(f"no binary COPY type for {column.table.name}.{column.name} ({column.type})")

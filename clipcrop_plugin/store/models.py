@@ -23,6 +23,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -88,7 +89,8 @@ class Photo(Base):
     error: Mapped[str | None] = mapped_column(Text)
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
     mtime: Mapped[float | None] = mapped_column(Float)  # what the last scan saw on disk
-    size: Mapped[int | None] = mapped_column(Integer)
+    # Bytes; files over 2 GiB exist. SQLite's INTEGER is 64-bit already (revision 0006).
+    size: Mapped[int | None] = mapped_column(Integer().with_variant(BigInteger(), "postgresql"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # A camera's RAW + JPEG of one shot (IMG_1234.CR2 + IMG_1234.JPG): the other file's id, and
