@@ -80,7 +80,7 @@ class Crop:
 # units of the scorer; ``Settings.keep_margin`` overrides it). Chosen from the quality benchmark
 # (docs/quality.md): below it, grid winners of the weights-free scorer are mostly trims that a
 # photographer would not bother to apply.
-DEFAULT_KEEP_MARGIN = 0.02
+DEFAULT_KEEP_MARGIN = 0.15
 KEEP_REASON = "keep as is: no crop of the free grid beats the full frame by the keep margin"
 FREE_SET = "grid"
 
