@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
 from ..config import Settings
-from ..elements import ELEMENT_NAMES
+from ..elements import ELEMENT_NAMES, explain_changes
 from ..errors import ConfigError, StoreError
 from ..results import Box, ElementChange, Subject, Suggestion
 from . import migrate
@@ -249,13 +249,14 @@ def _fractions(box: Sequence[int], w: int | None, h: int | None) -> tuple[float,
     return (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
 
 
-MIN_CHANGE = 0.005  # same noise floor as the pipeline's explanations
-
-
-def _top3(changes: Sequence[float]) -> list[ElementChange]:
-    """The three largest element changes (by magnitude) above the noise floor."""
-    order = sorted(range(len(changes)), key=lambda i: -abs(changes[i]))[:3]
-    return [ElementChange(ELEMENT_NAMES[i], float(changes[i])) for i in order if abs(changes[i]) >= MIN_CHANGE]
+def _relative_top3(elements: np.ndarray, full_index: int) -> list[list[ElementChange]]:
+    """Per candidate, the explanation the pipeline would give it: the element changes largest
+    relative to each element's spread over the photo's candidates (``explain_changes``), so a
+    fallback below rank 1 is as scale-free as a stored rank-1 explanation."""
+    els = np.asarray(elements, dtype=np.float64)
+    changes = els - els[full_index]
+    return [[ElementChange(ELEMENT_NAMES[k], float(changes[i, k])) for k in picked]
+            for i, picked in enumerate(explain_changes(changes, els, full_index))]
 
 
 class Store:
@@ -537,6 +538,7 @@ class Store:
         sets = np.array([code[c.aspect] for c in crops], dtype=np.uint8)
         ranks = np.array([c.rank for c in crops], dtype=np.uint16)
         has_el = all(c.elements is not None for c in crops)
+        full_i = next((i for i, c in enumerate(crops) if c is full), None)
         best = s.best()
         full_score = float(full.score) if full is not None else float(scores.max())
         run = dict(
@@ -550,13 +552,18 @@ class Store:
         )
         rows: list[dict[str, Any]] = []
         expl: list[list[ElementChange]] = []
+        fallback: list[list[ElementChange]] | None = None  # for a plugin's Suggestion without explanations
         for c in crops:
             if c.rank > TOP_K and c is not best:
                 continue
             changes: list[ElementChange] = []
             if c.rank == 1 and c.aspect != "full":
-                changes = [e for e in (list(c.explanation) or (_top3(c.changes) if c.changes is not None else []))
-                           if e.element in _ELEMENT_INDEX][:3]
+                given = list(c.explanation)
+                if not given and has_el and full_i is not None:
+                    if fallback is None:
+                        fallback = _relative_top3(np.array([x.elements for x in crops], dtype=np.float64), full_i)
+                    given = fallback[next(i for i, x in enumerate(crops) if x is c)]
+                changes = [e for e in given if e.element in _ELEMENT_INDEX][:3]
             enh = red = 0
             for e in changes:
                 if e.change > 0:
@@ -929,6 +936,7 @@ class Store:
             frow = rows.get(("full", 1))
             full_el = np.asarray(unpack_vector(frow.elements), np.float32) if frow is not None and frow.elements else els[full_idx]
         out: list[CropRecord] = []
+        relative: list[list[ElementChange]] | None = None
         for i in range(n):
             aspect = aspects[packed.sets[i]]
             rank = int(packed.ranks[i])
@@ -945,8 +953,13 @@ class Store:
             if elements is not None and full_el is not None:
                 changes = [float(a - b) for a, b in zip(elements, full_el)]
             explanation = expl.get(row.id, []) if row is not None else []
-            if not explanation and changes is not None and aspect != "full":
-                explanation = _top3(changes)
+            if not explanation and changes is not None and aspect != "full" and els is not None and full_idx is not None:
+                # Below rank 1 nothing is stored: explain it as the pipeline would (scale-free).
+                if relative is None:
+                    full_els = np.asarray(els, dtype=np.float64).copy()
+                    full_els[full_idx] = full_el
+                    relative = _relative_top3(full_els, full_idx)
+                explanation = relative[i]
             out.append(CropRecord(aspect, rank, box, _fractions(box, run.width, run.height), score, improvement,  # type: ignore[arg-type]
                                   explanation, elements, changes))
         order = {a: i for i, a in enumerate(aspects)}
