@@ -87,13 +87,19 @@ def explain_changes(changes: np.ndarray, elements: np.ndarray, full_index: int) 
     exact = np.abs(changes) <= 1e-12 * np.maximum(scale, 1.0)
     rel = np.where(exact, 0.0, rel)
     order = np.argsort(-rel, axis=1, kind="stable")[:, :EXPLANATION_SIZE]
+    top = np.take_along_axis(rel, order, axis=1)
+    named = top >= MIN_RELATIVE_CHANGE
+    named[:, 0] |= top[:, 0] > 0
+    # Whole-array masks, then one tolist: a photo has hundreds of candidates.
+    picks = np.where(named, order, -1).tolist()
+    all_exact = exact.all(axis=1).tolist()
     out: list[list[int]] = []
-    for i, row in enumerate(order.tolist()):
+    for i, row in enumerate(picks):
         if i == full_index:
             out.append([])
             continue
-        picked = [k for j, k in enumerate(row) if rel[i, k] >= MIN_RELATIVE_CHANGE or (j == 0 and rel[i, k] > 0)]
-        if not picked and not exact[i].all():
+        picked = [k for k in row if k >= 0]
+        if not picked and not all_exact[i]:
             # Only flat elements changed (infinite unit): name the largest raw change.
             k = int(np.argmax(np.where(exact[i], -1.0, np.abs(changes[i]))))
             picked = [k]
