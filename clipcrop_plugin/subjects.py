@@ -51,13 +51,18 @@ MIN_FACE_FRACTION = 1 / 8
 # Faces are searched on a copy with this short side: a face smaller than MIN_FACE_FRACTION of it
 # (20 px, the cascades' window) is not found.
 FACE_SIDE = 144
-_SCALE_FACTOR = 1.1
+_SCALE_FACTOR = 1.2
 _PROFILE_SCALE_FACTOR = 1.2
 _FACE_NEIGHBOURS = 3
 _PROFILE_NEIGHBOURS = 4
 _FACE_IOU = 0.3  # frontal and profile boxes overlapping this much are one face
 _PERSON_IOU = 0.5
 _HOG_WIN = (64, 128)
+_PERSON_SURE = 0.75  # a HOG margin of 1.5: kept without a face or skin to confirm it
+_HOG_SKIN_MAX = 0.25  # frames with more skin-coloured area than this are searched for people only with a face
+_PERSON_SKIN = 0.02  # share of skin-coloured pixels in a person's head region that confirms it
+# The profile search runs on skin regions up to this share of the frame (see _opencv).
+_PROFILE_ROI_SHARE = 0.4
 # Around a skin blob, the face search adds this much of the smallest face (and of the blob's
 # size / 2) on every side: the cascade window holds hair and chin beyond the skin.
 _ROI_MARGIN = 0.5
@@ -116,9 +121,13 @@ def nms(found: list[Found], threshold: float) -> list[Found]:
 
 
 def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)^2 window, edges repeated (separable running sums)."""
+    """Mean over a (2r+1)^2 window, edges repeated (OpenCV's box filter, else separable running sums)."""
     if r <= 0:
         return a
+    cv2 = _cv2()
+    if cv2 is not None:
+        return cv2.blur(np.ascontiguousarray(a, dtype=np.float32), (2 * r + 1, 2 * r + 1),
+                        borderType=cv2.BORDER_REPLICATE)
     out = a.astype(np.float64)
     for axis in (0, 1):
         pad = [(0, 0), (0, 0)]
@@ -129,6 +138,17 @@ def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
             2 * r + 1
         )
     return out.astype(np.float32)
+
+
+def _shrink(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-average ``a`` (H, W) or (H, W, C) float32 down to ``size`` = (width, height)."""
+    cv2 = _cv2()
+    if cv2 is not None:
+        return cv2.resize(np.ascontiguousarray(a, dtype=np.float32), size, interpolation=cv2.INTER_AREA)
+    if a.ndim == 2:
+        return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize(size, Image.Resampling.BOX),
+                          dtype=np.float32)
+    return np.stack([_shrink(a[..., c], size) for c in range(a.shape[2])], axis=-1)
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
@@ -188,33 +208,65 @@ def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return out, n
 
 
+_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+# Opponent colour axes (luminance, red-green, yellow-blue): distances here follow perceived colour
+# differences closely enough for "does this stand out", without a full Lab conversion.
+_OPPONENT = np.array([[0.2126, 1.0, 0.5], [0.7152, -1.0, 0.5], [0.0722, 0.0, -1.0]], dtype=np.float32)
+_BORDER_SEGMENTS = 4  # each side of the frame is split into this many background samples
+_BORDER_NEAREST = 4  # a pixel is compared with its k-th most similar border sample (see below)
+
+
+def _border_contrast(opp: np.ndarray) -> np.ndarray:
+    """How unlike the frame's borders each pixel's colour is, (H, W) from an (H, W, 3) opponent image.
+
+    Sky, walls, sea and floor reach the frame's edges; a subject rarely fills more than a few
+    stretches of them (boundary prior, Wei et al. 2012). Each pixel's distance to the mean colours of
+    16 border stretches is sorted and the k-th smallest kept: a region resembling many stretches is
+    background, one that touches the border in a stretch or three (a person cut by the bottom
+    edge) still stands out. Unlike the distance from the mean colour, this does not make a bright
+    sky salient in a dark landscape.
+    """
+    h, w = opp.shape[:2]
+    t = max(1, round(0.06 * min(h, w)))
+    samples = []
+    for k in range(_BORDER_SEGMENTS):
+        xs = slice(k * w // _BORDER_SEGMENTS, max((k + 1) * w // _BORDER_SEGMENTS, k * w // _BORDER_SEGMENTS + 1))
+        ys = slice(k * h // _BORDER_SEGMENTS, max((k + 1) * h // _BORDER_SEGMENTS, k * h // _BORDER_SEGMENTS + 1))
+        samples += [opp[:t, xs], opp[h - t :, xs], opp[ys, :t], opp[ys, w - t :]]
+    means = np.stack([s.reshape(-1, 3).mean(axis=0) for s in samples if s.size])
+    flat = opp.reshape(-1, 3)
+    # Squared distances to every sample at once: |c|^2 - 2 c.m + |m|^2 (one small matrix product).
+    d2 = (flat * flat).sum(axis=1)[:, None] - 2.0 * (flat @ means.T) + (means * means).sum(axis=1)[None, :]
+    k = min(_BORDER_NEAREST, d2.shape[-1]) - 1
+    return np.sqrt(np.maximum(np.partition(d2, k, axis=-1)[:, k], 0.0)).reshape(h, w)
+
+
 def saliency_map(rgb: np.ndarray) -> np.ndarray:
     """A saliency map in [0, 1] of an (H, W, 3) float RGB image in [0, 1], at 64 px on the long side.
 
     Spectral residual (Hou & Zhang 2007) finds what stands out from the image's own statistics;
-    colour distinctness (distance from the mean colour) finds objects that differ in colour; a
-    mild centre prior damps the border responses spectral residual is prone to.
+    border contrast (:func:`_border_contrast`) finds what differs in colour from the background the
+    frame's edges show; sharpness finds the part in focus; a mild centre prior damps the border
+    responses spectral residual is prone to. OpenCV does the filtering when it is installed
+    (several times faster), numpy and Pillow otherwise.
     """
     h, w = rgb.shape[:2]
     f = 64 / max(h, w)
     sw, sh = max(1, round(w * f)), max(1, round(h * f))
-    small = np.asarray(
-        Image.fromarray((rgb * 255).astype(np.uint8)).resize((sw, sh), Image.Resampling.BILINEAR), dtype=np.float32
-    ) * (1 / 255.0)
-    lum = small @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    small = _shrink(rgb, (sw, sh))
+    lum = small @ _LUMA
     spec = np.fft.fft2(lum)
-    log_amp = np.log(np.abs(spec) + 1e-6)
+    log_amp = np.log(np.abs(spec) + 1e-6).astype(np.float32)
     residual = log_amp - _box_blur(log_amp, 1)
     sr = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(spec)))) ** 2
     sr = _box_blur(_box_blur(sr.astype(np.float32), 1), 1)
-    distinct = np.sqrt(((small - small.reshape(-1, 3).mean(axis=0)) ** 2).sum(axis=-1))
+    distinct = _border_contrast(small @ _OPPONENT)
     # Sharpness: the subject is usually the part in focus (pets, portraits, macro), measured
     # on the full-size image where background blur is still visible, then pooled down.
-    full_lum = rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    full_lum = rgb @ _LUMA
     gx = np.abs(np.diff(full_lum, axis=1, prepend=full_lum[:, :1]))
     gy = np.abs(np.diff(full_lum, axis=0, prepend=full_lum[:1, :]))
-    sharp = np.asarray(Image.fromarray(gx + gy, "F").resize((sw, sh), Image.Resampling.BOX), dtype=np.float32)
-    sharp = _box_blur(sharp, 1)
+    sharp = _box_blur(_shrink(gx + gy, (sw, sh)), 1)
     yy = (np.arange(sh, dtype=np.float32) + 0.5) / sh - 0.5
     xx = (np.arange(sw, dtype=np.float32) + 0.5) / sw - 0.5
     prior = 0.5 + 0.5 * np.exp(-(yy[:, None] ** 2 + xx[None, :] ** 2) / (2 * 0.3**2))
@@ -239,7 +291,8 @@ def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, flo
     h, w = rgb.shape[:2]
     if min(h, w) < _MIN_SALIENT_SIDE:
         return None
-    if float(rgb.reshape(-1, rgb.shape[-1]).std(axis=0).max()) < _FLAT_STD:
+    # Every 4th pixel each way is plenty to tell a flat frame, at a sixteenth of the cost.
+    if float(rgb[::4, ::4].reshape(-1, rgb.shape[-1]).std(axis=0).max()) < _FLAT_STD:
         return None
     sal = saliency_map(rgb)
     sh, sw = sal.shape
@@ -317,6 +370,15 @@ def skin_regions(cv2: Any, rgb: np.ndarray, min_face: int) -> list[tuple[int, in
     if sum((b[2] - b[0]) * (b[3] - b[1]) for b in merged) > 0.9 * w * h:
         return [(0, 0, w, h)]
     return [(b[0], b[1], b[2], b[3]) for b in merged]
+
+
+def _skin_share(cv2: Any, rgb: np.ndarray) -> float:
+    """Share of skin-coloured pixels (the same YCrCb rule as :func:`skin_regions`) in ``rgb``."""
+    if rgb.size == 0:
+        return 0.0
+    ycc = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YCrCb)
+    y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
+    return float(np.mean((cr >= 135) & (cr <= 175) & (cb >= 80) & (cb <= 130) & (y >= 40)))
 
 
 class SubjectDetector:
@@ -408,8 +470,14 @@ class SubjectDetector:
         for rx1, ry1, rx2, ry2 in rois:
             x0, y0 = int(rx1 * ff), int(ry1 * ff)
             x3, y3 = min(fw, math.ceil(rx2 * ff)), min(fh, math.ceil(ry2 * ff))
+            # The profile cascade (two passes, one per direction) costs more than the frontal one
+            # and fires more often on texture: it runs around compact skin regions, where a
+            # turned head is plausible, and in the head regions of people (below); a skin region
+            # covering most of the frame (sand, brick, wood) gets the frontal search only.
+            compact = (x3 - x0) * (y3 - y0) <= _PROFILE_ROI_SHARE * fw * fh
             for kind, (fx1, fy1, fx2, fy2), sc in self._faces(
-                frontal, profile, face_img[y0:y3, x0:x3], min_face, _FACE_NEIGHBOURS, _PROFILE_NEIGHBOURS
+                frontal, profile if compact else None, face_img[y0:y3, x0:x3], min_face, _FACE_NEIGHBOURS,
+                _PROFILE_NEIGHBOURS,
             ):
                 faces.append((kind, ((fx1 + x0) / ff, (fy1 + y0) / ff, (fx2 + x0) / ff, (fy2 + y0) / ff), sc))
         faces = nms(faces, _FACE_IOU)
@@ -417,8 +485,23 @@ class SubjectDetector:
         people: list[Found] = []
         # OpenCV's HOG crashes on images smaller than its window. A frame without skin anywhere
         # rarely shows a person large enough for the window (2/3 of the frame's height here).
-        if rois and h >= _HOG_WIN[1] and w >= _HOG_WIN[0]:
-            rects, weights = hog.detectMultiScale(gray, winStride=(4, 4), padding=(8, 8), scale=1.2)
+        # HOG costs as much as all face searches together, and a person box it finds is kept
+        # only when a face, skin that stands out from the frame, or a very sure margin confirms
+        # it (below): on a frame that is mostly skin-coloured (sandstone, wood, a beach) and has
+        # no face, only the very sure ones could pass, and those are rare: HOG is skipped there.
+        frame_skin = _skin_share(cv2, rgb) if rois else 0.0
+        if rois and h >= _HOG_WIN[1] and w >= _HOG_WIN[0] and (faces or frame_skin < _HOG_SKIN_MAX):
+            # A person is kept only with skin or a face to confirm it (below), so only the band
+            # of columns around the skin regions is searched. (A coarser 8 px stride would cost a
+            # third, but misses real people whose SVM margin is low.)
+            bx1 = max(0, min(r[0] for r in rois) - _HOG_WIN[0])
+            bx2 = min(w, max(r[2] for r in rois) + _HOG_WIN[0])
+            if bx2 - bx1 < _HOG_WIN[0]:
+                bx1, bx2 = max(0, bx2 - _HOG_WIN[0]), min(w, bx1 + _HOG_WIN[0])
+            band = np.ascontiguousarray(gray[:, bx1:bx2])
+            rects, weights = hog.detectMultiScale(band, winStride=(4, 4), padding=(8, 8), scale=1.2)
+            if len(rects):
+                rects = np.asarray(rects).reshape(-1, 4) + np.array([bx1, 0, 0, 0])
             for (x, y, bw, bh), wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
                 # The detection window has a margin around the body (the person is about the
                 # middle 60% of its width and 90% of its height); the SVM margin wt is 0 on the
@@ -427,23 +510,33 @@ class SubjectDetector:
                 people.append(("person", tuple(float(v) for v in box), float(wt) / (float(wt) + 0.5)))  # type: ignore[misc]
             people = nms([p for p in people if p[2] > 0.3], _PERSON_IOU)
         # A person implies a head: look harder for a face in the top of a person box with none.
-        for _, (x1, y1, x2, y2), _ in people:
-            if any(_inside(fb, (x1, y1, x2, y2)) for _, fb, _ in faces):
-                continue
+        confirmed: list[Found] = []
+        for person in people:
+            _, (x1, y1, x2, y2), score = person
             hx1, hy1 = int(max(0, x1 - 0.1 * (x2 - x1))), int(max(0, y1 - 0.05 * (y2 - y1)))
             hx2, hy2 = int(min(w, x2 + 0.1 * (x2 - x1))), int(min(h, y1 + 0.4 * (y2 - y1)))
+            has_face = any(_inside(fb, (x1, y1, x2, y2)) for _, fb, _ in faces)
             roi = gray[hy1:hy2, hx1:hx2]
-            if min(roi.shape) < 20:
-                continue
-            # The head region is small, so the finest scale steps cost little here.
-            for kind, (fx1, fy1, fx2, fy2), sc in self._faces(frontal, profile, roi, 20, 2, 2, 1.05, 1.05):
-                faces.append((kind, (fx1 + hx1, fy1 + hy1, fx2 + hx1, fy2 + hy1), sc))
-            faces = nms(faces, _FACE_IOU)
-        return faces + people
+            if not has_face and min(roi.shape) >= 20:
+                # The head region is small, so the finest scale steps cost little here.
+                for kind, (fx1, fy1, fx2, fy2), sc in self._faces(frontal, profile, roi, 20, 2, 2, 1.05, 1.05):
+                    faces.append((kind, (fx1 + hx1, fy1 + hy1, fx2 + hx1, fy2 + hy1), sc))
+                    has_face = True
+                faces = nms(faces, _FACE_IOU)
+            # HOG alone fires on trees, statues and railings: a person box is kept when a face
+            # or skin (face, arms) confirms it, or when the SVM is very sure (a person seen from
+            # behind, in winter clothes).
+            # Skin confirms only where it stands out from the frame (a sandstone square is all
+            # "skin").
+            if has_face or score >= _PERSON_SURE or _skin_share(cv2, rgb[hy1:hy2, hx1:hx2]) >= max(
+                _PERSON_SKIN, 2.0 * frame_skin
+            ):
+                confirmed.append(person)
+        return faces + confirmed
 
     @staticmethod
     def _faces(
-        frontal: Any, profile: Any, gray: np.ndarray, min_size: int, n_frontal: int, n_profile: int,
+        frontal: Any, profile: Any | None, gray: np.ndarray, min_size: int, n_frontal: int, n_profile: int,
         scale: float = 0.0, profile_scale: float = 0.0,
     ) -> list[Found]:
         h, w = gray.shape
@@ -456,6 +549,8 @@ class SubjectDetector:
         )
         for (x, y, bw, bh), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(counts).reshape(-1)):
             found.append(("face", (float(x), float(y), float(x + bw), float(y + bh)), _confidence(n)))
+        if profile is None:
+            return nms(found, _FACE_IOU)
         mirrored = np.ascontiguousarray(gray[:, ::-1])
         for img, flip in ((gray, False), (mirrored, True)):
             rects, counts = profile.detectMultiScale2(
