@@ -41,7 +41,8 @@ W_PLACE_SALIENT = 0.4  # share of it for a salient object, whose box is less cer
 W_CRAMP = 0.4
 W_BODY_CUT = 0.5
 W_HUG = 1.0
-W_COVER = 2.0  # per share of the main subject kept: when no crop can hold it all, keep the most
+W_COVER = 2.0  # per share of the main subject kept
+W_COVER_UNHELD = 12.0  # more per share, in a ratio set where no crop can hold it all: keep the most
 # Tier penalties, in spreads: large enough that no composition term can undo them.
 W_TIER_FACE = 3.0
 W_TIER_MAIN = 1.5
@@ -190,8 +191,17 @@ def guard(
         # not place the crop; a face does (eyes on the upper third).
         weight = 1.0 if trusted else focus.confidence
         place = W_PLACE * _placement(b, focus) * (1.0 if focus.people else W_PLACE_SALIENT)
-        soft += weight * (place - W_CRAMP * _cramp(b, focus, width, height)
-                          + W_COVER * np.minimum(main_cov, MAIN_KEEP) / MAIN_KEEP)
+        # Coverage counts up to the whole subject, not only to the 90% that passes the tier: a
+        # detector's box is rarely exact, and the crop that keeps all of it keeps the real
+        # subject's edges (the cat's mouth, the tower's top) where one keeping 90% may not.
+        cover = W_COVER * main_cov
+        for group in dict.fromkeys(groups):
+            idx = np.flatnonzero(g == group)
+            if group not in _FREE_SETS and len(idx) and main_cov[idx].max() < MAIN_KEEP:
+                # No crop of this ratio holds the subject: keep as much of it as fits rather
+                # than a well-placed middle slice.
+                cover[idx] += W_COVER_UNHELD * main_cov[idx]
+        soft += weight * (place - W_CRAMP * _cramp(b, focus, width, height) + cover)
     if focus is None or not (focus.people or focus.confidence >= SALIENT_TRUST):
         # Nothing certain to compose around: a ratio crop stays near the centre unless the
         # scorer clearly prefers a side (a scorer's edge terms alone favour crops that lie on
