@@ -35,6 +35,7 @@ MAIN_KEEP = 0.9  # share of the main subject a crop must keep (the benchmark's c
 # in the composition terms (scaled by its confidence) but does not override the scorer. Below
 # it, the saliency detector's boxes are unstable (the same scene re-encoded gives another box).
 SALIENT_TRUST = 0.5
+SALIENT_MAX_SHARE = 0.4  # a salient box over more of the frame than this is the scene, not a subject
 # Composition terms, in spreads of the scorer's scores.
 W_PLACE = 1.0
 W_PLACE_SALIENT = 0.4  # share of it for a salient object, whose box is less certain than a face
@@ -174,7 +175,7 @@ def guard(
             for i in np.flatnonzero(left_out):
                 flags[i].append("leaves out face")
         main_cov = coverage(b, focus.main)
-        trusted = focus.people or focus.confidence >= SALIENT_TRUST
+        trusted = _trusted(focus, width, height)
         tier_main = (main_cov < MAIN_KEEP).astype(np.float64) * trusted
         for i in np.flatnonzero(tier_main):
             flags[i].append("cuts subject")
@@ -202,7 +203,7 @@ def guard(
                 # than a well-placed middle slice.
                 cover[idx] += W_COVER_UNHELD * main_cov[idx]
         soft += weight * (place - W_CRAMP * _cramp(b, focus, width, height) + cover)
-    if focus is None or not (focus.people or focus.confidence >= SALIENT_TRUST):
+    if focus is None or not _trusted(focus, width, height):
         # Nothing certain to compose around: a ratio crop stays near the centre unless the
         # scorer clearly prefers a side (a scorer's edge terms alone favour crops that lie on
         # the photo's border, which reads as hugging an edge or a corner).
@@ -221,6 +222,17 @@ def guard(
         if focus is not None and group != "full":
             notes[order[0]] = _note(group, tier_face[order[0]], tier_main[order[0]], bool(focus.keys))
     return GuardResult(adjusted, ranks, flags, notes, unit, focus, tier_face * 2 + tier_main)
+
+
+def _trusted(focus: Focus, width: int, height: int) -> bool:
+    """Whether the main subject is certain enough to constrain the crop: people always; a salient
+    object when found confidently and not spanning most of the photo (a box over most of the
+    frame says "the whole scene", which tells no ratio crop where to go)."""
+    if focus.people:
+        return True
+    m = focus.main
+    share = (m[2] - m[0]) * (m[3] - m[1]) / max(1, width * height)
+    return focus.confidence >= SALIENT_TRUST and share <= SALIENT_MAX_SHARE
 
 
 def _inside_main(body: Sequence[int], main: Sequence[int]) -> bool:
