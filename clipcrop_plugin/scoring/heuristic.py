@@ -269,9 +269,11 @@ class HeuristicFeatures:
 class HeuristicScorer:
     """Weights-free scorer (registry name ``heuristic``): fast, explainable, no model needed.
 
-    Score (higher is better): retained interest + log(interest density relative to the image)
-    + 0.3 x best of thirds/centre placement + 0.15 x lighting + 0.1 x colour - 0.4 x border cut,
-    then averaged with overlapping crops of the same set. Elements, each in [0, 1]:
+    Score (higher is better): retained content (interest above the photo's background level)
+    + capped log(content density relative to the image) + 0.3 x best of thirds/centre placement
+    + 0.15 x lighting + 0.1 x colour - 0.4 x border cut (the photo's own border included) - dead
+    share (black or blown-out area without detail), then ordered by its average with overlapping
+    crops of the same set. Elements, each in [0, 1]:
 
     ==================== ==========================================================
     center               closeness of the interest centroid to the crop centre
