@@ -14,7 +14,13 @@ Detectors (all weights ship inside a wheel; nothing is downloaded):
   OpenCV). A person with no face found inside gets a second, more sensitive face search in the top
   of its box, so a person box implies its head region whenever a head can be seen.
 - ``salient``: one box around the most salient connected region of a spectral-residual, colour
-  distinctness and sharpness saliency map (numpy and Pillow only, always available).
+  distinctness (from the frame's borders and its mean colour) and sharpness saliency map, regions
+  spread along the frame's edge (sky, sea, walls) weighed down; its confidence falls when the
+  region barely stands out or another region is nearly as strong, so the guard's trust threshold
+  (0.5) separates a clear object from a guess. OpenCV filters when installed, numpy and Pillow
+  otherwise (always available).
+- People found by HOG are kept only when a face, skin that stands out from the frame or a very
+  sure SVM margin confirms them (HOG alone fires on trees and statues).
 
 Without OpenCV only ``salient`` subjects are found, and one warning per process says so.
 Blank, flat or tiny images give no subjects, never an error.
@@ -68,6 +74,11 @@ _PROFILE_ROI_SHARE = 0.4
 _ROI_MARGIN = 0.5
 _MIN_SALIENT_SIDE = 8  # images smaller than this have no meaningful salient region
 _MAX_SALIENT_AREA = 0.9  # a "salient region" covering the whole frame is not a subject
+# A salient region's confidence keeps this share when a second region is as strong as it (and
+# all of it when it stands alone).
+_DOMINANCE_FLOOR = 0.4
+_MEAN_DISTINCT_WEIGHT = 0.5  # weight of "unlike the mean colour" beside "unlike the borders"
+_EDGE_SIGMA = 1.0  # boundary connectivity at which a region's weight falls to exp(-1/2)
 _FLAT_STD = 2.0 / 255.0  # luminance spread below which a frame is flat (all black, one colour)
 
 _UNSET = object()
@@ -260,7 +271,12 @@ def saliency_map(rgb: np.ndarray) -> np.ndarray:
     residual = log_amp - _box_blur(log_amp, 1)
     sr = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(spec)))) ** 2
     sr = _box_blur(_box_blur(sr.astype(np.float32), 1), 1)
-    distinct = _border_contrast(small @ _OPPONENT)
+    opp = small @ _OPPONENT
+    # Both measures of colour distinctness: from the border's colours (keeps a bright sky from
+    # winning) and from the frame's mean colour (keeps a white waterfall that shares the sky's
+    # colour).
+    from_mean = np.sqrt(((opp - opp.reshape(-1, 3).mean(axis=0)) ** 2).sum(axis=-1))
+    distinct = _norm(_border_contrast(opp)) + _MEAN_DISTINCT_WEIGHT * _norm(from_mean)
     # Sharpness: the subject is usually the part in focus (pets, portraits, macro), measured
     # on the full-size image where background blur is still visible, then pooled down.
     full_lum = rgb @ _LUMA
@@ -301,7 +317,9 @@ def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, flo
     # Threshold relative to the map's own spread: the subject is what stands well above the mean.
     thr = max(0.4, float(sal.mean() + 0.5 * sal.std()))
     # Closing joins the parts of one object (a cat's eyes and nose) into one region.
-    mask = _close(sal >= thr, iterations=2)
+    # The mask is padded by repeating its edge first: a closing treats the outside as empty,
+    # which would erode two cells off every region that reaches the frame's edge.
+    mask = _close(np.pad(sal >= thr, 2, mode="edge"), iterations=2)[2:-2, 2:-2]
     cv2 = _cv2()
     if cv2 is not None:  # the same 4-connected components, ~10x faster than the numpy fallback
         n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
@@ -311,6 +329,16 @@ def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, flo
     if n == 0:
         return None
     mass = np.bincount(labels.ravel(), weights=sal.ravel(), minlength=n + 1)[1:]
+    # Boundary connectivity (Zhu et al. 2014): a region with much of itself on the frame's edge
+    # (sky between trees, a bright wall, the sea) is background more often than subject. Its
+    # pixels on the outer ring, over the square root of its area; ~0 for an object inside the
+    # frame, >= 1 for a band along an edge.
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.float64)
+    ring = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+    on_edge = np.bincount(ring, minlength=n + 1)[1 : n + 1].astype(np.float64)
+    connectivity = on_edge / np.sqrt(np.maximum(area, 1.0))
+    background = np.exp(-(connectivity**2) / (2 * _EDGE_SIGMA**2))
+    mass = mass * background
     best = int(np.argmax(mass)) + 1
     # The box is drawn around the thresholded pixels of that region, not the closed mask,
     # which grows a cell or two past the object on every side.
@@ -322,7 +350,13 @@ def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, flo
     outside_mass = float(sal.sum() - inside.sum())
     outside_mean = outside_mass / max(sal.size - inside.size, 1)
     # Confident when the box holds a clearly more salient region than the rest of the frame.
-    score = float(np.clip((inside.mean() - outside_mean) / max(float(inside.mean()), 1e-6), 0.0, 1.0))
+    contrast = (inside.mean() - outside_mean) / max(float(inside.mean()), 1e-6)
+    # Less sure when another region is nearly as strong: which one wins then flips with small
+    # changes to the photo (re-encoding, a caption), and the guard should not obey either.
+    second = float(np.partition(mass, -2)[-2]) if n > 1 else 0.0
+    dominance = 1.0 - second / max(float(mass[best - 1]), 1e-9)
+    alone = _DOMINANCE_FLOOR + (1 - _DOMINANCE_FLOOR) * dominance
+    score = float(np.clip(contrast * (0.5 + 0.5 * background[best - 1]) * alone, 0.0, 1.0))
     fx, fy = w / sw, h / sh
     return (x1 * fx, y1 * fy, x2 * fx, y2 * fy), score
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -221,8 +222,6 @@ def suggest_paths(
     min_side = int(getattr(scorer, "min_side", 256) or 256)
     batch_size = max(1, int(batch_size))
     slots: list[Suggestion | LoadedImage] = []
-    # Each photo's subject stage starts as soon as it is loaded: it runs on its own thread
-    # while the main thread reads the next photos of the batch.
     found: list[Future[tuple[list[Subject], str | None]]] = []
 
     def flush() -> Iterator[Suggestion]:
@@ -233,19 +232,51 @@ def suggest_paths(
         slots.clear()
         found.clear()
 
-    pending = 0
-    for path in iter_photo_paths(paths, recursive=recursive):
-        try:
-            slots.append(load_image(path, min_side=min_side))
-            found.extend(start_subjects(slots[-1:]))  # type: ignore[arg-type]
-            pending += 1
-        except ClipcropError as exc:
-            slots.append(failed(path, str(exc), scorer))
-        except Exception as exc:  # last resort: intake must never stop a batch
-            log.debug("loading %s failed", path, exc_info=True)
-            slots.append(failed(path, f"{path}: cannot read ({type(exc).__name__}: {exc})", scorer))
+    # Intake and the subject stage of the next photos run ahead on the subject thread (up to two
+    # batches), while this thread makes candidates, scores and builds suggestions: on two cores
+    # the subject stage then costs little wall time. Decoding, OpenCV and numpy release the GIL.
+    pool = _subject_thread()
+    walk = iter(iter_photo_paths(paths, recursive=recursive))
+    ahead: deque[Future[Suggestion | tuple[LoadedImage, tuple[list[Subject], str | None]]]] = deque()
+    walk_error: BaseException | None = None
+    while True:
+        while walk_error is None and len(ahead) < 2 * batch_size:
+            try:
+                path = next(walk)
+            except StopIteration:
+                break
+            except BaseException as exc:  # the walk's own error surfaces after the photos before it
+                walk_error = exc
+                break
+            ahead.append(pool.submit(_prepare, path, min_side, scorer))
+        if not ahead:
+            break
+        item = ahead.popleft().result()
+        if isinstance(item, Suggestion):
+            slots.append(item)
+        else:
+            slots.append(item[0])
+            done: Future[tuple[list[Subject], str | None]] = Future()
+            done.set_result(item[1])
+            found.append(done)
+        pending = len(found)
         if pending >= batch_size or (pending == 0 and slots):
             yield from flush()
-            pending = 0
     if slots:
         yield from flush()
+    if walk_error is not None:
+        raise walk_error
+
+
+def _prepare(
+    path: str | os.PathLike[str], min_side: int, scorer: Scorer
+) -> Suggestion | tuple[LoadedImage, tuple[list[Subject], str | None]]:
+    """Intake and the subject stage of one photo; a failed Suggestion when it cannot be read."""
+    try:
+        loaded = load_image(path, min_side=min_side)
+    except ClipcropError as exc:
+        return failed(path, str(exc), scorer)
+    except Exception as exc:  # last resort: intake must never stop a batch
+        log.debug("loading %s failed", path, exc_info=True)
+        return failed(path, f"{path}: cannot read ({type(exc).__name__}: {exc})", scorer)
+    return loaded, find_subjects(loaded)
