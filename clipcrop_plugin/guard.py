@@ -179,6 +179,12 @@ def guard(
         tier_main = (main_cov < MAIN_KEEP).astype(np.float64) * trusted
         for i in np.flatnonzero(tier_main):
             flags[i].append("cuts subject")
+        if not trusted and _compact(focus, width, height):
+            # An object found with less confidence does not set the order, but cutting it still
+            # costs, more the surer the detector is: without this the choice would flip between
+            # near-identical photos whose confidence wobbles around SALIENT_TRUST.
+            ramp = min(1.0, focus.confidence / SALIENT_TRUST) ** 2
+            soft -= W_TIER_MAIN * ramp * (main_cov < MAIN_KEEP)
         for body in focus.bodies:
             if _inside_main(body, focus.main):
                 continue  # the main people are covered by the tier above
@@ -230,9 +236,12 @@ def _trusted(focus: Focus, width: int, height: int) -> bool:
     frame says "the whole scene", which tells no ratio crop where to go)."""
     if focus.people:
         return True
+    return focus.confidence >= SALIENT_TRUST and _compact(focus, width, height)
+
+
+def _compact(focus: Focus, width: int, height: int) -> bool:
     m = focus.main
-    share = (m[2] - m[0]) * (m[3] - m[1]) / max(1, width * height)
-    return focus.confidence >= SALIENT_TRUST and share <= SALIENT_MAX_SHARE
+    return (m[2] - m[0]) * (m[3] - m[1]) <= SALIENT_MAX_SHARE * max(1, width * height)
 
 
 def _inside_main(body: Sequence[int], main: Sequence[int]) -> bool:
