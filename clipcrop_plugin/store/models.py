@@ -51,6 +51,12 @@ LABEL_KINDS = ("accept", "reject", "box", "prefer")
 TOP_K = 3  # candidates per set that get a queryable ``crops`` row
 
 
+def weights_key(weights_hash: str | None) -> str:
+    """The stored ``weights_hash`` of a scorer: ``""`` for a weights-free one (NULL would never
+    compare equal, and the runs index needs one value per scorer)."""
+    return weights_hash or ""
+
+
 def utcnow() -> datetime:
     """Naive UTC timestamp (SQLite has no time zones; every stored time is UTC)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -212,3 +218,12 @@ class Label(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(16), default="cli")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# The Core tables, for the bulk path and the Store's queries (no ORM object is built per row).
+PHOTOS = Photo.__table__
+RUNS = ScoringRun.__table__
+CROPS = CropRow.__table__
+EXPLANATIONS = Explanation.__table__
+LABELS = Label.__table__
+MODEL_VERSIONS = ModelVersion.__table__
