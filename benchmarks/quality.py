@@ -49,7 +49,7 @@ BOXES = Path(__file__).resolve().parent / "data" / "quality_boxes.json"
 RATIOS = ("1:1", "4:5", "16:9", "9:16")
 SETS = ("grid",) + RATIOS
 KEEP = 0.9
-MARGINS = (-1.0, 0.0, 0.01, 0.02, 0.05, 0.1)
+MARGINS = (-1.0, 0.0, 0.02, 0.05, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3)
 
 
 @dataclass
@@ -60,6 +60,7 @@ class Photo:
     height: int
     subject: tuple[float, float, float, float] | None  # upright pixels
     what: str
+    grid: str | None = None  # what a photographer expects of the grid set: "crop", "keep" or None (either)
 
 
 @dataclass
@@ -93,7 +94,10 @@ def _ball(arr: np.ndarray, cx: float, cy: float, r: float) -> tuple[float, float
 
 
 def synthetic(spec: str, out: Path, seed: int) -> tuple[float, float, float, float] | None:
-    """Draw a synthetic scene (``ball:WxH:cx,cy:r``, ``balls2:WxH:c1:c2:r``, ``plain:WxH``)."""
+    """Draw a synthetic scene: ``ball:WxH:cx,cy:r``, ``balls2:WxH:c1:c2:r``, ``plain:WxH``,
+    ``letterbox:WxH:cx,cy:r:band`` (a ball between black bands of ``band`` of the height, top and
+    bottom) or ``bystander:WxH:cx,cy:r:ex,ey`` (a ball, and a second one centred at ``ex,ey``,
+    usually on the frame's edge so it is sliced; the subject is the first)."""
     kind, size, *rest = spec.split(":")
     w, h = (int(v) for v in size.split("x"))
     arr = _texture(w, h, seed)
@@ -107,6 +111,16 @@ def synthetic(spec: str, out: Path, seed: int) -> tuple[float, float, float, flo
         r = float(rest[2]) * short
         a, b = _ball(arr, ax * w, ay * h, r), _ball(arr, bx * w, by * h, r)
         box = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+    elif kind == "letterbox":
+        cx, cy = (float(v) for v in rest[0].split(","))
+        box = _ball(arr, cx * w, cy * h, float(rest[1]) * short)
+        band = round(float(rest[2]) * h)
+        arr[:band] = arr[h - band:] = 4.0
+    elif kind == "bystander":
+        cx, cy = (float(v) for v in rest[0].split(","))
+        ex, ey = (float(v) for v in rest[2].split(","))
+        box = _ball(arr, cx * w, cy * h, float(rest[1]) * short)
+        _ball(arr, ex * w, ey * h, float(rest[1]) * short)
     Image.fromarray(arr.astype(np.uint8)).save(out, "JPEG", quality=92)
     return box
 
@@ -144,7 +158,7 @@ def load_set(work: Path, corpus: Path) -> tuple[list[Photo], list[str]]:
             w, h = ImageOps.exif_transpose(im).size
         if box_px is None and frac is not None:
             box_px = (frac[0] * w, frac[1] * h, frac[2] * w, frac[3] * h)
-        photos.append(Photo(entry["id"], path, w, h, box_px, entry.get("what", "")))
+        photos.append(Photo(entry["id"], path, w, h, box_px, entry.get("what", ""), entry.get("grid")))
     return photos, skipped
 
 
@@ -284,8 +298,9 @@ def hascrop_writes(photos: list[Photo], raw: dict[str, object], work: Path) -> t
         shutil.copyfile(p.path, copy)
         s.path = str(copy)  # type: ignore[attr-defined]
         result = write_crop_metadata(copy, s, aspects=["grid"])  # type: ignore[arg-type]
-        sidecar = Path(str(copy) + ".xmp")
-        has = sidecar.exists() and b'HasCrop="True"' in sidecar.read_bytes()
+        # Every sidecar naming there is (IMG.xmp is the default, IMG.jpg.xmp the other).
+        sidecars = [copy.with_suffix(".xmp"), Path(str(copy) + ".xmp"), Path(result.path_written)]
+        has = any(s.is_file() and b'HasCrop="True"' in s.read_bytes() for s in sidecars)
         written += has
         g = s.best("grid")  # type: ignore[attr-defined]
         bad += has and g.improvement < margin
@@ -351,20 +366,35 @@ def contact_sheet(photos: list[Photo], runs: dict[str, dict[str, Outcome]], titl
     sheet.save(path, "JPEG", quality=85)
 
 
-def margin_table(photos: list[Photo], raw: dict[str, object]) -> list[tuple[float, float, float]]:
-    """For candidate keep margins: (margin, share kept as is, share of grid crops that keep the subject)."""
+def agreement(photos: list[Photo], decide: dict[str, bool]) -> dict[str, int]:
+    """How a crop-or-keep decision per photo (``decide[id]`` True = keep) matches the eye's
+    ``grid`` label: counts of crop/keep expected and given, over the photos labelled either way."""
+    out = {"crop_crop": 0, "crop_keep": 0, "keep_keep": 0, "keep_crop": 0}
+    for p in photos:
+        if p.grid in ("crop", "keep"):
+            out[f"{p.grid}_{'keep' if decide[p.id] else 'crop'}"] += 1
+    out["labelled"] = sum(out.values())
+    out["agree"] = out["crop_crop"] + out["keep_keep"]
+    return out
+
+
+def margin_table(photos: list[Photo], raw: dict[str, object]) -> list[tuple[float, float, float, dict[str, int]]]:
+    """For candidate keep margins: (margin, share kept as is, share of grid suggestions that keep
+    the subject, agreement with the eye's crop/keep labels)."""
     out = []
     labelled = [p for p in photos if p.subject is not None]
     for m in MARGINS:
         keep = 0
         ok = 0
+        decide = {}
         for p in photos:
             g = raw[p.id].best("grid")  # type: ignore[attr-defined]
             k = g.improvement < m
+            decide[p.id] = k
             keep += k
             if p.subject is not None:
                 ok += k or kept(g.box, p.subject) >= KEEP
-        out.append((m, keep / len(photos), ok / max(1, len(labelled))))
+        out.append((m, keep / len(photos), ok / max(1, len(labelled)), agreement(photos, decide)))
     return out
 
 
@@ -418,9 +448,23 @@ def main(argv: list[str] | None = None) -> int:
               f"{tot['smartcrop']:>10.0%} {tot['smartcrop+faces']:>8.0%}")
         print(f"\nHasCrop writes (grid, xmp.write_crop_metadata on copies): {written}/{n} photos, "
               f"{bad} for a crop that does not beat the full frame")
-        print("\nkeep margin  keep-as-is share  grid suggestions keeping the subject")
-        for m, share, ok in margin_table(photos, raw):
-            print(f"{m:>11.2f}  {share:>16.0%}  {ok:>36.0%}")
+        ag = agreement(photos, {p.id: runs[p.id]["grid"].keep for p in photos})
+        always_crop = agreement(photos, dict.fromkeys(runs, False))
+        always_keep = agreement(photos, dict.fromkeys(runs, True))
+        print(f"\ngrid crop or keep vs the eye ({ag['labelled']} photos labelled crop/keep): clipcrop agrees on "
+              f"{ag['agree']} ({ag['agree'] / max(1, ag['labelled']):.0%}: crops {ag['crop_crop']} of "
+              f"{ag['crop_crop'] + ag['crop_keep']} 'crop', keeps {ag['keep_keep']} of {ag['keep_keep'] + ag['keep_crop']} "
+              f"'keep'); always crop (smartcrop) {always_crop['agree']}, always keep {always_keep['agree']}")
+        wrong = [f"{p.id} (expected {p.grid})" for p in photos
+                 if p.grid in ("crop", "keep") and (p.grid == "keep") != runs[p.id]["grid"].keep]
+        print("  disagreements: " + (", ".join(wrong) or "none"))
+        print("  not labelled either way, clipcrop: " + ", ".join(
+            f"{p.id} {'keep' if runs[p.id]['grid'].keep else 'crop'}" for p in photos if p.grid not in ("crop", "keep")))
+        print("\nkeep margin  keep-as-is share  grid suggestions keeping the subject  agrees with the eye")
+        margins = margin_table(photos, raw)
+        for m, share, ok, a in margins:
+            print(f"{m:>11.2f}  {share:>16.0%}  {ok:>36.0%}  {a['agree']:>10}/{a['labelled']} "
+                  f"(crop {a['crop_crop']}/{a['crop_crop'] + a['crop_keep']}, keep {a['keep_keep']}/{a['keep_keep'] + a['keep_crop']})")
         print(f"\ntime: clipcrop {t_ours:.1f} s (5 sets), smartcrop {t_sc:.1f} s, smartcrop+faces {t_scf:.1f} s "
               f"for {len(photos)} photos")
         failures = [(p.id, s) for p in photos if p.subject is not None for s in SETS
@@ -436,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / "quality.json").write_text(json.dumps(
                 {"scorer": args.scorer, "subject_stage": stage, "tables": tables,
                  "hascrop": {"photos": n, "written": written, "not_beating_full": bad},
+                 "grid_agreement": ag, "margins": [{"margin": m, "keep_share": s, "keeps_subject": k, "agreement": a}
+                                                   for m, s, k, a in margins],
                  "failures": failures, "skipped": skipped}, indent=1), encoding="utf-8")
             print(f"\nwrote {args.out}/contact_sheet.jpg, contact_sheet_smartcrop.jpg, quality.json")
     return 0

@@ -69,7 +69,7 @@ class Settings:
     path_map: dict[str, str] = field(default_factory=dict)
     # The free grid suggests a crop only when it beats the full frame by this much (scorer
     # score units); below it the suggestion is "keep as is". See docs/quality.md for the choice.
-    keep_margin: float = 0.02
+    keep_margin: float = 0.12
 
     def __post_init__(self) -> None:
         if self.host not in HOST_PROFILES:

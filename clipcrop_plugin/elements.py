@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Element:
@@ -55,3 +57,51 @@ def element(name: str) -> Element:
         return BY_NAME[key]
     except KeyError:
         raise KeyError(f"unknown element {name!r}; known: {', '.join(ELEMENT_NAMES)}") from None
+
+
+# --- explanations -------------------------------------------------------------------------------
+# Here rather than in the pipeline so the store can explain any stored candidate the same way.
+
+EXPLANATION_SIZE = 3
+# An element change is worth naming when it is at least this many spreads of that element's
+# scores over the photo's candidates (the crop's strongest change is always named). Relative,
+# because scorers' element scales differ by orders of magnitude.
+MIN_RELATIVE_CHANGE = 0.25
+
+
+def explain_changes(changes: np.ndarray, elements: np.ndarray, full_index: int) -> list[list[int]]:
+    """Per candidate, the indices of the elements its explanation names, strongest first.
+
+    Each change is measured in spreads (standard deviation) of that element's score over the
+    photo's candidates, so the choice does not depend on the scorer's scale: the top
+    :data:`EXPLANATION_SIZE` by relative size, those below :data:`MIN_RELATIVE_CHANGE` dropped
+    except the strongest. Only a crop whose elements equal the full frame's (the full frame
+    itself, or a candidate with the same box) names nothing.
+    """
+    unit = np.std(np.delete(elements, full_index, axis=0), axis=0) if len(elements) > 1 else np.ones(elements.shape[1])
+    scale = np.maximum(np.abs(elements).max(axis=0) if len(elements) else 1.0, 1e-300)
+    # A flat element (same score on every candidate) gets a tiny unit so any change it does show
+    # still counts, but never outranks an element that genuinely varies.
+    unit = np.where(unit > 1e-9 * scale, unit, np.inf)
+    rel = np.abs(changes) / unit
+    exact = np.abs(changes) <= 1e-12 * np.maximum(scale, 1.0)
+    rel = np.where(exact, 0.0, rel)
+    order = np.argsort(-rel, axis=1, kind="stable")[:, :EXPLANATION_SIZE]
+    top = np.take_along_axis(rel, order, axis=1)
+    named = top >= MIN_RELATIVE_CHANGE
+    named[:, 0] |= top[:, 0] > 0
+    # Whole-array masks, then one tolist: a photo has hundreds of candidates.
+    picks = np.where(named, order, -1).tolist()
+    all_exact = exact.all(axis=1).tolist()
+    out: list[list[int]] = []
+    for i, row in enumerate(picks):
+        if i == full_index:
+            out.append([])
+            continue
+        picked = [k for k in row if k >= 0]
+        if not picked and not all_exact[i]:
+            # Only flat elements changed (infinite unit): name the largest raw change.
+            k = int(np.argmax(np.where(exact[i], -1.0, np.abs(changes[i]))))
+            picked = [k]
+        out.append(picked)
+    return out

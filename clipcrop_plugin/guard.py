@@ -35,13 +35,15 @@ MAIN_KEEP = 0.9  # share of the main subject a crop must keep (the benchmark's c
 # in the composition terms (scaled by its confidence) but does not override the scorer. Below
 # it, the saliency detector's boxes are unstable (the same scene re-encoded gives another box).
 SALIENT_TRUST = 0.5
+SALIENT_MAX_SHARE = 0.4  # a salient box over more of the frame than this is the scene, not a subject
 # Composition terms, in spreads of the scorer's scores.
 W_PLACE = 1.0
 W_PLACE_SALIENT = 0.4  # share of it for a salient object, whose box is less certain than a face
 W_CRAMP = 0.4
 W_BODY_CUT = 0.5
 W_HUG = 1.0
-W_COVER = 2.0  # per share of the main subject kept: when no crop can hold it all, keep the most
+W_COVER = 2.0  # per share of the main subject kept
+W_COVER_UNHELD = 12.0  # more per share, in a ratio set where no crop can hold it all: keep the most
 # Tier penalties, in spreads: large enough that no composition term can undo them.
 W_TIER_FACE = 3.0
 W_TIER_MAIN = 1.5
@@ -173,10 +175,16 @@ def guard(
             for i in np.flatnonzero(left_out):
                 flags[i].append("leaves out face")
         main_cov = coverage(b, focus.main)
-        trusted = focus.people or focus.confidence >= SALIENT_TRUST
+        trusted = _trusted(focus, width, height)
         tier_main = (main_cov < MAIN_KEEP).astype(np.float64) * trusted
         for i in np.flatnonzero(tier_main):
             flags[i].append("cuts subject")
+        if not trusted and _compact(focus, width, height):
+            # An object found with less confidence does not set the order, but cutting it still
+            # costs, more the surer the detector is: without this the choice would flip between
+            # near-identical photos whose confidence wobbles around SALIENT_TRUST.
+            ramp = min(1.0, focus.confidence / SALIENT_TRUST) ** 2
+            soft -= W_TIER_MAIN * ramp * (main_cov < MAIN_KEEP)
         for body in focus.bodies:
             if _inside_main(body, focus.main):
                 continue  # the main people are covered by the tier above
@@ -190,9 +198,18 @@ def guard(
         # not place the crop; a face does (eyes on the upper third).
         weight = 1.0 if trusted else focus.confidence
         place = W_PLACE * _placement(b, focus) * (1.0 if focus.people else W_PLACE_SALIENT)
-        soft += weight * (place - W_CRAMP * _cramp(b, focus, width, height)
-                          + W_COVER * np.minimum(main_cov, MAIN_KEEP) / MAIN_KEEP)
-    if focus is None or not (focus.people or focus.confidence >= SALIENT_TRUST):
+        # Coverage counts up to the whole subject, not only to the 90% that passes the tier: a
+        # detector's box is rarely exact, and the crop that keeps all of it keeps the real
+        # subject's edges (the cat's mouth, the tower's top) where one keeping 90% may not.
+        cover = W_COVER * main_cov
+        for group in dict.fromkeys(groups):
+            idx = np.flatnonzero(g == group)
+            if group not in _FREE_SETS and len(idx) and main_cov[idx].max() < MAIN_KEEP:
+                # No crop of this ratio holds the subject: keep as much of it as fits rather
+                # than a well-placed middle slice.
+                cover[idx] += W_COVER_UNHELD * main_cov[idx]
+        soft += weight * (place - W_CRAMP * _cramp(b, focus, width, height) + cover)
+    if focus is None or not _trusted(focus, width, height):
         # Nothing certain to compose around: a ratio crop stays near the centre unless the
         # scorer clearly prefers a side (a scorer's edge terms alone favour crops that lie on
         # the photo's border, which reads as hugging an edge or a corner).
@@ -211,6 +228,20 @@ def guard(
         if focus is not None and group != "full":
             notes[order[0]] = _note(group, tier_face[order[0]], tier_main[order[0]], bool(focus.keys))
     return GuardResult(adjusted, ranks, flags, notes, unit, focus, tier_face * 2 + tier_main)
+
+
+def _trusted(focus: Focus, width: int, height: int) -> bool:
+    """Whether the main subject is certain enough to constrain the crop: people always; a salient
+    object when found confidently and not spanning most of the photo (a box over most of the
+    frame says "the whole scene", which tells no ratio crop where to go)."""
+    if focus.people:
+        return True
+    return focus.confidence >= SALIENT_TRUST and _compact(focus, width, height)
+
+
+def _compact(focus: Focus, width: int, height: int) -> bool:
+    m = focus.main
+    return (m[2] - m[0]) * (m[3] - m[1]) <= SALIENT_MAX_SHARE * max(1, width * height)
 
 
 def _inside_main(body: Sequence[int], main: Sequence[int]) -> bool:

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from .candidates import AspectRatio, CandidateSet, generate_candidates
-from .elements import ELEMENT_NAMES
+from .elements import ELEMENT_NAMES, EXPLANATION_SIZE, MIN_RELATIVE_CHANGE, explain_changes
 from .errors import ClipcropError
 from .guard import guard
 from .imaging import LoadedImage, load_image
@@ -27,49 +27,10 @@ from .scoring.base import Scorer, ScoreResult
 from .subjects import detect_subjects
 
 # The photo filter lives in photofiles (shared with scan and the daemon); re-exported here.
-__all__ = ["PHOTO_EXTENSIONS", "build_suggestion", "failed", "find_subjects", "is_photo_name", "iter_photo_paths", "suggest_images",
+__all__ = ["EXPLANATION_SIZE", "MIN_RELATIVE_CHANGE", "PHOTO_EXTENSIONS", "build_suggestion", "explain_changes", "failed", "find_subjects", "is_photo_name", "iter_photo_paths", "suggest_images",
            "suggest_paths"]
 
 log = logging.getLogger("clipcrop")
-
-EXPLANATION_SIZE = 3
-# An element change is worth naming when it is at least this many spreads of that element's
-# scores over the photo's candidates (the crop's strongest change is always named). Relative,
-# because scorers' element scales differ by orders of magnitude.
-MIN_RELATIVE_CHANGE = 0.25
-
-
-def explain_changes(changes: np.ndarray, elements: np.ndarray, full_index: int) -> list[list[int]]:
-    """Per candidate, the indices of the elements its explanation names, strongest first.
-
-    Each change is measured in spreads (standard deviation) of that element's score over the
-    photo's candidates, so the choice does not depend on the scorer's scale: the top
-    :data:`EXPLANATION_SIZE` by relative size, those below :data:`MIN_RELATIVE_CHANGE` dropped
-    except the strongest. Only a crop whose elements equal the full frame's (the full frame
-    itself, or a candidate with the same box) names nothing.
-    """
-    unit = np.std(np.delete(elements, full_index, axis=0), axis=0) if len(elements) > 1 else np.ones(elements.shape[1])
-    scale = np.maximum(np.abs(elements).max(axis=0) if len(elements) else 1.0, 1e-300)
-    # A flat element (same score on every candidate) gets a tiny unit so any change it does show
-    # still counts, but never outranks an element that genuinely varies.
-    unit = np.where(unit > 1e-9 * scale, unit, np.inf)
-    rel = np.abs(changes) / unit
-    exact = np.abs(changes) <= 1e-12 * np.maximum(scale, 1.0)
-    rel = np.where(exact, 0.0, rel)
-    order = np.argsort(-rel, axis=1, kind="stable")[:, :EXPLANATION_SIZE]
-    out: list[list[int]] = []
-    for i, row in enumerate(order.tolist()):
-        if i == full_index:
-            out.append([])
-            continue
-        picked = [k for j, k in enumerate(row) if rel[i, k] >= MIN_RELATIVE_CHANGE or (j == 0 and rel[i, k] > 0)]
-        if not picked and not exact[i].all():
-            # Only flat elements changed (infinite unit): name the largest raw change.
-            k = int(np.argmax(np.where(exact[i], -1.0, np.abs(changes[i]))))
-            picked = [k]
-        out.append(picked)
-    return out
-
 
 def build_suggestion(
     loaded: LoadedImage,

@@ -28,8 +28,8 @@ from .base import ScoreResult
 if TYPE_CHECKING:
     from .learned import PersonalWeights
 
-# Summed-area table channels.
-_I, _IX, _IY, _Q, _QX, _QY, _D, _EH, _EV, _EC, _L, _L2, _S, _SAL = range(14)
+# Summed-area table channels (_C: interest above the photo's background level, see _tables).
+_I, _C, _Q, _QX, _QY, _D, _EH, _EV, _EC, _L, _L2, _S, _SAL, _DEAD = range(14)
 _CHANNELS = 14
 
 _SKIN_COLOR = np.array([0.78, 0.57, 0.44], dtype=np.float32)  # smartcrop's skin tone (normalised RGB)
@@ -164,11 +164,20 @@ def feature_maps(image: Image.Image) -> dict[str, np.ndarray]:
         "lum": lum.astype(np.float32),
         "sat": sat.astype(np.float32),
         "saliency": saliency.astype(np.float32),
+        # Dead pixels: black or blown-out and without detail (letterbox bands, a trail camera's
+        # data strip, vignetted corners): picture area that shows nothing, unlike a calm sky.
+        "dead": (((lum < 0.07) | (lum > 0.97)) & (detail_soft < 0.08)).astype(np.float32),
     }
 
 
-def _tables(maps: dict[str, np.ndarray]) -> np.ndarray:
-    """Summed-area tables (C, H+1, W+1) of every channel, zero-padded at the top/left."""
+def _tables(maps: dict[str, np.ndarray], background: float = 0.5) -> np.ndarray:
+    """Summed-area tables (C, H+1, W+1) of every channel, zero-padded at the top/left.
+
+    ``_C`` is the interest above the photo's own background level (its ``background`` quantile):
+    what a crop keeps or cuts is measured in it, so an evenly textured background, which the
+    interest map rates everywhere alike, is neither "content" a crop loses nor something a crop
+    edge "cuts"; only what stands out of it is.
+    """
     interest = maps["interest"]
     h, w = interest.shape
     xs = ((np.arange(w, dtype=np.float32) + 0.5) / w)[None, :]
@@ -177,8 +186,9 @@ def _tables(maps: dict[str, np.ndarray]) -> np.ndarray:
     # float32 halves the memory traffic; sums stay exact to ~1e-4 of a strip at these sizes.
     stack = np.empty((_CHANNELS, h, w), dtype=np.float32)
     stack[_I] = interest
-    stack[_IX] = interest * xs
-    stack[_IY] = interest * ys
+    level = float(np.quantile(interest[::2, ::2], background)) if background > 0 else 0.0
+    # The small floor keeps a flat photo's content defined (evenly spread: no crop gains on it).
+    stack[_C] = np.maximum(interest - level, 0.0) + 1e-3
     stack[_Q] = q
     stack[_QX] = q * xs
     stack[_QY] = q * ys
@@ -190,6 +200,7 @@ def _tables(maps: dict[str, np.ndarray]) -> np.ndarray:
     stack[_L2] = maps["lum"] ** 2
     stack[_S] = maps["sat"]
     stack[_SAL] = maps["saliency"]
+    stack[_DEAD] = maps["dead"]
     sat = np.zeros((_CHANNELS, h + 1, w + 1), dtype=np.float32)
     sat[:, 1:, 1:] = stack.cumsum(axis=1).cumsum(axis=2)
     return sat
@@ -226,7 +237,12 @@ def _smooth_within_groups(scores: np.ndarray, cands: CandidateSet, sigma: float)
         if len(idx) < 2:
             continue
         k = np.exp(-((1.0 - _pairwise_iou(boxes[idx])) ** 2) / (2.0 * sigma * sigma))
-        out[idx] = (k @ scores[idx]) / k.sum(axis=1)
+        smooth = (k @ scores[idx]) / k.sum(axis=1)
+        # Smoothing decides the order within the set; the level stays the crops' own: the set's
+        # best keeps its unsmoothed score (the others move by the same offset), or averaging with
+        # weaker neighbours would make every crop look worse than the full frame, which has none.
+        top = int(np.argmax(smooth))
+        out[idx] = smooth + (scores[idx][top] - smooth[top])
     # The full frame keeps its own score, and so does any candidate that is the full frame
     # (1:1 on a square photo): the same box must never show an improvement over itself.
     fi = cands.full_index
@@ -253,9 +269,11 @@ class HeuristicFeatures:
 class HeuristicScorer:
     """Weights-free scorer (registry name ``heuristic``): fast, explainable, no model needed.
 
-    Score (higher is better): retained interest + log(interest density relative to the image)
-    + 0.3 x best of thirds/centre placement + 0.15 x lighting + 0.1 x colour - 0.4 x border cut,
-    then averaged with overlapping crops of the same set. Elements, each in [0, 1]:
+    Score (higher is better): retained content (interest above the photo's background level)
+    + capped log(content density relative to the image) + 0.3 x best of thirds/centre placement
+    + 0.15 x lighting + 0.1 x colour - 0.4 x border cut (the photo's own border included) - dead
+    share (black or blown-out area without detail), then ordered by its average with overlapping
+    crops of the same set. Elements, each in [0, 1]:
 
     ==================== ==========================================================
     center               closeness of the interest centroid to the crop centre
@@ -285,10 +303,15 @@ class HeuristicScorer:
     w_lighting = 0.15
     w_color = 0.1
     w_border = 0.4
+    w_dead = 1.0  # per share of the crop's area that is dead (black or blown out, no detail)
     # Width (in 1 - IoU) of the kernel that averages each candidate's score with its overlapping
     # neighbours: a crop wins for sitting in a broadly good region, not for a lucky pixel, which
     # keeps the choice stable under JPEG noise, rotation and small edits.
     smoothing = 0.1
+    # Quantile of the interest map taken as the photo's background level (see _tables).
+    background = 0.5
+    # Largest gain (in score units) from concentrating the content (see features).
+    density_cap = 0.35
 
     def __init__(self, settings: Settings | None = None, personal: PersonalWeights | None = None) -> None:
         self.settings = settings
@@ -334,7 +357,7 @@ class HeuristicScorer:
 
         The accessor personalization learns from: any boxes may be passed, not only candidates.
         """
-        sat = _tables(feature_maps(loaded.image))
+        sat = _tables(feature_maps(loaded.image), self.background)
         h, w = sat.shape[1] - 1, sat.shape[2] - 1
         boxes = np.asarray(cands.boxes, dtype=np.float64)
         n = len(boxes)
@@ -355,9 +378,15 @@ class HeuristicScorer:
         s = _box_sums(sat, x1, y1, x2, y2)
         eps = 1e-9
 
-        retain = s[_I] / (tot[_I] + eps)
+        retain = s[_C] / (tot[_C] + eps)
         frac = area / total_area
         density = retain / np.maximum(frac, eps)
+        log_density = np.log(np.maximum(density, eps))
+        if self.density_cap > 0:
+            # Concentrating the content pays while the frame is diluted, with diminishing returns:
+            # unbounded, the log would make every subject on a calm background worth a tighter
+            # crop, and a well-filled frame would never be kept.
+            log_density = self.density_cap * np.tanh(log_density / self.density_cap)
 
         # Centroid of the peaked interest, in box-relative coordinates.
         cx = s[_QX] / (s[_Q] + eps)
@@ -390,20 +419,21 @@ class HeuristicScorer:
         i_in, i_all = s[_I] / area, tot[_I] / total_area
         interesting = i_in / (i_in + i_all + eps)
 
-        border = self._border_cut(sat, x1, y1, x2, y2, w, h, i_all)
+        border = self._border_cut(sat, x1, y1, x2, y2, w, h, tot[_C] / total_area)
 
         scores = (
             self.w_retain * retain
-            + self.w_density * np.log(np.maximum(density, eps))
+            + self.w_density * log_density
             + self.w_composition * np.maximum(thirds, center)
             + self.w_lighting * lighting
             + self.w_color * color
             - self.w_border * border
+            - self.w_dead * s[_DEAD] / area
         )
         elements = np.stack(
             [center, thirds, horizontal, vertical, curved, color, lighting, dof, emphasis, interesting], axis=1
         )
-        terms = np.stack([retain, np.log(np.maximum(density, eps)), np.maximum(thirds, center), lighting, color,
+        terms = np.stack([retain, log_density, np.maximum(thirds, center), lighting, color,
                           border, u, v], axis=1)
         return HeuristicFeatures(terms.astype(np.float64), np.clip(elements, 0.0, 1.0), scores.astype(np.float64))
 
@@ -414,9 +444,10 @@ class HeuristicScorer:
         """How much interesting content each crop edge cuts through, relative to the image mean.
 
         An edge cuts through content when there is content on both sides of it: the lesser of
-        the mean interest in a thin strip just inside and just outside the edge. An edge that
-        runs along the border between a subject and empty background costs nothing, and one
-        lying on the photo's own border cuts nothing new.
+        the mean content (interest above the background level) in a thin strip just inside and
+        just outside the edge. An edge that runs along the border between a subject and empty
+        background costs nothing; one lying on the photo's own border costs the content in its
+        inner strip (what the frame itself slices), so the full frame is measured alike.
         """
         tx = np.maximum(1, np.round((x2 - x1) * 0.05)).astype(np.int64)
         ty = np.maximum(1, np.round((y2 - y1) * 0.05)).astype(np.int64)
@@ -434,11 +465,16 @@ class HeuristicScorer:
         def strip_mean(box: tuple[np.ndarray, ...]) -> np.ndarray:
             bx1, by1, bx2, by2 = box
             area = ((bx2 - bx1) * (by2 - by1)).astype(np.float64)
-            total = sat[_I, by2, bx2] - sat[_I, by1, bx2] - sat[_I, by2, bx1] + sat[_I, by1, bx1]
+            total = sat[_C, by2, bx2] - sat[_C, by1, bx2] - sat[_C, by2, bx1] + sat[_C, by1, bx1]
             return np.where(area > 0, total / np.maximum(area, 1.0), 0.0)
 
         cut = np.zeros(len(x1))
         for inner, outer, dist in sides:
-            both = np.minimum(strip_mean(inner), strip_mean(outer)) / (i_all + 1e-9)
-            cut += np.clip(dist, 0.0, 1.0) * np.minimum(3.0, both)
+            inside = strip_mean(inner)
+            both = np.minimum(inside, strip_mean(outer))
+            # On the photo's own border the world outside is unknown, not empty: the border cuts
+            # whatever touches it (a bystander sliced by the frame), so the full frame is charged
+            # like any crop and a crop that moves an edge off a sliced object gains.
+            ramp = np.clip(dist, 0.0, 1.0)
+            cut += np.minimum(3.0, (ramp * both + (1.0 - ramp) * inside) / (i_all + 1e-9))
         return cut / 4.0

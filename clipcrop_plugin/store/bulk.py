@@ -42,7 +42,7 @@ from ..results import ElementChange, Suggestion
 from .models import CROPS, EXPLANATIONS, PHOTOS, RUNS, TOP_K, utcnow, weights_key
 from .packing import pack_candidates, pack_elements, pack_subjects, pack_vector
 from .queries import _PREFIX_END, COMPANION_SUFFIXES, pair_kind
-from .records import top_changes
+from .records import relative_top3
 
 # (suggestion, content_hash, mtime, size): one photo to record.
 Item = tuple[Suggestion, str, float | None, int | None]
@@ -348,12 +348,18 @@ def pack_run(suggestion: Suggestion, content_hash: str, photo_id: int, now: date
     )
     crop_rows: list[dict[str, Any]] = []
     explanations: list[list[ElementChange]] = []
+    full_i = next((i for i, crop in enumerate(crops) if crop is full), None)
+    fallback: list[list[ElementChange]] | None = None  # for a plugin's Suggestion without explanations
     for crop in crops:
         if crop.rank > TOP_K and crop is not best:
             continue
         changes: list[ElementChange] = []
         if crop.rank == 1 and crop.aspect != "full":
-            stated = list(crop.explanation) or (top_changes(crop.changes) if crop.changes is not None else [])
+            stated = list(crop.explanation)
+            if not stated and has_elements and full_i is not None:
+                if fallback is None:
+                    fallback = relative_top3(np.array([c.elements for c in crops], dtype=np.float64), full_i)
+                stated = fallback[next(i for i, c in enumerate(crops) if c is crop)]
             changes = [change for change in stated if change.element in _ELEMENT_INDEX][:3]
         enhances = reduces = 0
         for change in changes:

@@ -11,12 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ..elements import ELEMENT_NAMES
+from ..elements import ELEMENT_NAMES, explain_changes
 from ..results import Box, ElementChange, Subject
 from .packing import unpack_candidates, unpack_elements, unpack_vector
-
-MIN_CHANGE = 0.005  # same noise floor as the pipeline's explanations
-
 
 
 @dataclass
@@ -202,10 +199,14 @@ def box_fractions(box: Sequence[int], width: int | None, height: int | None) -> 
     return (box[0] / width, box[1] / height, box[2] / width, box[3] / height)
 
 
-def top_changes(changes: Sequence[float]) -> list[ElementChange]:
-    """The three largest element changes (by magnitude) above the noise floor."""
-    order = sorted(range(len(changes)), key=lambda i: -abs(changes[i]))[:3]
-    return [ElementChange(ELEMENT_NAMES[i], float(changes[i])) for i in order if abs(changes[i]) >= MIN_CHANGE]
+def relative_top3(elements: np.ndarray, full_index: int) -> list[list[ElementChange]]:
+    """Per candidate, the explanation the pipeline would give it: the element changes largest
+    relative to each element's spread over the photo's candidates (``explain_changes``), so a
+    fallback below rank 1 is as scale-free as a stored rank-1 explanation."""
+    els = np.asarray(elements, dtype=np.float64)
+    changes = els - els[full_index]
+    return [[ElementChange(ELEMENT_NAMES[k], float(changes[i, k])) for k in picked]
+            for i, picked in enumerate(explain_changes(changes, els, full_index))]
 
 
 def crop_from_row(row: Any, width: int | None, height: int | None,
@@ -273,6 +274,7 @@ def decode_run(run: Any, crop_rows: dict[tuple[str, int], Any],
         full_elements = (np.asarray(unpack_vector(full_row.elements), np.float32)
                          if full_row is not None and full_row.elements else elements_all[full_index])
     out: list[CropRecord] = []
+    relative: list[list[ElementChange]] | None = None
     for i in range(n):
         aspect = aspects[packed.sets[i]]
         rank = int(packed.ranks[i])
@@ -289,8 +291,14 @@ def decode_run(run: Any, crop_rows: dict[tuple[str, int], Any],
         if elements is not None and full_elements is not None:
             changes = [float(a - b) for a, b in zip(elements, full_elements)]
         explanation = explanations.get(row.id, []) if row is not None else []
-        if not explanation and changes is not None and aspect != "full":
-            explanation = top_changes(changes)
+        if (not explanation and changes is not None and aspect != "full" and elements_all is not None
+                and full_index is not None):
+            # Below rank 1 nothing is stored: explain it as the pipeline would (scale-free).
+            if relative is None:
+                matrix = np.asarray(elements_all, dtype=np.float64).copy()
+                matrix[full_index] = full_elements
+                relative = relative_top3(matrix, full_index)
+            explanation = relative[i]
         out.append(CropRecord(aspect, rank, box, box_fractions(box, run.width, run.height),  # type: ignore[arg-type]
                               score, improvement, explanation, elements, changes))
     order = {a: i for i, a in enumerate(aspects)}

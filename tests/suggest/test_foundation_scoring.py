@@ -87,9 +87,9 @@ def test_summed_area_tables_match_direct_sums(subject_jpeg: Path) -> None:
     y2 = np.minimum(h, y1 + rng.integers(1, h, 50))
     sums = H._box_sums(sat, x1, y1, x2, y2)
     direct = np.array([maps["interest"][b:d, a:c].sum() for a, b, c, d in zip(x1, y1, x2, y2)])
-    np.testing.assert_allclose(sums[0], direct, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(sums[H._I], direct, rtol=1e-3, atol=1e-3)
     direct_d = np.array([maps["detail"][b:d, a:c].sum() for a, b, c, d in zip(x1, y1, x2, y2)])
-    np.testing.assert_allclose(sums[6], direct_d, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(sums[H._D], direct_d, rtol=1e-3, atol=1e-3)
 
 
 def test_registry_names_and_unknown() -> None:

@@ -76,8 +76,9 @@ def test_guard_ranking_does_not_depend_on_the_scorers_scale(scene, a: float, b: 
     two = guard(boxes, scores * a + b, groups, subjects, w, h, len(groups) - 1)
     # Compared through the ranks of the top candidate only where the adjusted scores are not
     # within float rounding of each other.
-    gaps = np.abs(np.subtract.outer(one.scores, one.scores))
-    if np.all(gaps[gaps > 0] > 1e-6 * max(1.0, float(np.abs(one.scores).max()))):
+    # An exact tie (two boxes the scorer and the guard see alike) has no order to keep.
+    gaps = np.abs(np.subtract.outer(one.scores, one.scores))[~np.eye(len(one.scores), dtype=bool)]
+    if np.all(gaps > 1e-6 * max(1.0, float(np.abs(one.scores).max()))):
         assert one.ranks.tolist() == two.ranks.tolist()
 
 
@@ -182,3 +183,29 @@ def test_choice_is_keep_for_a_grid_that_does_not_beat_the_full_frame(tmp_path: P
     s = build_suggestion(li, cs, ScoreResult(scores, None), HeuristicScorer())
     ch = s.choice("grid", 0.02)
     assert not ch.keep and ch.crop is not None and ch.crop.improvement == pytest.approx(2.0)
+
+
+def test_a_salient_box_over_most_of_the_frame_is_the_scene_not_a_subject() -> None:
+    # Confident saliency over 90% of the photo: no ratio crop can hold it, and it says nothing
+    # about where to crop, so it must not pin the crop to one side; the centred crop wins.
+    scene = Subject("salient", (10, 10, 590, 390), 0.9)
+    boxes = np.array([[0, 0, 400, 400], [100, 0, 500, 400], [200, 0, 600, 400],
+                      [50, 50, 550, 350], [100, 100, 500, 300], [0, 0, 600, 400]], dtype=np.int64)
+    groups = ["1:1", "1:1", "1:1", "grid", "grid", "full"]
+    # The scorer leans to the left edge a little (the grid crops set the scale of its scores).
+    scores = np.array([0.52, 0.5, 0.5, 0.0, 1.0, 0.5])
+    res = guard(boxes, scores, groups, [scene], 600, 400, 5)
+    assert res.ranks[1] == 1
+    # A compact confident object on the left is a subject: the crop goes where it is.
+    ball = Subject("salient", (20, 120, 180, 280), 0.9)
+    res = guard(boxes, np.array([0.5, 0.5, 0.52, 0.0, 1.0, 0.5]), groups, [ball], 600, 400, 5)
+    assert res.ranks[0] == 1
+
+
+def test_a_ratio_that_cannot_hold_the_subject_keeps_as_much_of_it_as_fits() -> None:
+    # A wide object (the ratio holds at most 4/6 of it): the best crop is the one keeping most,
+    # even when the scorer slightly prefers a crop keeping less.
+    wide = Subject("salient", (0, 150, 600, 250), 0.9)
+    boxes = np.array([[0, 0, 400, 400], [100, 0, 500, 400], [0, 0, 300, 300], [0, 0, 600, 400]], dtype=np.int64)
+    res = guard(boxes, np.array([0.5, 0.5, 0.55, 0.5]), ["1:1", "1:1", "1:1", "full"], [wide], 600, 400, 3)
+    assert res.ranks[2] == 3 and "cuts subject" in res.flags[0]

@@ -32,8 +32,10 @@ def test_learns_the_owners_taste_registers_lineage_and_activates(library: tuple[
         assert n == 40
         res = personalize(PersonalizeSettings(scorer="heuristic", activate=True), progress=False, store=lib.store)
         assert res.scorer == "heuristic" and res.activated and not res.refused
-        # The built-in heuristic does not prefer tight, left-third crops; the personal one does.
-        assert res.agreement_after >= 0.8 and res.agreement_after > res.agreement_before + 0.15, res.summary()
+        # The built-in heuristic does not prefer tight, left-third crops; the personal one does:
+        # it removes at least half of the built-in's disagreement with the owner.
+        gain = (res.agreement_after - res.agreement_before) / max(1e-9, 1.0 - res.agreement_before)
+        assert res.agreement_after >= 0.8 and gain >= 0.5, res.summary()
         versions = {v.id: v for v in lib.store.model_versions()}
         new = versions[res.version_id]
         assert new.active and new.data_summary["scorer"] == "heuristic"
