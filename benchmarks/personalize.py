@@ -147,6 +147,7 @@ class Scores:
 
     def __init__(self, scorer, pairs: dict) -> None:  # type: ignore[no-untyped-def]
         from clipcrop_plugin.imaging import load_image
+        from clipcrop_plugin.scoring import learned
 
         self.scorer, self.pairs = scorer, pairs
         self.loaded = {p: load_image(p, min_side=int(getattr(scorer, "min_side", 256))) for p in pairs}
@@ -155,7 +156,8 @@ class Scores:
             for p, (_, _, cands) in pairs.items():
                 (e,) = scorer.embed_crops([self.loaded[p]], [cands])
                 sims = scorer.scale * (e @ scorer.quality.t())
-                self.emb[p] = (e.cpu().numpy(), (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64))
+                self.emb[p] = (e.cpu().numpy(), (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64),
+                               learned.crop_features(self.loaded[p], cands))
 
     def scores(self, path: str, personal) -> np.ndarray:  # type: ignore[no-untyped-def]
         from clipcrop_plugin.scoring import learned
@@ -164,10 +166,10 @@ class Scores:
         if self.scorer.name != "zeroshot":
             self.scorer.personal = personal
             return self.scorer.score([self.loaded[path]], [cands])[0].scores
-        emb, base = self.emb[path]
+        emb, base, crop = self.emb[path]
         if personal is None:
             return base
-        return base + personal.adjust(learned.zeroshot_inputs(emb, cands.boxes, cands.width, cands.height, base))
+        return base + personal.adjust(learned.zeroshot_inputs(emb, crop, base))
 
     def agreement(self, personal) -> float:  # type: ignore[no-untyped-def]
         good, total = 0.0, 0
@@ -262,6 +264,8 @@ def run(scorer_name: str, args: argparse.Namespace, work: Path) -> list[dict]:  
     scan_s = time.perf_counter() - t0
     rows = []
     for owner, (utility, aspect) in OWNERS.items():
+        if owner not in args.owners:
+            continue
         pairs = heldout_pairs(held, utility, aspect, seed=3)
         measure = Scores(base_scorer, pairs)
         before_true = measure.agreement(None)
@@ -295,6 +299,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scorers", nargs="+", default=["heuristic", "zeroshot"], choices=["heuristic", "zeroshot"])
     ap.add_argument("--rules", nargs="+", default=["iou", "far4"], choices=["iou", "far4"])
+    ap.add_argument("--owners", nargs="+", default=list(OWNERS), choices=list(OWNERS))
     ap.add_argument("--photos", type=int, default=90, help="photos the owners review")
     ap.add_argument("--heldout", type=int, default=30, help="photos no owner labels (agreement measured there)")
     ap.add_argument("--json", type=Path, default=None, help="also write every row as JSON here")

@@ -49,6 +49,10 @@ RECOMMENDED_LABELS = 50
 MIN_HELDOUT_PAIRS = 5
 SCORERS = ("heuristic", "zeroshot", "clipcropping")
 RIDGE_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+# zeroshot: how much the embedding's inputs count against the crop's features (a scale s makes
+# the ridge on them 1/s^2 stronger); chosen with the ridge. Hundreds of embedding dimensions
+# against a few dozen labelled photos overfit unless held down, and how far depends on the tower.
+BLOCK_SCALES = (0.05, 0.2, 1.0)
 
 
 class NotEnoughLabels(ConfigError):
@@ -263,7 +267,7 @@ class _LightScorer:
                 (emb,) = self.scorer.embed_crops([loaded], [cs])
                 sims = self.scorer.scale * (emb @ self.scorer.quality.t())
                 base = (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64)
-                x = learned.zeroshot_inputs(emb.cpu().numpy(), cs.boxes, cs.width, cs.height, base)
+                x = learned.zeroshot_inputs(emb.cpu().numpy(), learned.crop_features(loaded, cs), base)
                 names = learned.zeroshot_input_names(int(emb.shape[1]))
             rows[path] = {b: (x[i + 1], float(base[i + 1])) for i, b in enumerate(boxes[path])}
         return _Encoded(rows, names), failed
@@ -275,28 +279,40 @@ def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 1e-9, std, 1.0)
 
 
-def _choose_ridge(enc: _Encoded, train: list[Pair], mean: np.ndarray, std: np.ndarray, seed: int) -> float:
-    """The ridge strength with the best 3-fold (by photo) agreement on the training pairs."""
+def _choose_ridge(enc: _Encoded, train: list[Pair], mean: np.ndarray, std: np.ndarray, seed: int,
+                  block: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """The ridge strength (and, with a ``block`` of columns, how much weaker that block's inputs
+    count) with the best 3-fold (by photo) agreement on the training pairs; returns the ridge and
+    the effective ``std`` (a block's columns divided by its scale: ridge on them is stronger)."""
+    scales = BLOCK_SCALES if block is not None and block.any() else (1.0,)
     photos = sorted({p.photo for p in train})
     if len(photos) < 3:
-        return RIDGE_GRID[len(RIDGE_GRID) // 2]
+        return RIDGE_GRID[len(RIDGE_GRID) // 2], _scaled(std, block, scales[len(scales) // 2])
     fold = {ph: i % 3 for i, ph in enumerate(np.random.default_rng(seed + 1).permutation(photos).tolist())}
-    best, best_score = RIDGE_GRID[0], -1.0
-    for ridge in RIDGE_GRID:
-        scores = []
-        for k in range(3):
-            tr = [p for p in train if fold[p.photo] != k]
-            va = [p for p in train if fold[p.photo] == k]
-            if not tr or not va:
-                continue
-            xb, xw, bb, bw = enc.matrices(tr)
-            w = fit_ranker((xb - xw) / std, bb - bw, ridge)
-            xb, xw, bb, bw = enc.matrices(va)
-            scores.append(agreement(bb + ((xb - mean) / std) @ w, bw + ((xw - mean) / std) @ w))
-        score = float(np.mean(scores)) if scores else -1.0
-        if score > best_score + 1e-9:
-            best, best_score = ridge, score
-    return best
+    folds = []
+    for k in range(3):
+        tr = [p for p in train if fold[p.photo] != k]
+        va = [p for p in train if fold[p.photo] == k]
+        if tr and va:
+            folds.append((enc.matrices(tr), enc.matrices(va)))
+    best, best_score = (RIDGE_GRID[0], scales[-1]), -1.0
+    for scale in scales:
+        sd = _scaled(std, block, scale)
+        for ridge in RIDGE_GRID:
+            scores = []
+            for (xb, xw, bb, bw), (vb, vw, vbb, vbw) in folds:
+                w = fit_ranker((xb - xw) / sd, bb - bw, ridge)
+                scores.append(agreement(vbb + ((vb - mean) / sd) @ w, vbw + ((vw - mean) / sd) @ w))
+            score = float(np.mean(scores)) if scores else -1.0
+            if score > best_score + 1e-9:
+                best, best_score = (ridge, scale), score
+    return best[0], _scaled(std, block, best[1])
+
+
+def _scaled(std: np.ndarray, block: np.ndarray | None, scale: float) -> np.ndarray:
+    if block is None:
+        return std
+    return np.where(block, std / scale, std)
 
 
 def label_status(store: Store, scorer: str, *, limit: int = 10) -> dict[str, Any]:
@@ -406,7 +422,11 @@ def _personalize_light(s: PersonalizeSettings, store: Store, settings: Settings,
                                   f"and {len(heldout)} held-out pairs remain; label more photos")
     xb, xw, bb, bw = enc.matrices(train)
     mean, std = _standardize(np.concatenate([xb, xw]))
-    ridge = s.ridge if s.ridge is not None else _choose_ridge(enc, train, mean, std, s.seed)
+    block = np.asarray([n.startswith("embedding_") for n in enc.names]) if scorer == "zeroshot" else None
+    if s.ridge is not None:
+        ridge = s.ridge
+    else:
+        ridge, std = _choose_ridge(enc, train, mean, std, s.seed, block)
     w = fit_ranker((xb - xw) / std, bb - bw, ridge)
     hb, hw, hbb, hbw = enc.matrices(heldout)
     before = agreement(hbb, hbw)

@@ -7,7 +7,8 @@ top of a scorer's own score:
 
 where ``x`` is what the scorer already measures for each crop (:func:`heuristic_inputs`: the
 heuristic's score terms, its ten elements and where the interest sits in the crop;
-:func:`zeroshot_inputs`: zeroshot's CLIP crop embedding) plus the crop's geometry (size, aspect
+:func:`zeroshot_inputs`: zeroshot's CLIP crop embedding beside those same heuristic inputs)
+plus the crop's geometry (size, aspect
 ratio, position, and their squares, so a preferred size or ratio can be a peak rather than
 "bigger is better"). ``w = 0`` is the scorer as shipped, so a version can only differ from it
 where the labels said so. For the heuristic, the terms it already adds up are among ``x``:
@@ -84,14 +85,27 @@ def heuristic_inputs(f: HeuristicFeatures, boxes: np.ndarray, width: float, heig
 
 
 def zeroshot_input_names(dim: int) -> list[str]:
-    return [f"embedding_{i}" for i in range(dim)] + list(GEOMETRY_NAMES) + ["zeroshot_score"]
+    return [f"embedding_{i}" for i in range(dim)] + heuristic_input_names() + ["zeroshot_score"]
 
 
-def zeroshot_inputs(embeddings: np.ndarray, boxes: np.ndarray, width: float, height: float,
-                    base: np.ndarray) -> np.ndarray:
-    """Zeroshot's per-crop inputs: the (normalized) CLIP crop embedding, the crop's geometry and
-    zeroshot's own score (so an owner who disagrees with it can turn it down)."""
-    return np.concatenate([np.asarray(embeddings, dtype=np.float64), geometry(boxes, width, height),
+def crop_features(loaded: Any, cands: CandidateSet) -> np.ndarray:
+    """The heuristic's per-crop inputs (:func:`heuristic_inputs`) measured on ``loaded``.
+
+    Zeroshot's head gets them beside the embedding: where the interest sits in the crop, how
+    much of it the crop keeps, its size, aspect and position are what taste about tightness and
+    placement is made of, and a tower's pooled embedding need not show them (a random or a
+    weak tower's does not at all)."""
+    from .heuristic import HeuristicScorer
+
+    f = HeuristicScorer(None).features(loaded, cands)
+    return heuristic_inputs(f, np.asarray(cands.boxes), cands.width, cands.height)
+
+
+def zeroshot_inputs(embeddings: np.ndarray, crop: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Zeroshot's per-crop inputs: the (normalized) CLIP crop embedding, the crop's features
+    (:func:`crop_features`) and zeroshot's own score (so an owner who disagrees with it can turn
+    it down)."""
+    return np.concatenate([np.asarray(embeddings, dtype=np.float64), np.asarray(crop, dtype=np.float64),
                            np.asarray(base, dtype=np.float64).reshape(-1, 1)], axis=1)
 
 
