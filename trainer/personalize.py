@@ -20,8 +20,6 @@ not fall; ``clipcrop models use`` switches between versions and back.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -211,12 +209,14 @@ class _LightScorer:
     """The scorer being personalized, as shipped (no active version), and how to encode boxes."""
 
     def __init__(self, name: str, settings: Settings, weights: str | None, device: str) -> None:
+        from clipcrop_plugin.scoring import learned
+
         self.name = name
         if name == "heuristic":
             from clipcrop_plugin.scoring.heuristic import HeuristicScorer
 
             self.scorer: Any = HeuristicScorer(settings)
-            self.base_hash = hashlib.sha256(json.dumps(self.builtin_weights(), sort_keys=True).encode()).hexdigest()
+            self.base_hash = learned.heuristic_base_hash()
             self.source = "built in"
         else:
             from clipcrop_plugin.scoring.zeroshot import ZeroShotScorer
@@ -227,13 +227,6 @@ class _LightScorer:
             self.scorer.weights_hash = self.base_hash
             self.source = self.scorer.weights_source
         self.min_side = int(getattr(self.scorer, "min_side", 256) or 256)
-
-    @staticmethod
-    def builtin_weights() -> dict[str, float]:
-        from clipcrop_plugin.scoring.heuristic import HeuristicScorer as H
-
-        return {"retain": H.w_retain, "density": H.w_density, "composition": H.w_composition,
-                "lighting": H.w_lighting, "color": H.w_color, "border": H.w_border, "smoothing": H.smoothing}
 
     def encode(self, photos: dict[str, LabelledPhoto], boxes: dict[str, list[tuple[float, ...]]],
                progress: bool) -> tuple[_Encoded, list[str]]:
@@ -405,6 +398,13 @@ def _activation(s: PersonalizeSettings, before: float, after: float) -> tuple[bo
     return True, ""
 
 
+def _use(store: Store, settings: Settings, name: str) -> None:
+    """Activate a version the one way ``clipcrop models use`` does (model folder pin + database)."""
+    from clipcrop_plugin.api import Library
+
+    Library(store, settings).use_model(name)
+
+
 def _personalize_light(s: PersonalizeSettings, store: Store, settings: Settings, scorer: str,
                        photos: dict[str, LabelledPhoto], report: LabelReport, train: list[Pair],
                        heldout: list[Pair], held: set[str], progress: bool) -> PersonalizeResult:
@@ -452,14 +452,13 @@ def _personalize_light(s: PersonalizeSettings, store: Store, settings: Settings,
     saved = learned.save_version(pw, out)
     activate, refused = _activation(s, before, after)
     version_id = store.register_model_version(saved.name, str(saved.path), saved.sha256, parent_id=parent_id,
-                                              data_summary=summary, metrics=metrics, activate=activate)
+                                              data_summary=summary, metrics=metrics)
     if activate:
         if saved.path.parent == learned.personal_dir(model_dir):  # type: ignore[union-attr]
-            learned.set_active_version(model_dir, saved.name)
+            _use(store, settings, saved.name)
         else:
             refused = f"{saved.path} is outside {learned.personal_dir(model_dir)}; it was registered, not activated"
             activate = False
-            store.register_model_version(saved.name, str(saved.path), saved.sha256)  # already there: no-op
     return PersonalizeResult(saved.path, saved.sha256, light.base_hash, version_id, activate,  # type: ignore[arg-type]
                              report.used, len(train), len(heldout), before, after, [], scorer, report.line(), refused)
 
@@ -531,7 +530,7 @@ def _personalize_head(s: PersonalizeSettings, store: Store, settings: Settings, 
     from tqdm.auto import tqdm
 
     from clipcrop_plugin.model import pick_device, save_checkpoint
-    from clipcrop_plugin.model.checkpoints import checkpoint_dir, read_checkpoint_info, set_active
+    from clipcrop_plugin.model.checkpoints import checkpoint_dir, read_checkpoint_info
 
     from . import modeling
     from .losses import preference_hinge
@@ -602,9 +601,15 @@ def _personalize_head(s: PersonalizeSettings, store: Store, settings: Settings, 
         metrics=parent_info.provenance.get("metrics"))
     activate, refused = _activation(s, before, after)
     version_id = store.register_model_version(new_info.name, str(new_info.path), new_info.sha256, parent_id=parent_id,
-                                              data_summary=summary, metrics=metrics, activate=activate)
-    if activate and new_info.can_score and new_info.path.parent == checkpoint_dir(model_dir):
-        set_active(model_dir, new_info.name)
+                                              data_summary=summary, metrics=metrics)
+    if activate:
+        if not new_info.can_score:
+            activate, refused = False, f"{new_info.name} cannot score photos (see `clipcrop models`)"
+        elif new_info.path.parent != checkpoint_dir(model_dir):
+            activate = False
+            refused = f"{new_info.path} is outside {checkpoint_dir(model_dir)}; it was registered, not activated"
+        else:
+            _use(store, settings, new_info.name)
     return PersonalizeResult(new_info.path, new_info.sha256, parent_info.sha256, version_id, activate,
                              report.used, len(train), len(heldout), before, after, history, "clipcropping",
                              report.line(), refused)

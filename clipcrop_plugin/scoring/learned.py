@@ -57,6 +57,19 @@ def personal_dir(model_dir: Path) -> Path:
     return Path(model_dir) / PERSONAL_SUBDIR
 
 
+def heuristic_builtin_weights() -> dict[str, float]:
+    """The heuristic's own weights, as shipped: what every heuristic personalization starts from."""
+    from .heuristic import HeuristicScorer as H
+
+    return {"retain": H.w_retain, "density": H.w_density, "composition": H.w_composition,
+            "lighting": H.w_lighting, "color": H.w_color, "border": H.w_border, "smoothing": H.smoothing}
+
+
+def heuristic_base_hash() -> str:
+    """The sha256 that stands for the heuristic as shipped (the parent of its personalizations)."""
+    return hashlib.sha256(json.dumps(heuristic_builtin_weights(), sort_keys=True).encode()).hexdigest()
+
+
 def geometry(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
     """(N, 8) crop geometry: area fraction, log(w/h), box centre (fractions), each with its square."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
