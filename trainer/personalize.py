@@ -180,10 +180,19 @@ class _Encoded:
 
     rows: dict[str, dict[tuple[float, ...], tuple[np.ndarray, float]]]
     names: list[str]
+    tiers: dict[str, dict[tuple[float, ...], float]] = field(default_factory=dict)
+    guard_terms: int = 0  # the last inputs: the guard's per-weight terms
 
     def matrices(self, pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         xb = np.stack([self.rows[p.photo][p.better][0] for p in pairs])
         xw = np.stack([self.rows[p.photo][p.worse][0] for p in pairs])
+        if self.guard_terms and self.tiers:
+            # Of two crops in different hard tiers (one cuts a face or the subject the other
+            # keeps) the guard's tier decides; its composition weights are learned from pairs
+            # within a tier, or "cuts the subject" would pass for taste about tight edges.
+            k = self.guard_terms
+            apart = np.asarray([self.tiers[p.photo][p.better] != self.tiers[p.photo][p.worse] for p in pairs])
+            xw[apart, -k:] = xb[apart, -k:]
         bb = np.asarray([self.rows[p.photo][p.better][1] for p in pairs])
         bw = np.asarray([self.rows[p.photo][p.worse][1] for p in pairs])
         return xb, xw, bb, bw
@@ -229,14 +238,20 @@ class _LightScorer:
         self.min_side = int(getattr(self.scorer, "min_side", 256) or 256)
 
     def encode(self, photos: dict[str, LabelledPhoto], boxes: dict[str, list[tuple[float, ...]]],
-               progress: bool) -> tuple[_Encoded, list[str]]:
-        """Inputs and built-in scores of every box; photos that no longer load are returned apart."""
+               progress: bool, subjects: dict[str, list[Any]] | None = None) -> tuple[_Encoded, list[str]]:
+        """Inputs and built-in scores of every box; photos that no longer load are returned apart.
+
+        A box's inputs end with the guard's per-weight terms (:func:`learned.guard_inputs`, with
+        the photo's stored ``subjects``) and its built-in score includes the guard as shipped:
+        the model learns on the score that ranks the crops. The guard measures in spreads of the
+        scorer's scores over the photo's candidates, so the candidates are scored too."""
         from tqdm.auto import tqdm
 
         from clipcrop_plugin.imaging import load_image
         from clipcrop_plugin.scoring import learned
 
         rows: dict[str, dict[tuple[float, ...], tuple[np.ndarray, float]]] = {}
+        enc_tiers: dict[str, dict[tuple[float, ...], float]] = {}
         failed: list[str] = []
         names: list[str] = []
         for path in tqdm(sorted(boxes), desc="measuring crops", disable=not progress, leave=False):
@@ -250,7 +265,9 @@ class _LightScorer:
             if (loaded.info.width, loaded.info.height) != (ph.width, ph.height):
                 failed.append(path)  # changed on disk since the database last saw it
                 continue
-            cs = _candidate_set(ph.width, ph.height, boxes[path])
+            mine = boxes[path]
+            cs = _candidate_set(ph.width, ph.height, [*mine, *(tuple(b) for b in np.asarray(
+                ph.candidates, dtype=np.float64).reshape(-1, 4).tolist())])
             if self.name == "heuristic":
                 f = self.scorer.features(loaded, cs)
                 x = learned.heuristic_inputs(f, cs.boxes, cs.width, cs.height)
@@ -262,8 +279,14 @@ class _LightScorer:
                 base = (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64)
                 x = learned.zeroshot_inputs(emb.cpu().numpy(), learned.crop_features(loaded, cs), base)
                 names = learned.zeroshot_input_names(int(emb.shape[1]))
-            rows[path] = {b: (x[i + 1], float(base[i + 1])) for i, b in enumerate(boxes[path])}
-        return _Encoded(rows, names), failed
+            groups = ["full"] + ["grid"] * (len(cs.boxes) - 1)  # a drawn box belongs to no ratio set
+            shipped, per, tiers = learned.guard_inputs(cs.boxes, base, groups, (subjects or {}).get(path, []),
+                                                       ph.width, ph.height, 0)
+            rows[path] = {b: (np.concatenate([x[i + 1], per[i + 1]]), float(base[i + 1] + shipped[i + 1]))
+                          for i, b in enumerate(mine)}
+            enc_tiers[path] = {b: float(tiers[i + 1]) for i, b in enumerate(mine)}
+        names = names + [f"guard_{t}" for t in learned.GUARD_TERMS]
+        return _Encoded(rows, names, enc_tiers, len(learned.GUARD_TERMS)), failed
 
 
 def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -408,10 +431,14 @@ def _use(store: Store, settings: Settings, name: str) -> None:
 def _personalize_light(s: PersonalizeSettings, store: Store, settings: Settings, scorer: str,
                        photos: dict[str, LabelledPhoto], report: LabelReport, train: list[Pair],
                        heldout: list[Pair], held: set[str], progress: bool) -> PersonalizeResult:
+    from clipcrop_plugin.guard import DEFAULT_WEIGHTS
     from clipcrop_plugin.scoring import learned
 
     light = _LightScorer(scorer, settings, s.weights, s.device)
-    enc, failed = light.encode(photos, _boxes_by_photo(train + heldout), progress)
+    ids = {ph.path: ph.labels[0].photo_id for ph in photos.values() if ph.labels}
+    by_id = store.subjects_of(sorted(set(ids.values())))
+    subjects = {path: by_id.get(pid, []) for path, pid in ids.items()}
+    enc, failed = light.encode(photos, _boxes_by_photo(train + heldout), progress, subjects)
     if failed:
         gone = set(failed)
         report.changed += sum(1 for p in photos.values() if p.path in gone for _ in p.labels)
@@ -445,10 +472,17 @@ def _personalize_light(s: PersonalizeSettings, store: Store, settings: Settings,
     base_name = f"{scorer}-built-in" if scorer == "heuristic" else f"zeroshot-{Path(light.source).stem}"
     parent_id = store.register_model_version(base_name, light.source, light.base_hash,
                                              data_summary={"scorer": scorer, "base": True})
-    pw = learned.PersonalWeights(scorer, enc.names, mean, std, w, base_weights_hash=light.base_hash if
-                                 scorer == "zeroshot" else None, parent_sha256=light.base_hash,
+    # The last inputs are the guard's terms: their learned weights (per unit of the guard's own
+    # weight) are the change of that weight; the rest is the scorer's adjustment.
+    k = len(learned.GUARD_TERMS)
+    shipped = {t: float(getattr(DEFAULT_WEIGHTS, t)) for t in learned.GUARD_TERMS}
+    guard = {t: shipped[t] + float(w[-k + i] / std[-k + i]) for i, t in enumerate(learned.GUARD_TERMS)}
+    metrics["guard_weights"] = {"shipped": shipped, "learned": guard}
+    pw = learned.PersonalWeights(scorer, enc.names[:-k], mean[:-k], std[:-k], w[:-k],
+                                 base_weights_hash=light.base_hash if scorer == "zeroshot" else None,
+                                 parent_sha256=light.base_hash,
                                  provenance={"stage": "personalize", "scorer": scorer, "data": summary,
-                                             "metrics": metrics, "parent": light.source})
+                                             "metrics": metrics, "parent": light.source}, guard=guard)
     saved = learned.save_version(pw, out)
     activate, refused = _activation(s, before, after)
     version_id = store.register_model_version(saved.name, str(saved.path), saved.sha256, parent_id=parent_id,
