@@ -182,6 +182,19 @@ class _Encoded:
     names: list[str]
     tiers: dict[str, dict[tuple[float, ...], float]] = field(default_factory=dict)
     guard_terms: int = 0  # the last inputs: the guard's per-weight terms
+    # per photo, the scorer's inputs and built-in scores of every box measured (candidates too)
+    boxes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def spread_ratio(self, photos: list[str], mean: np.ndarray, std: np.ndarray, w: np.ndarray) -> float:
+        """Median over ``photos`` of the spread of the personalized scores over that of the
+        built-in ones: the guard measures in spreads of the scores it is given."""
+        ratios = []
+        for path in photos:
+            x, base = self.boxes[path]
+            sb = float(np.std(base))
+            if len(base) > 1 and sb > 1e-12:
+                ratios.append(float(np.std(base + ((x - mean) / std) @ w)) / sb)
+        return float(np.median(ratios)) if ratios else 1.0
 
     def matrices(self, pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         xb = np.stack([self.rows[p.photo][p.better][0] for p in pairs])
@@ -252,6 +265,7 @@ class _LightScorer:
 
         rows: dict[str, dict[tuple[float, ...], tuple[np.ndarray, float]]] = {}
         enc_tiers: dict[str, dict[tuple[float, ...], float]] = {}
+        everything: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         failed: list[str] = []
         names: list[str] = []
         for path in tqdm(sorted(boxes), desc="measuring crops", disable=not progress, leave=False):
@@ -285,8 +299,9 @@ class _LightScorer:
             rows[path] = {b: (np.concatenate([x[i + 1], per[i + 1]]), float(base[i + 1] + shipped[i + 1]))
                           for i, b in enumerate(mine)}
             enc_tiers[path] = {b: float(tiers[i + 1]) for i, b in enumerate(mine)}
+            everything[path] = (x[1:], np.asarray(base[1:], dtype=np.float64))
         names = names + [f"guard_{t}" for t in learned.GUARD_TERMS]
-        return _Encoded(rows, names, enc_tiers, len(learned.GUARD_TERMS)), failed
+        return _Encoded(rows, names, enc_tiers, len(learned.GUARD_TERMS), everything), failed
 
 
 def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -474,10 +489,13 @@ def _personalize_light(s: PersonalizeSettings, store: Store, settings: Settings,
                                              data_summary={"scorer": scorer, "base": True})
     # The last inputs are the guard's terms: their learned weights (per unit of the guard's own
     # weight) are the change of that weight; the rest is the scorer's adjustment.
+    # They were fitted in spreads of the built-in scores; the guard will measure in spreads of the
+    # personalized ones, so they are converted by the (median) ratio of the two.
     k = len(learned.GUARD_TERMS)
+    ratio = enc.spread_ratio(sorted({p.photo for p in train}), mean[:-k], std[:-k], w[:-k])
     shipped = {t: float(getattr(DEFAULT_WEIGHTS, t)) for t in learned.GUARD_TERMS}
-    guard = {t: shipped[t] + float(w[-k + i] / std[-k + i]) for i, t in enumerate(learned.GUARD_TERMS)}
-    metrics["guard_weights"] = {"shipped": shipped, "learned": guard}
+    guard = {t: (shipped[t] + float(w[-k + i] / std[-k + i])) / ratio for i, t in enumerate(learned.GUARD_TERMS)}
+    metrics["guard_weights"] = {"shipped": shipped, "learned": guard, "spread_ratio": ratio}
     pw = learned.PersonalWeights(scorer, enc.names[:-k], mean[:-k], std[:-k], w[:-k],
                                  base_weights_hash=light.base_hash if scorer == "zeroshot" else None,
                                  parent_sha256=light.base_hash,
