@@ -12,7 +12,6 @@ import pytest
 from foundation_helpers import subject_photo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_guard import contains, scenes
 
 from clipcrop_plugin.candidates import generate_candidates, parse_aspect
 from clipcrop_plugin.errors import WeightsError
@@ -22,6 +21,29 @@ from clipcrop_plugin.results import Subject
 from clipcrop_plugin.scoring import learned
 from clipcrop_plugin.scoring.heuristic import HeuristicScorer
 from clipcrop_plugin.suggest import build_suggestion
+
+
+def contains(box: tuple[int, ...] | np.ndarray, inner: tuple[int, ...]) -> bool:
+    return box[0] <= inner[0] and box[1] <= inner[1] and box[2] >= inner[2] and box[3] >= inner[3]
+
+
+@st.composite
+def scenes(draw: st.DrawFn) -> tuple[int, int, tuple[int, int, int, int], np.ndarray, list[str], np.ndarray]:
+    """A photo size, a face, random candidates in a few sets (+ the full frame last), random scores."""
+    w, h = draw(st.integers(64, 2000)), draw(st.integers(64, 2000))
+    fw, fh = draw(st.integers(4, max(4, w // 3))), draw(st.integers(4, max(4, h // 3)))
+    fx, fy = draw(st.integers(0, w - fw)), draw(st.integers(0, h - fh))
+    boxes, groups = [], []
+    for _ in range(draw(st.integers(2, 30))):
+        x1, y1 = draw(st.integers(0, w - 2)), draw(st.integers(0, h - 2))
+        boxes.append((x1, y1, draw(st.integers(x1 + 1, w)), draw(st.integers(y1 + 1, h))))
+        groups.append(draw(st.sampled_from(["grid", "1:1", "16:9"])))
+    boxes.append((0, 0, w, h))
+    groups.append("full")
+    scale = draw(st.sampled_from([1e-3, 1.0, 1e3]))
+    scores = np.array(draw(st.lists(st.floats(-1, 1, allow_nan=False), min_size=len(boxes), max_size=len(boxes))))
+    return w, h, (fx, fy, fx + fw, fy + fh), np.array(boxes, dtype=np.int64), groups, scores * scale
+
 
 WEIGHTS = st.builds(GuardWeights, place=st.floats(-5, 50), cramp=st.floats(-5, 50), cover=st.floats(-5, 50))
 
