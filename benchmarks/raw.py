@@ -1,6 +1,6 @@
 """Camera RAW and HEIC intake: photos/s and peak RSS per decode path, each against its peer.
 
-RAW: DNGs generated here (tests/raw_helpers.py: a Bayer mosaic of a public-domain photo, 12-bit,
+RAW: DNGs generated here (tests/support/raw.py: a Bayer mosaic of a public-domain photo, 12-bit,
 uncompressed, as pidng writes them) at a real sensor size, with and without an embedded JPEG
 preview, go through ``load_image`` exactly as ``suggest``/``scan`` call it. The preview path is
 reported against the half-size demosaic path of the same run.
@@ -85,7 +85,7 @@ def main() -> None:
         return
 
     import rawpy
-    from raw_helpers import make_dng
+    from support.raw import make_dng
 
     size = tuple(int(v) for v in a.size.split("x"))
     preview = tuple(int(v) for v in a.preview.split("x"))

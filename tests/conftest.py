@@ -1,4 +1,5 @@
-"""Shared fixtures. Area-specific helpers live next to their tests."""
+"""Fixtures every test folder may use. A folder's own fixtures live in its ``conftest.py``; plain
+helper functions and classes live in the ``support`` package (``tests/support/``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from support.server import SampleLibrary
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "exif-samples"
@@ -74,6 +79,16 @@ def _fresh_postgres(postgres_server: str | None) -> Iterator[str]:
 def pg_url(tmp_path: Path, postgres_server: str | None) -> Iterator[str]:
     """A fresh PostgreSQL database (tests of PostgreSQL-only features: the task queue)."""
     yield from _fresh_postgres(postgres_server)
+
+
+@pytest.fixture()
+def sample(tmp_path: Path, db_url: str) -> Iterator[SampleLibrary]:
+    """Six scored photos in a fresh library (SQLite, and PostgreSQL when the run has a server)."""
+    from support.server import build_library
+
+    lib = build_library(tmp_path, url=db_url)
+    yield lib
+    lib.library.close()
 
 
 @pytest.fixture(scope="session")

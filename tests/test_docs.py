@@ -1,19 +1,21 @@
 """The README documents every command and subcommand of `clipcrop` and `clipcrop-train`, and
-every plugin hook (in the spirit of sqlite-utils' documentation tests); `--help` has an example."""
+every plugin hook (in the spirit of sqlite-utils' documentation tests); `--help` has an example;
+docs/ARCHITECTURE.md names every module of `clipcrop_plugin/` and `trainer/`."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import click
 import pytest
+from support import ROOT
+from support.docs import ARCHITECTURE, architecture_rows, package_modules
 
 from clipcrop_plugin.cli.main import COMMANDS, cli
 from clipcrop_plugin.hooks import ClipcropSpecs
 from trainer.cli import cli as train_cli
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def _commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
@@ -53,3 +55,17 @@ def test_every_command_has_help_with_an_example() -> None:
         if isinstance(cmd, click.Group) and name.count(" ") > 0 and cmd.commands:
             continue
         assert cmd.help and "Example" in cmd.help, f"`{name} --help` has no example"
+
+
+def test_every_module_has_a_row_in_the_architecture_table() -> None:
+    rows = architecture_rows()
+    missing = [m for m in package_modules() if m not in rows]
+    assert missing == [], f"add a row for each to docs/ARCHITECTURE.md's module table: {missing}"
+    stale = [m for m in rows if not (ROOT / m).is_file()]
+    assert stale == [], f"docs/ARCHITECTURE.md names modules that are gone: {stale}"
+    assert all(job.strip() for _stage, job in rows.values())
+
+
+def test_the_architecture_picture_is_there() -> None:
+    doc = ARCHITECTURE.read_text(encoding="utf-8")
+    assert "](images/architecture.svg)" in doc and (ROOT / "docs" / "images" / "architecture.svg").is_file()

@@ -173,3 +173,20 @@ def test_xmp_batch_and_daemon_import_no_scorer_and_no_scan_command() -> None:
     assert not any(t.startswith(("clipcrop_plugin.suggest", "clipcrop_plugin.scoring")) for t in batch)
     daemon = {t for m in MODULES if m.startswith("clipcrop_plugin.daemon") for t, _ in imports_of(m)}
     assert "clipcrop_plugin.scan" not in daemon and "clipcrop_plugin.cli.scan" not in daemon
+
+
+# The stage names docs/ARCHITECTURE.md's module table uses, by stage number.
+STAGE_NAMES = {0: "file", 1: "image", 2: "subjects/candidates", 3: "model", 4: "scorer", 5: "store",
+               6: "metadata", 7: "jobs", 8: "daemon/api", 9: "server/cli", 10: "trainer"}
+
+
+def test_the_architecture_table_gives_each_module_its_stage() -> None:
+    from support.docs import architecture_rows
+
+    wrong = []
+    for path, (label, _job) in architecture_rows().items():
+        module = path[: -len(".py")].replace("/", ".").removesuffix(".__init__")
+        want = "shared" if module in SHARED else f"{stage(module)} {STAGE_NAMES.get(stage(module), '?')}"
+        if module in MODULES and label != want:
+            wrong.append(f"{path}: {label!r}, the stage map says {want!r}")
+    assert wrong == [], "docs/ARCHITECTURE.md disagrees with STAGES: " + "; ".join(wrong)

@@ -20,7 +20,7 @@ So for every selected image this script
      preference "re-apply to edited images" is on, which resets those too (their darktable
      history is discarded, as history stack > discard does). Without it, discard the history
      yourself to take the new crop.
-Measured with darktable 4.2.1's real Lua API (tests/test_host_darktable.py runs these calls in
+Measured with darktable 4.2.1's real Lua API (tests/xmp/test_host_darktable.py runs these calls in
 darktable-cli --luacmd against a persistent library).
 Nothing here needs image:apply_sidecar (darktable 5.2+), which applies darktable's own sidecar
 format and not a Lightroom crop.

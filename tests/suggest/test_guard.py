@@ -1,0 +1,184 @@
+"""The subject guard, crop-or-keep and scale-free explanations (issue 11)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.photos import subject_photo
+
+from clipcrop_plugin.candidates import generate_candidates, parse_aspect, subject_focus
+from clipcrop_plugin.guard import guard
+from clipcrop_plugin.imaging import load_image
+from clipcrop_plugin.results import Subject, is_keep
+from clipcrop_plugin.scoring.base import ScoreResult
+from clipcrop_plugin.scoring.heuristic import HeuristicScorer
+from clipcrop_plugin.suggest import build_suggestion
+
+
+def contains(box: tuple[int, ...] | np.ndarray, inner: tuple[int, ...]) -> bool:
+    return box[0] <= inner[0] and box[1] <= inner[1] and box[2] >= inner[2] and box[3] >= inner[3]
+
+
+@st.composite
+def scenes(draw: st.DrawFn) -> tuple[int, int, tuple[int, int, int, int], np.ndarray, list[str], np.ndarray]:
+    w = draw(st.integers(64, 3000))
+    h = draw(st.integers(64, 3000))
+    fw = draw(st.integers(4, max(4, w // 3)))
+    fh = draw(st.integers(4, max(4, h // 3)))
+    fx = draw(st.integers(0, w - fw))
+    fy = draw(st.integers(0, h - fh))
+    face = (fx, fy, fx + fw, fy + fh)
+    n = draw(st.integers(2, 40))
+    boxes = []
+    for _ in range(n):
+        x1 = draw(st.integers(0, w - 2))
+        y1 = draw(st.integers(0, h - 2))
+        x2 = draw(st.integers(x1 + 1, w))
+        y2 = draw(st.integers(y1 + 1, h))
+        boxes.append((x1, y1, x2, y2))
+    groups = [draw(st.sampled_from(["grid", "1:1", "16:9"])) for _ in range(n)]
+    boxes.append((0, 0, w, h))
+    groups.append("full")
+    # Scores on any scale: a scorer may span 1e-6 or 1e4.
+    scale = draw(st.sampled_from([1e-6, 1e-2, 1.0, 1e4]))
+    scores = np.array(draw(st.lists(st.floats(-1, 1, allow_nan=False), min_size=n + 1, max_size=n + 1))) * scale
+    return w, h, face, np.array(boxes, dtype=np.int64), groups, scores
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenes())
+def test_a_face_is_never_cut_by_a_best_crop_when_a_candidate_keeps_it(scene) -> None:  # type: ignore[no-untyped-def]
+    w, h, face, boxes, groups, scores = scene
+    res = guard(boxes, scores, groups, [Subject("face", face, 0.9)], w, h, len(groups) - 1)
+    g = np.asarray(groups)
+    for group in set(groups):
+        idx = np.flatnonzero(g == group)
+        best = idx[res.ranks[idx] == 1]
+        assert len(best) == 1 and sorted(res.ranks[idx].tolist()) == list(range(1, len(idx) + 1))
+        if any(contains(boxes[i], face) for i in idx):
+            assert contains(boxes[best[0]], face), (group, boxes[best[0]], face)
+        else:
+            assert "cuts face" in res.flags[best[0]] or "leaves out face" in res.flags[best[0]]
+            assert res.notes[best[0]] is not None and "face" in res.notes[best[0]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenes(), st.sampled_from([1e-4, 0.5, 1e3]), st.sampled_from([-5.0, 0.0, 5.0]))
+def test_guard_ranking_does_not_depend_on_the_scorers_scale(scene, a: float, b: float) -> None:  # type: ignore[no-untyped-def]
+    w, h, face, boxes, groups, scores = scene
+    scores = scores / max(1e-12, float(np.abs(scores).max()))  # a scorer's own scale, then a*s+b
+    subjects = [Subject("face", face, 0.9)]
+    one = guard(boxes, scores, groups, subjects, w, h, len(groups) - 1)
+    two = guard(boxes, scores * a + b, groups, subjects, w, h, len(groups) - 1)
+    # Compared through the ranks of the top candidate only where the adjusted scores are not
+    # within float rounding of each other.
+    gaps = np.abs(np.subtract.outer(one.scores, one.scores))
+    if np.all(gaps[gaps > 0] > 1e-6 * max(1.0, float(np.abs(one.scores).max()))):
+        assert one.ranks.tolist() == two.ranks.tolist()
+
+
+def _photo(tmp_path: Path, w: int = 600, h: int = 400, center: tuple[float, float] = (0.5, 0.5)):  # type: ignore[no-untyped-def]
+    p = tmp_path / "p.jpg"
+    subject_photo(w, h, center).save(p, "JPEG")
+    return load_image(p)
+
+
+def test_real_scorer_keeps_a_face_and_says_so_when_the_ratio_cannot_hold_the_person(tmp_path: Path) -> None:
+    li = _photo(tmp_path, 600, 400, (0.8, 0.3))
+    # A standing person over the whole height on the right; the face at the top of the body.
+    person = Subject("person", (420, 10, 560, 400), 0.8)
+    face = Subject("face", (455, 30, 525, 110), 0.9)
+    aspects = [parse_aspect("16:9"), parse_aspect("1:1"), parse_aspect("9:16")]
+    cs = generate_candidates(600, 400, aspects, subjects=[person, face])
+    [res] = HeuristicScorer().score([li], [cs])
+    s = build_suggestion(li, cs, res, HeuristicScorer(), [person, face])
+    assert s.subjects == [person, face]
+    for aspect in ("16:9", "1:1", "9:16"):
+        best = s.best(aspect)
+        assert best is not None and contains(best.box, face.box), (aspect, best.box)
+    # 16:9 of a 3:2 frame is 337 px high: the 390 px person does not fit, the face does.
+    wide = s.best("16:9")
+    assert wide is not None and "cuts subject" in wide.flags and wide.note and "kept the face" in wide.note
+    # The 9:16 crop (225x400) holds the whole person: nothing to say.
+    tall = s.best("9:16")
+    assert tall is not None and contains(tall.box, person.box) and tall.note is None
+
+
+def test_look_room_places_a_profile_on_the_back_third() -> None:
+    # A profile left of centre looks into the frame (to the right): the room goes in front of it.
+    profile = Subject("profile_face", (500, 300, 560, 370), 0.9)
+    focus = subject_focus([profile], 1200, 800)
+    assert focus is not None and focus.look == 1
+    behind = (263, 200, 663, 600)  # the face on the right third: the room is behind it
+    ahead = (397, 200, 797, 600)  # the face on the left third: the room is in front
+    boxes = np.array([behind, ahead, (0, 0, 1200, 800)], dtype=np.int64)
+    res = guard(boxes, np.zeros(3), ["1:1", "1:1", "full"], [profile], 1200, 800, 2)
+    assert res.ranks.tolist()[:2] == [2, 1]
+    mirrored = Subject("profile_face", (640, 300, 700, 370), 0.9)  # right of centre: looks left
+    boxes = np.array([(1200 - x2, y1, 1200 - x1, y2) for x1, y1, x2, y2 in (behind, ahead)] + [(0, 0, 1200, 800)])
+    res = guard(boxes, np.zeros(3), ["1:1", "1:1", "full"], [mirrored], 1200, 800, 2)
+    assert res.ranks.tolist()[:2] == [2, 1]
+
+
+def test_ratio_crops_without_a_subject_do_not_hug_a_corner(tmp_path: Path) -> None:
+    # Flat scores (a scorer with no opinion): the centred crop wins over the corner ones.
+    boxes = np.array([[0, 0, 400, 400], [100, 0, 500, 400], [200, 0, 600, 400], [0, 0, 600, 400]], dtype=np.int64)
+    res = guard(boxes, np.array([0.5, 0.5, 0.5, 0.5]), ["1:1", "1:1", "1:1", "full"], [], 600, 400, 3)
+    assert res.ranks[1] == 1
+
+
+def test_explanations_are_scale_free_and_only_the_full_frame_says_no_change(tmp_path: Path) -> None:
+    li = _photo(tmp_path)
+    cs = generate_candidates(600, 400, [parse_aspect("1:1"), parse_aspect("3:2")])
+    n = len(cs)
+    rng = np.random.default_rng(3)
+    elements = rng.uniform(size=(n, 10))
+    elements[:, 4] *= 50.0  # one element on a much larger scale must not crowd the others out
+    same = np.all(cs.boxes == cs.boxes[cs.full_index], axis=1)
+    elements[same] = elements[cs.full_index]  # a scorer gives the same box the same elements
+    scores = rng.normal(size=n)
+    picks = []
+    for scale in (1e-5, 1.0, 1e3):
+        s = build_suggestion(li, cs, ScoreResult(scores * scale, elements * scale), HeuristicScorer())
+        same_as_full = [c for c in s.crops if c.box == s.full_frame.box]  # type: ignore[union-attr]
+        for c in s.crops:
+            if c.aspect == "full" or c in same_as_full:
+                assert c.explanation == []
+            else:
+                assert c.explanation, c
+        picks.append([[e.element for e in c.explanation] for c in s.crops])
+        # A fixed absolute threshold would drop every change at 1e-5; a relative one does not.
+    assert picks[0] == picks[1] == picks[2]
+    counts = {}
+    for row in picks[1]:
+        for name in row:
+            counts[name] = counts.get(name, 0) + 1
+    assert counts.get("curved", 0) < 0.5 * sum(counts.values())  # the 50x element is not everywhere
+
+
+def test_keep_rule() -> None:
+    assert is_keep("grid", -0.3, 0.02) and is_keep("grid", 0.01, 0.02) and not is_keep("grid", 0.03, 0.02)
+    assert not is_keep("4:5", -0.9, 0.02)  # a requested ratio always gets its crop
+    assert not is_keep("grid", -0.3, float("-inf"))
+
+
+def test_choice_is_keep_for_a_grid_that_does_not_beat_the_full_frame(tmp_path: Path) -> None:
+    li = _photo(tmp_path)
+    cs = generate_candidates(600, 400, [parse_aspect("4:5")])
+    scores = np.zeros(len(cs))
+    scores[cs.full_index] = 1.0  # the full frame beats every crop
+    s = build_suggestion(li, cs, ScoreResult(scores, None), HeuristicScorer())
+    assert s.choice("grid", 0.02).keep and s.choice("grid", 0.02).crop is None
+    four_five = s.choice("4:5", 0.02)
+    assert not four_five.keep and four_five.crop is not None and four_five.crop.aspect == "4:5"
+    # Without an aspect, the ratio the user asked for is the primary crop.
+    assert s.choice(margin=0.02).crop is not None and s.choice(margin=0.02).crop.aspect == "4:5"  # type: ignore[union-attr]
+    scores[:] = 0.0
+    scores[[i for i, g in enumerate(cs.groups) if g == "grid"][0]] = 2.0
+    s = build_suggestion(li, cs, ScoreResult(scores, None), HeuristicScorer())
+    ch = s.choice("grid", 0.02)
+    assert not ch.keep and ch.crop is not None and ch.crop.improvement == pytest.approx(2.0)
