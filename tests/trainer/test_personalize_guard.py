@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from foundation_helpers import subject_photo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.photos import subject_photo
 
 from clipcrop_plugin.candidates import generate_candidates, parse_aspect
 from clipcrop_plugin.errors import WeightsError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_personalize_support import review, scored_library, tight_left
+from support.personalize import review, scored_library, tight_left
 
 from clipcrop_plugin.api import Library
 from clipcrop_plugin.cli.main import cli as clipcrop
