@@ -173,13 +173,6 @@ class CLIPCropping(nn.Module):
     # -- trunk ----------------------------------------------------------------------------
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """One trunk pass for the whole batch: (B, 3, H, W) -> (B, C, H/32, W/32)."""
-        if images.device.type == "cpu" and not torch.is_grad_enabled():
-            # CPU inference: oneDNN's convolutions run faster on channels-last tensors (same
-            # numbers up to float rounding). The trunk's weights are converted once, in place.
-            if not self.__dict__.get("_channels_last"):
-                self.clip.visual.to(memory_format=torch.channels_last)
-                self.__dict__["_channels_last"] = True
-            images = images.contiguous(memory_format=torch.channels_last)
         return trunk_features(self.clip.visual, images)
 
     # -- cropping branch --------------------------------------------------------------------
