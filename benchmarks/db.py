@@ -8,6 +8,7 @@ scores are random.
     .venv/bin/python benchmarks/db.py                 # 100,000 photos
     .venv/bin/python benchmarks/db.py --photos 5000   # quick run
     .venv/bin/python benchmarks/db.py --db postgresql+psycopg://postgres@127.0.0.1:5432/postgres  # PostgreSQL
+    .venv/bin/python benchmarks/db.py --photos 20000 --explain     # and each query's plan
 """
 
 from __future__ import annotations
@@ -101,6 +102,35 @@ def median_ms(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(times)
 
 
+def explain(store: Store, queries: list) -> None:  # type: ignore[type-arg]
+    """Run each query once more, capturing its statements, and print their plans."""
+    from sqlalchemy import event
+
+    captured: list[tuple[str, object]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many):  # type: ignore[no-untyped-def]
+        captured.append((statement, parameters))
+
+    postgres = store.dialect == "postgresql"
+    for name, fn in queries:
+        captured.clear()
+        event.listen(store.engine, "before_cursor_execute", capture)
+        try:
+            fn()
+        finally:
+            event.remove(store.engine, "before_cursor_execute", capture)
+        print(f"\n== {name}")
+        with store.engine.connect() as conn:
+            for statement, parameters in captured:
+                if not statement.lstrip().upper().startswith("SELECT"):
+                    continue
+                prefix = "EXPLAIN (ANALYZE, BUFFERS) " if postgres else "EXPLAIN QUERY PLAN "
+                rows = conn.exec_driver_sql(prefix + statement, parameters).all()  # type: ignore[arg-type]
+                print("  " + statement.replace("\n", " ")[:160] + " ...")
+                for row in rows:
+                    print("    " + (row[0] if postgres else str(row[-1])))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=100_000)
@@ -108,6 +138,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="photos per record_suggestions transaction")
     ap.add_argument("--single", type=int, default=2000, help="photos written one record_suggestion call each")
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--explain", action="store_true",
+                    help="print the plan of every statement each query runs (EXPLAIN ANALYZE on PostgreSQL,"
+                         " EXPLAIN QUERY PLAN on SQLite)")
     ap.add_argument("--db", default=None,
                     help="database file, or a PostgreSQL server URL (postgresql+psycopg://USER@HOST:PORT/DB: a"
                          " fresh database clipcrop_bench is created there and dropped after); default: a"
@@ -140,7 +173,7 @@ def main() -> None:
     pool_s = time.perf_counter() - t
     store = Store.open(str(db))
     print(f"database: {db}  photos: {args.photos}  candidates/photo: {args.candidates}  "
-          f"cpu cores: {os.cpu_count()}", flush=True)
+          f"cpu cores: {os.cpu_count()}  load average: {os.getloadavg()[0]:.2f}", flush=True)
 
     gen_s = ins_single_s = ins_batch_s = 0.0
     single = min(args.single, args.photos)
@@ -195,20 +228,21 @@ def main() -> None:
     def pick(seq):  # type: ignore[no-untyped-def]
         return seq[next(it) % len(seq)]
 
-    results = [
-        ("best crop of one photo (best_crop)", median_ms(lambda: store.best_crop(pick(paths)), args.repeats)),
-        ("one photo, all candidates (photo_detail)", median_ms(lambda: store.photo_detail(pick(paths)), args.repeats)),
-        ("50 largest improvements", median_ms(lambda: store.query(sort="improvement", limit=50), args.repeats)),
+    queries = [
+        ("best crop of one photo (best_crop)", lambda: store.best_crop(pick(paths))),
+        ("one photo, all candidates (photo_detail)", lambda: store.photo_detail(pick(paths))),
+        ("50 largest improvements", lambda: store.query(sort="improvement", limit=50)),
         ("50 whose best crop enhances an element",
-         median_ms(lambda: store.query(QueryFilters(enhances=pick(ELEMENT_NAMES)), limit=50), args.repeats)),
-        ("50 best 1:1 crops", median_ms(lambda: store.query(QueryFilters(aspect="1:1"), limit=50), args.repeats)),
+         lambda: store.query(QueryFilters(enhances=pick(ELEMENT_NAMES)), limit=50)),
+        ("50 best 1:1 crops", lambda: store.query(QueryFilters(aspect="1:1"), limit=50)),
         ("path prefix (a month folder), 50 by path",
-         median_ms(lambda: store.query(QueryFilters(folder=pick(folders)), sort="path", limit=50), args.repeats)),
-        ("path prefix (a month folder), 50 by improvement",
-         median_ms(lambda: store.query(QueryFilters(folder=pick(folders)), limit=50), args.repeats)),
-        ("count photos under a year folder",
-         median_ms(lambda: store.count(QueryFilters(folder=str(Path(pick(folders)).parent))), args.repeats)),
+         lambda: store.query(QueryFilters(folder=pick(folders)), sort="path", limit=50)),
+        ("path prefix (a month folder), 50 by improvement", lambda: store.query(QueryFilters(folder=pick(folders)), limit=50)),
+        ("count photos under a year folder", lambda: store.count(QueryFilters(folder=str(Path(pick(folders)).parent)))),
     ]
+    results = [(name, median_ms(fn, args.repeats)) for name, fn in queries]
+    if args.explain:
+        explain(store, queries)
     store.close()
 
     n_cand = args.photos * args.candidates

@@ -14,7 +14,13 @@ Detectors (all weights ship inside a wheel; nothing is downloaded):
   OpenCV). A person with no face found inside gets a second, more sensitive face search in the top
   of its box, so a person box implies its head region whenever a head can be seen.
 - ``salient``: one box around the most salient connected region of a spectral-residual, colour
-  distinctness and sharpness saliency map (numpy and Pillow only, always available).
+  distinctness (from the frame's borders and its mean colour) and sharpness saliency map, regions
+  spread along the frame's edge (sky, sea, walls) weighed down; its confidence falls when the
+  region barely stands out or another region is nearly as strong, so the guard's trust threshold
+  (0.5) separates a clear object from a guess. OpenCV filters when installed, numpy and Pillow
+  otherwise (always available).
+- People found by HOG are kept only when a face, skin that stands out from the frame or a very
+  sure SVM margin confirms them (HOG alone fires on trees and statues).
 
 Without OpenCV only ``salient`` subjects are found, and one warning per process says so.
 Blank, flat or tiny images give no subjects, never an error.
@@ -51,18 +57,28 @@ MIN_FACE_FRACTION = 1 / 8
 # Faces are searched on a copy with this short side: a face smaller than MIN_FACE_FRACTION of it
 # (20 px, the cascades' window) is not found.
 FACE_SIDE = 144
-_SCALE_FACTOR = 1.1
+_SCALE_FACTOR = 1.2
 _PROFILE_SCALE_FACTOR = 1.2
 _FACE_NEIGHBOURS = 3
 _PROFILE_NEIGHBOURS = 4
 _FACE_IOU = 0.3  # frontal and profile boxes overlapping this much are one face
 _PERSON_IOU = 0.5
 _HOG_WIN = (64, 128)
+_PERSON_SURE = 0.75  # a HOG margin of 1.5: kept without a face or skin to confirm it
+_HOG_SKIN_MAX = 0.25  # frames with more skin-coloured area than this are searched for people only with a face
+_PERSON_SKIN = 0.02  # share of skin-coloured pixels in a person's head region that confirms it
+# The profile search runs on skin regions up to this share of the frame (see _opencv).
+_PROFILE_ROI_SHARE = 0.4
 # Around a skin blob, the face search adds this much of the smallest face (and of the blob's
 # size / 2) on every side: the cascade window holds hair and chin beyond the skin.
 _ROI_MARGIN = 0.5
 _MIN_SALIENT_SIDE = 8  # images smaller than this have no meaningful salient region
 _MAX_SALIENT_AREA = 0.9  # a "salient region" covering the whole frame is not a subject
+# A salient region's confidence keeps this share when a second region is as strong as it (and
+# all of it when it stands alone).
+_DOMINANCE_FLOOR = 0.4
+_MEAN_DISTINCT_WEIGHT = 0.5  # weight of "unlike the mean colour" beside "unlike the borders"
+_EDGE_SIGMA = 1.0  # boundary connectivity at which a region's weight falls to exp(-1/2)
 _FLAT_STD = 2.0 / 255.0  # luminance spread below which a frame is flat (all black, one colour)
 
 _UNSET = object()
@@ -116,9 +132,13 @@ def nms(found: list[Found], threshold: float) -> list[Found]:
 
 
 def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)^2 window, edges repeated (separable running sums)."""
+    """Mean over a (2r+1)^2 window, edges repeated (OpenCV's box filter, else separable running sums)."""
     if r <= 0:
         return a
+    cv2 = _cv2()
+    if cv2 is not None:
+        return cv2.blur(np.ascontiguousarray(a, dtype=np.float32), (2 * r + 1, 2 * r + 1),
+                        borderType=cv2.BORDER_REPLICATE)
     out = a.astype(np.float64)
     for axis in (0, 1):
         pad = [(0, 0), (0, 0)]
@@ -129,6 +149,17 @@ def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
             2 * r + 1
         )
     return out.astype(np.float32)
+
+
+def _shrink(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-average ``a`` (H, W) or (H, W, C) float32 down to ``size`` = (width, height)."""
+    cv2 = _cv2()
+    if cv2 is not None:
+        return cv2.resize(np.ascontiguousarray(a, dtype=np.float32), size, interpolation=cv2.INTER_AREA)
+    if a.ndim == 2:
+        return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize(size, Image.Resampling.BOX),
+                          dtype=np.float32)
+    return np.stack([_shrink(a[..., c], size) for c in range(a.shape[2])], axis=-1)
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
@@ -188,33 +219,70 @@ def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return out, n
 
 
+_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+# Opponent colour axes (luminance, red-green, yellow-blue): distances here follow perceived colour
+# differences closely enough for "does this stand out", without a full Lab conversion.
+_OPPONENT = np.array([[0.2126, 1.0, 0.5], [0.7152, -1.0, 0.5], [0.0722, 0.0, -1.0]], dtype=np.float32)
+_BORDER_SEGMENTS = 4  # each side of the frame is split into this many background samples
+_BORDER_NEAREST = 4  # a pixel is compared with its k-th most similar border sample (see below)
+
+
+def _border_contrast(opp: np.ndarray) -> np.ndarray:
+    """How unlike the frame's borders each pixel's colour is, (H, W) from an (H, W, 3) opponent image.
+
+    Sky, walls, sea and floor reach the frame's edges; a subject rarely fills more than a few
+    stretches of them (boundary prior, Wei et al. 2012). Each pixel's distance to the mean colours of
+    16 border stretches is sorted and the k-th smallest kept: a region resembling many stretches is
+    background, one that touches the border in a stretch or three (a person cut by the bottom
+    edge) still stands out. Unlike the distance from the mean colour, this does not make a bright
+    sky salient in a dark landscape.
+    """
+    h, w = opp.shape[:2]
+    t = max(1, round(0.06 * min(h, w)))
+    samples = []
+    for k in range(_BORDER_SEGMENTS):
+        xs = slice(k * w // _BORDER_SEGMENTS, max((k + 1) * w // _BORDER_SEGMENTS, k * w // _BORDER_SEGMENTS + 1))
+        ys = slice(k * h // _BORDER_SEGMENTS, max((k + 1) * h // _BORDER_SEGMENTS, k * h // _BORDER_SEGMENTS + 1))
+        samples += [opp[:t, xs], opp[h - t :, xs], opp[ys, :t], opp[ys, w - t :]]
+    means = np.stack([s.reshape(-1, 3).mean(axis=0) for s in samples if s.size])
+    flat = opp.reshape(-1, 3)
+    # Squared distances to every sample at once: |c|^2 - 2 c.m + |m|^2 (one small matrix product).
+    d2 = (flat * flat).sum(axis=1)[:, None] - 2.0 * (flat @ means.T) + (means * means).sum(axis=1)[None, :]
+    k = min(_BORDER_NEAREST, d2.shape[-1]) - 1
+    return np.sqrt(np.maximum(np.partition(d2, k, axis=-1)[:, k], 0.0)).reshape(h, w)
+
+
 def saliency_map(rgb: np.ndarray) -> np.ndarray:
     """A saliency map in [0, 1] of an (H, W, 3) float RGB image in [0, 1], at 64 px on the long side.
 
     Spectral residual (Hou & Zhang 2007) finds what stands out from the image's own statistics;
-    colour distinctness (distance from the mean colour) finds objects that differ in colour; a
-    mild centre prior damps the border responses spectral residual is prone to.
+    border contrast (:func:`_border_contrast`) finds what differs in colour from the background the
+    frame's edges show; sharpness finds the part in focus; a mild centre prior damps the border
+    responses spectral residual is prone to. OpenCV does the filtering when it is installed
+    (several times faster), numpy and Pillow otherwise.
     """
     h, w = rgb.shape[:2]
     f = 64 / max(h, w)
     sw, sh = max(1, round(w * f)), max(1, round(h * f))
-    small = np.asarray(
-        Image.fromarray((rgb * 255).astype(np.uint8)).resize((sw, sh), Image.Resampling.BILINEAR), dtype=np.float32
-    ) * (1 / 255.0)
-    lum = small @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    small = _shrink(rgb, (sw, sh))
+    lum = small @ _LUMA
     spec = np.fft.fft2(lum)
-    log_amp = np.log(np.abs(spec) + 1e-6)
+    log_amp = np.log(np.abs(spec) + 1e-6).astype(np.float32)
     residual = log_amp - _box_blur(log_amp, 1)
     sr = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(spec)))) ** 2
     sr = _box_blur(_box_blur(sr.astype(np.float32), 1), 1)
-    distinct = np.sqrt(((small - small.reshape(-1, 3).mean(axis=0)) ** 2).sum(axis=-1))
+    opp = small @ _OPPONENT
+    # Both measures of colour distinctness: from the border's colours (keeps a bright sky from
+    # winning) and from the frame's mean colour (keeps a white waterfall that shares the sky's
+    # colour).
+    from_mean = np.sqrt(((opp - opp.reshape(-1, 3).mean(axis=0)) ** 2).sum(axis=-1))
+    distinct = _norm(_border_contrast(opp)) + _MEAN_DISTINCT_WEIGHT * _norm(from_mean)
     # Sharpness: the subject is usually the part in focus (pets, portraits, macro), measured
     # on the full-size image where background blur is still visible, then pooled down.
-    full_lum = rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    full_lum = rgb @ _LUMA
     gx = np.abs(np.diff(full_lum, axis=1, prepend=full_lum[:, :1]))
     gy = np.abs(np.diff(full_lum, axis=0, prepend=full_lum[:1, :]))
-    sharp = np.asarray(Image.fromarray(gx + gy, "F").resize((sw, sh), Image.Resampling.BOX), dtype=np.float32)
-    sharp = _box_blur(sharp, 1)
+    sharp = _box_blur(_shrink(gx + gy, (sw, sh)), 1)
     yy = (np.arange(sh, dtype=np.float32) + 0.5) / sh - 0.5
     xx = (np.arange(sw, dtype=np.float32) + 0.5) / sw - 0.5
     prior = 0.5 + 0.5 * np.exp(-(yy[:, None] ** 2 + xx[None, :] ** 2) / (2 * 0.3**2))
@@ -223,8 +291,14 @@ def saliency_map(rgb: np.ndarray) -> np.ndarray:
 
 
 def _norm(a: np.ndarray) -> np.ndarray:
-    hi = float(np.percentile(a, 99.5)) if a.size else 0.0
-    lo = float(a.min()) if a.size else 0.0
+    """``a`` scaled to [0, 1] between its minimum and its 99.5th percentile (a few hot pixels do
+    not flatten the rest)."""
+    if not a.size:
+        return np.zeros_like(a, dtype=np.float32)
+    flat = a.ravel()
+    # The order statistic itself (np.partition), not np.percentile's interpolation: 5x cheaper.
+    hi = float(np.partition(flat, int(0.995 * (flat.size - 1)))[int(0.995 * (flat.size - 1))])
+    lo = float(flat.min())
     if hi - lo <= 1e-8:
         return np.zeros_like(a, dtype=np.float32)
     return np.clip((a - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
@@ -239,7 +313,8 @@ def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, flo
     h, w = rgb.shape[:2]
     if min(h, w) < _MIN_SALIENT_SIDE:
         return None
-    if float(rgb.reshape(-1, rgb.shape[-1]).std(axis=0).max()) < _FLAT_STD:
+    # Every 4th pixel each way is plenty to tell a flat frame, at a sixteenth of the cost.
+    if float(rgb[::4, ::4].reshape(-1, rgb.shape[-1]).std(axis=0).max()) < _FLAT_STD:
         return None
     sal = saliency_map(rgb)
     sh, sw = sal.shape
@@ -248,7 +323,9 @@ def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, flo
     # Threshold relative to the map's own spread: the subject is what stands well above the mean.
     thr = max(0.4, float(sal.mean() + 0.5 * sal.std()))
     # Closing joins the parts of one object (a cat's eyes and nose) into one region.
-    mask = _close(sal >= thr, iterations=2)
+    # The mask is padded by repeating its edge first: a closing treats the outside as empty,
+    # which would erode two cells off every region that reaches the frame's edge.
+    mask = _close(np.pad(sal >= thr, 2, mode="edge"), iterations=2)[2:-2, 2:-2]
     cv2 = _cv2()
     if cv2 is not None:  # the same 4-connected components, ~10x faster than the numpy fallback
         n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
@@ -258,6 +335,16 @@ def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, flo
     if n == 0:
         return None
     mass = np.bincount(labels.ravel(), weights=sal.ravel(), minlength=n + 1)[1:]
+    # Boundary connectivity (Zhu et al. 2014): a region with much of itself on the frame's edge
+    # (sky between trees, a bright wall, the sea) is background more often than subject. Its
+    # pixels on the outer ring, over the square root of its area; ~0 for an object inside the
+    # frame, >= 1 for a band along an edge.
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.float64)
+    ring = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+    on_edge = np.bincount(ring, minlength=n + 1)[1 : n + 1].astype(np.float64)
+    connectivity = on_edge / np.sqrt(np.maximum(area, 1.0))
+    background = np.exp(-(connectivity**2) / (2 * _EDGE_SIGMA**2))
+    mass = mass * background
     best = int(np.argmax(mass)) + 1
     # The box is drawn around the thresholded pixels of that region, not the closed mask,
     # which grows a cell or two past the object on every side.
@@ -269,7 +356,13 @@ def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, flo
     outside_mass = float(sal.sum() - inside.sum())
     outside_mean = outside_mass / max(sal.size - inside.size, 1)
     # Confident when the box holds a clearly more salient region than the rest of the frame.
-    score = float(np.clip((inside.mean() - outside_mean) / max(float(inside.mean()), 1e-6), 0.0, 1.0))
+    contrast = (inside.mean() - outside_mean) / max(float(inside.mean()), 1e-6)
+    # Less sure when another region is nearly as strong: which one wins then flips with small
+    # changes to the photo (re-encoding, a caption), and the guard should not obey either.
+    second = float(np.partition(mass, -2)[-2]) if n > 1 else 0.0
+    dominance = 1.0 - second / max(float(mass[best - 1]), 1e-9)
+    alone = _DOMINANCE_FLOOR + (1 - _DOMINANCE_FLOOR) * dominance
+    score = float(np.clip(contrast * (0.5 + 0.5 * background[best - 1]) * alone, 0.0, 1.0))
     fx, fy = w / sw, h / sh
     return (x1 * fx, y1 * fy, x2 * fx, y2 * fy), score
 
@@ -317,6 +410,15 @@ def skin_regions(cv2: Any, rgb: np.ndarray, min_face: int) -> list[tuple[int, in
     if sum((b[2] - b[0]) * (b[3] - b[1]) for b in merged) > 0.9 * w * h:
         return [(0, 0, w, h)]
     return [(b[0], b[1], b[2], b[3]) for b in merged]
+
+
+def _skin_share(cv2: Any, rgb: np.ndarray) -> float:
+    """Share of skin-coloured pixels (the same YCrCb rule as :func:`skin_regions`) in ``rgb``."""
+    if rgb.size == 0:
+        return 0.0
+    ycc = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YCrCb)
+    y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
+    return float(np.mean((cr >= 135) & (cr <= 175) & (cb >= 80) & (cb <= 130) & (y >= 40)))
 
 
 class SubjectDetector:
@@ -408,8 +510,14 @@ class SubjectDetector:
         for rx1, ry1, rx2, ry2 in rois:
             x0, y0 = int(rx1 * ff), int(ry1 * ff)
             x3, y3 = min(fw, math.ceil(rx2 * ff)), min(fh, math.ceil(ry2 * ff))
+            # The profile cascade (two passes, one per direction) costs more than the frontal one
+            # and fires more often on texture: it runs around compact skin regions, where a
+            # turned head is plausible, and in the head regions of people (below); a skin region
+            # covering most of the frame (sand, brick, wood) gets the frontal search only.
+            compact = (x3 - x0) * (y3 - y0) <= _PROFILE_ROI_SHARE * fw * fh
             for kind, (fx1, fy1, fx2, fy2), sc in self._faces(
-                frontal, profile, face_img[y0:y3, x0:x3], min_face, _FACE_NEIGHBOURS, _PROFILE_NEIGHBOURS
+                frontal, profile if compact else None, face_img[y0:y3, x0:x3], min_face, _FACE_NEIGHBOURS,
+                _PROFILE_NEIGHBOURS,
             ):
                 faces.append((kind, ((fx1 + x0) / ff, (fy1 + y0) / ff, (fx2 + x0) / ff, (fy2 + y0) / ff), sc))
         faces = nms(faces, _FACE_IOU)
@@ -417,8 +525,23 @@ class SubjectDetector:
         people: list[Found] = []
         # OpenCV's HOG crashes on images smaller than its window. A frame without skin anywhere
         # rarely shows a person large enough for the window (2/3 of the frame's height here).
-        if rois and h >= _HOG_WIN[1] and w >= _HOG_WIN[0]:
-            rects, weights = hog.detectMultiScale(gray, winStride=(4, 4), padding=(8, 8), scale=1.2)
+        # HOG costs as much as all face searches together, and a person box it finds is kept
+        # only when a face, skin that stands out from the frame, or a very sure margin confirms
+        # it (below): on a frame that is mostly skin-coloured (sandstone, wood, a beach) and has
+        # no face, only the very sure ones could pass, and those are rare: HOG is skipped there.
+        frame_skin = _skin_share(cv2, rgb) if rois else 0.0
+        if rois and h >= _HOG_WIN[1] and w >= _HOG_WIN[0] and (faces or frame_skin < _HOG_SKIN_MAX):
+            # A person is kept only with skin or a face to confirm it (below), so only the band
+            # of columns around the skin regions is searched. (A coarser 8 px stride would cost a
+            # third, but misses real people whose SVM margin is low.)
+            bx1 = max(0, min(r[0] for r in rois) - _HOG_WIN[0])
+            bx2 = min(w, max(r[2] for r in rois) + _HOG_WIN[0])
+            if bx2 - bx1 < _HOG_WIN[0]:
+                bx1, bx2 = max(0, bx2 - _HOG_WIN[0]), min(w, bx1 + _HOG_WIN[0])
+            band = np.ascontiguousarray(gray[:, bx1:bx2])
+            rects, weights = hog.detectMultiScale(band, winStride=(4, 4), padding=(8, 8), scale=1.2)
+            if len(rects):
+                rects = np.asarray(rects).reshape(-1, 4) + np.array([bx1, 0, 0, 0])
             for (x, y, bw, bh), wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
                 # The detection window has a margin around the body (the person is about the
                 # middle 60% of its width and 90% of its height); the SVM margin wt is 0 on the
@@ -427,23 +550,33 @@ class SubjectDetector:
                 people.append(("person", tuple(float(v) for v in box), float(wt) / (float(wt) + 0.5)))  # type: ignore[misc]
             people = nms([p for p in people if p[2] > 0.3], _PERSON_IOU)
         # A person implies a head: look harder for a face in the top of a person box with none.
-        for _, (x1, y1, x2, y2), _ in people:
-            if any(_inside(fb, (x1, y1, x2, y2)) for _, fb, _ in faces):
-                continue
+        confirmed: list[Found] = []
+        for person in people:
+            _, (x1, y1, x2, y2), score = person
             hx1, hy1 = int(max(0, x1 - 0.1 * (x2 - x1))), int(max(0, y1 - 0.05 * (y2 - y1)))
             hx2, hy2 = int(min(w, x2 + 0.1 * (x2 - x1))), int(min(h, y1 + 0.4 * (y2 - y1)))
+            has_face = any(_inside(fb, (x1, y1, x2, y2)) for _, fb, _ in faces)
             roi = gray[hy1:hy2, hx1:hx2]
-            if min(roi.shape) < 20:
-                continue
-            # The head region is small, so the finest scale steps cost little here.
-            for kind, (fx1, fy1, fx2, fy2), sc in self._faces(frontal, profile, roi, 20, 2, 2, 1.05, 1.05):
-                faces.append((kind, (fx1 + hx1, fy1 + hy1, fx2 + hx1, fy2 + hy1), sc))
-            faces = nms(faces, _FACE_IOU)
-        return faces + people
+            if not has_face and min(roi.shape) >= 20:
+                # The head region is small, so the finest scale steps cost little here.
+                for kind, (fx1, fy1, fx2, fy2), sc in self._faces(frontal, profile, roi, 20, 2, 2, 1.05, 1.05):
+                    faces.append((kind, (fx1 + hx1, fy1 + hy1, fx2 + hx1, fy2 + hy1), sc))
+                    has_face = True
+                faces = nms(faces, _FACE_IOU)
+            # HOG alone fires on trees, statues and railings: a person box is kept when a face
+            # or skin (face, arms) confirms it, or when the SVM is very sure (a person seen from
+            # behind, in winter clothes).
+            # Skin confirms only where it stands out from the frame (a sandstone square is all
+            # "skin").
+            if has_face or score >= _PERSON_SURE or _skin_share(cv2, rgb[hy1:hy2, hx1:hx2]) >= max(
+                _PERSON_SKIN, 2.0 * frame_skin
+            ):
+                confirmed.append(person)
+        return faces + confirmed
 
     @staticmethod
     def _faces(
-        frontal: Any, profile: Any, gray: np.ndarray, min_size: int, n_frontal: int, n_profile: int,
+        frontal: Any, profile: Any | None, gray: np.ndarray, min_size: int, n_frontal: int, n_profile: int,
         scale: float = 0.0, profile_scale: float = 0.0,
     ) -> list[Found]:
         h, w = gray.shape
@@ -456,6 +589,8 @@ class SubjectDetector:
         )
         for (x, y, bw, bh), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(counts).reshape(-1)):
             found.append(("face", (float(x), float(y), float(x + bw), float(y + bh)), _confidence(n)))
+        if profile is None:
+            return nms(found, _FACE_IOU)
         mirrored = np.ascontiguousarray(gray[:, ::-1])
         for img, flip in ((gray, False), (mirrored, True)):
             rects, counts = profile.detectMultiScale2(

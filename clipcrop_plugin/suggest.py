@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -143,30 +144,46 @@ def build_suggestion(
 
 
 def suggest_images(
-    loaded: Sequence[LoadedImage], scorer: Scorer, aspects: Sequence[AspectRatio] = (), grid: bool = True
+    loaded: Sequence[LoadedImage], scorer: Scorer, aspects: Sequence[AspectRatio] = (), grid: bool = True,
+    *, subjects: Sequence[Future[tuple[list[Subject], str | None]]] | None = None,
 ) -> list[Suggestion]:
-    """Score already-loaded images in one batched scorer call."""
+    """Score already-loaded images in one batched scorer call.
+
+    ``subjects``: the subject stage's results already under way, one future per image (from
+    :func:`start_subjects`); by default the stage starts here.
+    """
     if not loaded:
         return []
     # The subject stage runs on its own thread while candidates are made and scored (OpenCV and
     # numpy release the GIL), so on a multi-core machine it adds little wall time; its results
     # are in before any suggestion is built (the guard needs them). Ratio sets get candidates
     # composed around the subject, so with ratios the candidates wait for the subjects.
-    pending = _subject_thread().submit(lambda: [find_subjects(li) for li in loaded])
+    # suggest_paths starts each photo's detection as soon as the photo is loaded, so it also
+    # runs while the next photos are read.
+    if subjects is not None and len(subjects) == len(loaded):
+        futures = list(subjects)
+    else:
+        futures = start_subjects(loaded)
     try:
         if aspects:
-            found = pending.result()
+            found = [f.result() for f in futures]
             cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid, subjects=subs)
                      for li, (subs, _note) in zip(loaded, found)]
         else:
             cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
         results = scorer.score(list(loaded), cands)
     finally:
-        found = pending.result()
+        found = [f.result() for f in futures]
     out = [build_suggestion(li, cs, r, scorer, subs) for li, cs, r, (subs, _note) in zip(loaded, cands, results, found)]
     for s, (_subjects, note) in zip(out, found):
         s.subjects_error = note
     return out
+
+
+def start_subjects(loaded: Sequence[LoadedImage]) -> list[Future[tuple[list[Subject], str | None]]]:
+    """Start the subject stage (:func:`find_subjects`) of each image on the subject thread."""
+    pool = _subject_thread()
+    return [pool.submit(find_subjects, li) for li in loaded]
 
 
 _subject_pool: ThreadPoolExecutor | None = None
@@ -210,16 +227,23 @@ def failed(path: str | os.PathLike[str], reason: str, scorer: Scorer | None = No
     return Suggestion(path=str(path), ok=False, error=reason, scorer=getattr(scorer, "name", None))
 
 
-def _score_batch(batch: list[LoadedImage], scorer: Scorer, aspects: Sequence[AspectRatio], grid: bool) -> list[Suggestion]:
+def _score_batch(
+    batch: list[LoadedImage], scorer: Scorer, aspects: Sequence[AspectRatio], grid: bool,
+    subjects: Sequence[Future[tuple[list[Subject], str | None]]] | None = None,
+) -> list[Suggestion]:
     try:
-        return suggest_images(batch, scorer, aspects, grid)
+        return suggest_images(batch, scorer, aspects, grid, subjects=subjects)
     except Exception as exc:
         if len(batch) == 1:
             reason = str(exc) if isinstance(exc, ClipcropError) else f"scoring failed ({type(exc).__name__}: {exc})"
             log.debug("scoring %s failed", batch[0].info.path, exc_info=True)
             return [failed(batch[0].info.path, reason, scorer)]
         # One photo can spoil a batch (odd size, device error): retry one by one to isolate it.
-        return [s for li in batch for s in _score_batch([li], scorer, aspects, grid)]
+        futures: list[Future[tuple[list[Subject], str | None]] | None] = (
+            list(subjects) if subjects is not None and len(subjects) == len(batch) else [None] * len(batch)
+        )
+        return [s for li, f in zip(batch, futures) for s in _score_batch([li], scorer, aspects, grid,
+                                                                         None if f is None else [f])]
 
 
 def suggest_paths(
@@ -239,26 +263,61 @@ def suggest_paths(
     min_side = int(getattr(scorer, "min_side", 256) or 256)
     batch_size = max(1, int(batch_size))
     slots: list[Suggestion | LoadedImage] = []
+    found: list[Future[tuple[list[Subject], str | None]]] = []
 
     def flush() -> Iterator[Suggestion]:
         loaded = [s for s in slots if isinstance(s, LoadedImage)]
-        scored = iter(_score_batch(loaded, scorer, aspects, grid)) if loaded else iter(())
+        scored = iter(_score_batch(loaded, scorer, aspects, grid, list(found))) if loaded else iter(())
         for s in slots:
             yield next(scored) if isinstance(s, LoadedImage) else s
         slots.clear()
+        found.clear()
 
-    pending = 0
-    for path in iter_photo_paths(paths, recursive=recursive):
-        try:
-            slots.append(load_image(path, min_side=min_side))
-            pending += 1
-        except ClipcropError as exc:
-            slots.append(failed(path, str(exc), scorer))
-        except Exception as exc:  # last resort: intake must never stop a batch
-            log.debug("loading %s failed", path, exc_info=True)
-            slots.append(failed(path, f"{path}: cannot read ({type(exc).__name__}: {exc})", scorer))
+    # Intake and the subject stage of the next photos run ahead on the subject thread (up to two
+    # batches), while this thread makes candidates, scores and builds suggestions: on two cores
+    # the subject stage then costs little wall time. Decoding, OpenCV and numpy release the GIL.
+    pool = _subject_thread()
+    walk = iter(iter_photo_paths(paths, recursive=recursive))
+    ahead: deque[Future[Suggestion | tuple[LoadedImage, tuple[list[Subject], str | None]]]] = deque()
+    walk_error: BaseException | None = None
+    while True:
+        while walk_error is None and len(ahead) < 2 * batch_size:
+            try:
+                path = next(walk)
+            except StopIteration:
+                break
+            except BaseException as exc:  # the walk's own error surfaces after the photos before it
+                walk_error = exc
+                break
+            ahead.append(pool.submit(_prepare, path, min_side, scorer))
+        if not ahead:
+            break
+        item = ahead.popleft().result()
+        if isinstance(item, Suggestion):
+            slots.append(item)
+        else:
+            slots.append(item[0])
+            done: Future[tuple[list[Subject], str | None]] = Future()
+            done.set_result(item[1])
+            found.append(done)
+        pending = len(found)
         if pending >= batch_size or (pending == 0 and slots):
             yield from flush()
-            pending = 0
     if slots:
         yield from flush()
+    if walk_error is not None:
+        raise walk_error
+
+
+def _prepare(
+    path: str | os.PathLike[str], min_side: int, scorer: Scorer
+) -> Suggestion | tuple[LoadedImage, tuple[list[Subject], str | None]]:
+    """Intake and the subject stage of one photo; a failed Suggestion when it cannot be read."""
+    try:
+        loaded = load_image(path, min_side=min_side)
+    except ClipcropError as exc:
+        return failed(path, str(exc), scorer)
+    except Exception as exc:  # last resort: intake must never stop a batch
+        log.debug("loading %s failed", path, exc_info=True)
+        return failed(path, f"{path}: cannot read ({type(exc).__name__}: {exc})", scorer)
+    return loaded, find_subjects(loaded)

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .scoring.base import Scorer
     from .store import Store
 
-__all__ = ["QUEUE", "TASK", "PathMap", "QueueWorker", "conninfo", "enqueue_paths", "queue_status", "run_worker"]
+__all__ = ["QUEUE", "TASK", "Enqueuer", "PathMap", "QueueWorker", "conninfo", "enqueue_paths", "queue_status", "run_worker"]
 
 log = logging.getLogger("clipcrop.worker")
 
@@ -209,29 +209,32 @@ def ensure_schema(db_url: str) -> None:
 # -- enqueue -------------------------------------------------------------------------------------
 
 
-def enqueue_paths(db_url: str, paths: Iterable[str | os.PathLike[str]], *, aspects: Sequence[str] = (),
-                  xmp: str = "none", naming: str = "ext", chunk: int = 1000) -> tuple[int, int]:
-    """Put every photo under ``paths`` on the queue; returns ``(queued, already_queued)``.
+class Enqueuer:
+    """One connection that puts photos on the queue, chunk by chunk (``scan --enqueue``, and
+    ``watch --enqueue`` for each batch of settled photos). A photo that already waits on the
+    queue (status ``todo``) is not queued again: its path is the job's queueing lock.
+    ``xmp``: ``none`` | ``sidecar`` | ``embed``, what the worker publishes; ``aspects``: set
+    names (``"4:5"``)."""
 
-    A photo that already waits on the queue (status ``todo``) is not queued again (its path is
-    the job's queueing lock). ``xmp``: ``none`` | ``sidecar`` | ``embed``, what the worker
-    publishes; ``aspects``: set names (``"4:5"``).
-    """
-    from psycopg.types.json import Jsonb
+    def __init__(self, db_url: str, *, aspects: Sequence[str] = (), xmp: str = "none", naming: str = "ext") -> None:
+        self.db_url, self.aspects, self.xmp, self.naming = db_url, list(aspects), xmp, naming
+        self._conn: Any = None
 
-    ensure_schema(db_url)
-    queued = dup = 0
-    photos = (str(p) for p in iter_photo_paths(paths))
-    with _sync_connection(db_url) as conn:
-        batch: list[str] = []
+    def put(self, paths: Sequence[str]) -> tuple[int, int]:
+        """Queue ``paths`` in one transaction; returns ``(queued, already_waiting)``. An
+        unreachable database raises :class:`StoreError` (one line); the next call reconnects."""
+        if not paths:
+            return 0, 0
+        import psycopg
+        from psycopg.types.json import Jsonb
 
-        def flush() -> None:
-            nonlocal queued, dup
-            if not batch:
-                return
-            rows = [(QUEUE, TASK, p, Jsonb({"path": p, "aspects": list(aspects), "xmp": xmp, "naming": naming}))
-                    for p in batch]
-            with conn.transaction(), conn.cursor() as cur:
+        if self._conn is None:
+            ensure_schema(self.db_url)
+            self._conn = _sync_connection(self.db_url)
+        rows = [(QUEUE, TASK, p, Jsonb({"path": p, "aspects": self.aspects, "xmp": self.xmp, "naming": self.naming}))
+                for p in paths]
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
                 # ON CONFLICT on Procrastinate's partial unique index of queueing locks (status
                 # 'todo'): the photo is already waiting. One statement per chunk: ~10k jobs/s.
                 cur.executemany(
@@ -243,16 +246,37 @@ def enqueue_paths(db_url: str, paths: Iterable[str | os.PathLike[str]], *, aspec
                         n += 1
                     if not cur.nextset():
                         break
-            queued += n
-            dup += len(batch) - n
-            batch.clear()
+        except psycopg.Error as exc:
+            self.close()
+            raise _unreachable(self.db_url, exc) from exc
+        return n, len(paths) - n
 
-        for p in photos:
-            batch.append(p)
+    def close(self) -> None:
+        """Close the connection (a later :meth:`put` opens a new one)."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+def enqueue_paths(db_url: str, paths: Iterable[str | os.PathLike[str]], *, aspects: Sequence[str] = (),
+                  xmp: str = "none", naming: str = "ext", chunk: int = 1000) -> tuple[int, int]:
+    """Put every photo under ``paths`` on the queue; returns ``(queued, already_queued)`` (see
+    :class:`Enqueuer`)."""
+    queued = dup = 0
+    enq = Enqueuer(db_url, aspects=aspects, xmp=xmp, naming=naming)
+    try:
+        batch: list[str] = []
+        for p in iter_photo_paths(paths):
+            batch.append(str(p))
             if len(batch) >= chunk:
-                flush()
-        flush()
-    return queued, dup
+                q, d = enq.put(batch)
+                queued, dup, batch = queued + q, dup + d, []
+        q, d = enq.put(batch)
+        return queued + q, dup + d
+    finally:
+        enq.close()
 
 
 # -- status --------------------------------------------------------------------------------------

@@ -39,11 +39,17 @@ from .results import Suggestion
 from .scoring.base import Scorer
 from .suggest import failed, suggest_paths
 
-__all__ = ["ScorerSpec", "WorkerPool", "default_workers", "resolve_workers"]
+__all__ = ["ModelChanged", "ScorerSpec", "WorkerPool", "default_workers", "resolve_workers"]
 
 log = logging.getLogger("clipcrop.workers")
 
 _SCORER: Scorer | None = None  # the worker process's own scorer (score mode)
+_MISMATCH: str | None = None  # why this worker's scorer is not the parent's (another model version)
+
+
+class ModelChanged(ClipcropError):
+    """A worker process loaded another model version than the parent scores with (the active
+    version was switched after the parent loaded its scorer): nothing is scored with it."""
 
 
 def default_workers() -> int:
@@ -85,17 +91,21 @@ def _init_worker(spec: ScorerSpec, mode: str) -> None:
     # The parent handles Ctrl-C; a worker killed by it mid-batch would only print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("clipcrop").setLevel(logging.WARNING)
-    global _SCORER
+    global _SCORER, _MISMATCH
     if mode == "score":
         from .scoring.registry import load_scorer
 
         _SCORER = load_scorer(spec.name, settings=spec.settings, device=spec.device, weights=spec.weights)
         got = getattr(_SCORER, "weights_hash", None)
         if got != spec.weights_hash:
-            raise ClipcropError(f"worker loaded {spec.name} weights {got}, the parent has {spec.weights_hash}")
+            # Raised per job, not here: an initializer that raises breaks the whole pool, and the
+            # parent must learn *why* (it switches versions, then starts fresh workers).
+            _MISMATCH = f"worker loaded {spec.name} weights {got}, the parent has {spec.weights_hash}"
 
 
 def _score_job(paths: list[str], aspects: tuple[AspectRatio, ...], grid: bool, batch_size: int) -> list[Suggestion]:
+    if _MISMATCH is not None:
+        raise ModelChanged(_MISMATCH)
     assert _SCORER is not None
     return list(suggest_paths(paths, _SCORER, aspects, batch_size=batch_size, grid=grid, recursive=False))
 
@@ -129,8 +139,11 @@ class WorkerPool:
 
     def __init__(self, scorer: Scorer, workers: int, aspects: Sequence[AspectRatio] = (), *,
                  settings: Settings | None = None, weights: str | None = None, grid: bool = True,
-                 batch_size: int = 8, mode: str | None = None) -> None:
+                 batch_size: int = 8, mode: str | None = None, raise_model_change: bool = False) -> None:
         self.scorer, self.workers = scorer, max(1, int(workers))
+        # False (scan): a batch whose workers loaded another model version fails its photos with
+        # the reason; True (the daemon): :meth:`result` raises ModelChanged and the caller switches.
+        self.raise_model_change = raise_model_change
         self.aspects, self.grid, self.batch_size = tuple(aspects), grid, max(1, int(batch_size))
         self.spec = ScorerSpec.of(scorer, settings, weights)
         self.mode = mode or ("decode" if self.spec.on_accelerator() else "score")
@@ -138,6 +151,12 @@ class WorkerPool:
         self._pool: ProcessPoolExecutor | None = None
 
     def _ensure(self) -> ProcessPoolExecutor:
+        if self._pool is not None and getattr(self._pool, "_broken", False):
+            # A worker died (out of memory, a crashing decoder): its batch failed; start afresh
+            # rather than refusing every later batch.
+            log.warning("a worker process died; starting new ones")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
@@ -159,6 +178,11 @@ class WorkerPool:
         ``aspects``: as given to :meth:`submit`."""
         try:
             got = future.result()
+        except ModelChanged:
+            if self.raise_model_change:
+                raise
+            reason = "the active model version changed during the scan; scan again"
+            return [failed(p, f"{p}: {reason}", self.scorer) for p in paths]
         except Exception as exc:  # noqa: BLE001 - a crashed worker fails its batch, not the scan
             reason = f"worker process failed ({type(exc).__name__}: {exc})"
             return [failed(p, f"{p}: {reason}", self.scorer) for p in paths]

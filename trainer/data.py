@@ -71,7 +71,7 @@ class DataError(ConfigError):
 
 
 @dataclass
-class CropRecord:
+class AnnotatedCrops:
     """One image of a crop-scoring set (GAICD): every annotated box and its MOS."""
 
     name: str
@@ -175,7 +175,7 @@ def parse_gaicd_annotation(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(boxes, dtype=np.float64), np.asarray(mos, dtype=np.float64)
 
 
-def read_gaicd(root: str | Path, split: str = "test", *, require_images: bool = True) -> list[CropRecord]:
+def read_gaicd(root: str | Path, split: str = "test", *, require_images: bool = True) -> list[AnnotatedCrops]:
     """Read split ``split`` of a GAICD-layout folder (sorted by name).
 
     With ``require_images=False`` only the annotation files are read (evaluating a predictions
@@ -189,7 +189,7 @@ def read_gaicd(root: str | Path, split: str = "test", *, require_images: bool = 
     ann_files = sorted(ann_dir.glob("*.txt"))
     if not ann_files:
         raise DataError(f"empty split: no *.txt annotation files in {ann_dir}")
-    records: list[CropRecord] = []
+    records: list[AnnotatedCrops] = []
     for ann in ann_files:
         image_path: Path | None = None
         if require_images:
@@ -199,7 +199,7 @@ def read_gaicd(root: str | Path, split: str = "test", *, require_images: bool = 
             if image_path is None:
                 raise DataError(f"missing image for {ann}: no {ann.stem}.jpg/.png in {img_dir}")
         boxes, mos = parse_gaicd_annotation(ann)
-        records.append(CropRecord(ann.stem, image_path, boxes, mos, source=str(ann)))
+        records.append(AnnotatedCrops(ann.stem, image_path, boxes, mos, source=str(ann)))
     if require_images:
         annotated = {a.stem for a in ann_files}
         orphans = sorted(p.name for p in img_dir.iterdir() if p.suffix in IMAGE_EXTS and p.stem not in annotated)
@@ -209,7 +209,7 @@ def read_gaicd(root: str | Path, split: str = "test", *, require_images: bool = 
     return records
 
 
-def read_crops_csv(path: str | Path, *, require_images: bool = True) -> list[CropRecord]:
+def read_crops_csv(path: str | Path, *, require_images: bool = True) -> list[AnnotatedCrops]:
     """Read the plain CSV crop form ``image,x1,y1,x2,y2,score`` (one row per crop)."""
     path = Path(path)
     rows = _read_csv(path, ("image", "x1", "y1", "x2", "y2", "score"))
@@ -230,7 +230,7 @@ def read_crops_csv(path: str | Path, *, require_images: bool = True) -> list[Cro
         image_path = path.parent / name
         if require_images:
             _require_image(image_path, str(path))
-        records.append(CropRecord(Path(name).stem, image_path, np.asarray(boxes, dtype=np.float64),
+        records.append(AnnotatedCrops(Path(name).stem, image_path, np.asarray(boxes, dtype=np.float64),
                                   np.asarray(scores, dtype=np.float64), source=str(path)))
     return records
 
@@ -241,7 +241,7 @@ def is_fcdb(root: str | Path) -> bool:
     return root.is_dir() and any((root / f).is_file() for f in (FCDB_TRAIN, FCDB_TEST, FCDB_RANKING))
 
 
-def load_crop_dataset(root: str | Path, split: str = "train", *, require_images: bool = True) -> list[CropRecord]:
+def load_crop_dataset(root: str | Path, split: str = "train", *, require_images: bool = True) -> list[AnnotatedCrops]:
     """A GAICD-layout folder, an FCDB folder (preference pairs) or a crop CSV file, whichever ``root`` is."""
     root = Path(root)
     if root.is_file() and root.suffix.lower() == ".csv":
@@ -294,7 +294,7 @@ def _box_index(boxes: list[np.ndarray], index: dict[tuple[float, ...], int], val
     return index[key]
 
 
-def read_fcdb_pairs(root: str | Path, split: str = "train", *, require_images: bool = True) -> list[CropRecord]:
+def read_fcdb_pairs(root: str | Path, split: str = "train", *, require_images: bool = True) -> list[AnnotatedCrops]:
     """FCDB as a preference set for stage 3: best crop + ranked crop pairs per image (see module doc)."""
     root = Path(root)
     best = {r.name: r for r in read_fcdb(root, split, require_images=require_images)}
@@ -304,7 +304,7 @@ def read_fcdb_pairs(root: str | Path, split: str = "train", *, require_images: b
     data = _load_json(ranking)
     if not isinstance(data, list):
         raise DataError(f"{ranking}: expected a list of {{\"url\", \"crops\": [...]}} entries")
-    records: list[CropRecord] = []
+    records: list[AnnotatedCrops] = []
     for i, item in enumerate(data):
         where = f"{ranking} entry {i}"
         name = Path(_url_name(item, where)).stem
@@ -333,7 +333,7 @@ def read_fcdb_pairs(root: str | Path, split: str = "train", *, require_images: b
         pairs += [(0, k) for k in range(1, len(boxes))]
         if not pairs:
             continue
-        records.append(CropRecord(rec.name, rec.image_path, np.stack(boxes), np.zeros(len(boxes)), source=str(ranking),
+        records.append(AnnotatedCrops(rec.name, rec.image_path, np.stack(boxes), np.zeros(len(boxes)), source=str(ranking),
                                   pairs=np.asarray(sorted(set(pairs)), dtype=np.int64)))
     if not records:
         raise DataError(f"{ranking}: no ranked crops for any image of the {split!r} split of {root}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import BestCropRecord, CropRecord, DataError, read_fcdb, read_gaicd
+from .data import AnnotatedCrops, BestCropRecord, DataError, read_fcdb, read_gaicd
 from .metrics import GAIC_KEYS, PAPER, fcdb_metrics, gaic_metrics
 
 DATASETS = ("gaicd", "fcdb")
@@ -56,7 +56,7 @@ def _load_predictions(path: str | Path) -> dict[str, Any]:
     return {Path(k).stem: v for k, v in data.items()}
 
 
-def gaicd_from_scores(records: list[CropRecord], scores: dict[str, Any], where: str = "predictions") -> dict[str, float]:
+def gaicd_from_scores(records: list[AnnotatedCrops], scores: dict[str, Any], where: str = "predictions") -> dict[str, float]:
     """GAIC metrics for ``scores[name]`` = one score per annotation line of each record."""
     pairs = []
     for rec in records:

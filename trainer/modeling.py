@@ -22,7 +22,7 @@ from clipcrop_plugin.imaging import load_image
 from clipcrop_plugin.model import CLIPCropping, ModelConfig, build_model, load_checkpoint, pick_device
 from clipcrop_plugin.model.weights import load_state_file
 
-from .data import BestCropRecord, CropRecord, DataError
+from .data import AnnotatedCrops, BestCropRecord, DataError
 
 
 def tiny_config(image_size: int = 128, **overrides: Any) -> ModelConfig:
@@ -130,7 +130,7 @@ def score_prepared(model: CLIPCropping, prepared: Prepared, boxes: np.ndarray, d
     return scores.float().cpu().numpy().astype(np.float64)
 
 
-def score_records(model: CLIPCropping, records: Sequence[CropRecord], device: torch.device, *,
+def score_records(model: CLIPCropping, records: Sequence[AnnotatedCrops], device: torch.device, *,
                   progress: bool = False, prepared: Sequence[Prepared] | None = None) -> dict[str, list[float]]:
     """``{name: [score per annotation line]}`` (invalid lines get 0.0, they are never used)."""
     out: dict[str, list[float]] = {}

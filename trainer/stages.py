@@ -32,7 +32,7 @@ from clipcrop_plugin.model.weights import sha256_file
 from clipcrop_plugin.safeio import AtomicFile
 
 from . import modeling
-from .data import CropRecord, DataError, ElementSet, load_crop_dataset, load_element_dataset
+from .data import AnnotatedCrops, DataError, ElementSet, load_crop_dataset, load_element_dataset
 from .defaults import DEFAULTS, STAGES
 from .losses import cropping_loss, element_logits, info_nce, preference_hinge
 from .metrics import gaic_metrics
@@ -240,7 +240,7 @@ class _Runner:
         with self.autocast():
             fm = self.model.features(x)
             if self.s.stage == "cropping":
-                recs: list[CropRecord] = [records[i] for i in idx]
+                recs: list[AnnotatedCrops] = [records[i] for i in idx]
                 boxes = [prepared[i].scale_boxes(r.boxes[r.valid]).to(self.device) for i, r in zip(idx, recs)]
                 preds = self.model.score_crops(fm, boxes)
                 losses = []
@@ -275,7 +275,7 @@ class _Runner:
         return element_accuracy(logits, labels)
 
 
-def pair_accuracy(records: list[CropRecord], scores: dict[str, list[float]]) -> float:
+def pair_accuracy(records: list[AnnotatedCrops], scores: dict[str, list[float]]) -> float:
     """Share of preference pairs the scores order correctly (ties count half; chance 0.5)."""
     good = total = 0.0
     for r in records:

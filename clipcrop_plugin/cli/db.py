@@ -11,6 +11,7 @@ from ..config import data_dir
 from ..errors import ClipcropError, StoreError
 from ..store import Store
 from .params import exit_code_for, fail
+from .progress import stage_bars
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,7 +95,8 @@ def upgrade_cmd(db: str | None) -> None:
         engine = make_engine(url)
         try:
             before = migrate.current_revision(engine)
-            backup = migrate.upgrade(engine)
+            with stage_bars() as progress:
+                backup = migrate.upgrade(engine, progress=progress)
             after = migrate.current_revision(engine)
         finally:
             engine.dispose()

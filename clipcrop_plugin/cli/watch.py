@@ -23,6 +23,10 @@ from .params import aspect_option, exit_code_for, fail
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="CLIP weights or a clipcrop checkpoint.")
 @click.option("--device", default=None, help="Where a CLIP scorer runs: auto, cpu, cuda, cuda:1, mps.")
 @click.option("--db", "db_url", default=None, help="Database URL or SQLite file (default: $CLIPCROP_DB, config, data folder).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes that decode and score (0: one per core; 1: this process) [config workers, one per core].")
+@click.option("--enqueue", is_flag=True,
+              help="Put settled photos on the task queue for `clipcrop worker`s instead of scoring here (PostgreSQL).")
 def watch(
     folders: tuple[str, ...],
     scorer: str | None,
@@ -33,6 +37,8 @@ def watch(
     weights: str | None,
     device: str | None,
     db_url: str | None,
+    workers: int | None,
+    enqueue: bool,
 ) -> None:
     """Watch photo folders and score every new photo once (the daemon).
 
@@ -46,6 +52,11 @@ def watch(
     Example:
       clipcrop watch ~/Pictures /mnt/nas/photos --poll --aspect 4:5
       clipcrop watch ~/Pictures --once          # one pass, for cron
+      clipcrop watch /volume1/photo --enqueue --db postgresql+psycopg://clip@nas/photos
+
+    A newly activated model version (`clipcrop models use`, `clipcrop-train personalize
+    --activate`) is picked up within seconds: photos are re-scored with it, the earlier
+    versions' suggestions stay in the database.
 
     With --once the exit status is 1 when a photo could not be scored (each one is logged
     with its reason, and recorded in the database).
@@ -68,6 +79,8 @@ def watch(
             weights=weights,
             device=device,
             db_url=db_url,
+            workers=workers,
+            enqueue=enqueue,
         )
     except ClipcropError as exc:
         fail(str(exc), exit_code_for(exc))
@@ -82,7 +95,8 @@ def watch(
     try:
         if once:
             snap = service.run_once()
-            click.echo(f"{snap['done']} scored, {snap['skipped']} unchanged, {snap['failed']} failed")
+            verb = "queued" if enqueue else "scored"
+            click.echo(f"{snap['done']} {verb}, {snap['skipped']} unchanged, {snap['failed']} failed")
             if snap["failed"]:
                 raise SystemExit(1)  # like `clipcrop scan`: each failure was logged with its reason
             return

@@ -12,6 +12,7 @@ from ..config import HOST_PROFILES
 from ..errors import ClipcropError
 from ..safeio import show as shown_path
 from .params import aspect_option, exit_code_for, fail, json_option, scorer_options
+from .progress import progress_bar, wants_progress
 
 NAMING = click.Choice(["base", "ext"])
 ORIGIN = {"db": "stored scores", "scored": "scored now"}
@@ -62,6 +63,23 @@ def _report(outcomes, as_json: bool, verb: str) -> None:  # noqa: ANN001
     click.echo(f"{total} photo(s), {total - errors} {verb}, {errors} failed", err=True)
     if errors:
         raise SystemExit(1)
+
+
+def _count(paths: tuple[str, ...], exact: bool, recursive: bool, as_json: bool) -> int:
+    """How many photos a bar counts to: the query's rows, else a walk (only when a bar is drawn)."""
+    if exact:
+        return len(paths)
+    if not wants_progress(as_json):
+        return 0
+    from ..photofiles import iter_photo_paths
+
+    return sum(1 for _ in iter_photo_paths(paths, recursive=recursive))
+
+
+def _stepped(outcomes, step):  # noqa: ANN001, ANN202
+    for o in outcomes:
+        step(str(o.path))
+        yield o
 
 
 @click.group("xmp")
@@ -144,9 +162,11 @@ def write(paths: tuple[str, ...], embed: bool, naming: str | None, aspects: tupl
 
     try:
         policy = MetadataPolicy.from_settings(settings, embed=embed, naming=naming, aspects=aspects)
-        _report(write_paths(paths, policy, source=source, store=store, scorer_factory=make_scorer,  # type: ignore[arg-type]
-                            aspects=aspects, recursive=not no_recursive, batch_size=settings.batch_size,
-                            plugins=get_plugin_manager()), as_json, "written")
+        outcomes = write_paths(paths, policy, source=source, store=store, scorer_factory=make_scorer,  # type: ignore[arg-type]
+                               aspects=aspects, recursive=not no_recursive, batch_size=settings.batch_size,
+                               plugins=get_plugin_manager())
+        with progress_bar(_count(paths, from_query, not no_recursive, as_json), "writing xmp", quiet=as_json) as step:
+            _report(_stepped(outcomes, step), as_json, "written")
     except ClipcropError as exc:  # e.g. the scorer cannot be loaded
         fail(str(exc), exit_code_for(exc))
 

@@ -56,15 +56,20 @@ class StoreBackend:
         self.store = store
         self.settings = settings or Settings()
         self.plugins = get_plugin_manager()
-        self.scorer = scorer
         self.aspects = aspects
         # Photos whose run lacks one of these sets (a new configured aspect) are scored again.
         self.sets = required_sets(aspects)
         self.policy = policy
-        self.scorer_name: str = getattr(scorer, "name", type(scorer).__name__)
-        self.weights_hash: str | None = getattr(scorer, "weights_hash", None)
+        self.use_scorer(scorer)
         # Set by the service: called with an error line when metadata cannot be written.
         self.on_error: Callable[[str], None] = lambda _m: None
+
+    def use_scorer(self, scorer: Any) -> None:
+        """Score with ``scorer`` from now on (a newly activated model version); its identity
+        (name, weights hash) is what "already scored" is judged by."""
+        self.scorer = scorer
+        self.scorer_name: str = getattr(scorer, "name", type(scorer).__name__) if scorer is not None else "queue"
+        self.weights_hash: str | None = getattr(scorer, "weights_hash", None)
 
     @classmethod
     def open(
@@ -72,21 +77,22 @@ class StoreBackend:
         url: str,
         *,
         settings: Settings,
-        scorer: str,
+        scorer: str | None,
         weights: str | None,
         device: str,
         job: JobSettings | None = None,
     ) -> StoreBackend:
         """Open the database (upgrading it) and load the scorer; raises typed clipcrop errors.
 
-        ``job``: aspects and metadata policy (default: resolved from ``settings``)."""
+        ``job``: aspects and metadata policy (default: resolved from ``settings``). ``scorer``
+        None (``watch --enqueue``): no scorer is loaded; the queue's workers score."""
         from ..scoring.registry import load_scorer
         from ..store import Store
 
         job = job or JobSettings.resolve(settings)  # bad input fails before anything opens
         store = Store.open(url, settings=settings)
         try:
-            sc = load_scorer(scorer, settings=settings, device=device, weights=weights)
+            sc = None if scorer is None else load_scorer(scorer, settings=settings, device=device, weights=weights)
         except BaseException:
             store.close()
             raise
@@ -105,6 +111,13 @@ class StoreBackend:
         if outcome == "skipped":
             self._ensure_metadata(path)
         return outcome is not None
+
+    def handled_since_changed(self, path: str, signature: Signature) -> bool:
+        """(``watch --enqueue``) The library has this exact file (path, size, mtime) scored or
+        failed, by whichever worker: queueing it again would only make a worker skip it."""
+        ref = self.store.find_path(path)
+        return bool(ref is not None and ref.size == signature[0] and ref.mtime == signature[1]
+                    and ref.status in ("scored", "failed"))
 
     def is_scored(self, content_hash: str) -> bool:
         return bool(self.store.is_scored(content_hash, self.scorer_name, self.weights_hash, sets=self.sets))
@@ -249,3 +262,33 @@ def make_pipeline_functions(
         return [scored[img.info.path] for img in images]
 
     return load, score, lambda p: str(content_hash(p)), accepts_photo_name
+
+
+class PooledScoring:
+    """``watch --workers N``: the daemon's batches decoded and scored in N processes
+    (:class:`clipcrop_plugin.workers.WorkerPool`, the pool ``scan --workers`` uses), each batch
+    split by the sets its photos keep, exactly as the in-process ``score`` function does."""
+
+    def __init__(self, backend: StoreBackend, workers: int, *, settings: Settings | None, weights: str | None,
+                 batch_size: int) -> None:
+        from ..workers import WorkerPool
+
+        self.backend = backend
+        self.workers = max(1, int(workers))
+        self.pool = WorkerPool(backend.scorer, self.workers, backend.aspects, settings=settings, weights=weights,
+                               batch_size=batch_size, raise_model_change=True)
+
+    def submit(self, photos: list[tuple[str, str]]) -> list[tuple[Any, list[str], tuple[Any, ...]]]:
+        b = self.backend
+        groups = group_by_kept_aspects(b.store, photos, b.scorer_name, b.weights_hash, b.aspects)
+        return [(self.pool.submit(paths, aspects), paths, aspects) for aspects, paths in groups]
+
+    def result(self, handle: list[tuple[Any, list[str], tuple[Any, ...]]]) -> dict[str, Suggestion]:
+        return {s.path: s for fut, paths, aspects in handle for s in self.pool.result(fut, paths, aspects)}
+
+    def memory(self) -> list[int]:
+        """Resident bytes of each worker process (empty while none runs)."""
+        return self.pool.memory()
+
+    def close(self, cancel: bool = False) -> None:
+        self.pool.close(cancel=cancel)

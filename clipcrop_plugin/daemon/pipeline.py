@@ -5,6 +5,12 @@
     ready paths -> [paths queue] -> decoders (hash, skip check, decode) -> [batch queue]
                 -> scorer (batches of ``batch_size``) -> [db queue] -> database thread
 
+With worker processes (``watch --workers N``, :class:`Pooled`), the decoders only hash and
+settle; the scorer thread hands each batch of paths to the process pool
+(:class:`clipcrop_plugin.workers.WorkerPool`: decode and score there) and a collector thread
+takes the finished batches in order and queues their commits, so the database thread stays the
+one writer and the exactly-once rules are unchanged.
+
 The database thread is the only one that touches the store; other threads ask it questions
 through futures. A content hash is "claimed" from the moment a decoder hashes it until its
 result is committed, so two copies of one photo (or one path hinted twice) are never scored
@@ -52,6 +58,24 @@ class Backend(Protocol):
 
     def record_failure(self, path: str, reason: str, content_hash: str | None, signature: Signature | None) -> None:
         """Store that ``path`` could not be scored, and why."""
+
+
+class Pooled(Protocol):
+    """Scoring in worker processes: ``submit`` a batch of ``(path, content_hash)``, get a handle;
+    ``result(handle)`` waits and returns ``path -> Suggestion``; ``close`` stops the processes
+    (they start again on the next submit)."""
+
+    workers: int
+
+    def submit(self, photos: list[tuple[str, str]]) -> Any:
+        """Start scoring ``photos``; returns a handle for :meth:`result`."""
+
+    def result(self, handle: Any) -> dict[str, Suggestion]:
+        """The suggestions of a submitted batch (raises :class:`~clipcrop_plugin.workers.ModelChanged`
+        when the workers loaded another model version than the parent)."""
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop the worker processes."""
 
 
 @dataclass
@@ -161,8 +185,13 @@ class Pipeline:
         rehint: Callable[[str], None] | None = None,
         on_done: Callable[[str, Signature], None] | None = None,
         young_seconds: float = 5.0,
+        pooled: Pooled | None = None,
+        on_model_changed: Callable[[], None] | None = None,
     ) -> None:
         self.backend = backend
+        self.pooled = pooled
+        self._on_model_changed = on_model_changed or (lambda: None)
+        self.last_active = time.monotonic()
         self.young_seconds = young_seconds
         self._load = load
         self._score = score
@@ -185,6 +214,10 @@ class Pipeline:
             for i in range(max(1, decoders))
         ]
         self._scorer = threading.Thread(target=self._score_loop, name="clipcrop-score", daemon=True)
+        # Pooled: batches being scored by the processes, oldest first; two per worker keep every
+        # process busy while the parent settles, and a full queue holds the scorer thread back.
+        self._inflight: queue.Queue[Any] = queue.Queue(maxsize=2 * max(1, pooled.workers) if pooled else 1)
+        self._collector = threading.Thread(target=self._collect_loop, name="clipcrop-collect", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -192,6 +225,8 @@ class Pipeline:
         for t in self._decoders:
             t.start()
         self._scorer.start()
+        if self.pooled is not None:
+            self._collector.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop taking work, finish the batch being scored, flush the DB queue, end the threads.
@@ -207,6 +242,15 @@ class Pipeline:
             t.join(max(0.1, deadline - time.monotonic()))
         self._put_nowait_drop(self._batches, _STOP)
         self._scorer.join(max(0.1, deadline - time.monotonic()))
+        if self.pooled is not None:
+            # Drain: the batches the processes are scoring are collected and committed; what
+            # is still running at the deadline is dropped (nothing was written for it).
+            try:
+                self._inflight.put(_STOP, timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Full:
+                pass
+            self._collector.join(max(0.1, deadline - time.monotonic()))
+            self.pooled.close(cancel=True)
         self.db.stop(max(0.1, deadline - time.monotonic()))
 
     def _put_nowait_drop(self, q: queue.Queue[Any], item: Any) -> None:
@@ -247,6 +291,23 @@ class Pipeline:
         except queue.Full:
             self._finish(path)
             return False
+        return True
+
+    def use_scoring(self, load: Callable[[str], LoadedImage], score: Callable[[Sequence[LoadedImage]], list[Suggestion]],
+                    pooled: Pooled | None) -> None:
+        """Score with new functions (another model version); only while nothing is in flight."""
+        if pooled is not None and self.pooled is None:
+            raise ValueError("a pipeline started without worker processes cannot switch to them")
+        self._load, self._score, self.pooled = load, score, pooled
+        self.last_active = time.monotonic()
+
+    def release_idle_workers(self, idle_seconds: float) -> bool:
+        """Stop the worker processes after ``idle_seconds`` without work (an idle daemon should
+        not hold N scorers in memory); the next photo starts them again. True if stopped."""
+        if self.pooled is None or self.depth() or time.monotonic() - self.last_active < idle_seconds:
+            return False
+        self.pooled.close()
+        self.last_active = float("inf")  # until the next batch: closed already
         return True
 
     def depth(self) -> int:
@@ -317,6 +378,9 @@ class Pipeline:
             self.db.call(self.backend.relink, item.content_hash, item.path, item.signature)
             self._settle_skipped(item)
             return
+        if self.pooled is not None:
+            self._to_scorer(item)  # a worker process decodes it; the collector checks the file again
+            return
         try:
             item.loaded = self._load(item.path)
         except ClipcropError as exc:
@@ -336,6 +400,9 @@ class Pipeline:
             self._rehint(item.path)
             self._release(item)
             return
+        self._to_scorer(item)
+
+    def _to_scorer(self, item: _Item) -> None:
         while not self._stopping.is_set():
             try:
                 self._batches.put(item, timeout=0.2)
@@ -367,6 +434,19 @@ class Pipeline:
                 return
 
     def _score_batch(self, batch: list[_Item]) -> None:
+        self.last_active = time.monotonic()
+        if self.pooled is not None:
+            try:
+                handle = self.pooled.submit([(it.path, it.content_hash) for it in batch])
+            except Exception as exc:  # noqa: BLE001 - e.g. the pool cannot start a process
+                log.error("cannot hand %d photo(s) to the worker processes: %s", len(batch), exc)
+                self.note_error(f"worker processes: {exc}")
+                for it in batch:
+                    self._rehint(it.path)  # tried again after the window, never lost
+                    self._release(it)
+                return
+            self._inflight.put((handle, batch))  # blocks while every worker has two batches
+            return
         images = [it.loaded for it in batch]
         try:
             results = self._score(images)  # type: ignore[arg-type]
@@ -388,6 +468,55 @@ class Pipeline:
                 self._fail(it, sug.error or "could not be scored")
         if good:
             # One transaction for the whole batch: the store's bulk path.
+            self.db.submit(self._commit, good)
+
+    # -- collector (pooled) ------------------------------------------------------------------
+    def _collect_loop(self) -> None:
+        from ..workers import ModelChanged
+
+        assert self.pooled is not None
+        while True:
+            job = self._inflight.get()
+            if job is _STOP:
+                return
+            handle, batch = job
+            try:
+                results = self.pooled.result(handle)
+            except ModelChanged as exc:
+                # The processes loaded a newer model version than this daemon scores with: score
+                # nothing with it; the photos wait until the service has switched versions.
+                log.info("%s; %d photo(s) wait for the switch", exc, len(batch))
+                self._on_model_changed()
+                for it in batch:
+                    self._rehint(it.path)
+                    self._release(it)
+                continue
+            except Exception as exc:  # noqa: BLE001 - the collector must outlive any one batch
+                log.error("worker batch failed: %s", exc)
+                results = {}
+            self.last_active = time.monotonic()
+            self._settle_results(batch, results)
+
+    def _settle_results(self, batch: list[_Item], results: dict[str, Suggestion]) -> None:
+        """What the decoder's and scorer's checks do in-process, for a batch scored elsewhere."""
+        good: list[tuple[_Item, Suggestion]] = []
+        for it in batch:
+            sug = results.get(it.path)
+            if file_signature(it.path) != it.signature:
+                # Rewritten (or removed) while a worker read it: the scores may not match the hash.
+                self._rehint(it.path)
+                self._release(it)
+            elif sug is None:
+                self._fail(it, "not scored")
+            elif sug.ok:
+                good.append((it, sug))
+            elif time.time() - it.signature[1] < self.young_seconds:
+                # Probably still arriving (see _decode): look again once it has been left alone.
+                self._rehint(it.path)
+                self._release(it)
+            else:
+                self._fail(it, sug.error or "could not be scored")
+        if good:
             self.db.submit(self._commit, good)
 
     # -- settling (DB thread) ----------------------------------------------------------------

@@ -58,13 +58,18 @@ class WatchService:
         decoders: int | None = None,
         poll_interval: float = 5.0,
         status_file: Path | None = None,
+        workers: int | None = None,
+        enqueue: bool = False,
     ) -> None:
         """Arguments left ``None`` come from ``settings`` (default: the config file).
 
         ``poll_interval``: seconds between the polling observer's snapshots (``--poll``, or a
         tree that fell back to polling); each one stats the whole tree, so keep it modest on
         network shares. ``status_file``: default ``<data dir>/daemon-status.json``; the lock file
-        sits next to it. ``decoders``: decoder threads (default: CPUs, at most 4).
+        sits next to it. ``decoders``: decoder threads (default: CPUs, at most 4). ``workers``:
+        processes that decode and score (default: the ``workers`` setting, 0 = one per core; 1
+        scores in this process). ``enqueue``: put settled photos on the task queue (the library
+        in PostgreSQL) for ``clipcrop worker`` instead of scoring them here.
         """
         if not folders:
             raise ConfigError("no folder to watch")
@@ -88,6 +93,22 @@ class WatchService:
         self.window = max(0.0, float(s.stable_seconds))
         self.rescan_seconds = max(1.0, float(s.rescan_seconds))
         self.decoders = decoders or max(1, min(4, (os.cpu_count() or 2)))
+        from ..workers import resolve_workers
+
+        self.enqueue = enqueue
+        self.workers = 1 if enqueue else resolve_workers(workers, s)
+        if enqueue:
+            from ..store.engine import resolve_url
+            from ..taskqueue import conninfo
+
+            conninfo(resolve_url(self.db_url))  # the queue lives in PostgreSQL: SQLite is a one-line error
+        # A newly activated model version is noticed by its pin files and the store's flag.
+        self.model_check_seconds = 2.0
+        self.idle_workers_seconds = 120.0  # an idle daemon stops its worker processes
+        self._model_mark: Any = None
+        self._next_model_check = 0.0
+        self._model_check_now = False
+        self._switch_to: Any = None  # a loaded scorer waiting for the pipeline to drain
         self.poll_interval = poll_interval
         self.status_file = status_file or status_path()
         self.hints = Hints()
@@ -121,30 +142,55 @@ class WatchService:
             self.backend = StoreBackend.open(
                 self.db_url,
                 settings=self.settings,
-                scorer=self.scorer_name,
+                scorer=None if self.enqueue else self.scorer_name,
                 weights=self.weights,
                 device=self.device,
                 job=self.job,
             )
-            load, score, chash, accept = make_pipeline_functions(self.backend)
-            self._accept = accept
-            self.pipeline = Pipeline(
-                self.backend,
-                load=load,
-                score=score,
-                content_hash=chash,
-                batch_size=self.job.batch_size,
-                decoders=self.decoders,
-                rehint=self.hints.changed,
-                on_done=self._settled,
-                # A file that does not decode yet gets this long to finish arriving.
-                young_seconds=max(2.0, 4 * self.window),
-            )
+            if self.enqueue:
+                self.pipeline = self._enqueue_sink()
+            else:
+                self._model_mark = self._model_fingerprint()
+                load, score, chash, accept = make_pipeline_functions(self.backend)
+                self._accept = accept
+                self.pipeline = Pipeline(
+                    self.backend,
+                    load=load,
+                    score=score,
+                    content_hash=chash,
+                    batch_size=self.job.batch_size,
+                    decoders=self.decoders,
+                    rehint=self.hints.changed,
+                    on_done=self._settled,
+                    # A file that does not decode yet gets this long to finish arriving.
+                    young_seconds=max(2.0, 4 * self.window),
+                    pooled=self._pooled(),
+                    on_model_changed=self._model_changed,
+                )
             self.backend.on_error = self.pipeline.note_error
             self.pipeline.start()
         except BaseException:
             self._lock.release()
             raise
+
+    def _pooled(self) -> Any:
+        """The worker processes for ``workers`` > 1 (None: score in this process)."""
+        if self.workers <= 1:
+            return None
+        from .backend import PooledScoring
+
+        return PooledScoring(self.backend, self.workers, settings=self.settings, weights=self.weights,
+                             batch_size=self.job.batch_size)
+
+    def _enqueue_sink(self) -> Any:
+        from ..taskqueue import Enqueuer
+        from .backend import accepts_photo_name
+        from .enqueue import EnqueueSink
+
+        self._accept = accepts_photo_name
+        policy = self.job.policy
+        enq = Enqueuer(self.db_url, aspects=[a.name for a in self.job.aspects], xmp=policy.mode, naming=policy.naming)
+        return EnqueueSink(self.backend, enq, on_done=self._settled)
 
     def start(self) -> None:
         """Open everything, start watching, then scan what is already there."""
@@ -257,10 +303,16 @@ class WatchService:
                 if now >= self._next_root_check:
                     self._check_roots()
                     self._next_root_check = now + 1.0
+                if now >= self._next_model_check or self._model_check_now:
+                    self._check_model()
+                    self._next_model_check = now + self.model_check_seconds
                 if now >= self._next_rescan:
                     log.info("reconcile: rescanning %d folder(s)", len(self.folders))
+                    self._check_model()  # a new version is applied at the latest here
                     self._scan([f for f in self.folders if f not in self._offline])
                     self._next_rescan = now + self.rescan_seconds
+                if self.pipeline is not None and self.pipeline.release_idle_workers(self.idle_workers_seconds):
+                    log.info("idle: worker processes stopped (they start again with the next photo)")
                 self._write_status()
             except Exception as exc:  # noqa: BLE001 - the dispatcher must outlive any one error
                 # One line for journald; the traceback only at -vv.
@@ -281,6 +333,8 @@ class WatchService:
         for d in dirs:
             self._directory_changed(d)
         self._settle_gone()
+        if self._switch_to is not None and not self._switch_model():
+            return  # no new work until the photos in flight are recorded with the old version
         room = self.pipeline.free_slots()
         if room <= 0:
             return
@@ -349,6 +403,93 @@ class WatchService:
                 except OSError as exc:
                     log.warning("cannot watch %s again (%s); the periodic rescan covers it", folder, exc)
                 self._scan([folder])
+
+    # -- a newly activated model version ------------------------------------------------------
+    def _model_fingerprint(self) -> Any:
+        """What says which model version is active, cheaply: the pin files' stats (``models
+        use``, ``personalize --activate``) and the store's active-version flag."""
+        from ..model.checkpoints import ACTIVE_FILE, checkpoint_dir
+        from ..scoring.learned import personal_dir
+
+        model_dir = self.settings.resolved_model_dir()
+        pins = [checkpoint_dir(model_dir) / ACTIVE_FILE]
+        folder = personal_dir(model_dir)
+        if folder.is_dir():
+            pins += sorted(folder.glob("ACTIVE-*"))
+        stats = []
+        for pin in pins:
+            try:
+                st = pin.stat()
+                stats.append((str(pin), st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                continue
+        flag = None
+        if self.backend is not None:
+            try:
+                mv = self.backend.store.active_model_version()
+                flag = (mv.id, mv.sha256) if mv is not None else None
+            except Exception as exc:  # noqa: BLE001 - a busy database must not stop the daemon
+                log.debug("cannot read the active model version: %s", exc)
+        return tuple(stats), flag
+
+    def _model_changed(self) -> None:
+        # Called by the collector: the worker processes loaded a newer version than ours.
+        self._model_check_now = True
+        self.hints.wakeup.set()
+
+    def _check_model(self) -> None:
+        """Load the active model version again when its pin or flag moved; if the scorer's
+        identity changed, switch once the photos in flight are recorded (see _switch_model)."""
+        if self.enqueue or self.backend is None or self._switch_to is not None:
+            return
+        force, self._model_check_now = self._model_check_now, False
+        mark = self._model_fingerprint()
+        if mark == self._model_mark and not force:
+            return
+        self._model_mark = mark
+        from ..scoring.registry import load_scorer
+
+        try:
+            new = load_scorer(self.scorer_name, settings=self.settings, device=self.device, weights=self.weights)
+        except Exception as exc:  # noqa: BLE001 - keep scoring with the version we have
+            log.error("the active model changed but cannot be loaded (%s); still scoring with %s", exc,
+                      self._identity(self.backend.scorer))
+            if self.pipeline is not None:
+                self.pipeline.note_error(f"model: {exc}")
+            return
+        if self._identity(new) == self._identity(self.backend.scorer):
+            return
+        log.info("model version changed: %s -> %s; re-scoring the watched photos with it",
+                 self._identity(self.backend.scorer), self._identity(new))
+        self._switch_to = new
+
+    @staticmethod
+    def _identity(scorer: Any) -> str:
+        name = getattr(scorer, "name", type(scorer).__name__)
+        wh = getattr(scorer, "weights_hash", None)
+        return f"{name} ({wh[:12]})" if wh else f"{name} (built-in)"
+
+    def _switch_model(self) -> bool:
+        """Switch to the pending scorer once nothing is in flight; True when switched. Then every
+        photo in the folders is looked at again: one whose active run is of another version is
+        scored (or, switching back, gets its earlier run re-activated), like ``scan --rescore``;
+        the other versions' runs stay in the database."""
+        p = self.pipeline
+        assert p is not None and self.backend is not None
+        if p.depth() or p.db.pending():
+            return False
+        from .backend import make_pipeline_functions
+
+        new, self._switch_to = self._switch_to, None
+        if p.pooled is not None:
+            p.pooled.close()
+        self.backend.use_scorer(new)
+        load, score, _chash, _accept = make_pipeline_functions(self.backend)
+        p.use_scoring(load, score, self._pooled())
+        with self._known_lock:
+            self.known.clear()
+        self._scan([f for f in self.folders if f not in self._offline])
+        return True
 
     # -- scanning ----------------------------------------------------------------------------
     def _start_offline(self) -> None:
@@ -420,6 +561,9 @@ class WatchService:
                 for f in self.folders
             ],
             "scorer": self.scorer_name,
+            "mode": "enqueue" if self.enqueue else "score",
+            "weights_hash": getattr(self.backend, "weights_hash", None) if self.backend is not None else None,
+            "workers": self.workers,
             "db": _redact(self.db_url),
             "queue_depth": len(self.tracker) + (p.depth() if p else 0),
             "done": c.done if c else 0,

@@ -32,8 +32,8 @@ from .models import (
     LabelRequest,
     MetadataRequest,
     MetadataResult,
-    PhotoDetail,
-    PhotoPage,
+    PhotoDetailOut,
+    PhotoPageOut,
     Problem,
     ScoreRequest,
     ServerInfo,
@@ -137,7 +137,7 @@ def create_app(
             photos=library.count(),
         )
 
-    @app.get("/api/photos", response_model=PhotoPage, responses=ERRORS, tags=["photos"])
+    @app.get("/api/photos", response_model=PhotoPageOut, responses=ERRORS, tags=["photos"])
     def list_photos(
         folder: str | None = Query(None, max_length=4096, description="this folder and below"),
         glob: str | None = Query(None, max_length=4096, description="shell pattern over the path"),
@@ -156,7 +156,7 @@ def create_app(
         sort: Literal["improvement", "score", "path", "taken", "uncertain"] = "improvement",
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0, le=10**9),
-    ) -> PhotoPage:
+    ) -> PhotoPageOut:
         """Photos matching the filters, as ``clipcrop query`` selects and sorts them."""
         filters = dict(
             folder=folder, path_glob=glob, status=status, scorer=scorer, aspect=aspect, min_score=min_score,
@@ -170,8 +170,8 @@ def create_app(
         # A page of not-yet-labelled photos has no labels to look up.
         return convert.photo_page(library, page, limit=limit, offset=offset, with_labels=labelled is not False)
 
-    @app.get("/api/photos/{photo_id}", response_model=PhotoDetail, responses=ERRORS, tags=["photos"])
-    def photo(photo_id: PhotoId) -> PhotoDetail:
+    @app.get("/api/photos/{photo_id}", response_model=PhotoDetailOut, responses=ERRORS, tags=["photos"])
+    def photo(photo_id: PhotoId) -> PhotoDetailOut:
         """One photo: every candidate of its active run, ranked per set, with explanations and labels."""
         return convert.photo_detail(library, library.photo(photo_id))
 
@@ -197,8 +197,8 @@ def create_app(
         # making it and sending it.
         return Response(thumbs.read(source, content_hash, bucket), media_type="image/jpeg", headers=headers)
 
-    @app.post("/api/photos/{photo_id}/score", response_model=PhotoDetail, responses=ERRORS, tags=["actions"])
-    def score(photo_id: PhotoId, body: ScoreRequest | None = Body(None)) -> PhotoDetail:
+    @app.post("/api/photos/{photo_id}/score", response_model=PhotoDetailOut, responses=ERRORS, tags=["actions"])
+    def score(photo_id: PhotoId, body: ScoreRequest | None = Body(None)) -> PhotoDetailOut:
         """Score the photo now (stores a new run) and return it."""
         aspects = body.aspects if body else None
         result = library.score_photo(photo_id, aspects=aspects)

@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..elements import BY_NAME, ELEMENT_NAMES
 from ..results import KEEP_REASON, configured_keep_margin, is_keep
-from .models import CropOut, ElementChangeOut, LabelOut, PhotoDetail, PhotoPage, PhotoSummary, SubjectOut
+from .models import CropOut, ElementChangeOut, LabelOut, PhotoDetailOut, PhotoPageOut, PhotoSummaryOut, SubjectOut
 
 if TYPE_CHECKING:
-    from ..api import Library
-    from ..api import PhotoPage as LibraryPage
+    from ..api import Library, PhotoPage
 
 
 def _utc(t: datetime | None) -> datetime | None:
@@ -62,7 +61,7 @@ def _summary_fields(p: Any, margin: float | None = None) -> dict[str, Any]:
     )
 
 
-def photo_page(library: Library, page: LibraryPage, *, limit: int, offset: int, with_labels: bool = True) -> PhotoPage:
+def photo_page(library: Library, page: PhotoPage, *, limit: int, offset: int, with_labels: bool = True) -> PhotoPageOut:
     """A library page, with each photo's latest label so the grid can show what was reviewed."""
     latest: dict[int, LabelOut] = {}
     if with_labels:
@@ -72,13 +71,13 @@ def photo_page(library: Library, page: LibraryPage, *, limit: int, offset: int, 
                 latest[p.id] = label(recs[-1])
     margin = configured_keep_margin()
     found = library.store.subjects_of([p.id for p in page.items]) if page.items else {}
-    items = [PhotoSummary(**_summary_fields(p, margin), label=latest.get(p.id),
-                          subjects=[subject(x, p.width, p.height) for x in found.get(p.id, [])])
+    items = [PhotoSummaryOut(**_summary_fields(p, margin), label=latest.get(p.id),
+                             subjects=[subject(x, p.width, p.height) for x in found.get(p.id, [])])
              for p in page.items]
-    return PhotoPage(total=page.total, offset=offset, limit=limit, items=items)
+    return PhotoPageOut(total=page.total, offset=offset, limit=limit, items=items)
 
 
-def photo_detail(library: Library, d: Any) -> PhotoDetail:
+def photo_detail(library: Library, d: Any) -> PhotoDetailOut:
     """A store ``PhotoDetail`` with every candidate grouped by set, ranked."""
     sets: dict[str, list[CropOut]] = {}
     for c in d.candidates:
@@ -97,7 +96,7 @@ def photo_detail(library: Library, d: Any) -> PhotoDetail:
         words = KEEP_REASON + (f" (best grid crop {best.improvement:+.3f})" if best is not None else "")
     if best is not None:
         fields["best"] = crop(best, with_changes=True)
-    return PhotoDetail(
+    return PhotoDetailOut(
         **fields,
         label=labels[-1] if labels else None,
         path=d.photo.path,

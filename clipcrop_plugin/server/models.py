@@ -56,7 +56,7 @@ class LabelOut(BaseModel):
     created_at: datetime | None = None
 
 
-class PhotoSummary(BaseModel):
+class PhotoSummaryOut(BaseModel):
     """A photo as listed in the grid, with its selected crop."""
 
     id: int
@@ -79,16 +79,16 @@ class PhotoSummary(BaseModel):
     )
 
 
-class PhotoPage(BaseModel):
+class PhotoPageOut(BaseModel):
     """One page of a photo query."""
 
     total: int
     offset: int
     limit: int
-    items: list[PhotoSummary]
+    items: list[PhotoSummaryOut]
 
 
-class PhotoDetail(PhotoSummary):
+class PhotoDetailOut(PhotoSummaryOut):
     """Everything stored about one photo's active scoring run."""
 
     path: str

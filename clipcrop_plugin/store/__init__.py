@@ -1,18 +1,20 @@
-"""The crop database: SQLAlchemy models, alembic migrations run on open, and the ``Store`` API."""
+"""The crop database, laid out like beets' ``library``: ``models`` (SQLAlchemy tables, alembic
+migrations in ``migrate``), ``records`` (what the Store returns), ``bulk`` (the batched write
+path), ``queries`` (filters to SQL), ``packing`` (BLOB layouts) and ``store`` (the ``Store`` API)."""
 
 from __future__ import annotations
 
 from .queries import SORTS, QueryFilters
-from .store import (
+from .records import (
     CropRecord,
+    FileRecord,
     LabelRecord,
     ModelVersionRecord,
     PhotoDetail,
-    PhotoRef,
     PhotoSummary,
     RunRecord,
-    Store,
 )
+from .store import Store
 
 __all__ = [
     "SORTS",
@@ -20,7 +22,7 @@ __all__ = [
     "LabelRecord",
     "ModelVersionRecord",
     "PhotoDetail",
-    "PhotoRef",
+    "FileRecord",
     "PhotoSummary",
     "QueryFilters",
     "RunRecord",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -103,7 +104,11 @@ def check_sqlite_schema(path: Path) -> str | None:
     return current
 
 
-def backup_sqlite(path: Path, revision: str | None) -> Path:
+# progress(stage, done, total): "backup" in pages, "migrate" in revisions applied.
+Progress = Callable[[str, int, int], None]
+
+
+def backup_sqlite(path: Path, revision: str | None, progress: Progress | None = None) -> Path:
     """Copy the SQLite database (consistently, through the backup API) next to itself.
 
     The copy is made in a fresh temp file and then takes a free name (``...-2.bak`` when the
@@ -117,7 +122,10 @@ def backup_sqlite(path: Path, revision: str | None) -> Path:
         try:
             dst = sqlite3.connect(str(atomic.tmp))  # writes into the temp file AtomicFile created
             try:
-                src.backup(dst)
+                if progress is None:
+                    src.backup(dst)
+                else:  # in slices, so a multi-GB library shows how far the copy is
+                    src.backup(dst, pages=4096, progress=lambda _st, left, total: progress("backup", total - left, total))
             finally:
                 dst.close()
         finally:
@@ -125,20 +133,30 @@ def backup_sqlite(path: Path, revision: str | None) -> Path:
     return atomic.path
 
 
-def upgrade(engine: Engine, *, backup: bool = True) -> Path | None:
-    """Bring the schema to head. Returns the backup file made (older SQLite databases only)."""
+def upgrade(engine: Engine, *, backup: bool = True, progress: Progress | None = None) -> Path | None:
+    """Bring the schema to head. Returns the backup file made (older SQLite databases only).
+
+    ``progress(stage, done, total)`` is told how far the backup (pages) and the migration
+    (revisions) are; all revisions still run in one transaction."""
     current, head = check_revision(engine)
     if current == head:
         return None
     made: Path | None = None
     path = sqlite_path(str(engine.url))
     if backup and current is not None and path is not None and path.exists():
-        made = backup_sqlite(path, current)
+        made = backup_sqlite(path, current, progress)
     cfg = alembic_config(engine)
+    steps = ["head"]
+    if progress is not None:  # one revision at a time, oldest first, to count them
+        script = ScriptDirectory.from_config(cfg)
+        steps = [r.revision for r in reversed(list(script.iterate_revisions(head, current)))] or ["head"]
     try:
         with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            for i, rev in enumerate(steps):
+                command.upgrade(cfg, rev)
+                if progress is not None:
+                    progress("migrate", i + 1, len(steps))
     except Exception as exc:  # noqa: BLE001 - any migration failure must surface as one line
         hint = f"; the previous database was saved as {made}" if made else ""
         raise StoreError(f"database upgrade {current} -> {head} failed: {exc}{hint}") from exc

@@ -23,6 +23,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -49,6 +50,12 @@ NAMING = {
 PHOTO_STATUSES = ("pending", "scored", "failed", "gone", "offline")
 LABEL_KINDS = ("accept", "reject", "box", "prefer")
 TOP_K = 3  # candidates per set that get a queryable ``crops`` row
+
+
+def weights_key(weights_hash: str | None) -> str:
+    """The stored ``weights_hash`` of a scorer: ``""`` for a weights-free one (NULL would never
+    compare equal, and the runs index needs one value per scorer)."""
+    return weights_hash or ""
 
 
 def utcnow() -> datetime:
@@ -82,7 +89,8 @@ class Photo(Base):
     error: Mapped[str | None] = mapped_column(Text)
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
     mtime: Mapped[float | None] = mapped_column(Float)  # what the last scan saw on disk
-    size: Mapped[int | None] = mapped_column(Integer)
+    # Bytes; files over 2 GiB exist. SQLite's INTEGER is 64-bit already (revision 0006).
+    size: Mapped[int | None] = mapped_column(Integer().with_variant(BigInteger(), "postgresql"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # A camera's RAW + JPEG of one shot (IMG_1234.CR2 + IMG_1234.JPG): the other file's id, and
@@ -212,3 +220,12 @@ class Label(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(16), default="cli")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# The Core tables, for the bulk path and the Store's queries (no ORM object is built per row).
+PHOTOS = Photo.__table__
+RUNS = ScoringRun.__table__
+CROPS = CropRow.__table__
+EXPLANATIONS = Explanation.__table__
+LABELS = Label.__table__
+MODEL_VERSIONS = ModelVersion.__table__

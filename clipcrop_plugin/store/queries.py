@@ -13,7 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..elements import ELEMENT_NAMES, element
 from ..errors import ConfigError
 from ..photofiles import RAW_SUFFIXES
-from .models import CropRow, Label, Photo, ScoringRun
+from .models import CROPS, LABELS, PHOTOS, RUNS
 
 SORTS = ("improvement", "score", "path", "taken", "uncertain")
 _PREFIX_END = "\U0010ffff"  # sorts after every character: [prefix, prefix+END) is "starts with"
@@ -94,7 +94,7 @@ def _literal_prefix(pattern: str) -> str:
     return m.group(0) if m else ""
 
 
-def effective_sort(f: QueryFilters, sort: str) -> str:
+def effective_sort(filters: QueryFilters, sort: str) -> str:
     """``sort``, except that photos without crops (failed, pending, gone) are listed by path.
 
     Score sorts list scored photos only, so ``--status failed`` with the default sort would
@@ -102,120 +102,120 @@ def effective_sort(f: QueryFilters, sort: str) -> str:
     """
     if sort not in SORTS:
         raise ConfigError(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
-    if f.status in ("failed", "pending", "gone") and sort in ("improvement", "score"):
+    if filters.status in ("failed", "pending", "gone") and sort in ("improvement", "score"):
         return "path"
     return sort
 
 
-def build_query(f: QueryFilters, sort: str, dialect: str, *, count: bool = False) -> Select:  # type: ignore[type-arg]
-    """The SELECT for ``f``: columns of ``photos`` plus the selected crop's columns (or NULLs).
+def build_query(filters: QueryFilters, sort: str, dialect: str, *, count: bool = False) -> Select:  # type: ignore[type-arg]
+    """The SELECT for ``filters``: columns of ``photos`` plus the selected crop's columns (or NULLs).
 
     With ``count``, ``SELECT count(*)`` over the same rows (no crops join unless a filter needs it).
     """
-    sort = effective_sort(f, sort)
-    p, c = Photo.__table__, CropRow.__table__
+    sort = effective_sort(filters, sort)
     # A path range selects a small part of the library: drive the query from the photos' path
     # index then, not from the crops' improvement index (which SQLite would otherwise walk,
     # filtering out ~99% of rows). "+ 0" hides a column from the planner's index choice.
-    narrow = dialect == "sqlite" and bool(f.folder or (f.path_glob and _literal_prefix(f.path_glob)))
+    narrow = dialect == "sqlite" and bool(filters.folder or (filters.path_glob and _literal_prefix(filters.path_glob)))
 
     def flag(col):  # type: ignore[no-untyped-def]
         if narrow:
             return (type_coerce(col, Integer) + 0) == 1
         return col == True  # noqa: E712 - "= 1" is indexable, "IS 1" may not be
 
-    crop_cond: list[ColumnElement[bool]] = [c.c.photo_id == p.c.id]
-    if f.aspect:
-        crop_cond += [(c.c.aspect + "" if narrow else c.c.aspect) == f.aspect, c.c.rank == 1]
+    crop_cond: list[ColumnElement[bool]] = [CROPS.c.photo_id == PHOTOS.c.id]
+    if filters.aspect:
+        crop_cond += [(CROPS.c.aspect + "" if narrow else CROPS.c.aspect) == filters.aspect, CROPS.c.rank == 1]
     else:
-        crop_cond.append(flag(c.c.best))
-    if f.scorer:
-        r = ScoringRun.__table__
-        newest = select(func.max(r.c.id)).where(r.c.photo_id == p.c.id, r.c.scorer == f.scorer)
-        if f.weights_hash is not None:
-            newest = newest.where(r.c.weights_hash == f.weights_hash)
-        crop_cond.append(c.c.run_id == newest.scalar_subquery())
+        crop_cond.append(flag(CROPS.c.best))
+    if filters.scorer:
+        newest = select(func.max(RUNS.c.id)).where(RUNS.c.photo_id == PHOTOS.c.id, RUNS.c.scorer == filters.scorer)
+        if filters.weights_hash is not None:
+            newest = newest.where(RUNS.c.weights_hash == filters.weights_hash)
+        crop_cond.append(CROPS.c.run_id == newest.scalar_subquery())
     else:
-        crop_cond.append(flag(c.c.active))
+        crop_cond.append(flag(CROPS.c.active))
 
     # Score sorts and score filters only make sense for scored photos: drive the query from the
     # crops index then (ORDER BY improvement LIMIT 50 becomes an index walk).
-    inner = f.needs_crop() or sort in ("improvement", "score", "uncertain")
-    pc = p.c
-    pair = p.alias("pair")
-    cols = [pc.id, pc.path, pc.folder, pc.status, pc.error, pc.offline, pc.width, pc.height, pc.taken_at,
-            pc.camera_make, pc.camera_model, pc.content_hash, c.c.id.label("crop_id"), c.c.run_id, c.c.aspect,
-            c.c.rank, c.c.x1, c.c.y1, c.c.x2, c.c.y2, c.c.score, c.c.improvement, c.c.elements,
-            pc.pair_role, select(pair.c.path).where(pair.c.id == pc.pair_id).scalar_subquery().label("pair_path")]
+    inner = filters.needs_crop() or sort in ("improvement", "score", "uncertain")
+    photo, crop = PHOTOS.c, CROPS.c
+    pair = PHOTOS.alias("pair")
+    cols = [photo.id, photo.path, photo.folder, photo.status, photo.error, photo.offline, photo.width, photo.height,
+            photo.taken_at, photo.camera_make, photo.camera_model, photo.content_hash, crop.id.label("crop_id"),
+            crop.run_id, crop.aspect, crop.rank, crop.x1, crop.y1, crop.x2, crop.y2, crop.score, crop.improvement,
+            crop.elements, photo.pair_role,
+            select(pair.c.path).where(pair.c.id == photo.pair_id).scalar_subquery().label("pair_path")]
     if count:
         cols = [func.count()]
     if inner:
-        q = select(*cols).select_from(c.join(p, and_(*crop_cond)))
+        statement = select(*cols).select_from(CROPS.join(PHOTOS, and_(*crop_cond)))
     elif count:
-        q = select(*cols).select_from(p)  # the outer join adds no rows: one selected crop per photo
+        statement = select(*cols).select_from(PHOTOS)  # the outer join adds no rows: one selected crop per photo
     else:
-        q = select(*cols).select_from(p.outerjoin(c, and_(*crop_cond)))
+        statement = select(*cols).select_from(PHOTOS.outerjoin(CROPS, and_(*crop_cond)))
 
     where: list[ColumnElement[bool]] = []
-    if f.folder:
-        folder = f.folder.rstrip("/\\") or "/"
+    if filters.folder:
+        folder = filters.folder.rstrip("/\\") or "/"
         sep = "" if folder.endswith(("/", "\\")) else "/"
         # A range over the unique path index: it also yields rows already in path order.
-        where += [p.c.path >= folder + sep, p.c.path < folder + sep + _PREFIX_END]
-    if f.path_glob:
-        prefix = _literal_prefix(f.path_glob)
+        where += [PHOTOS.c.path >= folder + sep, PHOTOS.c.path < folder + sep + _PREFIX_END]
+    if filters.path_glob:
+        prefix = _literal_prefix(filters.path_glob)
         if prefix:
-            where += [p.c.path >= prefix, p.c.path < prefix + _PREFIX_END]
+            where += [PHOTOS.c.path >= prefix, PHOTOS.c.path < prefix + _PREFIX_END]
         if dialect == "sqlite":
-            where.append(p.c.path.op("GLOB")(f.path_glob))
+            where.append(PHOTOS.c.path.op("GLOB")(filters.path_glob))
         else:
-            where.append(p.c.path.like(_glob_to_like(f.path_glob), escape="\\"))
-    if f.status:
-        where.append(p.c.status == f.status)
-    elif not f.include_gone:
-        where.append(p.c.status != "gone")
-    if not f.all_files:
+            where.append(PHOTOS.c.path.like(_glob_to_like(filters.path_glob), escape="\\"))
+    if filters.status:
+        where.append(PHOTOS.c.status == filters.status)
+    elif not filters.include_gone:
+        where.append(PHOTOS.c.status != "gone")
+    if not filters.all_files:
         # One row per shot: a RAW's JPEG companion is left out while the RAW itself is scored.
-        scored_raw = exists().where(pair.c.id == pc.pair_id, pair.c.status == "scored")
-        where.append(or_(pc.pair_role.is_(None), pc.pair_role != "companion", ~scored_raw))
-    if f.min_score is not None:
-        where.append(c.c.score >= f.min_score)
-    if f.min_improvement is not None:
-        where.append(c.c.improvement >= f.min_improvement)
-    if f.enhances:
-        where.append(c.c.enhances.op("&")(1 << element_index(f.enhances)) != 0)
-    if f.reduces:
-        where.append(c.c.reduces.op("&")(1 << element_index(f.reduces)) != 0)
-    if f.labelled is not None:
-        has = exists().where(Label.__table__.c.photo_id == p.c.id)
-        where.append(has if f.labelled else ~has)
-    if f.taken_after:
-        where.append(p.c.taken_at >= f.taken_after)
-    if f.taken_before:
-        where.append(p.c.taken_at <= f.taken_before)
-    if f.camera:
-        pat = "%" + _glob_to_like(f.camera) + "%"
-        where.append(or_(p.c.camera_model.ilike(pat, escape="\\"), p.c.camera_make.ilike(pat, escape="\\")))
+        scored_raw = exists().where(pair.c.id == photo.pair_id, pair.c.status == "scored")
+        where.append(or_(photo.pair_role.is_(None), photo.pair_role != "companion", ~scored_raw))
+    if filters.min_score is not None:
+        where.append(CROPS.c.score >= filters.min_score)
+    if filters.min_improvement is not None:
+        where.append(CROPS.c.improvement >= filters.min_improvement)
+    if filters.enhances:
+        where.append(CROPS.c.enhances.op("&")(1 << element_index(filters.enhances)) != 0)
+    if filters.reduces:
+        where.append(CROPS.c.reduces.op("&")(1 << element_index(filters.reduces)) != 0)
+    if filters.labelled is not None:
+        has = exists().where(LABELS.c.photo_id == PHOTOS.c.id)
+        where.append(has if filters.labelled else ~has)
+    if filters.taken_after:
+        where.append(PHOTOS.c.taken_at >= filters.taken_after)
+    if filters.taken_before:
+        where.append(PHOTOS.c.taken_at <= filters.taken_before)
+    if filters.camera:
+        pat = "%" + _glob_to_like(filters.camera) + "%"
+        where.append(or_(PHOTOS.c.camera_model.ilike(pat, escape="\\"), PHOTOS.c.camera_make.ilike(pat, escape="\\")))
     if where:
-        q = q.where(and_(*where))
+        statement = statement.where(and_(*where))
 
     if count:
-        return q
+        return statement
     if sort == "improvement":
         # Ties broken by crop id (the rowid ends every index): still a pure index walk.
-        q = q.order_by(c.c.improvement.desc(), c.c.id.desc())
+        statement = statement.order_by(CROPS.c.improvement.desc(), CROPS.c.id.desc())
     elif sort == "score":
-        q = q.order_by(c.c.score.desc(), c.c.id.desc())
+        statement = statement.order_by(CROPS.c.score.desc(), CROPS.c.id.desc())
     elif sort == "uncertain":
         # Most uncertain first: the selected crop leads the runner-up of its set (rank 2) by the
         # least, so a label there teaches personalization most. No runner-up: last.
-        r2 = CropRow.__table__.alias("runner_up")
-        runner = select(r2.c.score).where(r2.c.run_id == c.c.run_id, r2.c.aspect == c.c.aspect,
-                                          r2.c.rank == 2).limit(1).scalar_subquery()
-        q = q.order_by((c.c.score - runner).asc().nulls_last(), c.c.id.desc())
+        runner_up = CROPS.alias("runner_up")
+        runner = select(runner_up.c.score).where(
+            runner_up.c.run_id == CROPS.c.run_id, runner_up.c.aspect == CROPS.c.aspect, runner_up.c.rank == 2,
+        ).limit(1).scalar_subquery()
+        statement = statement.order_by((CROPS.c.score - runner).asc().nulls_last(), CROPS.c.id.desc())
     elif sort == "path":
-        q = q.order_by(p.c.path)
+        statement = statement.order_by(PHOTOS.c.path)
     else:
-        q = q.order_by(p.c.taken_at.desc().nulls_last(), p.c.path)
-    return q
+        statement = statement.order_by(PHOTOS.c.taken_at.desc().nulls_last(), PHOTOS.c.path)
+    return statement
 

@@ -176,7 +176,9 @@ def test_two_workers_one_sigkilled_every_photo_scored_exactly_once(pg_url: str, 
     assert all(n == 1 for _p, n in rows)
     scored = _scored_lines(*logs)
     assert max(scored.values()) == 1, [p for p, n in scored.items() if n > 1]  # nothing scored twice
-    assert sum(scored.values()) >= 199  # the killed one may die between its commit and its log line
+    # The killed one may die between a batch's commit (one transaction, up to --concurrency 8
+    # photos) and its log lines; the database rows above are the exactly-once proof.
+    assert sum(scored.values()) >= 200 - 8
     sidecars = sorted(lib.rglob("*.xmp"))
     assert len(sidecars) == 200
     assert "queued again" in logs[1].read_text()

@@ -175,7 +175,7 @@ def test_status_info_and_openapi(client: TestClient) -> None:
               "/api/photos/{photo_id}/metadata", "/api/photos/{photo_id}/score", "/api/status"):
         assert p in paths
     ok = paths["/api/photos/{photo_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
-    assert ok["$ref"].endswith("/PhotoDetail")
+    assert ok["$ref"].endswith("/PhotoDetailOut")
 
 
 def test_daemon_status_is_read_from_the_status_file(client: TestClient) -> None:

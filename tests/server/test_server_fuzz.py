@@ -66,7 +66,7 @@ def test_schema_is_complete(shared_sample: SampleLibrary, tmp_path: Path) -> Non
     app = create_app(shared_sample.library, thumbnail_dir=tmp_path)
     spec = app.openapi()
     models = spec["components"]["schemas"]
-    for name in ("PhotoPage", "PhotoDetail", "CropOut", "LabelOut", "LabelRequest", "MetadataResult", "DaemonStatus"):
+    for name in ("PhotoPageOut", "PhotoDetailOut", "CropOut", "LabelOut", "LabelRequest", "MetadataResult", "DaemonStatus"):
         assert name in models
     ops = {(m.upper(), p) for p, item in spec["paths"].items() for m in item}
     one = "/api/photos/{photo_id}"
