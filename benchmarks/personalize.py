@@ -83,6 +83,12 @@ def loose_centre(box: np.ndarray, s: Subject, w: int, h: int) -> np.ndarray:
     return -3 * np.abs(u - 0.5) - 3 * np.abs(v - 0.5) + 3 * area - 3 * _cut(box, s)
 
 
+def tight_centre(box: np.ndarray, s: Subject, w: int, h: int) -> np.ndarray:
+    """loose-centre's twin but for size: the same centred subject, in as tight a crop as keeps it."""
+    u, v, area, _ = _geom(box, s, w, h)
+    return -3 * np.abs(u - 0.5) - 3 * np.abs(v - 0.5) - 3 * area - 3 * _cut(box, s)
+
+
 def portrait_45(box: np.ndarray, s: Subject, w: int, h: int) -> np.ndarray:
     u, v, area, aspect = _geom(box, s, w, h)
     return -4 * np.abs(np.log(aspect / 0.8)) - 1.5 * np.abs(u - 0.5) - 1.5 * np.abs(v - 0.4) - 4 * _cut(box, s)
@@ -90,7 +96,8 @@ def portrait_45(box: np.ndarray, s: Subject, w: int, h: int) -> np.ndarray:
 
 # owner -> (utility, the candidate set it reviews on the review page: None = the best crop of any set)
 OWNERS: dict[str, tuple[Callable[..., np.ndarray], str | None]] = {
-    "tight-left": (tight_left, None), "loose-centre": (loose_centre, None), "portrait-45": (portrait_45, "4:5")}
+    "tight-left": (tight_left, None), "loose-centre": (loose_centre, None), "portrait-45": (portrait_45, "4:5"),
+    "tight-centre": (tight_centre, None)}
 
 
 def make_photos(folder: Path, n: int, seed: int) -> dict[str, Subject]:
@@ -147,27 +154,41 @@ class Scores:
 
     def __init__(self, scorer, pairs: dict) -> None:  # type: ignore[no-untyped-def]
         from clipcrop_plugin.imaging import load_image
+        from clipcrop_plugin.scoring import learned
+        from clipcrop_plugin.subjects import detect_subjects
 
         self.scorer, self.pairs = scorer, pairs
         self.loaded = {p: load_image(p, min_side=int(getattr(scorer, "min_side", 256))) for p in pairs}
+        # The guard runs after every scorer in the product: its subjects are found as a scan would.
+        self.subjects = {p: detect_subjects(im) for p, im in self.loaded.items()}
         self.emb = {}
         if scorer.name == "zeroshot":
             for p, (_, _, cands) in pairs.items():
                 (e,) = scorer.embed_crops([self.loaded[p]], [cands])
                 sims = scorer.scale * (e @ scorer.quality.t())
-                self.emb[p] = (e.cpu().numpy(), (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64))
+                self.emb[p] = (e.cpu().numpy(), (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64),
+                               learned.crop_features(self.loaded[p], cands))
 
     def scores(self, path: str, personal) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """The guarded scores (what ranks crops in the product) of the photo's candidates."""
+        from clipcrop_plugin.guard import guard
+
+        cands = self.pairs[path][2]
+        raw = self.raw(path, personal)
+        return guard(cands.boxes, raw, cands.groups, self.subjects[path], cands.width, cands.height,
+                     cands.full_index, personal.guard_weights if personal is not None else None).scores
+
+    def raw(self, path: str, personal) -> np.ndarray:  # type: ignore[no-untyped-def]
         from clipcrop_plugin.scoring import learned
 
         cands = self.pairs[path][2]
         if self.scorer.name != "zeroshot":
             self.scorer.personal = personal
             return self.scorer.score([self.loaded[path]], [cands])[0].scores
-        emb, base = self.emb[path]
+        emb, base, crop = self.emb[path]
         if personal is None:
             return base
-        return base + personal.adjust(learned.zeroshot_inputs(emb, cands.boxes, cands.width, cands.height, base))
+        return base + personal.adjust(learned.zeroshot_inputs(emb, crop, base))
 
     def agreement(self, personal) -> float:  # type: ignore[no-untyped-def]
         good, total = 0.0, 0
@@ -179,7 +200,7 @@ class Scores:
             path = next(iter(self.pairs))
             self.scorer.personal = personal
             real = self.scorer.score([self.loaded[path]], [self.pairs[path][2]])[0].scores
-            assert np.allclose(real, self.scores(path, personal), atol=1e-4), "cached zeroshot scores differ"
+            assert np.allclose(real, self.raw(path, personal), atol=1e-4), "cached zeroshot scores differ"
             self.scorer.personal = None
         return good / max(total, 1)
 
@@ -227,6 +248,13 @@ def review(lib, subjects: dict[str, Subject], utility: Callable[..., np.ndarray]
                     counter["labels"] += 1
 
 
+def _guard_line(learned_weights: dict[str, float]) -> str:
+    """``place 1.00->1.20 cramp 0.40->0.10 cover 2.00->2.00``: the guard weights a version learned."""
+    from clipcrop_plugin.guard import DEFAULT_WEIGHTS
+
+    return " ".join(f"{k} {getattr(DEFAULT_WEIGHTS, k):.2f}->{v:.2f}" for k, v in learned_weights.items())
+
+
 def run(scorer_name: str, args: argparse.Namespace, work: Path) -> list[dict]:  # type: ignore[type-arg]
     import shutil
 
@@ -262,6 +290,8 @@ def run(scorer_name: str, args: argparse.Namespace, work: Path) -> list[dict]:  
     scan_s = time.perf_counter() - t0
     rows = []
     for owner, (utility, aspect) in OWNERS.items():
+        if owner not in args.owners:
+            continue
         pairs = heldout_pairs(held, utility, aspect, seed=3)
         measure = Scores(base_scorer, pairs)
         before_true = measure.agreement(None)
@@ -277,14 +307,17 @@ def run(scorer_name: str, args: argparse.Namespace, work: Path) -> list[dict]:  
                     res = personalize(PersonalizeSettings(scorer=scorer_name, rule=rule, weights=weights,
                                                           device="cpu", activate=True),
                                       progress=False, store=lib.store)
-                    after_true = measure.agreement(learned.read_version(res.checkpoint))
+                    version = learned.read_version(res.checkpoint)
+                    after_true = measure.agreement(version)
                     rows.append({"scorer": scorer_name, "owner": owner, "rule": rule, "labels": budget,
                                  "labels_used": res.labels, "true_before": before_true, "true_after": after_true,
                                  "label_before": res.agreement_before, "label_after": res.agreement_after,
-                                 "activated": res.activated, "activate_refused": res.refused, "seconds": time.perf_counter() - t0})
+                                 "activated": res.activated, "activate_refused": res.refused,
+                                 "guard_weights": version.guard, "seconds": time.perf_counter() - t0})
                     print(f"{scorer_name:<9} {owner:<13} {rule:<5} {budget:>3} labels: held-out owner pairs "
                           f"{100 * before_true:5.1f}% -> {100 * after_true:5.1f}%   held-out labels "
                           f"{100 * res.agreement_before:5.1f}% -> {100 * res.agreement_after:5.1f}%  "
+                          f"guard {_guard_line(version.guard)}  "
                           f"{'activated' if res.activated else 'NOT activated: ' + res.refused}", flush=True)
             rows[-1]["owner_seconds"] = time.perf_counter() - t0
     print(f"{scorer_name}: scoring the {args.photos}-photo library took {scan_s:.1f} s")
@@ -295,6 +328,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scorers", nargs="+", default=["heuristic", "zeroshot"], choices=["heuristic", "zeroshot"])
     ap.add_argument("--rules", nargs="+", default=["iou", "far4"], choices=["iou", "far4"])
+    ap.add_argument("--owners", nargs="+", default=list(OWNERS), choices=list(OWNERS))
     ap.add_argument("--photos", type=int, default=90, help="photos the owners review")
     ap.add_argument("--heldout", type=int, default=30, help="photos no owner labels (agreement measured there)")
     ap.add_argument("--json", type=Path, default=None, help="also write every row as JSON here")

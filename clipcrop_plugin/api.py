@@ -288,6 +288,64 @@ class Library:
 
     # -- writing --------------------------------------------------------------------------------
 
+    def use_model(self, name: str) -> str:
+        """Switch the model version in use; ``clipcrop models use NAME`` and the trainer's
+        ``--activate`` both end here, so the model folder's pins and the database's active
+        version (``Store.active_model_version()``: ``clipcrop models``, the API, the review page
+        and the daemon) always agree.
+
+        ``name``: an imported checkpoint (clipcropping), a personalization of the heuristic or
+        zeroshot scorer, or ``heuristic`` / ``zeroshot`` for that scorer's built-in weights.
+        Returns a one-line description of the switch.
+        """
+        from .model.checkpoints import list_checkpoints, set_active
+        from .scoring import learned
+
+        model_dir = self.settings.resolved_model_dir()
+        store = self.store
+        if learned.is_version_name(model_dir, name):
+            if name in learned.SCORERS:
+                try:
+                    was = learned.active_version(model_dir, name)
+                except ClipcropError:
+                    was = None
+                line = learned.set_active_version(model_dir, name)
+                base_sha = was.parent_sha256 if was is not None else (
+                    learned.heuristic_base_hash() if name == "heuristic" else None)
+                if base_sha is None:
+                    return line  # nothing was personalized: the database has nothing to switch
+                vid = store.register_model_version(f"{name}-built-in" if name == "heuristic" else f"{name}-base",
+                                                   was.provenance.get("parent", "built in") if was else "built in",
+                                                   base_sha, data_summary={"scorer": name, "base": True})
+            else:
+                pw = learned.read_version(learned.personal_dir(model_dir) / Path(name).with_suffix(".safetensors").name)
+                line = learned.set_active_version(model_dir, name)
+                parent = store.register_model_version(
+                    f"{pw.scorer}-built-in" if pw.scorer == "heuristic" else f"{pw.scorer}-base",
+                    str(pw.provenance.get("parent", "built in")), pw.parent_sha256 or learned.heuristic_base_hash(),
+                    data_summary={"scorer": pw.scorer, "base": True})
+                data = pw.provenance.get("data")
+                vid = store.register_model_version(pw.name, str(pw.path), pw.sha256, parent_id=parent,
+                                                   data_summary=data if isinstance(data, dict) else None,
+                                                   metrics=pw.provenance.get("metrics"))
+        else:
+            info = set_active(model_dir, name)
+            line = f"clipcropping now uses {info.name} (sha256 {info.sha256[:12]})"
+            parent_id = None
+            if info.parent_sha256:
+                parent_id = next((v.id for v in store.model_versions() if v.sha256 == info.parent_sha256), None)
+                if parent_id is None:  # the parent's file is in the model folder: register it too
+                    p = next((c for c in list_checkpoints(model_dir) if c.sha256 == info.parent_sha256), None)
+                    if p is not None:
+                        parent_id = store.register_model_version(p.name, str(p.path), p.sha256)
+            prov = info.provenance or {}
+            data, metrics = prov.get("data"), prov.get("metrics")
+            vid = store.register_model_version(info.name, str(info.path), info.sha256, parent_id=parent_id,
+                                               data_summary=data if isinstance(data, dict) else None,
+                                               metrics=metrics if isinstance(metrics, dict) else None)
+        store.set_active_model(vid)
+        return line
+
     def record_label(
         self,
         photo: PhotoRef,

@@ -50,6 +50,23 @@ W_TIER_MAIN = 1.5
 _FREE_SETS = ("grid", "full")
 
 
+@dataclass(frozen=True)
+class GuardWeights:
+    """The composition terms' weights (in spreads), the module constants by default. A
+    personalization may learn some of them from the owner's labels; the hard tiers (never cut a
+    face or the main subject when a candidate keeps it) are not among them."""
+
+    place: float = W_PLACE
+    place_salient: float = W_PLACE_SALIENT
+    cramp: float = W_CRAMP
+    body_cut: float = W_BODY_CUT
+    hug: float = W_HUG
+    cover: float = W_COVER
+
+
+DEFAULT_WEIGHTS = GuardWeights()
+
+
 @dataclass
 class GuardResult:
     """Per candidate: adjusted ``scores``, 1-based ``ranks`` within each set, ``flags`` (what the
@@ -146,12 +163,15 @@ def guard(
     width: int,
     height: int,
     full_index: int,
+    weights: GuardWeights | None = None,
 ) -> GuardResult:
     """Adjusted scores, ranks, flags and notes for one photo's candidates (see the module doc).
 
     ``boxes`` (N, 4) in upright pixels, ``scores`` (N,) from any scorer, ``groups[i]`` the set of
-    candidate ``i``; ``full_index`` the full frame, which keeps everything by definition.
+    candidate ``i``; ``full_index`` the full frame, which keeps everything by definition;
+    ``weights`` the composition terms' weights (default :data:`DEFAULT_WEIGHTS`).
     """
+    wt = weights if weights is not None else DEFAULT_WEIGHTS
     b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     raw = np.asarray(scores, dtype=np.float64).reshape(-1)
     n = len(raw)
@@ -190,31 +210,31 @@ def guard(
                 continue  # the main people are covered by the tier above
             cov = coverage(b, body)
             cut = (cov > 0.1) & (cov < MAIN_KEEP)
-            soft -= W_BODY_CUT * cut
+            soft -= wt.body_cut * cut
             for i in np.flatnonzero(cut):
                 flags[i].append("cuts person")
         # A salient box is where the object is, roughly: its extent wobbles from one encoding
         # of a scene to the next, so it decides what must be kept (tier, coverage) but it does
         # not place the crop; a face does (eyes on the upper third).
         weight = 1.0 if trusted else focus.confidence
-        place = W_PLACE * _placement(b, focus) * (1.0 if focus.people else W_PLACE_SALIENT)
+        place = wt.place * _placement(b, focus) * (1.0 if focus.people else wt.place_salient)
         # Coverage counts up to the whole subject, not only to the 90% that passes the tier: a
         # detector's box is rarely exact, and the crop that keeps all of it keeps the real
         # subject's edges (the cat's mouth, the tower's top) where one keeping 90% may not.
-        cover = W_COVER * main_cov
+        cover = wt.cover * main_cov
         for group in dict.fromkeys(groups):
             idx = np.flatnonzero(g == group)
             if group not in _FREE_SETS and len(idx) and main_cov[idx].max() < MAIN_KEEP:
                 # No crop of this ratio holds the subject: keep as much of it as fits rather
                 # than a well-placed middle slice.
                 cover[idx] += W_COVER_UNHELD * main_cov[idx]
-        soft += weight * (place - W_CRAMP * _cramp(b, focus, width, height) + cover)
+        soft += weight * (place - wt.cramp * _cramp(b, focus, width, height) + cover)
     if focus is None or not _trusted(focus, width, height):
         # Nothing certain to compose around: a ratio crop stays near the centre unless the
         # scorer clearly prefers a side (a scorer's edge terms alone favour crops that lie on
         # the photo's border, which reads as hugging an edge or a corner).
         ratio = ~np.isin(g, _FREE_SETS)
-        soft -= W_HUG * np.where(ratio, _hug(b, width, height), 0.0)
+        soft -= wt.hug * np.where(ratio, _hug(b, width, height), 0.0)
     # The full frame keeps everything: it is the reference every crop is measured against.
     tier_face[full_index] = tier_main[full_index] = 0.0
     adjusted = raw + unit * (soft - W_TIER_FACE * tier_face - W_TIER_MAIN * tier_main)

@@ -52,7 +52,9 @@ def build_suggestion(
         raise ValueError(f"scorer returned {raw.shape[0]} scores for {len(candidates)} candidates")
     elements = None if result.elements is None else np.asarray(result.elements, dtype=np.float64)
     fi = candidates.full_index
-    g = guard(candidates.boxes, raw, candidates.groups, subjects, candidates.width, candidates.height, fi)
+    # A personalization may carry the guard's composition weights it learned from the owner's labels.
+    learned = getattr(getattr(scorer, "personal", None), "guard_weights", None)
+    g = guard(candidates.boxes, raw, candidates.groups, subjects, candidates.width, candidates.height, fi, learned)
     scores = g.scores
     full_score = float(scores[fi])
     full_elements = elements[fi] if elements is not None else None

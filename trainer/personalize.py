@@ -20,8 +20,6 @@ not fall; ``clipcrop models use`` switches between versions and back.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -49,6 +47,10 @@ RECOMMENDED_LABELS = 50
 MIN_HELDOUT_PAIRS = 5
 SCORERS = ("heuristic", "zeroshot", "clipcropping")
 RIDGE_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+# zeroshot: how much the embedding's inputs count against the crop's features (a scale s makes
+# the ridge on them 1/s^2 stronger); chosen with the ridge. Hundreds of embedding dimensions
+# against a few dozen labelled photos overfit unless held down, and how far depends on the tower.
+BLOCK_SCALES = (0.05, 0.2, 1.0)
 
 
 class NotEnoughLabels(ConfigError):
@@ -178,10 +180,32 @@ class _Encoded:
 
     rows: dict[str, dict[tuple[float, ...], tuple[np.ndarray, float]]]
     names: list[str]
+    tiers: dict[str, dict[tuple[float, ...], float]] = field(default_factory=dict)
+    guard_terms: int = 0  # the last inputs: the guard's per-weight terms
+    # per photo, the scorer's inputs and built-in scores of every box measured (candidates too)
+    boxes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def spread_ratio(self, photos: list[str], mean: np.ndarray, std: np.ndarray, w: np.ndarray) -> float:
+        """Median over ``photos`` of the spread of the personalized scores over that of the
+        built-in ones: the guard measures in spreads of the scores it is given."""
+        ratios = []
+        for path in photos:
+            x, base = self.boxes[path]
+            sb = float(np.std(base))
+            if len(base) > 1 and sb > 1e-12:
+                ratios.append(float(np.std(base + ((x - mean) / std) @ w)) / sb)
+        return float(np.median(ratios)) if ratios else 1.0
 
     def matrices(self, pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         xb = np.stack([self.rows[p.photo][p.better][0] for p in pairs])
         xw = np.stack([self.rows[p.photo][p.worse][0] for p in pairs])
+        if self.guard_terms and self.tiers:
+            # Of two crops in different hard tiers (one cuts a face or the subject the other
+            # keeps) the guard's tier decides; its composition weights are learned from pairs
+            # within a tier, or "cuts the subject" would pass for taste about tight edges.
+            k = self.guard_terms
+            apart = np.asarray([self.tiers[p.photo][p.better] != self.tiers[p.photo][p.worse] for p in pairs])
+            xw[apart, -k:] = xb[apart, -k:]
         bb = np.asarray([self.rows[p.photo][p.better][1] for p in pairs])
         bw = np.asarray([self.rows[p.photo][p.worse][1] for p in pairs])
         return xb, xw, bb, bw
@@ -207,12 +231,14 @@ class _LightScorer:
     """The scorer being personalized, as shipped (no active version), and how to encode boxes."""
 
     def __init__(self, name: str, settings: Settings, weights: str | None, device: str) -> None:
+        from clipcrop_plugin.scoring import learned
+
         self.name = name
         if name == "heuristic":
             from clipcrop_plugin.scoring.heuristic import HeuristicScorer
 
             self.scorer: Any = HeuristicScorer(settings)
-            self.base_hash = hashlib.sha256(json.dumps(self.builtin_weights(), sort_keys=True).encode()).hexdigest()
+            self.base_hash = learned.heuristic_base_hash()
             self.source = "built in"
         else:
             from clipcrop_plugin.scoring.zeroshot import ZeroShotScorer
@@ -224,22 +250,22 @@ class _LightScorer:
             self.source = self.scorer.weights_source
         self.min_side = int(getattr(self.scorer, "min_side", 256) or 256)
 
-    @staticmethod
-    def builtin_weights() -> dict[str, float]:
-        from clipcrop_plugin.scoring.heuristic import HeuristicScorer as H
-
-        return {"retain": H.w_retain, "density": H.w_density, "composition": H.w_composition,
-                "lighting": H.w_lighting, "color": H.w_color, "border": H.w_border, "smoothing": H.smoothing}
-
     def encode(self, photos: dict[str, LabelledPhoto], boxes: dict[str, list[tuple[float, ...]]],
-               progress: bool) -> tuple[_Encoded, list[str]]:
-        """Inputs and built-in scores of every box; photos that no longer load are returned apart."""
+               progress: bool, subjects: dict[str, list[Any]] | None = None) -> tuple[_Encoded, list[str]]:
+        """Inputs and built-in scores of every box; photos that no longer load are returned apart.
+
+        A box's inputs end with the guard's per-weight terms (:func:`learned.guard_inputs`, with
+        the photo's stored ``subjects``) and its built-in score includes the guard as shipped:
+        the model learns on the score that ranks the crops. The guard measures in spreads of the
+        scorer's scores over the photo's candidates, so the candidates are scored too."""
         from tqdm.auto import tqdm
 
         from clipcrop_plugin.imaging import load_image
         from clipcrop_plugin.scoring import learned
 
         rows: dict[str, dict[tuple[float, ...], tuple[np.ndarray, float]]] = {}
+        enc_tiers: dict[str, dict[tuple[float, ...], float]] = {}
+        everything: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         failed: list[str] = []
         names: list[str] = []
         for path in tqdm(sorted(boxes), desc="measuring crops", disable=not progress, leave=False):
@@ -253,7 +279,9 @@ class _LightScorer:
             if (loaded.info.width, loaded.info.height) != (ph.width, ph.height):
                 failed.append(path)  # changed on disk since the database last saw it
                 continue
-            cs = _candidate_set(ph.width, ph.height, boxes[path])
+            mine = boxes[path]
+            cs = _candidate_set(ph.width, ph.height, [*mine, *(tuple(b) for b in np.asarray(
+                ph.candidates, dtype=np.float64).reshape(-1, 4).tolist())])
             if self.name == "heuristic":
                 f = self.scorer.features(loaded, cs)
                 x = learned.heuristic_inputs(f, cs.boxes, cs.width, cs.height)
@@ -263,10 +291,17 @@ class _LightScorer:
                 (emb,) = self.scorer.embed_crops([loaded], [cs])
                 sims = self.scorer.scale * (emb @ self.scorer.quality.t())
                 base = (sims[:, 0] - sims[:, 1]).cpu().numpy().astype(np.float64)
-                x = learned.zeroshot_inputs(emb.cpu().numpy(), cs.boxes, cs.width, cs.height, base)
+                x = learned.zeroshot_inputs(emb.cpu().numpy(), learned.crop_features(loaded, cs), base)
                 names = learned.zeroshot_input_names(int(emb.shape[1]))
-            rows[path] = {b: (x[i + 1], float(base[i + 1])) for i, b in enumerate(boxes[path])}
-        return _Encoded(rows, names), failed
+            groups = ["full"] + ["grid"] * (len(cs.boxes) - 1)  # a drawn box belongs to no ratio set
+            shipped, per, tiers = learned.guard_inputs(cs.boxes, base, groups, (subjects or {}).get(path, []),
+                                                       ph.width, ph.height, 0)
+            rows[path] = {b: (np.concatenate([x[i + 1], per[i + 1]]), float(base[i + 1] + shipped[i + 1]))
+                          for i, b in enumerate(mine)}
+            enc_tiers[path] = {b: float(tiers[i + 1]) for i, b in enumerate(mine)}
+            everything[path] = (x[1:], np.asarray(base[1:], dtype=np.float64))
+        names = names + [f"guard_{t}" for t in learned.GUARD_TERMS]
+        return _Encoded(rows, names, enc_tiers, len(learned.GUARD_TERMS), everything), failed
 
 
 def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -275,28 +310,40 @@ def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 1e-9, std, 1.0)
 
 
-def _choose_ridge(enc: _Encoded, train: list[Pair], mean: np.ndarray, std: np.ndarray, seed: int) -> float:
-    """The ridge strength with the best 3-fold (by photo) agreement on the training pairs."""
+def _choose_ridge(enc: _Encoded, train: list[Pair], mean: np.ndarray, std: np.ndarray, seed: int,
+                  block: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """The ridge strength (and, with a ``block`` of columns, how much weaker that block's inputs
+    count) with the best 3-fold (by photo) agreement on the training pairs; returns the ridge and
+    the effective ``std`` (a block's columns divided by its scale: ridge on them is stronger)."""
+    scales = BLOCK_SCALES if block is not None and block.any() else (1.0,)
     photos = sorted({p.photo for p in train})
     if len(photos) < 3:
-        return RIDGE_GRID[len(RIDGE_GRID) // 2]
+        return RIDGE_GRID[len(RIDGE_GRID) // 2], _scaled(std, block, scales[len(scales) // 2])
     fold = {ph: i % 3 for i, ph in enumerate(np.random.default_rng(seed + 1).permutation(photos).tolist())}
-    best, best_score = RIDGE_GRID[0], -1.0
-    for ridge in RIDGE_GRID:
-        scores = []
-        for k in range(3):
-            tr = [p for p in train if fold[p.photo] != k]
-            va = [p for p in train if fold[p.photo] == k]
-            if not tr or not va:
-                continue
-            xb, xw, bb, bw = enc.matrices(tr)
-            w = fit_ranker((xb - xw) / std, bb - bw, ridge)
-            xb, xw, bb, bw = enc.matrices(va)
-            scores.append(agreement(bb + ((xb - mean) / std) @ w, bw + ((xw - mean) / std) @ w))
-        score = float(np.mean(scores)) if scores else -1.0
-        if score > best_score + 1e-9:
-            best, best_score = ridge, score
-    return best
+    folds = []
+    for k in range(3):
+        tr = [p for p in train if fold[p.photo] != k]
+        va = [p for p in train if fold[p.photo] == k]
+        if tr and va:
+            folds.append((enc.matrices(tr), enc.matrices(va)))
+    best, best_score = (RIDGE_GRID[0], scales[-1]), -1.0
+    for scale in scales:
+        sd = _scaled(std, block, scale)
+        for ridge in RIDGE_GRID:
+            scores = []
+            for (xb, xw, bb, bw), (vb, vw, vbb, vbw) in folds:
+                w = fit_ranker((xb - xw) / sd, bb - bw, ridge)
+                scores.append(agreement(vbb + ((vb - mean) / sd) @ w, vbw + ((vw - mean) / sd) @ w))
+            score = float(np.mean(scores)) if scores else -1.0
+            if score > best_score + 1e-9:
+                best, best_score = (ridge, scale), score
+    return best[0], _scaled(std, block, best[1])
+
+
+def _scaled(std: np.ndarray, block: np.ndarray | None, scale: float) -> np.ndarray:
+    if block is None:
+        return std
+    return np.where(block, std / scale, std)
 
 
 def label_status(store: Store, scorer: str, *, limit: int = 10) -> dict[str, Any]:
@@ -389,13 +436,24 @@ def _activation(s: PersonalizeSettings, before: float, after: float) -> tuple[bo
     return True, ""
 
 
+def _use(store: Store, settings: Settings, name: str) -> None:
+    """Activate a version the one way ``clipcrop models use`` does (model folder pin + database)."""
+    from clipcrop_plugin.api import Library
+
+    Library(store, settings).use_model(name)
+
+
 def _personalize_light(s: PersonalizeSettings, store: Store, settings: Settings, scorer: str,
                        photos: dict[str, LabelledPhoto], report: LabelReport, train: list[Pair],
                        heldout: list[Pair], held: set[str], progress: bool) -> PersonalizeResult:
+    from clipcrop_plugin.guard import DEFAULT_WEIGHTS
     from clipcrop_plugin.scoring import learned
 
     light = _LightScorer(scorer, settings, s.weights, s.device)
-    enc, failed = light.encode(photos, _boxes_by_photo(train + heldout), progress)
+    ids = {ph.path: ph.labels[0].photo_id for ph in photos.values() if ph.labels}
+    by_id = store.subjects_of(sorted(set(ids.values())))
+    subjects = {path: by_id.get(pid, []) for path, pid in ids.items()}
+    enc, failed = light.encode(photos, _boxes_by_photo(train + heldout), progress, subjects)
     if failed:
         gone = set(failed)
         report.changed += sum(1 for p in photos.values() if p.path in gone for _ in p.labels)
@@ -406,7 +464,11 @@ def _personalize_light(s: PersonalizeSettings, store: Store, settings: Settings,
                                   f"and {len(heldout)} held-out pairs remain; label more photos")
     xb, xw, bb, bw = enc.matrices(train)
     mean, std = _standardize(np.concatenate([xb, xw]))
-    ridge = s.ridge if s.ridge is not None else _choose_ridge(enc, train, mean, std, s.seed)
+    block = np.asarray([n.startswith("embedding_") for n in enc.names]) if scorer == "zeroshot" else None
+    if s.ridge is not None:
+        ridge = s.ridge
+    else:
+        ridge, std = _choose_ridge(enc, train, mean, std, s.seed, block)
     w = fit_ranker((xb - xw) / std, bb - bw, ridge)
     hb, hw, hbb, hbw = enc.matrices(heldout)
     before = agreement(hbb, hbw)
@@ -425,21 +487,30 @@ def _personalize_light(s: PersonalizeSettings, store: Store, settings: Settings,
     base_name = f"{scorer}-built-in" if scorer == "heuristic" else f"zeroshot-{Path(light.source).stem}"
     parent_id = store.register_model_version(base_name, light.source, light.base_hash,
                                              data_summary={"scorer": scorer, "base": True})
-    pw = learned.PersonalWeights(scorer, enc.names, mean, std, w, base_weights_hash=light.base_hash if
-                                 scorer == "zeroshot" else None, parent_sha256=light.base_hash,
+    # The last inputs are the guard's terms: their learned weights (per unit of the guard's own
+    # weight) are the change of that weight; the rest is the scorer's adjustment.
+    # They were fitted in spreads of the built-in scores; the guard will measure in spreads of the
+    # personalized ones, so they are converted by the (median) ratio of the two.
+    k = len(learned.GUARD_TERMS)
+    ratio = enc.spread_ratio(sorted({p.photo for p in train}), mean[:-k], std[:-k], w[:-k])
+    shipped = {t: float(getattr(DEFAULT_WEIGHTS, t)) for t in learned.GUARD_TERMS}
+    guard = {t: (shipped[t] + float(w[-k + i] / std[-k + i])) / ratio for i, t in enumerate(learned.GUARD_TERMS)}
+    metrics["guard_weights"] = {"shipped": shipped, "learned": guard, "spread_ratio": ratio}
+    pw = learned.PersonalWeights(scorer, enc.names[:-k], mean[:-k], std[:-k], w[:-k],
+                                 base_weights_hash=light.base_hash if scorer == "zeroshot" else None,
+                                 parent_sha256=light.base_hash,
                                  provenance={"stage": "personalize", "scorer": scorer, "data": summary,
-                                             "metrics": metrics, "parent": light.source})
+                                             "metrics": metrics, "parent": light.source}, guard=guard)
     saved = learned.save_version(pw, out)
     activate, refused = _activation(s, before, after)
     version_id = store.register_model_version(saved.name, str(saved.path), saved.sha256, parent_id=parent_id,
-                                              data_summary=summary, metrics=metrics, activate=activate)
+                                              data_summary=summary, metrics=metrics)
     if activate:
         if saved.path.parent == learned.personal_dir(model_dir):  # type: ignore[union-attr]
-            learned.set_active_version(model_dir, saved.name)
+            _use(store, settings, saved.name)
         else:
             refused = f"{saved.path} is outside {learned.personal_dir(model_dir)}; it was registered, not activated"
             activate = False
-            store.register_model_version(saved.name, str(saved.path), saved.sha256)  # already there: no-op
     return PersonalizeResult(saved.path, saved.sha256, light.base_hash, version_id, activate,  # type: ignore[arg-type]
                              report.used, len(train), len(heldout), before, after, [], scorer, report.line(), refused)
 
@@ -511,7 +582,7 @@ def _personalize_head(s: PersonalizeSettings, store: Store, settings: Settings, 
     from tqdm.auto import tqdm
 
     from clipcrop_plugin.model import pick_device, save_checkpoint
-    from clipcrop_plugin.model.checkpoints import checkpoint_dir, read_checkpoint_info, set_active
+    from clipcrop_plugin.model.checkpoints import checkpoint_dir, read_checkpoint_info
 
     from . import modeling
     from .losses import preference_hinge
@@ -582,9 +653,15 @@ def _personalize_head(s: PersonalizeSettings, store: Store, settings: Settings, 
         metrics=parent_info.provenance.get("metrics"))
     activate, refused = _activation(s, before, after)
     version_id = store.register_model_version(new_info.name, str(new_info.path), new_info.sha256, parent_id=parent_id,
-                                              data_summary=summary, metrics=metrics, activate=activate)
-    if activate and new_info.can_score and new_info.path.parent == checkpoint_dir(model_dir):
-        set_active(model_dir, new_info.name)
+                                              data_summary=summary, metrics=metrics)
+    if activate:
+        if not new_info.can_score:
+            activate, refused = False, f"{new_info.name} cannot score photos (see `clipcrop models`)"
+        elif new_info.path.parent != checkpoint_dir(model_dir):
+            activate = False
+            refused = f"{new_info.path} is outside {checkpoint_dir(model_dir)}; it was registered, not activated"
+        else:
+            _use(store, settings, new_info.name)
     return PersonalizeResult(new_info.path, new_info.sha256, parent_info.sha256, version_id, activate,
                              report.used, len(train), len(heldout), before, after, history, "clipcropping",
                              report.line(), refused)

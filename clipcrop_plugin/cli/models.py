@@ -7,6 +7,7 @@ import json
 import click
 
 from ..config import load_settings
+from .db import db_option, open_library
 
 
 @click.group(invoke_without_command=True)
@@ -79,7 +80,8 @@ def fetch_cmd(model: str | None, tag: str | None, revision: str, quiet: bool) ->
 
 @models.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
-def import_cmd(file: str) -> None:
+@db_option
+def import_cmd(file: str, db: str | None) -> None:
     """Verify a checkpoint (sha256, config, tensor shapes) and copy it into the model folder.
 
     The first checkpoint that can score photos becomes the active one; switch later with
@@ -99,19 +101,22 @@ def import_cmd(file: str) -> None:
     if result.refusal:
         click.echo(f"warning: {info.name} cannot score photos: {result.refusal}", err=True)
     elif result.activated:
-        click.echo(f"clipcropping now uses {info.name}")
+        with open_library(db) as lib:  # the database's active version follows the pin
+            click.echo(lib.use_model(info.name))
     else:
         click.echo(f"switch to it with: clipcrop models use {info.name}")
 
 
 @models.command("use")
 @click.argument("name", required=False)
-def use_cmd(name: str | None) -> None:
+@db_option
+def use_cmd(name: str | None, db: str | None) -> None:
     """Make an imported checkpoint the one the clipcropping scorer uses; without NAME, list lineages.
 
     NAME may also be a personalization of the heuristic or zeroshot scorer (`clipcrop models`
     lists them), or `heuristic` / `zeroshot` to switch that scorer back to its built-in weights.
-    Then re-score with `clipcrop scan --rescore`.
+    The database's active version follows (what `clipcrop models`, the API, the review page and
+    the daemon read). Then re-score with `clipcrop scan --rescore`.
 
     \b
     Example:
@@ -120,14 +125,10 @@ def use_cmd(name: str | None) -> None:
       clipcrop models use heuristic-personal-20260101T120000000000Z
       clipcrop models use heuristic
     """
-    from ..model.checkpoints import active_name, lineages, set_active
-    from ..scoring.learned import is_version_name, set_active_version
+    from ..model.checkpoints import active_name, lineages
 
     settings = load_settings()
     model_dir = settings.resolved_model_dir()
-    if name is not None and is_version_name(model_dir, name):
-        click.echo(set_active_version(model_dir, name))
-        return
     if name is None:
         pinned = active_name(model_dir)
         chains = lineages(model_dir)
@@ -137,5 +138,5 @@ def use_cmd(name: str | None) -> None:
             click.echo(" -> ".join(f"{'*' if i.path.name == pinned else ''}{i.name}"
                                    f"{'' if i.can_score else ' (cannot score)'}" for i in chain))
         return
-    info = set_active(model_dir, name)
-    click.echo(f"clipcropping now uses {info.name} (sha256 {info.sha256[:12]})")
+    with open_library(db) as lib:
+        click.echo(lib.use_model(name))

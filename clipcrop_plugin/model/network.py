@@ -255,35 +255,47 @@ class CLIPCropping(nn.Module):
         box = torch.tensor([[0.0, 0.0, w * STRIDE, h * STRIDE]], device=feature_map.device)
         return [box for _ in range(b)]
 
-    def _pooled_padded(self, pool: nn.Module, feature_map: torch.Tensor,
-                       boxes: Sequence[torch.Tensor] | None) -> tuple[torch.Tensor, list[int]]:
-        """The pool on every image's RoIs at once: ((B, Nmax, D), [Ni]).
+    def _padded_sampling(self, feature_map: torch.Tensor,
+                         boxes: Sequence[torch.Tensor] | None) -> tuple[torch.Tensor | None, list[int]]:
+        """Every image's RoIAlign matrices at once: ((B, Nmax, P*P, HW) or None, [Ni]).
 
         The images' box lists are padded to one length (with the full frame) so the whole batch
-        goes through one set of kernels, not one per image; callers drop rows ``>= Ni``.
+        goes through one set of kernels, not one per image; callers drop rows ``>= Ni``. Both
+        knowledge branches pool the same boxes of the same map, so they share these.
         """
         boxes = self.full_boxes(feature_map) if boxes is None else boxes
         per_image = [b.to(feature_map.device, torch.float32).reshape(-1, 4) for b in boxes]
         counts = [int(b.shape[0]) for b in per_image]
         longest = max(counts, default=0)
         if longest == 0:
-            return feature_map.new_zeros((len(per_image), 0, pool.c_proj.out_features)), counts
+            return None, counts
         filler = self.full_boxes(feature_map)[0]
         padded = torch.stack([torch.cat([b, filler.expand(longest - len(b), 4)]) if len(b) < longest else b
                               for b in per_image])  # (B, Nmax, 4)
         hw = feature_map.shape[2] * feature_map.shape[3]
-        sampling = self._sampling(feature_map, padded).view(len(per_image), longest, -1, hw)
+        return self._sampling(feature_map, padded).view(len(per_image), longest, -1, hw), counts
+
+    def _pooled_padded(self, pool: nn.Module, feature_map: torch.Tensor, boxes: Sequence[torch.Tensor] | None,
+                       shared: tuple[torch.Tensor | None, list[int]] | None = None) -> tuple[torch.Tensor, list[int]]:
+        """The pool on every image's RoIs at once: ((B, Nmax, D), [Ni]); ``shared``: the
+        :meth:`_padded_sampling` of these boxes, when already made."""
+        sampling, counts = shared if shared is not None else self._padded_sampling(feature_map, boxes)
+        if sampling is None:
+            return feature_map.new_zeros((len(counts), 0, pool.c_proj.out_features)), counts
         return roi_attention_pool(pool, feature_map, sampling), counts
 
     def knowledge_embeddings(self, feature_map: torch.Tensor, branch: str,
-                             boxes: Sequence[torch.Tensor] | None = None) -> torch.Tensor | list[torch.Tensor]:
+                             boxes: Sequence[torch.Tensor] | None = None,
+                             shared: tuple[torch.Tensor | None, list[int]] | None = None,
+                             ) -> torch.Tensor | list[torch.Tensor]:
         """Normalized CKE/AKE visual embeddings (phi^visual, eq. 2 and 7).
 
         Without ``boxes``: the full frames, (B, D). With ``boxes`` (per image (Ni, 4) in input
         pixels): a list of (Ni, D), each crop RoIAligned to the pool's grid from the same map.
+        ``shared``: :meth:`_padded_sampling` of ``boxes`` (when both branches pool them).
         """
         module, _ = self.branch(branch)
-        pooled, counts = self._pooled_padded(module.pool, feature_map, boxes)
+        pooled, counts = self._pooled_padded(module.pool, feature_map, boxes, shared)
         emb = module.project(pooled)  # (B, Nmax, D): one MLP call for the whole batch
         if boxes is None:
             return emb[:, 0]
@@ -331,8 +343,11 @@ class CLIPCropping(nn.Module):
         """
         if not bool(self.text_ready):
             raise WeightsError("this model has no cached element text embeddings; call refresh_text_cache() first")
-        comp = self.knowledge_embeddings(feature_map, "composition", boxes)
-        aes = self.knowledge_embeddings(feature_map, "aesthetic", boxes)
+        # One flattened map and one set of RoIAlign matrices for both branches.
+        fm = feature_map.contiguous()
+        shared = self._padded_sampling(fm, boxes)
+        comp = self.knowledge_embeddings(fm, "composition", boxes, shared)
+        aes = self.knowledge_embeddings(fm, "aesthetic", boxes, shared)
         scale = self.logit_scale.detach().float().exp().clamp(max=100.0)
         counts = [int(c.shape[0]) for c in comp]
         both = torch.cat([torch.cat(comp).float().matmul(self.cke_text.t()),

@@ -7,7 +7,8 @@ top of a scorer's own score:
 
 where ``x`` is what the scorer already measures for each crop (:func:`heuristic_inputs`: the
 heuristic's score terms, its ten elements and where the interest sits in the crop;
-:func:`zeroshot_inputs`: zeroshot's CLIP crop embedding) plus the crop's geometry (size, aspect
+:func:`zeroshot_inputs`: zeroshot's CLIP crop embedding beside those same heuristic inputs)
+plus the crop's geometry (size, aspect
 ratio, position, and their squares, so a preferred size or ratio can be a peak rather than
 "bigger is better"). ``w = 0`` is the scorer as shipped, so a version can only differ from it
 where the labels said so. For the heuristic, the terms it already adds up are among ``x``:
@@ -40,6 +41,7 @@ from ..model.weights import sha256_file
 if TYPE_CHECKING:
     from ..candidates import CandidateSet
     from ..config import Settings
+    from ..guard import GuardWeights
     from .heuristic import HeuristicFeatures
 
 log = logging.getLogger("clipcrop")
@@ -48,12 +50,28 @@ FORMAT = "clipcrop-personal"
 FORMAT_VERSION = 1
 PERSONAL_SUBDIR = "personal"
 SCORERS = ("heuristic", "zeroshot")
+# The guard's composition weights a personalization learns (clipcrop_plugin.guard.GuardWeights
+# fields): placement of the subject and tightness (edges pressing on it, how much of it is kept).
+GUARD_TERMS = ("place", "cramp", "cover")
 GEOMETRY_NAMES = ("area", "area_sq", "log_aspect", "log_aspect_sq", "box_x", "box_x_sq", "box_y", "box_y_sq")
 
 
 def personal_dir(model_dir: Path) -> Path:
     """Where personalization versions live inside a model folder."""
     return Path(model_dir) / PERSONAL_SUBDIR
+
+
+def heuristic_builtin_weights() -> dict[str, float]:
+    """The heuristic's own weights, as shipped: what every heuristic personalization starts from."""
+    from .heuristic import HeuristicScorer as H
+
+    return {"retain": H.w_retain, "density": H.w_density, "composition": H.w_composition,
+            "lighting": H.w_lighting, "color": H.w_color, "border": H.w_border, "smoothing": H.smoothing}
+
+
+def heuristic_base_hash() -> str:
+    """The sha256 that stands for the heuristic as shipped (the parent of its personalizations)."""
+    return hashlib.sha256(json.dumps(heuristic_builtin_weights(), sort_keys=True).encode()).hexdigest()
 
 
 def geometry(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
@@ -84,15 +102,54 @@ def heuristic_inputs(f: HeuristicFeatures, boxes: np.ndarray, width: float, heig
 
 
 def zeroshot_input_names(dim: int) -> list[str]:
-    return [f"embedding_{i}" for i in range(dim)] + list(GEOMETRY_NAMES) + ["zeroshot_score"]
+    return [f"embedding_{i}" for i in range(dim)] + heuristic_input_names() + ["zeroshot_score"]
 
 
-def zeroshot_inputs(embeddings: np.ndarray, boxes: np.ndarray, width: float, height: float,
-                    base: np.ndarray) -> np.ndarray:
-    """Zeroshot's per-crop inputs: the (normalized) CLIP crop embedding, the crop's geometry and
-    zeroshot's own score (so an owner who disagrees with it can turn it down)."""
-    return np.concatenate([np.asarray(embeddings, dtype=np.float64), geometry(boxes, width, height),
+def crop_features(loaded: Any, cands: CandidateSet) -> np.ndarray:
+    """The heuristic's per-crop inputs (:func:`heuristic_inputs`) measured on ``loaded``.
+
+    Zeroshot's head gets them beside the embedding: where the interest sits in the crop, how
+    much of it the crop keeps, its size, aspect and position are what taste about tightness and
+    placement is made of, and a tower's pooled embedding need not show them (a random or a
+    weak tower's does not at all)."""
+    from .heuristic import HeuristicScorer
+
+    f = HeuristicScorer(None).features(loaded, cands)
+    return heuristic_inputs(f, np.asarray(cands.boxes), cands.width, cands.height)
+
+
+def zeroshot_inputs(embeddings: np.ndarray, crop: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Zeroshot's per-crop inputs: the (normalized) CLIP crop embedding, the crop's features
+    (:func:`crop_features`) and zeroshot's own score (so an owner who disagrees with it can turn
+    it down)."""
+    return np.concatenate([np.asarray(embeddings, dtype=np.float64), np.asarray(crop, dtype=np.float64),
                            np.asarray(base, dtype=np.float64).reshape(-1, 1)], axis=1)
+
+
+def guard_inputs(boxes: np.ndarray, scores: np.ndarray, groups: Any, subjects: Any, width: int, height: int,
+                 full_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the subject guard adds to each crop's score, in the scorer's units: ``(shipped, per,
+    tiers)`` with ``shipped`` (N,) its whole adjustment as shipped (tiers included), ``per`` (N, K)
+    the part each :data:`GUARD_TERMS` weight multiplies (per unit of that weight) and ``tiers``
+    (N,) the guard's hard tier of each crop. So the guarded score under learned weights ``g`` is
+    ``scores + shipped + per @ (g - shipped weights)``.
+
+    Measured through :func:`clipcrop_plugin.guard.guard` itself, so this is the guard's own
+    arithmetic whatever it becomes."""
+    from dataclasses import replace
+
+    from ..guard import DEFAULT_WEIGHTS, guard
+
+    raw = np.asarray(scores, dtype=np.float64)
+
+    def run(w: GuardWeights) -> np.ndarray:
+        return guard(boxes, raw, groups, subjects, width, height, full_index, w).scores
+
+    zero = replace(DEFAULT_WEIGHTS, **{k: 0.0 for k in GUARD_TERMS})
+    g0 = run(zero)
+    per = np.stack([run(replace(zero, **{k: 1.0})) - g0 for k in GUARD_TERMS], axis=1)
+    shipped = guard(boxes, raw, groups, subjects, width, height, full_index, DEFAULT_WEIGHTS)
+    return shipped.scores - raw, per, np.asarray(shipped.tiers, dtype=np.float64)
 
 
 @dataclass
@@ -111,6 +168,7 @@ class PersonalWeights:
     parent_sha256: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     created: str = ""
+    guard: dict[str, float] = field(default_factory=dict)  # learned guard weights (GUARD_TERMS), {} = built in
 
     @property
     def name(self) -> str:
@@ -138,8 +196,17 @@ class PersonalWeights:
             out[n] = built_in.get(n, 0.0) + float(self.w[i] / self.std[i])
         return out
 
+    @property
+    def guard_weights(self) -> GuardWeights | None:
+        """The guard's composition weights this version learned (None: the guard's own)."""
+        if not self.guard:
+            return None
+        from ..guard import GuardWeights
+
+        return GuardWeights(**{k: float(v) for k, v in self.guard.items() if k in GUARD_TERMS})
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "scorer": self.scorer, "path": str(self.path) if self.path else None,
+        return {"name": self.name, "guard_weights": dict(self.guard), "scorer": self.scorer, "path": str(self.path) if self.path else None,
                 "sha256": self.sha256, "weights_hash": self.weights_hash, "parent_sha256": self.parent_sha256,
                 "base_weights_hash": self.base_weights_hash, "created": self.created, "provenance": self.provenance}
 
@@ -162,8 +229,10 @@ def save_version(pw: PersonalWeights, path: Path) -> PersonalWeights:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".safetensors")
     os.close(fd)
     try:
+        # The guard weights ride in the file's metadata, so the sha256 covers them too.
         save_file({"mean": pw.mean.astype(np.float64), "std": pw.std.astype(np.float64),
-                   "w": pw.w.astype(np.float64)}, tmp, metadata={"format": FORMAT, "scorer": pw.scorer})
+                   "w": pw.w.astype(np.float64)}, tmp,
+                  metadata={"format": FORMAT, "scorer": pw.scorer, "guard": json.dumps(pw.guard, sort_keys=True)})
         digest = sha256_file(Path(tmp))
         os.replace(tmp, target)
     finally:
@@ -188,6 +257,7 @@ def save_version(pw: PersonalWeights, path: Path) -> PersonalWeights:
 
 def read_version(path: str | os.PathLike[str]) -> PersonalWeights:
     """Load and verify a version (sha256 of the weights against the sidecar)."""
+    from safetensors import safe_open
     from safetensors.numpy import load_file
 
     target = Path(path).expanduser().with_suffix(".safetensors")
@@ -208,6 +278,10 @@ def read_version(path: str | os.PathLike[str]) -> PersonalWeights:
     try:
         t = load_file(str(target))
         mean, std, w = (np.asarray(t[k], dtype=np.float64) for k in ("mean", "std", "w"))
+        with safe_open(str(target), "np") as fh:
+            guard = json.loads((fh.metadata() or {}).get("guard") or "{}")
+        if not isinstance(guard, dict) or not all(k in GUARD_TERMS and np.isfinite(float(v)) for k, v in guard.items()):
+            raise ValueError(f"unexpected guard weights {guard!r}")
     except Exception as exc:
         raise WeightsError(f"unreadable personalization {target.name}: {exc}") from exc
     names = list(data.get("inputs") or [])
@@ -215,7 +289,8 @@ def read_version(path: str | os.PathLike[str]) -> PersonalWeights:
         raise WeightsError(f"personalization {target.name} is inconsistent (inputs, mean, std and w differ in size)")
     return PersonalWeights(data["scorer"], names, mean, std, w, target, actual, str(data["weights_hash"]),
                            data.get("base_weights_hash"), data.get("parent_sha256"),
-                           dict(data.get("provenance") or {}), str(data.get("created", "")))
+                           dict(data.get("provenance") or {}), str(data.get("created", "")),
+                           {k: float(v) for k, v in guard.items()})
 
 
 def _pin(model_dir: Path, scorer: str) -> Path:

@@ -101,21 +101,33 @@ class ZeroShotScorer:
 
     def _personalized(self, settings: Settings) -> ZeroShotScorer:
         """Load the model folder's active personalization (clipcrop-train personalize), if any."""
-        from .learned import load_active
+        import logging
+
+        from .learned import load_active, zeroshot_input_names
 
         self.personal = load_active("zeroshot", settings, self.base_weights_hash)
+        if self.personal is not None and self.personal.names != zeroshot_input_names(int(self.quality.shape[1])):
+            # Written by an older clipcrop (other inputs per crop): scoring goes on as shipped.
+            logging.getLogger("clipcrop").warning(
+                "ignoring zeroshot personalization %s: it was trained on other inputs per crop; "
+                "personalize again (clipcrop-train personalize --scorer zeroshot)", self.personal.name)
+            self.personal = None
         if self.personal is not None:
             self.weights_hash = self.personal.weights_hash
         return self
 
-    def _personal_scores(self, emb, boxes, cand: CandidateSet, scores: np.ndarray) -> np.ndarray:  # noqa: ANN001
-        """``scores`` plus the active personalization's head on these crops' embeddings."""
+    def _personal_scores(self, emb, image: LoadedImage, cand: CandidateSet, scores: np.ndarray,  # noqa: ANN001
+                         indices: np.ndarray | None = None) -> np.ndarray:
+        """``scores`` plus the active personalization's head on these crops (all of ``cand``, or
+        the candidates ``indices`` of it, whose embeddings ``emb`` are)."""
         if self.personal is None:
             return scores
-        from .learned import zeroshot_inputs
+        from .learned import crop_features, zeroshot_inputs
 
-        return scores + self.personal.adjust(zeroshot_inputs(emb.float().cpu().numpy(), boxes, cand.width,
-                                                             cand.height, scores))
+        crop = crop_features(image, cand)
+        if indices is not None:
+            crop = crop[indices]
+        return scores + self.personal.adjust(zeroshot_inputs(emb.float().cpu().numpy(), crop, scores))
 
     @classmethod
     def inventory(cls, settings: Settings) -> dict[str, Any]:
@@ -167,9 +179,9 @@ class ZeroShotScorer:
     def score(self, images: Sequence[LoadedImage], candidates: Sequence[CandidateSet]) -> list[ScoreResult]:
         """Quality-prompt margin and element cosines for every candidate of every image."""
         results = []
-        for emb, cand in zip(self.embed_crops(images, candidates), candidates):
+        for emb, im, cand in zip(self.embed_crops(images, candidates), images, candidates):
             res = self._result(emb)
-            res.scores = self._personal_scores(emb, cand.boxes, cand, res.scores)
+            res.scores = self._personal_scores(emb, im, cand, res.scores)
             results.append(res)
         if self.rescore:
             for im, cand, res in zip(images, candidates, results):
@@ -224,7 +236,7 @@ class ZeroShotScorer:
         top = np.argsort(-res.scores, kind="stable")[:k]
         own = torch.stack(self.embed_own_pixels(image, cand, top.tolist()))
         fresh = self._result(own)
-        fresh.scores = self._personal_scores(own, np.asarray(cand.boxes)[top], cand, fresh.scores)
+        fresh.scores = self._personal_scores(own, image, cand, fresh.scores, top)
         values = np.sort(res.scores[top])[::-1]  # the one-pass values, best first
         order = top[np.argsort(-fresh.scores, kind="stable")]
         res.scores[order] = values

@@ -59,7 +59,7 @@ def test_zeroshot_head_learns_from_labels_and_the_scorer_loads_it(tmp_path: Path
     (b,) = base.score([loaded], [cands])
     (p,) = personal.score([loaded], [cands])
     (emb,) = base.embed_crops([loaded], [cands])
-    expect = b.scores + pw.adjust(learned.zeroshot_inputs(emb.numpy(), cands.boxes, cands.width, cands.height,
+    expect = b.scores + pw.adjust(learned.zeroshot_inputs(emb.numpy(), learned.crop_features(loaded, cands),
                                                           b.scores))
     assert np.allclose(p.scores, expect, atol=1e-6) and not np.allclose(p.scores, b.scores)
     assert np.allclose(p.elements, b.elements)
