@@ -44,6 +44,8 @@ W_BODY_CUT = 0.5
 W_HUG = 1.0
 W_COVER = 2.0  # per share of the main subject kept
 W_COVER_UNHELD = 12.0  # more per share, in a ratio set where no crop can hold it all: keep the most
+W_CENTRE_UNHELD = 3.0  # per half crop width off a too-wide subject's centre (see guard())
+W_TOP_UNHELD = 6.0  # per share of a too-tall subject's top third kept (see guard())
 # Tier penalties, in spreads: large enough that no composition term can undo them.
 W_TIER_FACE = 3.0
 W_TIER_MAIN = 1.5
@@ -228,6 +230,22 @@ def guard(
                 # No crop of this ratio holds the subject: keep as much of it as fits rather
                 # than a well-placed middle slice.
                 cover[idx] += W_COVER_UNHELD * main_cov[idx]
+                mx1, my1, mx2, my2 = focus.main
+                if int((b[idx, 2] - b[idx, 0]).max()) < mx2 - mx1:
+                    # Too wide for the ratio, and no end known to matter more: cut both sides
+                    # evenly. A detector's box is often wider than the object, so "as much of
+                    # the box as fits" alone lets the crop slide to one side and slice the object.
+                    half = np.maximum((b[idx, 2] - b[idx, 0]) / 2.0, 1.0)
+                    off = np.abs((b[idx, 0] + b[idx, 2]) / 2.0 - (mx1 + mx2) / 2.0) / half
+                    cover[idx] -= W_CENTRE_UNHELD * off
+                if int((b[idx, 3] - b[idx, 1]).max()) < my2 - my1:
+                    # Too tall for the ratio: cut from the bottom. What stands up has its head,
+                    # face or tip on top (a person with no face found, a tower, a rocket, a tree);
+                    # a crop that keeps the middle beheads it.
+                    # A detector's box edge is approximate: the top reaches a little above it.
+                    tall = my2 - my1
+                    top = (mx1, max(0, my1 - tall // 10), mx2, my1 + max(1, tall // 3))
+                    cover[idx] += W_TOP_UNHELD * coverage(b[idx], top)
         soft += weight * (place - wt.cramp * _cramp(b, focus, width, height) + cover)
     if focus is None or not _trusted(focus, width, height):
         # Nothing certain to compose around: a ratio crop stays near the centre unless the

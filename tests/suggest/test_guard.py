@@ -209,3 +209,24 @@ def test_a_ratio_that_cannot_hold_the_subject_keeps_as_much_of_it_as_fits() -> N
     boxes = np.array([[0, 0, 400, 400], [100, 0, 500, 400], [0, 0, 300, 300], [0, 0, 600, 400]], dtype=np.int64)
     res = guard(boxes, np.array([0.5, 0.5, 0.55, 0.5]), ["1:1", "1:1", "1:1", "full"], [wide], 600, 400, 3)
     assert res.ranks[2] == 3 and "cuts subject" in res.flags[0]
+
+
+def test_a_subject_too_tall_for_the_ratio_is_cut_from_the_bottom() -> None:
+    # A standing object with no face found (a person seen from the side, a tower): a 16:9 crop
+    # cannot hold it, and the one that keeps its top wins over the middle slice the scorer likes.
+    tall = Subject("salient", (200, 60, 380, 500), 0.9)
+    top, middle, bottom = (0, 40, 512, 328), (0, 130, 512, 418), (0, 224, 512, 512)
+    boxes = np.array([middle, top, bottom, (0, 0, 512, 512)], dtype=np.int64)
+    res = guard(boxes, np.array([0.56, 0.5, 0.5, 0.5]), ["16:9", "16:9", "16:9", "full"], [tall], 512, 512, 3)
+    assert res.ranks.tolist()[:3] == [2, 1, 3]
+
+
+def test_a_subject_too_wide_for_the_ratio_is_cut_evenly_on_both_sides() -> None:
+    # A big ball whose box is wider than a 4:5 crop: every crop inside the box keeps the same
+    # share of it, so only centring keeps the ball itself (the detector's box is rarely exact).
+    ball = Subject("salient", (225, 74, 975, 763), 0.9)
+    centred, sliding = (280, 0, 920, 800), (354, 0, 994, 800)
+    boxes = np.array([sliding, centred, (0, 0, 640, 800), (560, 0, 1200, 800), (0, 0, 1200, 800)], dtype=np.int64)
+    scores = np.array([0.53, 0.5, 0.4, 0.6, 0.5])  # the scorer leans right a little
+    res = guard(boxes, scores, ["4:5"] * 4 + ["full"], [ball], 1200, 800, 4)
+    assert res.ranks[1] == 1 and res.ranks[0] == 2
