@@ -26,6 +26,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -87,9 +89,19 @@ class ScorerSpec:
         return self.device.split(":")[0] in ("cuda", "mps")
 
 
+def _exit_with_parent(parent: int) -> None:
+    # A parent killed with SIGKILL (the OOM killer, `kill -9` on the daemon) cannot stop its
+    # pool, and an idle worker blocked on its call queue would live on forever.
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
 def _init_worker(spec: ScorerSpec, mode: str) -> None:
     # The parent handles Ctrl-C; a worker killed by it mid-batch would only print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+                     name="clipcrop-parent-watch").start()
     logging.getLogger("clipcrop").setLevel(logging.WARNING)
     global _SCORER, _MISMATCH
     if mode == "score":

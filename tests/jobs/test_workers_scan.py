@@ -109,3 +109,47 @@ def test_two_scans_at_once_lose_and_double_nothing(db_url: str, tmp_path: Path) 
     assert len(rows) == 40 and all(n == 1 for _p, n in rows)
     assert db_rows(db_url, "SELECT count(*) FROM photos") == [(40,)]
     assert db_rows(db_url, "SELECT count(*) FROM crops WHERE active AND best") == [(40,)]
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """A daemon or scan killed with SIGKILL cannot stop its pool: its idle workers must not live on."""
+    import os
+    import signal
+    import time
+
+    photos = library(tmp_path / "lib", 2)
+    script = (
+        "import multiprocessing.process as mp, sys, time\n"
+        "from clipcrop_plugin.candidates import parse_aspect\n"
+        "from clipcrop_plugin.scoring.registry import load_scorer\n"
+        "from clipcrop_plugin.workers import WorkerPool\n"
+        "pool = WorkerPool(load_scorer('heuristic'), 2, (parse_aspect('1:1'),))\n"
+        f"paths = {[str(p) for p in photos]!r}\n"
+        "pool.result(pool.submit(paths), paths)\n"
+        "print(' '.join(str(p.pid) for p in mp.active_children()), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    workers = [int(pid) for pid in proc.stdout.readline().split()]
+    assert workers, "the pool started no worker"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        # An exited child of an exited parent is reaped by init; a zombie counts as gone.
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().split(") ")[1][0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if alive(pid)]
