@@ -30,12 +30,12 @@ import os
 import queue
 import socket
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .batching import gather
 from .errors import ClipcropError, ConfigError, StoreError
 from .photofiles import iter_photo_paths
 
@@ -387,18 +387,7 @@ class QueueWorker:
             if first is _STOP:
                 self._drain_released()
                 return
-            batch = [first]
-            deadline = time.monotonic() + self.batch_wait
-            stop_after = False
-            while len(batch) < self.batch_size:
-                try:
-                    nxt = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop_after = True
-                    break
-                batch.append(nxt)
+            batch, stop_after = gather(self._q, first, self.batch_size, self.batch_wait, _STOP)
             try:
                 self._process(batch)
             except Exception as exc:  # noqa: BLE001 - a batch error must not end the worker

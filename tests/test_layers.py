@@ -19,7 +19,7 @@ PACKAGES = ("clipcrop_plugin", "trainer")
 SHARED = frozenset({
     "clipcrop_plugin", "clipcrop_plugin.errors", "clipcrop_plugin.results", "clipcrop_plugin.elements",
     "clipcrop_plugin.config", "clipcrop_plugin.hashing", "clipcrop_plugin.hooks", "clipcrop_plugin.xmp.atomic",
-    "clipcrop_plugin.extras", "clipcrop_plugin.notices", "clipcrop_plugin.safeio",
+    "clipcrop_plugin.extras", "clipcrop_plugin.notices", "clipcrop_plugin.safeio", "clipcrop_plugin.batching",
 })
 
 # The stages in flow order; a module may import its own stage, earlier ones and SHARED. The

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..batching import gather
 from ..errors import ClipcropError
 from .pipeline import Counters, DBThread
 from .stability import Signature
@@ -118,18 +119,7 @@ class EnqueueSink:
             first = self._paths.get()
             if first is _STOP:
                 return
-            batch = [first]
-            deadline = time.monotonic() + self.batch_wait
-            stop_after = False
-            while len(batch) < self.batch_size:
-                try:
-                    nxt = self._paths.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop_after = True
-                    break
-                batch.append(nxt)
+            batch, stop_after = gather(self._paths, first, self.batch_size, self.batch_wait, _STOP)
             try:
                 self._process(batch)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any one batch

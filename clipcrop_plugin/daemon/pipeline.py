@@ -30,6 +30,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..batching import gather
 from ..errors import ClipcropError
 from ..imaging import LoadedImage
 from ..results import Suggestion
@@ -417,18 +418,7 @@ class Pipeline:
             first = self._batches.get()
             if first is _STOP:
                 return
-            batch = [first]
-            stop_after = False
-            deadline = time.monotonic() + self.batch_wait
-            while len(batch) < self.batch_size:
-                try:
-                    nxt = self._batches.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop_after = True
-                    break
-                batch.append(nxt)
+            batch, stop_after = gather(self._batches, first, self.batch_size, self.batch_wait, _STOP)
             self._score_batch(batch)
             if stop_after:
                 return

@@ -239,3 +239,21 @@ def test_network_shares_are_polled(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert any("is on nfs4; polling it" in r.getMessage() for r in caplog.records)
     finally:
         w.stop()
+
+
+def test_gather_takes_what_arrives_within_the_wait_and_stops_at_the_sentinel() -> None:
+    import queue as queue_module
+
+    from clipcrop_plugin.batching import gather
+
+    stop = object()
+    q: queue_module.Queue[object] = queue_module.Queue()
+    for item in ("b", "c", "d"):
+        q.put(item)
+    assert gather(q, "a", 3, 1.0, stop) == (["a", "b", "c"], False)  # full: "d" waits for the next
+    assert gather(q, "x", 5, 0.05, stop) == (["x", "d"], False)  # nothing more within the wait
+    q.put("y")
+    q.put(stop)
+    q.put("z")
+    assert gather(q, "w", 5, 1.0, stop) == (["w", "y"], True)  # the batch ends at the sentinel
+    assert q.get_nowait() == "z"
