@@ -17,7 +17,6 @@ it only by process start-up.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import resource
 import statistics
@@ -26,25 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
-from PIL import Image
+
+# The same synthetic photos as the daemon benchmark (run as a script, this folder is on sys.path).
+from daemon import jpeg
 
 from clipcrop_plugin.candidates import parse_aspect
 from clipcrop_plugin.scan import scan_folders
 from clipcrop_plugin.scoring.registry import load_scorer
 from clipcrop_plugin.store import Store
-
-
-def jpeg(seed: int, size: tuple[int, int]) -> bytes:
-    rng = np.random.default_rng(seed)
-    w, h = size
-    a = (rng.random((h, w, 3)) * 110).astype("uint8")
-    x, y = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
-    a[y : y + h // 3, x : x + w // 3] = (240, 200, 90)
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, "JPEG", quality=88)
-    return buf.getvalue()
 
 
 def fresh_db(base: str | None, tmp: Path, name: str) -> str:
