@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from support.store import make_photo
+from support.terminal import on_terminal, piped
 
 from clipcrop_plugin.cli.main import cli
 
@@ -94,35 +95,14 @@ def test_labels_and_elements_read_as_words(library) -> None:  # type: ignore[no-
 
 
 def test_progress_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
-    import os
-    import pty
-    import subprocess
-    import sys
-
     folder = tmp_path / "lib"
     for i in range(3):
         make_photo(folder / f"p{i}.jpg", seed=i, size=(96, 64))
-    cmd = [sys.executable, "-c", "from clipcrop_plugin.cli.main import cli; cli()", "scan", str(folder),
-           "--scorer", "heuristic", "--db", str(tmp_path / "a.sqlite3")]
-    piped = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert piped.returncode == 0 and "scanning" not in piped.stderr
-    primary, secondary = pty.openpty()
-    try:
-        run = subprocess.run(cmd[:-1] + [str(tmp_path / "b.sqlite3")], stdout=subprocess.PIPE, stderr=secondary,
-                             timeout=120)
-        os.close(secondary)
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        os.close(primary)
-    assert run.returncode == 0 and b"scanning" in drawn and b"3/3" in drawn
+    scan = ("scan", str(folder), "--scorer", "heuristic", "--db")
+    on_pipe = piped(*scan, str(tmp_path / "a.sqlite3"))
+    assert on_pipe.returncode == 0 and "scanning" not in on_pipe.stderr
+    code, _out, drawn = on_terminal(*scan, str(tmp_path / "b.sqlite3"))
+    assert code == 0 and b"scanning" in drawn and b"3/3" in drawn
 
 
 def test_unknown_scorer_and_aspect_name_the_known_ones(library) -> None:  # type: ignore[no-untyped-def]

@@ -4,50 +4,15 @@ never with --json."""
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support import ROOT
 from support.store import database_at_revision, make_photo
+from support.terminal import on_terminal, piped
 
 from clipcrop_plugin.cli.main import cli
 from clipcrop_plugin.store import migrate
-
-CLI = [sys.executable, "-c", "from clipcrop_plugin.cli.main import cli; cli()"]
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
-def on_terminal(*args: str) -> tuple[int, str, bytes]:
-    """Run clipcrop with stderr on a pseudo-terminal: (exit status, stdout, what the terminal got)."""
-    primary, secondary = pty.openpty()
-    try:
-        proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=secondary, env=_env())
-        os.close(secondary)
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            drawn += chunk
-        out = proc.communicate(timeout=120)[0].decode()
-    finally:
-        os.close(primary)
-    return proc.returncode, out, drawn
-
-
-def piped(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, env=_env())
 
 
 def test_xmp_write_draws_a_bar_on_a_terminal_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
