@@ -47,13 +47,6 @@ def settings_for(tmp_path: Path, **kw: object) -> Settings:
 
 
 @pytest.fixture
-def lib(tmp_path: Path) -> Path:
-    d = tmp_path / "photos"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def service(tmp_path: Path, lib: Path) -> Iterator[WatchService]:
     svc = WatchService([lib], settings_for(tmp_path), status_file=tmp_path / "state" / "daemon-status.json")
     svc.start()
