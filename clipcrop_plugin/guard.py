@@ -224,21 +224,22 @@ def guard(
         # detector's box is rarely exact, and the crop that keeps all of it keeps the real
         # subject's edges (the cat's mouth, the tower's top) where one keeping 90% may not.
         cover = wt.cover * main_cov
+        mx1, my1, mx2, my2 = focus.main
         for group in dict.fromkeys(groups):
             idx = np.flatnonzero(g == group)
             if group not in _FREE_SETS and len(idx) and main_cov[idx].max() < MAIN_KEEP:
                 # No crop of this ratio holds the subject: keep as much of it as fits rather
                 # than a well-placed middle slice.
                 cover[idx] += W_COVER_UNHELD * main_cov[idx]
-                mx1, my1, mx2, my2 = focus.main
-                if int((b[idx, 2] - b[idx, 0]).max()) < mx2 - mx1:
+                crop_w, crop_h = b[idx, 2] - b[idx, 0], b[idx, 3] - b[idx, 1]
+                if int(crop_w.max()) < mx2 - mx1:
                     # Too wide for the ratio, and no end known to matter more: cut both sides
                     # evenly. A detector's box is often wider than the object, so "as much of
                     # the box as fits" alone lets the crop slide to one side and slice the object.
-                    half = np.maximum((b[idx, 2] - b[idx, 0]) / 2.0, 1.0)
+                    half = np.maximum(crop_w / 2.0, 1.0)
                     off = np.abs((b[idx, 0] + b[idx, 2]) / 2.0 - (mx1 + mx2) / 2.0) / half
                     cover[idx] -= W_CENTRE_UNHELD * off
-                if int((b[idx, 3] - b[idx, 1]).max()) < my2 - my1:
+                if int(crop_h.max()) < my2 - my1:
                     # Too tall for the ratio: cut from the bottom. What stands up has its head,
                     # face or tip on top (a person with no face found, a tower, a rocket, a tree);
                     # a crop that keeps the middle beheads it.
