@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:  # torch is imported only where tensors are made: finding weights must stay cheap
     import torch
@@ -177,13 +178,7 @@ def check_clip_weights(path: Path, name: str, pretrained: str) -> None:
             shapes = {k: tuple(int(v) for v in spec) for k, spec in _safetensors_shapes(fh, path).items()}
     else:
         shapes = {k: tuple(v.shape) for k, v in load_state_file(path).items()}
-    shapes = {(k[7:] if k.startswith("module.") else k): s for k, s in shapes.items() if k not in _IGNORED_KEYS}
-    missing = sorted(set(expected) - set(shapes))
-    unexpected = sorted(set(shapes) - set(expected))
-    if missing or unexpected:
-        sample = ", ".join((missing or unexpected)[:3])
-        raise WeightsError(f"CLIP weights {path.name} do not fit {name} ({len(missing)} missing, "
-                           f"{len(unexpected)} unexpected keys, e.g. {sample})")
+    shapes = _fitting_keys(shapes, expected, f"CLIP weights {path.name} do not fit {name}")
     for key, shape in expected.items():
         if shapes[key] != shape:
             raise WeightsError(f"CLIP weights {path.name} do not fit {name}: {key} has shape {shapes[key]}, "
@@ -272,18 +267,29 @@ def _head(path: Path) -> bytes:
         raise WeightsError(f"cannot read weights {path}: {exc.strerror or exc}") from exc
 
 
+_V = TypeVar("_V")
+
+
+def _fitting_keys(found: dict[str, _V], expected: Collection[str], does_not_fit: str,
+                  ignore_prefixes: tuple[str, ...] = ()) -> dict[str, _V]:
+    """``found`` keyed like the model (DataParallel's ``module.`` prefix stripped, ignored keys and
+    ``ignore_prefixes`` dropped); a WeightsError starting ``does_not_fit`` when its keys are not
+    exactly ``expected``'s."""
+    found = {(k[7:] if k.startswith("module.") else k): v for k, v in found.items()
+             if k not in _IGNORED_KEYS and not k.startswith(ignore_prefixes or ("\0",))}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        sample = ", ".join((missing or unexpected)[:3])
+        raise WeightsError(f"{does_not_fit} ({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {sample})")
+    return found
+
+
 def _check_and_copy(target: dict[str, torch.Tensor], getters: dict, path: Path, what: str,  # noqa: ANN001
                     ignore_prefixes: tuple[str, ...] = ()) -> None:
     import torch
 
-    getters = {(k[7:] if k.startswith("module.") else k): g for k, g in getters.items()
-               if k not in _IGNORED_KEYS and not k.startswith(ignore_prefixes or ("\0",))}
-    missing = sorted(set(target) - set(getters))
-    unexpected = sorted(set(getters) - set(target))
-    if missing or unexpected:
-        sample = ", ".join((missing or unexpected)[:3])
-        raise WeightsError(f"{what} {path.name} do not fit the configured model ({len(missing)} missing, "
-                           f"{len(unexpected)} unexpected keys, e.g. {sample})")
+    getters = _fitting_keys(getters, target, f"{what} {path.name} do not fit the configured model", ignore_prefixes)
     with torch.no_grad():
         for key, dest in target.items():
             src = getters[key]()
