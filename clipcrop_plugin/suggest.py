@@ -17,12 +17,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from .candidates import AspectRatio, CandidateSet, generate_candidates
-from .elements import ELEMENT_NAMES, EXPLANATION_SIZE, MIN_RELATIVE_CHANGE, explain_changes
+from .elements import EXPLANATION_SIZE, MIN_RELATIVE_CHANGE, explain_changes, explain_picks
 from .errors import ClipcropError
-from .guard import guard
+from .guard import FLAG_NAMES, guard
 from .imaging import LoadedImage, load_image
 from .photofiles import PHOTO_EXTENSIONS, is_photo_name, iter_photo_paths
-from .results import Crop, ElementChange, Subject, Suggestion
+from .results import CandidateTable, Subject, Suggestion, first_seen_codes
 from .scoring.base import Scorer, ScoreResult
 from .subjects import detect_subjects
 
@@ -39,7 +39,7 @@ def build_suggestion(
     scorer: Scorer,
     subjects: Sequence[Subject] = (),
 ) -> Suggestion:
-    """Turn one image's raw scores into ranked, explained :class:`Crop` s.
+    """Turn one image's raw scores into ranked, explained candidates (a :class:`CandidateTable`).
 
     The subject guard (:func:`clipcrop_plugin.guard.guard`) runs first, whatever the scorer:
     ranks are 1-based within each candidate set by the guard's order, ``score`` is the guarded
@@ -56,41 +56,18 @@ def build_suggestion(
     learned = getattr(getattr(scorer, "personal", None), "guard_weights", None)
     g = guard(candidates.boxes, raw, candidates.groups, subjects, candidates.width, candidates.height, fi, learned)
     scores = g.scores
-    full_score = float(scores[fi])
-    full_elements = elements[fi] if elements is not None else None
-
-    # Vectorised up front: a photo has hundreds of candidates, and per-crop numpy calls add up.
-    boxes = np.asarray(candidates.boxes).tolist()
-    score_list = scores.tolist()
-    rank_list = g.ranks.tolist()
-    improvements = (scores - full_score).tolist()
-    el_rows = ch_rows = top_rows = None
-    if elements is not None and full_elements is not None:
-        changes = elements - full_elements
-        el_rows, ch_rows = elements.tolist(), changes.tolist()
-        top_rows = explain_changes(changes, elements, fi)
-
-    crops: list[Crop] = []
-    for i, group in enumerate(candidates.groups):
-        explanation: list[ElementChange] = []
-        if ch_rows is not None and top_rows is not None:
-            row = ch_rows[i]
-            explanation = [ElementChange(ELEMENT_NAMES[k], row[k]) for k in top_rows[i]]
-        crops.append(
-            Crop(
-                aspect=group,
-                box=tuple(boxes[i]),  # type: ignore[arg-type]
-                score=score_list[i],
-                rank=rank_list[i],
-                improvement=improvements[i],
-                explanation=explanation,
-                elements=el_rows[i] if el_rows is not None else None,
-                changes=ch_rows[i] if ch_rows is not None else None,
-                flags=g.flags[i],
-                note=g.notes[i],
-            )
-        )
-    full_crop = crops[fi]
+    # Columns, not Crop objects: a photo has hundreds of candidates, and the callers want a few
+    # (the Suggestion builds those on demand); a worker process sends the arrays as they are.
+    set_names, sets = first_seen_codes(candidates.groups)
+    explain = None
+    if elements is not None:
+        explain = explain_picks(elements - elements[fi], elements, fi)
+    table = CandidateTable(
+        boxes=np.asarray(candidates.boxes, dtype=np.int64).reshape(-1, 4), sets=sets, set_names=set_names,
+        scores=scores, ranks=np.asarray(g.ranks, dtype=np.int64), improvements=scores - float(scores[fi]),
+        full_index=fi, elements=elements, explain=explain,
+        flag_rows=g.flag_rows, flag_codes=g.flag_codes, flag_names=FLAG_NAMES, notes=g.note_at,
+    )
     return Suggestion(
         path=loaded.info.path,
         ok=True,
@@ -98,9 +75,8 @@ def build_suggestion(
         scorer=getattr(scorer, "name", type(scorer).__name__),
         weights_hash=getattr(scorer, "weights_hash", None),
         device=getattr(scorer, "device", None),
-        crops=crops,
-        full_frame=full_crop,
         subjects=list(subjects),
+        candidates=table,
     )
 
 
