@@ -124,6 +124,7 @@ def start_subjects(loaded: Sequence[LoadedImage]) -> list[Future[tuple[list[Subj
 
 
 _subject_pool: ThreadPoolExecutor | None = None
+_intake_pool: ThreadPoolExecutor | None = None
 _subject_pool_lock = threading.Lock()
 
 
@@ -136,9 +137,18 @@ def _subject_thread() -> ThreadPoolExecutor:
         return _subject_pool
 
 
+def _intake_thread() -> ThreadPoolExecutor:
+    """The one long-lived thread that reads photos ahead for :func:`suggest_paths`."""
+    global _intake_pool
+    with _subject_pool_lock:
+        if _intake_pool is None:
+            _intake_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipcrop-intake")
+        return _intake_pool
+
+
 def _forget_subject_thread() -> None:
-    global _subject_pool
-    _subject_pool = None  # a forked child has no copy of the thread; make a new one there
+    global _subject_pool, _intake_pool
+    _subject_pool = _intake_pool = None  # a forked child has no copy of the threads; make new ones there
 
 
 if hasattr(os, "register_at_fork"):
@@ -210,12 +220,14 @@ def suggest_paths(
         slots.clear()
         found.clear()
 
-    # Intake and the subject stage of the next photos run ahead on the subject thread (up to two
-    # batches), while this thread makes candidates, scores and builds suggestions: on two cores
-    # the subject stage then costs little wall time. Decoding, OpenCV and numpy release the GIL.
-    pool = _subject_thread()
+    # Intake of the next photos runs ahead on its own thread (up to two batches), each photo's
+    # subject stage on the subject thread as soon as it is read, while this thread makes
+    # candidates, scores and builds suggestions. Three stages on three threads: with intake on
+    # the subject thread, that thread was the slowest stage and the other core sat idle.
+    # Decoding, OpenCV and numpy release the GIL.
+    pool = _intake_thread()
     walk = iter(iter_photo_paths(paths, recursive=recursive))
-    ahead: deque[Future[Suggestion | tuple[LoadedImage, tuple[list[Subject], str | None]]]] = deque()
+    ahead: deque[Future[Suggestion | tuple[LoadedImage, Future[tuple[list[Subject], str | None]]]]] = deque()
     walk_error: BaseException | None = None
     while True:
         while walk_error is None and len(ahead) < 2 * batch_size:
@@ -226,7 +238,7 @@ def suggest_paths(
             except BaseException as exc:  # the walk's own error surfaces after the photos before it
                 walk_error = exc
                 break
-            ahead.append(pool.submit(_prepare, path, min_side, scorer))
+            ahead.append(pool.submit(_prepare, path, min_side, scorer, _subject_thread()))
         if not ahead:
             break
         item = ahead.popleft().result()
@@ -234,9 +246,7 @@ def suggest_paths(
             slots.append(item)
         else:
             slots.append(item[0])
-            done: Future[tuple[list[Subject], str | None]] = Future()
-            done.set_result(item[1])
-            found.append(done)
+            found.append(item[1])
         pending = len(found)
         if pending >= batch_size or (pending == 0 and slots):
             yield from flush()
@@ -247,9 +257,10 @@ def suggest_paths(
 
 
 def _prepare(
-    path: str | os.PathLike[str], min_side: int, scorer: Scorer
-) -> Suggestion | tuple[LoadedImage, tuple[list[Subject], str | None]]:
-    """Intake and the subject stage of one photo; a failed Suggestion when it cannot be read."""
+    path: str | os.PathLike[str], min_side: int, scorer: Scorer, subjects: ThreadPoolExecutor
+) -> Suggestion | tuple[LoadedImage, Future[tuple[list[Subject], str | None]]]:
+    """Intake of one photo, its subject stage started on ``subjects``; a failed Suggestion when
+    it cannot be read."""
     try:
         loaded = load_image(path, min_side=min_side)
     except ClipcropError as exc:
@@ -257,4 +268,4 @@ def _prepare(
     except Exception as exc:  # last resort: intake must never stop a batch
         log.debug("loading %s failed", path, exc_info=True)
         return failed(path, f"{path}: cannot read ({type(exc).__name__}: {exc})", scorer)
-    return loaded, find_subjects(loaded)
+    return loaded, subjects.submit(find_subjects, loaded)
