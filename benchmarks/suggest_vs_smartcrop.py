@@ -82,7 +82,7 @@ def run_ours(paths: list[Path], subjects: bool = True) -> tuple[float, int, int,
         elapsed = time.perf_counter() - t0
     finally:
         pipeline.detect_subjects = real  # type: ignore[assignment]
-    candidates = sum(len(s) for s in out)
+    candidates = sum(s.n_candidates for s in out)
     return elapsed, candidates, sum(1 for s in out if s.ok), sum(len(s.subjects) for s in out)
 
 

@@ -408,8 +408,10 @@ class Suggestion:
             return None if t.elements is None or t.full_index is None else t.elements[row]
         return self.crop(row).elements
 
-    def __len__(self) -> int:
-        """The number of candidates (the full frame included)."""
+    @property
+    def n_candidates(self) -> int:
+        """The number of candidates (the full frame included). Not ``__len__``: a Suggestion
+        without candidates (a failed photo) must still be truthy where callers write ``s or ...``."""
         return len(self._list) if self._list is not None else len(self.candidates)
 
     # --- selections ----------------------------------------------------------------------------
@@ -533,4 +535,4 @@ class Suggestion:
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else f"error={self.error!r}"
-        return f"Suggestion({self.path!r}, {state}, scorer={self.scorer!r}, candidates={len(self) if self.ok else 0})"
+        return f"Suggestion({self.path!r}, {state}, scorer={self.scorer!r}, candidates={self.n_candidates})"

@@ -65,7 +65,7 @@ def record_batch(conn: Connection, items: Iterable[Item]) -> list[int]:
     ids: list[int | None] = [None] * len(items)
     scored = []
     for index, (suggestion, content_hash, mtime, size) in enumerate(items):
-        if suggestion.ok and suggestion.info is not None and len(suggestion):
+        if suggestion.ok and suggestion.info is not None and suggestion.n_candidates:
             scored.append(index)
         else:
             ids[index] = upsert_failure(conn, suggestion.path, suggestion.error or "not scored", content_hash,

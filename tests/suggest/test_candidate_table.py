@@ -97,10 +97,10 @@ def test_columns_lazy_crops_and_the_old_crop_path_agree(photos, ratios) -> None:
             assert fresh.ranked(aspect, 2) == _old_top([c for c in reference if c.aspect == aspect], 2)
         assert fresh.to_dict(top=2)["crops"] == [c.to_dict() for c in _old_top(reference, 2)]
         # ...and built only the crops they returned.
-        assert len(fresh._built) < len(fresh) // 2
+        assert len(fresh._built) < fresh.n_candidates // 2
 
         # Every lazily built Crop is the one the old loop built, field for field.
-        assert s.crops == reference and fresh.crops == reference and len(fresh) == len(reference)
+        assert s.crops == reference and fresh.crops == reference and fresh.n_candidates == len(reference)
         assert s.full_frame == reference[cands.full_index] and fresh.full_frame is fresh.crops[cands.full_index]
         assert fresh.to_dict() == {**fresh.to_dict(), "crops": [c.to_dict() for c in reference if c.aspect != "full"]}
         assert any(c.flags for c in reference) == bool(len(s.candidates.flag_rows))
@@ -142,7 +142,8 @@ def test_a_suggestion_can_still_be_changed_like_a_plain_record(tmp_path: Path) -
     s = build_suggestion(loaded, cands, scorer.score([loaded], [cands])[0], scorer)
     grid = s.ranked("grid")
     s.crops = grid[:3]  # a caller narrowing the candidates: the list is what counts from now on
-    assert s.best() is grid[0] and s.aspects() == ["grid"] and len(s) == 3 and s.full_frame is not None
+    assert s.best() is grid[0] and s.aspects() == ["grid"] and s.n_candidates == 3 and s.full_frame is not None
     s.full_frame = None
     assert pickle.loads(pickle.dumps(s)).crops == grid[:3]
-    assert Suggestion("a.jpg", False, error="x").best() is None and len(Suggestion("a.jpg", False)) == 0
+    failed = Suggestion("a.jpg", False, error="x")
+    assert failed.best() is None and failed.n_candidates == 0 and bool(failed)
