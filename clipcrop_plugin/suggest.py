@@ -61,7 +61,7 @@ def build_suggestion(
     set_names, sets = first_seen_codes(candidates.groups)
     explain = None
     if elements is not None:
-        explain = explain_picks(elements - elements[fi], elements, fi)
+        explain = explain_picks(elements - elements[fi], elements, fi).astype(np.int8)  # indices 0-9, -1
     table = CandidateTable(
         boxes=np.asarray(candidates.boxes, dtype=np.int64).reshape(-1, 4), sets=sets, set_names=set_names,
         scores=scores, ranks=np.asarray(g.ranks, dtype=np.int64), improvements=scores - float(scores[fi]),
