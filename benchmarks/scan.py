@@ -27,13 +27,9 @@ from pathlib import Path
 
 import psutil
 
-# The same synthetic photos as the daemon benchmark (run as a script, this folder is on sys.path).
-from daemon import jpeg
-
-from clipcrop_plugin.candidates import parse_aspect
-from clipcrop_plugin.scan import scan_folders
-from clipcrop_plugin.scoring.registry import load_scorer
-from clipcrop_plugin.store import Store
+# clipcrop's modules are imported in main(), not here: a spawned worker process imports this
+# script again (as ``__mp_main__``), and the daemon benchmark, the store and SQLAlchemy cost
+# each worker ~0.5 s of CPU that a worker of the real CLI (a small entry-point script) never pays.
 
 
 def fresh_db(base: str | None, tmp: Path, name: str) -> str:
@@ -63,6 +59,14 @@ def main() -> int:
     ap.add_argument("--db", default=None, help="PostgreSQL server URL (default: SQLite files)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of --workers 1 and --workers N")
     args = ap.parse_args()
+    # The same synthetic photos as the daemon benchmark (run as a script, this folder is on sys.path).
+    from daemon import jpeg
+
+    from clipcrop_plugin.candidates import parse_aspect
+    from clipcrop_plugin.scan import scan_folders
+    from clipcrop_plugin.scoring.registry import load_scorer
+    from clipcrop_plugin.store import Store
+
     w, h = (int(v) for v in args.size.split("x"))
     aspects = [parse_aspect(a) for a in ("1:1", "4:5", "16:9")]
     scorer = load_scorer("heuristic")
