@@ -45,6 +45,7 @@ W_HUG = 1.0
 W_COVER = 2.0  # per share of the main subject kept
 W_COVER_UNHELD = 12.0  # more per share, in a ratio set where no crop can hold it all: keep the most
 W_CENTRE_UNHELD = 3.0  # per half crop width off a too-wide subject's centre (see guard())
+W_TOP = 1.5  # per share of a standing object's top (and the room above it) kept (see guard())
 W_TOP_UNHELD = 6.0  # per share of a too-tall subject's top third kept (see guard())
 # Tier penalties, in spreads: large enough that no composition term can undo them.
 W_TIER_FACE = 3.0
@@ -146,13 +147,20 @@ def _cramp(boxes: np.ndarray, focus: Focus, width: int, height: int) -> np.ndarr
     return out
 
 
-def _hug(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(N,) how far each crop sits from the centred position, 0 (centred) .. 2 (in a corner)."""
+def _hug(boxes: np.ndarray, width: int, height: int, home: tuple[float, float] | None = None) -> np.ndarray:
+    """(N,) how far each crop sits from its home position, 0 (there) .. 4 (in the far corner).
+
+    The home position centres the crop on ``home`` (the frame's centre by default) as far as the
+    frame allows; distances are in halves of the room the crop has to move in along each axis.
+    """
     x1, y1, x2, y2 = (boxes[:, k].astype(np.float64) for k in range(4))
+    hx, hy = home if home is not None else (width / 2.0, height / 2.0)
     out = np.zeros(len(boxes))
-    for lo, hi, size in ((x1, x2, width), (y1, y2, height)):
-        free = size - (hi - lo)
-        off = np.where(free > 0, np.abs(lo - free / 2.0) / np.maximum(free / 2.0, 1.0), 0.0)
+    for lo, hi, size, target in ((x1, x2, width, hx), (y1, y2, height, hy)):
+        span = hi - lo
+        free = size - span
+        centre = np.clip(target, span / 2.0, size - span / 2.0)
+        off = np.where(free > 0, np.abs((lo + hi) / 2.0 - centre) / np.maximum(free / 2.0, 1.0), 0.0)
         out += off * off
     return out
 
@@ -247,13 +255,31 @@ def guard(
                     tall = my2 - my1
                     top = (mx1, max(0, my1 - tall // 10), mx2, my1 + max(1, tall // 3))
                     cover[idx] += W_TOP_UNHELD * coverage(b[idx], top)
+        if not focus.people and my2 - my1 > mx2 - mx1:
+            # A standing object (a tower, a rocket, a bottle, a statue) reads by its top: of two
+            # crops that each keep most of it, the one that keeps the top, with a little room
+            # above it, is the better one. (People are placed by their faces instead.) Ratio sets
+            # only: the free grid chooses its own shape, or keeps the photo as it is.
+            tall = my2 - my1
+            top = (mx1, max(0, my1 - tall // 10), mx2, my1 + max(1, tall // 5))
+            cover += W_TOP * np.where(np.isin(g, _FREE_SETS), 0.0, coverage(b, top))
         soft += weight * (place - wt.cramp * _cramp(b, focus, width, height) + cover)
     if focus is None or not _trusted(focus, width, height):
         # Nothing certain to compose around: a ratio crop stays near the centre unless the
         # scorer clearly prefers a side (a scorer's edge terms alone favour crops that lie on
         # the photo's border, which reads as hugging an edge or a corner).
+        # An object found with little confidence still says which side of the frame the photo is
+        # about: the home position moves from the frame's centre towards it, all the way at the
+        # trust threshold (a ratio crop centred on the frame cuts an off-centre subject).
+        home = None
+        if focus is not None:
+            ramp = min(1.0, focus.confidence / SALIENT_TRUST)
+            mx = (focus.main[0] + focus.main[2]) / 2.0
+            # Sideways only: a salient box usually reaches up into the background above the
+            # object (sky, a wall), so its centre sits too high to say where the object is.
+            home = (width / 2.0 + ramp * (mx - width / 2.0), height / 2.0)
         ratio = ~np.isin(g, _FREE_SETS)
-        soft -= wt.hug * np.where(ratio, _hug(b, width, height), 0.0)
+        soft -= wt.hug * np.where(ratio, _hug(b, width, height, home), 0.0)
     # The full frame keeps everything: it is the reference every crop is measured against.
     tier_face[full_index] = tier_main[full_index] = 0.0
     adjusted = raw + unit * (soft - W_TIER_FACE * tier_face - W_TIER_MAIN * tier_main)
