@@ -11,9 +11,13 @@ their sets, the subjects and the image size. It never invents a box; it re-ranks
    the spread of that scorer's scores over the photo's candidates (so they weigh the same for a
    scorer whose scores span 0.001 and one whose scores span 10): the subject's anchor (eyes or
    object centre) on a thirds line or the centre, room in front of a profile, no subject pressed
-   against a crop edge, as much of the main subject as fits when a ratio cannot hold it all, no
-   bystander sliced in half, and for ratio sets without a subject a mild
-   pull towards the centre instead of hugging an edge or a corner.
+   against a crop edge, as much of the main subject as fits when a ratio cannot hold it all, the
+   top of a standing object (a tower, a bottle) with room above it, no bystander sliced in half, and for ratio sets without a subject a mild
+   pull towards the centre instead of hugging an edge or a corner (towards an unsure object's
+   side when there is one).
+3. A photo with uniform borders (letterbox bands, a frame; the ``"content"`` subject): every
+   crop that shows them, the full frame included, costs the share of its area they fill, so
+   the crop that removes them beats "keep as is".
 
 The adjusted score is what clipcrop reports (``Crop.score``): the tier penalty is included, so a
 face-cutting crop also shows as worse than the full frame and the grid's crop-or-keep rule keeps
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .candidates import Focus, subject_focus
+from .candidates import Focus, picture_of, subject_focus
 from .results import Subject
 
 MAIN_KEEP = 0.9  # share of the main subject a crop must keep (the benchmark's criterion too)
@@ -45,6 +49,7 @@ W_HUG = 1.0
 W_COVER = 2.0  # per share of the main subject kept
 W_COVER_UNHELD = 12.0  # more per share, in a ratio set where no crop can hold it all: keep the most
 W_CENTRE_UNHELD = 3.0  # per half crop width off a too-wide subject's centre (see guard())
+W_BORDER = 20.0  # per share of a crop's area that is a uniform border (letterbox band, frame)
 W_TOP = 1.5  # per share of a standing object's top (and the room above it) kept (see guard())
 W_TOP_UNHELD = 6.0  # per share of a too-tall subject's top third kept (see guard())
 # Tier penalties, in spreads: large enough that no composition term can undo them.
@@ -182,6 +187,7 @@ def guard(
     ``weights`` the composition terms' weights (default :data:`DEFAULT_WEIGHTS`).
     """
     wt = weights if weights is not None else DEFAULT_WEIGHTS
+    inner = picture_of(subjects, width, height)
     b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     raw = np.asarray(scores, dtype=np.float64).reshape(-1)
     n = len(raw)
@@ -271,15 +277,26 @@ def guard(
         # An object found with little confidence still says which side of the frame the photo is
         # about: the home position moves from the frame's centre towards it, all the way at the
         # trust threshold (a ratio crop centred on the frame cuts an off-centre subject).
-        home = None
+        # Within the picture when the photo has borders: its crops move inside the picture only.
+        px1, py1, px2, py2 = inner if inner is not None else (0, 0, width, height)
+        cx, cy = (px1 + px2) / 2.0, (py1 + py2) / 2.0
+        home = (cx, cy)
         if focus is not None:
             ramp = min(1.0, focus.confidence / SALIENT_TRUST)
             mx = (focus.main[0] + focus.main[2]) / 2.0
             # Sideways only: a salient box usually reaches up into the background above the
             # object (sky, a wall), so its centre sits too high to say where the object is.
-            home = (width / 2.0 + ramp * (mx - width / 2.0), height / 2.0)
+            home = (cx + ramp * (mx - cx), cy)
         ratio = ~np.isin(g, _FREE_SETS)
-        soft -= wt.hug * np.where(ratio, _hug(b, width, height, home), 0.0)
+        shift = np.array([px1, py1, px1, py1])
+        hug = _hug(b - shift, px2 - px1, py2 - py1, (home[0] - px1, home[1] - py1))
+        soft -= wt.hug * np.where(ratio, hug, 0.0)
+    if inner is not None:
+        # Letterbox bands or a frame around the picture: any crop showing them (the full frame
+        # does) is worse by the share of its area they fill, so a crop that removes them is an
+        # improvement and "keep as is" is not suggested for a bordered photo.
+        area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1)
+        soft -= W_BORDER * (1.0 - coverage(b, inner) * _area(inner) / area)
     # The full frame keeps everything: it is the reference every crop is measured against.
     tier_face[full_index] = tier_main[full_index] = 0.0
     adjusted = raw + unit * (soft - W_TIER_FACE * tier_face - W_TIER_MAIN * tier_main)
@@ -292,7 +309,13 @@ def guard(
         ranks[order] = np.arange(1, len(order) + 1)
         if focus is not None and group != "full":
             notes[order[0]] = _note(group, tier_face[order[0]], tier_main[order[0]], bool(focus.keys))
+        if inner is not None and group != "full" and notes[order[0]] is None:
+            notes[order[0]] = "removes the border around the picture"
     return GuardResult(adjusted, ranks, flags, notes, unit, focus, tier_face * 2 + tier_main)
+
+
+def _area(b: Sequence[int]) -> int:
+    return max(0, int(b[2]) - int(b[0])) * max(0, int(b[3]) - int(b[1]))
 
 
 def _trusted(focus: Focus, width: int, height: int) -> bool:

@@ -45,7 +45,7 @@ log = logging.getLogger("clipcrop")
 
 Found = tuple[str, tuple[float, float, float, float], float]  # kind, box in detection-image px, score
 
-KINDS = ("face", "profile_face", "person", "salient")
+KINDS = ("face", "profile_face", "person", "salient", "content")
 
 # The detection image's short side is capped here: Haar cascades cost grows with the pixel
 # count, and the heuristic scorer's working copy (192) is what this was tuned on.
@@ -80,6 +80,13 @@ _DOMINANCE_FLOOR = 0.4
 _MEAN_DISTINCT_WEIGHT = 0.5  # weight of "unlike the mean colour" beside "unlike the borders"
 _EDGE_SIGMA = 1.0  # boundary connectivity at which a region's weight falls to exp(-1/2)
 _FLAT_STD = 2.0 / 255.0  # luminance spread below which a frame is flat (all black, one colour)
+# Uniform borders (letterbox bands, a scan's black edges, a white frame): see picture_box().
+_BAND_STD = 3.0  # a border line's largest per-channel spread, in 8-bit levels
+_BAND_COLOUR = 10.0  # how far a border line's mean colour may drift from the edge line's
+_BAND_MIN = 0.02  # a border is at least this share of the side it spans (and 2 px)
+_BAND_EDGE = 0.6  # share of the first picture line that must differ clearly from the border
+_BAND_EDGE_DIFF = 24.0  # what "clearly" means, in 8-bit levels (largest channel)
+_PICTURE_MIN = 0.35  # the picture inside the border keeps at least this share of each side
 
 _UNSET = object()
 _cv2_module: Any = _UNSET  # the import is tried once per process
@@ -367,6 +374,61 @@ def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, flo
     return (x1 * fx, y1 * fy, x2 * fx, y2 * fy), score
 
 
+def _band_width(lines: np.ndarray) -> int:
+    """How many lines from the start of ``lines`` (L, N, 3 uint8, edge first) form a uniform band
+    whose inner edge is a straight picture edge; 0 when there is no such band."""
+    a = lines.astype(np.float32)
+    means = a.mean(axis=1)
+    flat = a.std(axis=1).max(axis=1) <= _BAND_STD
+    if not flat[0]:
+        return 0
+    same = np.abs(means - means[0]).max(axis=1) <= _BAND_COLOUR
+    band = flat & same
+    n = len(band) if band.all() else int(np.argmin(band))
+    if n < max(2, math.ceil(_BAND_MIN * len(lines))) or n >= len(lines) - 1:
+        return 0
+    # The picture starts on a straight line: most of the next line (one further in, past the
+    # resampling blur) is clearly unlike the band. A product on a white backdrop or a bird in a
+    # clear sky has flat lines too, but the first line that is not flat is still mostly backdrop.
+    edge = a[min(n + 1, len(lines) - 1)]
+    differs = np.abs(edge - means[0]).max(axis=1) > _BAND_EDGE_DIFF
+    # The line between band and picture is a blend of both (resampling), and JPEG ringing can
+    # end the flat run a line early: both count as band. Losing one line of the picture is
+    # invisible, a sliver of a white frame at a crop's edge is not.
+    return n + 2 if float(differs.mean()) >= _BAND_EDGE else 0
+
+
+def picture_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The picture inside uniform borders of an (H, W, 3) uint8 image, or ``None`` when it has none.
+
+    Letterbox and pillarbox bands, a scan's black edges and a printed frame are flat lines of one
+    colour on two opposite sides, ending on a straight edge where the picture starts. Both sides
+    of a pair must have such a band (a single flat side is more often a clear sky or a backdrop,
+    which the photo needs). Returns (x1, y1, x2, y2) in ``rgb`` pixels, x2/y2 exclusive.
+    """
+    h, w = rgb.shape[:2]
+    if min(h, w) < 16:
+        return None
+    top, bottom = _band_width(rgb), _band_width(rgb[::-1])
+    cols = rgb.transpose(1, 0, 2)
+    left, right = _band_width(cols), _band_width(cols[::-1])
+
+    def same_colour(a: np.ndarray, b: np.ndarray) -> bool:
+        diff = np.abs(a.astype(np.float32).mean(axis=0) - b.astype(np.float32).mean(axis=0))
+        return bool(diff.max() <= 2 * _BAND_COLOUR)
+
+    if not (top and bottom and same_colour(rgb[0], rgb[-1])):
+        top = bottom = 0
+    if not (left and right and same_colour(cols[0], cols[-1])):
+        left = right = 0
+    if not (top or left):
+        return None
+    x1, y1, x2, y2 = left, top, w - right, h - bottom
+    if x2 - x1 < _PICTURE_MIN * w or y2 - y1 < _PICTURE_MIN * h:
+        return None
+    return x1, y1, x2, y2
+
+
 def skin_regions(cv2: Any, rgb: np.ndarray, min_face: int) -> list[tuple[int, int, int, int]]:
     """Regions (x1, y1, x2, y2 in ``rgb`` pixels) where a face could be: around skin-coloured blobs.
 
@@ -465,6 +527,13 @@ class SubjectDetector:
             (max(1, round(image.width * f)), max(1, round(image.height * f))), Image.Resampling.BILINEAR
         )
         rgb_u8 = np.asarray(work.convert("RGB"))
+        # Inside letterbox bands or a frame, the subjects are searched in the picture alone: the
+        # bands would otherwise be the "background" that saliency measures everything against.
+        inner = picture_box(rgb_u8)
+        ox = oy = 0
+        if inner is not None:
+            ox, oy = inner[0], inner[1]
+            rgb_u8 = np.ascontiguousarray(rgb_u8[inner[1] : inner[3], inner[0] : inner[2]])
         found: list[Found] = []
         models = self._models()
         if models is not None:
@@ -472,9 +541,17 @@ class SubjectDetector:
         region = main_salient_region(rgb_u8.astype(np.float32) * (1 / 255.0))
         if region is not None:
             found.append(("salient", region[0], region[1]))
-        # Back to upright full-resolution pixels, rounded outwards, clipped to the frame.
+        found = [(k, (b[0] + ox, b[1] + oy, b[2] + ox, b[3] + oy), sc) for k, b, sc in found]
+        # Back to upright full-resolution pixels, rounded outwards, clipped to the frame; the
+        # picture inside a border is rounded inwards (no crop inside it may show a band's edge).
         sx, sy = work.width / width, work.height / height
         out: list[Subject] = []
+        if inner is not None:
+            x1, y1, x2, y2 = inner
+            content: Box = (min(width, math.ceil(x1 / sx)), min(height, math.ceil(y1 / sy)),
+                            max(0, math.floor(x2 / sx)), max(0, math.floor(y2 / sy)))
+            if content[2] > content[0] and content[3] > content[1]:
+                out.append(Subject("content", content, 1.0))
         for kind, (x1, y1, x2, y2), score in found:
             box: Box = (
                 max(0, int(math.floor(x1 / sx))),
