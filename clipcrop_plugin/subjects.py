@@ -81,9 +81,10 @@ _MEAN_DISTINCT_WEIGHT = 0.5  # weight of "unlike the mean colour" beside "unlike
 _EDGE_SIGMA = 1.0  # boundary connectivity at which a region's weight falls to exp(-1/2)
 _FLAT_STD = 2.0 / 255.0  # luminance spread below which a frame is flat (all black, one colour)
 # Uniform borders (letterbox bands, a scan's black edges, a white frame): see picture_box().
-_BAND_STD = 3.0  # a border line's largest per-channel spread, in 8-bit levels
-_BAND_COLOUR = 10.0  # how far a border line's mean colour may drift from the edge line's
-_BAND_MIN = 0.02  # a border is at least this share of the side it spans (and 2 px)
+_BAND_STD = 4.0  # the frame's edge line of a border: its largest per-channel spread, in 8-bit levels
+_BAND_COLOUR = 20.0  # a border pixel is within this of the edge line's colour (largest channel)
+_BAND_LINE = 0.95  # share of a line's pixels of the border's colour for the line to be border
+_BAND_MIN = 0.01  # a border is at least this share of the side it spans (and 2 px)
 _BAND_EDGE = 0.6  # share of the first picture line that must differ clearly from the border
 _BAND_EDGE_DIFF = 24.0  # what "clearly" means, in 8-bit levels (largest channel)
 _PICTURE_MIN = 0.35  # the picture inside the border keeps at least this share of each side
@@ -378,26 +379,26 @@ def _band_width(lines: np.ndarray) -> int:
     """How many lines from the start of ``lines`` (L, N, 3 uint8, edge first) form a uniform band
     whose inner edge is a straight picture edge; 0 when there is no such band."""
     # Most photos have no border: their edge line is not flat, which costs one line to learn.
-    if float(lines[0].astype(np.float32).std(axis=0).max()) > _BAND_STD:
+    edge_line = lines[0].astype(np.float32)
+    if float(edge_line.std(axis=0).max()) > _BAND_STD:
         return 0
+    colour = np.median(edge_line, axis=0)
     # A band never leaves less than _PICTURE_MIN of the side: only that many lines are read.
-    a = lines[: min(len(lines), int(len(lines) * (1 - _PICTURE_MIN)) + 3)].astype(np.float32)
-    means = a.mean(axis=1)
-    flat = a.std(axis=1).max(axis=1) <= _BAND_STD
-    same = np.abs(means - means[0]).max(axis=1) <= _BAND_COLOUR
-    band = flat & same
+    a = lines[: min(len(lines), int(len(lines) * (1 - _PICTURE_MIN)) + 4)].astype(np.float32)
+    near = np.abs(a - colour).max(axis=2) <= _BAND_COLOUR  # (L, N): pixels of the band's colour
+    # A band line is (nearly) all band colour: JPEG ringing near the picture's edge and noise
+    # leave a few pixels off, a picture line has most of them off.
+    band = near.mean(axis=1) >= _BAND_LINE
     n = len(band) if band.all() else int(np.argmin(band))
-    if n < max(2, math.ceil(_BAND_MIN * len(lines))) or n >= len(a) - 2:
+    if n < max(2, math.ceil(_BAND_MIN * len(lines))) or n >= len(a) - 3:
         return 0
-    # The picture starts on a straight line: most of the next line (one further in, past the
-    # resampling blur) is clearly unlike the band. A product on a white backdrop or a bird in a
-    # clear sky has flat lines too, but the first line that is not flat is still mostly backdrop.
-    edge = a[n + 1]
-    differs = np.abs(edge - means[0]).max(axis=1) > _BAND_EDGE_DIFF
-    # The line between band and picture is a blend of both (resampling), and JPEG ringing can
-    # end the flat run a line early: both count as band. Losing one line of the picture is
-    # invisible, a sliver of a white frame at a crop's edge is not.
-    return n + 2 if float(differs.mean()) >= _BAND_EDGE else 0
+    # The picture starts on a straight line: most of the first lines past the band (allowing for
+    # a blended line) are clearly unlike it. A product on a white backdrop or a bird in a clear
+    # sky has flat lines too, but the first lines that are not flat are still mostly backdrop.
+    differs = (np.abs(a[n : n + 3] - colour).max(axis=2) > _BAND_EDGE_DIFF).mean(axis=1)
+    # The line between band and picture is a blend of both (resampling): it counts as band.
+    # Losing one line of the picture is invisible, a sliver of a white frame at a crop's edge is not.
+    return n + 1 if float(differs.max()) >= _BAND_EDGE else 0
 
 
 def picture_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from clipcrop_plugin.candidates import generate_candidates, parse_aspect
@@ -116,3 +118,26 @@ def test_a_letterboxed_photo_is_cropped_to_its_picture_end_to_end(tmp_path: Path
     assert res.exit_code == 0, res.output
     kinds = [x["kind"] for x in json.loads(res.stdout.splitlines()[0])["subjects"]]
     assert "content" in kinds
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(band=st.integers(8, 80), sides=st.sampled_from(["tb", "lr", "all"]), level=st.sampled_from([0, 16, 128, 255]),
+       quality=st.sampled_from([70, 95]))
+def test_no_suggestion_of_a_bordered_photo_shows_its_border(tmp_path_factory: pytest.TempPathFactory, band: int,
+                                                             sides: str, level: int, quality: int) -> None:
+    t = b = band if sides in ("tb", "all") else 0
+    l_ = r = band if sides in ("lr", "all") else 0
+    img = bordered(chelsea(), t, b, l_, r, level)
+    path = tmp_path_factory.mktemp("border") / "photo.jpg"
+    Image.fromarray(img).save(path, "JPEG", quality=quality)
+    (s,) = suggest_paths([path], HeuristicScorer(), [parse_aspect(a) for a in ("1:1", "4:5", "16:9", "9:16")])
+    h, w = img.shape[:2]
+    picture = (l_, t, w - r, h - b)
+    choice = s.choice("grid")
+    shown = [choice.crop] if choice.crop is not None else []
+    assert not choice.keep  # a photo showing bands is never kept as it is
+    shown += [s.best(a) for a in ("1:1", "4:5", "16:9", "9:16")]
+    for crop in shown:
+        assert crop is not None
+        x1, y1, x2, y2 = crop.box
+        assert x1 >= picture[0] and y1 >= picture[1] and x2 <= picture[2] and y2 <= picture[3], (crop.aspect, crop.box)
