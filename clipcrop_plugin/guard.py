@@ -49,6 +49,8 @@ W_HUG = 1.0
 W_COVER = 2.0  # per share of the main subject kept
 W_COVER_UNHELD = 12.0  # more per share, in a ratio set where no crop can hold it all: keep the most
 W_CENTRE_UNHELD = 3.0  # per half crop width off a too-wide subject's centre (see guard())
+W_FEET = 1.0  # a crop that cuts a whole standing body, implied by its face, between face and feet
+STANDING_HEIGHT = 8.5  # a standing person's height in face-box heights (see _standing_bodies)
 W_BORDER = 20.0  # per share of a crop's area that is a uniform border (letterbox band, frame)
 W_TOP = 1.5  # per share of a standing object's top (and the room above it) kept (see guard())
 W_TOP_UNHELD = 6.0  # per share of a too-tall subject's top third kept (see guard())
@@ -229,6 +231,12 @@ def guard(
             soft -= wt.body_cut * cut
             for i in np.flatnonzero(cut):
                 flags[i].append("cuts person")
+        for whole in _standing_bodies(focus, height):
+            # A face with no body found, in a photo that shows the person whole (a group standing
+            # for the camera): a crop that stops between the face and the feet amputates them at
+            # the shins or knees, which reads worse than a crop holding them all or none.
+            cov = coverage(b, whole)
+            soft -= W_FEET * ((cov > 0.3) & (cov < 0.97))
         # A salient box is where the object is, roughly: its extent wobbles from one encoding
         # of a scene to the next, so it decides what must be kept (tier, coverage) but it does
         # not place the crop; a face does (eyes on the upper third).
@@ -312,6 +320,26 @@ def guard(
         if inner is not None and group != "full" and notes[order[0]] is None:
             notes[order[0]] = "removes the border around the picture"
     return GuardResult(adjusted, ranks, flags, notes, unit, focus, tier_face * 2 + tier_main)
+
+
+def _standing_bodies(focus: Focus, height: int) -> list[tuple[int, int, int, int]]:
+    """The bodies implied by the main faces that have no person box, when they fit in the photo.
+
+    A standing adult is about 8.5 face-box heights tall and 2.5 face widths across the shoulders;
+    a body that would reach past the photo's bottom edge is not shown whole anyway (a portrait,
+    people sitting at a table), and gives nothing here.
+    """
+    out = []
+    for k in focus.keys:
+        if any(_inside_main(k, body) for body in focus.bodies):
+            continue
+        fw, fh = k[2] - k[0], k[3] - k[1]
+        bottom = k[1] + STANDING_HEIGHT * fh
+        if bottom > height * 1.05:
+            continue
+        cx = (k[0] + k[2]) / 2.0
+        out.append((int(cx - 1.25 * fw), int(k[1]), int(cx + 1.25 * fw), int(min(height, bottom))))
+    return out
 
 
 def _area(b: Sequence[int]) -> int:

@@ -57,6 +57,12 @@ MIN_FACE_FRACTION = 1 / 8
 # Faces are searched on a copy with this short side: a face smaller than MIN_FACE_FRACTION of it
 # (20 px, the cascades' window) is not found.
 FACE_SIDE = 144
+# Faces down to this fraction of the detection image's short side are looked for in a second pass
+# around small skin blobs (SubjectDetector._small_faces): the faces of a group photo.
+SMALL_FACE_FRACTION = 1 / 20
+_SMALL_FACE_NEIGHBOURS = 3
+_SMALL_FACE_SKIN = 0.3  # share of skin-coloured pixels a small face's box must hold
+_SMALL_FACE_ROIS = 4  # at most this many blobs are searched (the largest first)
 _SCALE_FACTOR = 1.2
 _PROFILE_SCALE_FACTOR = 1.2
 _FACE_NEIGHBOURS = 3
@@ -432,29 +438,46 @@ def picture_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     return x1, y1, x2, y2
 
 
-def skin_regions(cv2: Any, rgb: np.ndarray, min_face: int) -> list[tuple[int, int, int, int]]:
-    """Regions (x1, y1, x2, y2 in ``rgb`` pixels) where a face could be: around skin-coloured blobs.
+Blobs = tuple[int, np.ndarray]  # (k, cv2 component stats of the skin mask made at 1/k resolution)
 
-    The face cascades cost ~25 ms per cascade on a 192 px frame on this project's CPUs, over the
-    whole budget of the subject stage; searching only around skin makes a frame without skin (a
-    landscape, a product shot) nearly free. A (nearly) grey image has no colour to go by and is
-    searched whole. The skin rule is the classic YCrCb box (Chai & Ngan 1999), wide enough for
-    light to dark skin; sand, wood and tabby cats pass it too, which only costs time.
+
+def skin_blobs(cv2: Any, rgb: np.ndarray) -> Blobs | None:
+    """The skin-coloured blobs of ``rgb``, or ``None`` for a (nearly) grey image (no colour to go by).
+
+    The skin rule is the classic YCrCb box (Chai & Ngan 1999), wide enough for light to dark skin;
+    sand, wood and tabby cats pass it too, which only costs time. The mask is made at half
+    resolution (a quarter of the cost); :func:`skin_regions` scales the boxes back.
     """
     h, w = rgb.shape[:2]
-    # The mask is made at half resolution (a quarter of the cost); boxes are scaled back.
     k = 2 if min(h, w) >= 64 else 1
     small = cv2.resize(rgb, (w // k, h // k), interpolation=cv2.INTER_AREA) if k > 1 else rgb
     ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb).astype(np.int16)
     y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
     if float(np.abs(cr - 128).mean() + np.abs(cb - 128).mean()) < 6.0:
-        return [(0, 0, w, h)]
+        return None
     skin = (cr >= 135) & (cr <= 175) & (cb >= 80) & (cb <= 130) & (y >= 40)
     skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    n, _labels, stats, _centroids = cv2.connectedComponentsWithStats(skin, connectivity=4)
+    _n, _labels, stats, _centroids = cv2.connectedComponentsWithStats(skin, connectivity=4)
+    return k, stats[1:]  # row 0 is the background
+
+
+def skin_regions(cv2: Any, rgb: np.ndarray, min_face: int, blobs: Blobs | None | object = _UNSET
+                 ) -> list[tuple[int, int, int, int]]:
+    """Regions (x1, y1, x2, y2 in ``rgb`` pixels) where a face could be: around skin-coloured blobs.
+
+    The face cascades cost ~25 ms per cascade on a 192 px frame on this project's CPUs, over the
+    whole budget of the subject stage; searching only around skin makes a frame without skin (a
+    landscape, a product shot) nearly free. A (nearly) grey image has no colour to go by and is
+    searched whole. ``blobs``: :func:`skin_blobs` of ``rgb`` when already made.
+    """
+    h, w = rgb.shape[:2]
+    found = skin_blobs(cv2, rgb) if blobs is _UNSET else blobs
+    if found is None:
+        return [(0, 0, w, h)]
+    k, stats = found  # type: ignore[misc]
     min_area = max(3, (min_face * min_face) // (10 * k * k))
     boxes = []
-    for sx, sy, sw, sh, area in stats[1:]:  # row 0 is the background
+    for sx, sy, sw, sh, area in stats:
         if area < min_area:
             continue
         xs, ys = slice(int(sx) * k, int(sx + sw) * k), slice(int(sy) * k, int(sy + sh) * k)
@@ -586,7 +609,8 @@ class SubjectDetector:
         fh, fw = face_img.shape
         min_face = max(20, round(min(fh, fw) * MIN_FACE_FRACTION))
         faces: list[Found] = []
-        rois = skin_regions(cv2, rgb, round(min_face / ff))
+        blobs = skin_blobs(cv2, rgb)
+        rois = skin_regions(cv2, rgb, round(min_face / ff), blobs)
         for rx1, ry1, rx2, ry2 in rois:
             x0, y0 = int(rx1 * ff), int(ry1 * ff)
             x3, y3 = min(fw, math.ceil(rx2 * ff)), min(fh, math.ceil(ry2 * ff))
@@ -652,7 +676,56 @@ class SubjectDetector:
                 _PERSON_SKIN, 2.0 * frame_skin
             ):
                 confirmed.append(person)
+        # Last, so a person's own head search (more sensitive, and it knows profiles) comes first.
+        if blobs is not None:
+            faces = nms(faces + self._small_faces(cv2, frontal, rgb, gray, blobs, round(min_face / ff), faces),
+                        _FACE_IOU)
         return faces + confirmed
+
+    @staticmethod
+    def _small_faces(cv2: Any, frontal: Any, rgb: np.ndarray, gray: np.ndarray, blobs: Blobs, regular: int,
+                     found: list[Found]) -> list[Found]:
+        """Frontal faces smaller than the regular search finds (``regular`` px, about 1/7 of the
+        detection image's short side) down to :data:`SMALL_FACE_FRACTION` of it: the faces of a
+        group photo, a wedding party. Searched only around face-sized, face-shaped skin blobs
+        (at most :data:`_SMALL_FACE_ROIS` of them), each upsampled 2x for the cascade's 20 px
+        window, with a stricter test than the regular pass: the box must be mostly skin.
+        """
+        h, w = gray.shape
+        smallest = max(6, round(min(h, w) * SMALL_FACE_FRACTION))
+        if smallest >= regular:
+            return []
+        k, stats = blobs
+        cand = []
+        for sx, sy, sw, sh, area in stats:
+            bw, bh, a = int(sw) * k, int(sh) * k, int(area) * k * k
+            # A small face's skin: between the smallest face and the regular pass's size each way,
+            # upright-ish (a face, maybe with its neck), filled like a face (not a thin edge).
+            if not (0.6 * smallest <= bw <= regular and 0.6 * smallest <= bh <= 2 * regular):
+                continue
+            if not 0.6 <= bh / max(bw, 1) <= 2.5 or a < 0.35 * bw * bh:
+                continue
+            cand.append((a, int(sx) * k, int(sy) * k, bw, bh))
+        out: list[Found] = []
+        for _a, x, y, bw, bh in sorted(cand, reverse=True)[:_SMALL_FACE_ROIS]:
+            # The face box reaches a little past its skin (hair, chin): a third of the blob each way.
+            m = max(bw, bh) // 3 + 2
+            x0, y0, x3, y3 = max(0, x - m), max(0, y - m), min(w, x + bw + m), min(h, y + bh + m)
+            big = cv2.resize(gray[y0:y3, x0:x3], None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR)
+            rects, counts = frontal.detectMultiScale2(
+                big, scaleFactor=1.15, minNeighbors=_SMALL_FACE_NEIGHBOURS, minSize=(20, 20),
+                maxSize=(2 * regular, 2 * regular),
+            )
+            for (fx, fy, fw, fh), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(counts).reshape(-1)):
+                box = (x0 + fx / 2.0, y0 + fy / 2.0, x0 + (fx + fw) / 2.0, y0 + (fy + fh) / 2.0)
+                bx1, by1, bx2, by2 = (int(round(v)) for v in box)
+                # On texture the cascade fires on any blob-shaped shading: a small false face
+                # would pin every crop of the photo, so the box must be mostly skin.
+                if any(iou(box, f[1]) >= _FACE_IOU or _inside(box, f[1], 0.5) for f in found):
+                    continue  # a face the regular pass found (its kind, e.g. a profile, stays)
+                if _skin_share(cv2, rgb[by1:by2, bx1:bx2]) >= _SMALL_FACE_SKIN:
+                    out.append(("face", box, 0.9 * _confidence(n)))
+        return out
 
     @staticmethod
     def _faces(

@@ -262,3 +262,25 @@ def test_an_unsure_object_still_says_which_side_a_ratio_crop_goes() -> None:
     boxes = np.array([wide_top, wide_c, (0, 0, 600, 400)], dtype=np.int64)
     high = Subject("salient", (200, 70, 400, 170), 0.45)
     assert guard(boxes, scores, ["16:9", "16:9", "full"], [high], 600, 400, 2).ranks[1] == 1
+
+
+def test_a_standing_group_is_not_cut_at_the_shins(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two faces found (a couple standing for the camera), no person boxes; their bodies, about
+    # 8.5 face heights tall, reach the bottom of the photo. Of two 16:9 crops that both keep the
+    # faces well placed, the one that stops at their shins loses to the one that keeps their feet.
+    faces = [Subject("face", (256, 202, 288, 232), 0.6), Subject("face", (294, 211, 326, 245), 0.6)]
+    shins, whole, high = (0, 96, 640, 456), (0, 120, 640, 480), (0, 0, 640, 360)
+    boxes = np.array([shins, whole, high, (0, 0, 640, 480)], dtype=np.int64)
+    scores = np.array([0.52, 0.5, 0.3, 0.5])  # the scorer leans to the shins crop (0.2 of its spread)
+    res = guard(boxes, scores, ["16:9", "16:9", "16:9", "full"], faces, 640, 480, 3)
+    assert res.ranks[1] == 1 and res.ranks[0] == 2
+    # A portrait's face whose body runs out of the photo: no such rule, the scorer decides.
+    portrait = [Subject("face", (250, 60, 390, 220), 0.8)]
+    boxes = np.array([(0, 0, 640, 360), (0, 40, 640, 400), (0, 120, 640, 480), (0, 0, 640, 480)], dtype=np.int64)
+    args = (boxes, np.array([0.5, 0.52, 0.3, 0.5]), ["16:9", "16:9", "16:9", "full"], portrait, 640, 480, 3)
+    res = guard(*args)
+    monkeypatch.setattr("clipcrop_plugin.guard.W_FEET", 0.0)
+    assert guard(*args).scores.tolist() == res.scores.tolist()
+    # ...while for the couple the rule is what decides.
+    assert guard(boxes := np.array([shins, whole, high, (0, 0, 640, 480)], dtype=np.int64), scores,
+                 ["16:9", "16:9", "16:9", "full"], faces, 640, 480, 3).ranks[0] == 1
