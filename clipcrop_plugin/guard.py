@@ -46,6 +46,7 @@ W_PLACE_SALIENT = 0.4  # share of it for a salient object, whose box is less cer
 W_CRAMP = 0.4
 W_BODY_CUT = 0.5
 W_HUG = 1.0
+HUG_ACROSS = 1.5  # the sideways part weighs more: an unsure object's side informs it (see guard())
 W_COVER = 2.0  # per share of the main subject kept
 W_COVER_UNHELD = 12.0  # more per share, in a ratio set where no crop can hold it all: keep the most
 W_CENTRE_UNHELD = 3.0  # per half crop width off a too-wide subject's centre (see guard())
@@ -155,20 +156,22 @@ def _cramp(boxes: np.ndarray, focus: Focus, width: int, height: int) -> np.ndarr
 
 
 def _hug(boxes: np.ndarray, width: int, height: int, home: tuple[float, float] | None = None) -> np.ndarray:
-    """(N,) how far each crop sits from its home position, 0 (there) .. 4 (in the far corner).
+    """(N,) how far each crop sits from its home position (0: there; 1 + HUG_ACROSS: in a corner,
+    home at the centre).
 
     The home position centres the crop on ``home`` (the frame's centre by default) as far as the
-    frame allows; distances are in halves of the room the crop has to move in along each axis.
+    frame allows; distances are in halves of the room the crop has to move in along each axis,
+    squared, the sideways one weighted by :data:`HUG_ACROSS`.
     """
     x1, y1, x2, y2 = (boxes[:, k].astype(np.float64) for k in range(4))
     hx, hy = home if home is not None else (width / 2.0, height / 2.0)
     out = np.zeros(len(boxes))
-    for lo, hi, size, target in ((x1, x2, width, hx), (y1, y2, height, hy)):
+    for lo, hi, size, target, w in ((x1, x2, width, hx, HUG_ACROSS), (y1, y2, height, hy, 1.0)):
         span = hi - lo
         free = size - span
         centre = np.clip(target, span / 2.0, size - span / 2.0)
         off = np.where(free > 0, np.abs((lo + hi) / 2.0 - centre) / np.maximum(free / 2.0, 1.0), 0.0)
-        out += off * off
+        out += w * off * off
     return out
 
 
