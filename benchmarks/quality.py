@@ -62,6 +62,7 @@ class Photo:
     what: str
     grid: str | None = None  # what a photographer expects of the grid set: "crop", "keep" or None (either)
     picture: tuple[int, int, int, int] | None = None  # the picture inside uniform borders, when it has them
+    free: bool = True  # public-domain or synthetic (may go on a published contact sheet)
 
 
 @dataclass
@@ -177,7 +178,8 @@ def load_set(work: Path, corpus: Path) -> tuple[list[Photo], list[str]]:
             if box_px is not None:
                 box_px = (box_px[0] + l_, box_px[1] + t, box_px[2] + l_, box_px[3] + t)
             w, h = canvas.size
-        photos.append(Photo(entry["id"], path, w, h, box_px, entry.get("what", ""), entry.get("grid"), picture))
+        photos.append(Photo(entry["id"], path, w, h, box_px, entry.get("what", ""), entry.get("grid"), picture,
+                            free=kind != "corpus"))
     return photos, skipped
 
 
@@ -450,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         photos, skipped = load_set(work, args.corpus)
         if args.free_only:
-            photos = [p for p in photos if not str(p.path).startswith(str(args.corpus))]
+            photos = [p for p in photos if p.free]
         try:
             import clipcrop_plugin.subjects  # noqa: F401
 
