@@ -65,8 +65,8 @@ def readable_by_smartcrop(paths: list[Path]) -> tuple[list[Path], list[str]]:
     return ok, skipped
 
 
-def run_ours(paths: list[Path], subjects: bool = True) -> tuple[float, int, int, int]:
-    """(seconds, candidates, photos ok, subjects found) for the whole pipeline."""
+def run_ours(paths: list[Path], subjects: bool = True) -> tuple[float, int, int, int, float]:
+    """(seconds, candidates, photos ok, subjects found, CPU seconds) for the whole pipeline."""
     from clipcrop_plugin import suggest as pipeline
     from clipcrop_plugin.candidates import parse_aspect
     from clipcrop_plugin.scoring.heuristic import HeuristicScorer
@@ -77,13 +77,13 @@ def run_ours(paths: list[Path], subjects: bool = True) -> tuple[float, int, int,
     if not subjects:
         pipeline.detect_subjects = lambda loaded: []  # type: ignore[assignment]
     try:
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         out = list(pipeline.suggest_paths(paths, scorer, aspects, batch_size=8))
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         pipeline.detect_subjects = real  # type: ignore[assignment]
-    candidates = sum(len(s.crops) for s in out)
-    return elapsed, candidates, sum(1 for s in out if s.ok), sum(len(s.subjects) for s in out)
+    candidates = sum(s.n_candidates for s in out)
+    return elapsed, candidates, sum(1 for s in out if s.ok), sum(len(s.subjects) for s in out), cpu
 
 
 def subject_stage_ms(paths: list[Path]) -> tuple[float, float, dict[str, int]]:
@@ -110,10 +110,10 @@ def subject_stage_ms(paths: list[Path]) -> tuple[float, float, dict[str, int]]:
     return (sum(times) / max(len(times), 1), max(times, default=0.0), kinds)
 
 
-def run_smartcrop(paths: list[Path]) -> tuple[float, int]:
-    t0 = time.perf_counter()
+def run_smartcrop(paths: list[Path]) -> tuple[float, int, float]:
+    c0, t0 = time.process_time(), time.perf_counter()
     candidates = sum(smartcrop_one(p) for p in paths)
-    return time.perf_counter() - t0, candidates
+    return time.perf_counter() - t0, candidates, time.process_time() - c0
 
 
 def make_24mp_jpeg(folder: Path) -> Path:
@@ -207,26 +207,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"subject stage: {detector}")
 
     on_best = off_best = smart_best = float("inf")
+    on_cpu = off_cpu = smart_cpu = float("inf")
     ours_cands = smart_cands = ok = found = 0
     for _ in range(max(1, args.repeat)):  # interleaved, so load changes hit every side alike
-        t, ours_cands, ok, found = run_ours(paths, subjects=True)
-        on_best = min(on_best, t)
-        t, *_ = run_ours(paths, subjects=False)
-        off_best = min(off_best, t)
-        t, smart_cands = run_smartcrop(paths)
-        smart_best = min(smart_best, t)
+        t, ours_cands, ok, found, cpu = run_ours(paths, subjects=True)
+        on_best, on_cpu = min(on_best, t), min(on_cpu, cpu)
+        t, _c, _o, _f, cpu = run_ours(paths, subjects=False)
+        off_best, off_cpu = min(off_best, t), min(off_cpu, cpu)
+        t, smart_cands, cpu = run_smartcrop(paths)
+        smart_best, smart_cpu = min(smart_best, t), min(smart_cpu, cpu)
     n = len(paths)
     rows = [
-        ("clipcrop suggest, subjects on (heuristic, grid+1:1+4:5+16:9)", on_best, ours_cands / n),
-        ("clipcrop suggest, subjects off", off_best, ours_cands / n),
-        ("smartcrop.py 0.5 (defaults, one 1:1 crop; no face detection)", smart_best, smart_cands / n),
+        ("clipcrop suggest, subjects on (heuristic, grid+1:1+4:5+16:9)", on_best, ours_cands / n, on_cpu),
+        ("clipcrop suggest, subjects off", off_best, ours_cands / n, off_cpu),
+        ("smartcrop.py 0.5 (defaults, one 1:1 crop; no face detection)", smart_best, smart_cands / n, smart_cpu),
     ]
     print()
-    print(f"{'method':<62} {'photos':>6} {'seconds':>8} {'photos/s':>9} {'candidates/photo':>17}")
-    for name, secs, cands in rows:
-        print(f"{name:<62} {n:>6} {secs:>8.2f} {n / secs:>9.1f} {cands:>17.1f}")
+    # CPU per photo (all threads; best run) moves little with load, unlike the wall time: ours
+    # runs intake, the subject stage and scoring on three threads, smartcrop.py on one.
+    print(f"{'method':<62} {'photos':>6} {'seconds':>8} {'photos/s':>9} {'candidates/photo':>17} {'CPU ms/photo':>13}")
+    for name, secs, cands, cpu in rows:
+        print(f"{name:<62} {n:>6} {secs:>8.2f} {n / secs:>9.1f} {cands:>17.1f} {cpu / n * 1000:>13.1f}")
     print(f"speed ratio (ours / smartcrop, photos per second): subjects on {smart_best / on_best:.2f}x, "
-          f"off {smart_best / off_best:.2f}x  ({ok}/{n} scored ok, {found} subjects found)")
+          f"off {smart_best / off_best:.2f}x  ({ok}/{n} scored ok, {found} subjects found; "
+          f"load average {os.getloadavg()[0]:.2f})")
     mean_ms, worst_ms, kinds = subject_stage_ms(paths)
     print(f"subject stage alone: {mean_ms:.1f} ms/photo mean, {worst_ms:.1f} ms worst; found "
           + (", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) or "nothing"))

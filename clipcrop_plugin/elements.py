@@ -78,6 +78,15 @@ def explain_changes(changes: np.ndarray, elements: np.ndarray, full_index: int) 
     except the strongest. Only a crop whose elements equal the full frame's (the full frame
     itself, or a candidate with the same box) names nothing.
     """
+    return [[k for k in row if k >= 0] for row in explain_picks(changes, elements, full_index).tolist()]
+
+
+def explain_picks(changes: np.ndarray, elements: np.ndarray, full_index: int) -> np.ndarray:
+    """:func:`explain_changes` as one (N, :data:`EXPLANATION_SIZE`) int array: the element
+    indices of each candidate's explanation, strongest first, ``-1`` where fewer are named.
+
+    The array form is what a suggestion keeps (no per-candidate lists to build or pickle).
+    """
     unit = np.std(np.delete(elements, full_index, axis=0), axis=0) if len(elements) > 1 else np.ones(elements.shape[1])
     scale = np.maximum(np.abs(elements).max(axis=0) if len(elements) else 1.0, 1e-300)
     # A flat element (same score on every candidate) gets a tiny unit so any change it does show
@@ -90,18 +99,12 @@ def explain_changes(changes: np.ndarray, elements: np.ndarray, full_index: int) 
     top = np.take_along_axis(rel, order, axis=1)
     named = top >= MIN_RELATIVE_CHANGE
     named[:, 0] |= top[:, 0] > 0
-    # Whole-array masks, then one tolist: a photo has hundreds of candidates.
-    picks = np.where(named, order, -1).tolist()
-    all_exact = exact.all(axis=1).tolist()
-    out: list[list[int]] = []
-    for i, row in enumerate(picks):
-        if i == full_index:
-            out.append([])
-            continue
-        picked = [k for k in row if k >= 0]
-        if not picked and not all_exact[i]:
-            # Only flat elements changed (infinite unit): name the largest raw change.
-            k = int(np.argmax(np.where(exact[i], -1.0, np.abs(changes[i]))))
-            picked = [k]
-        out.append(picked)
-    return out
+    picks = np.where(named, order, -1)
+    # Only flat elements changed (infinite unit): name the largest raw change.
+    lost = ~named.any(axis=1) & ~exact.all(axis=1)
+    if lost.any():
+        rows = np.flatnonzero(lost)
+        picks[rows, 0] = np.argmax(np.where(exact[rows], -1.0, np.abs(changes[rows])), axis=1)
+    if len(picks):
+        picks[full_index] = -1
+    return picks

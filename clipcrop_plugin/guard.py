@@ -78,19 +78,40 @@ class GuardWeights:
 DEFAULT_WEIGHTS = GuardWeights()
 
 
+# What a crop does to the subjects; a flag's code is its index here.
+FLAG_NAMES = ("cuts face", "leaves out face", "cuts subject", "cuts person")
+_CUTS_FACE, _LEAVES_OUT_FACE, _CUTS_SUBJECT, _CUTS_PERSON = range(len(FLAG_NAMES))
+
+
 @dataclass
 class GuardResult:
-    """Per candidate: adjusted ``scores``, 1-based ``ranks`` within each set, ``flags`` (what the
-    crop does to the subjects) and ``notes`` (set on each set's rank 1 when it had to give up
-    something that no candidate of its set could keep)."""
+    """Per candidate: adjusted ``scores`` and 1-based ``ranks`` within each set; the flags (what a
+    crop does to the subjects) as parallel arrays ``flag_rows`` (candidate) and ``flag_codes``
+    (index into :data:`FLAG_NAMES`) in the order they were found; ``note_at`` (candidate -> note,
+    on each set's rank 1 when it had to give up something that no candidate of its set could
+    keep). Arrays, not per-candidate lists: a photo has hundreds of candidates."""
 
     scores: np.ndarray
     ranks: np.ndarray
-    flags: list[list[str]]
-    notes: list[str | None]
+    flag_rows: np.ndarray
+    flag_codes: np.ndarray
+    note_at: dict[int, str]
     spread: float
     focus: Focus | None = None
     tiers: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def flags(self) -> list[list[str]]:
+        """Per candidate, its flags' names in the order found."""
+        out: list[list[str]] = [[] for _ in range(len(self.scores))]
+        for row, code in zip(self.flag_rows.tolist(), self.flag_codes.tolist()):
+            out[row].append(FLAG_NAMES[code])
+        return out
+
+    @property
+    def notes(self) -> list[str | None]:
+        """Per candidate, its note or ``None``."""
+        return [self.note_at.get(i) for i in range(len(self.scores))]
 
 
 def spread(scores: np.ndarray, full_index: int | None = None) -> float:
@@ -199,7 +220,7 @@ def guard(
     unit = spread(raw, full_index)
     g = np.asarray(list(groups))
     focus = subject_focus(subjects, width, height) if subjects else None
-    flags: list[list[str]] = [[] for _ in range(n)]
+    found: list[tuple[np.ndarray, int]] = []  # (candidates, flag code), in the order found
     tier_face = np.zeros(n)
     tier_main = np.zeros(n)
     soft = np.zeros(n)
@@ -211,15 +232,11 @@ def guard(
             left_out = (cov <= 0) & (part in keys)
             tier_face += sliced + left_out
             # A head found from a person box counts as a face: cutting it reads the same.
-            for i in np.flatnonzero(sliced):
-                flags[i].append("cuts face")
-            for i in np.flatnonzero(left_out):
-                flags[i].append("leaves out face")
+            found += [(np.flatnonzero(sliced), _CUTS_FACE), (np.flatnonzero(left_out), _LEAVES_OUT_FACE)]
         main_cov = coverage(b, focus.main)
         trusted = _trusted(focus, width, height)
         tier_main = (main_cov < MAIN_KEEP).astype(np.float64) * trusted
-        for i in np.flatnonzero(tier_main):
-            flags[i].append("cuts subject")
+        found.append((np.flatnonzero(tier_main), _CUTS_SUBJECT))
         if not trusted and _compact(focus, width, height):
             # An object found with less confidence does not set the order, but cutting it still
             # costs, more the surer the detector is: without this the choice would flip between
@@ -232,8 +249,7 @@ def guard(
             cov = coverage(b, body)
             cut = (cov > 0.1) & (cov < MAIN_KEEP)
             soft -= wt.body_cut * cut
-            for i in np.flatnonzero(cut):
-                flags[i].append("cuts person")
+            found.append((np.flatnonzero(cut), _CUTS_PERSON))
         for whole in _standing_bodies(focus, height):
             # A face with no body found, in a photo that shows the person whole (a group standing
             # for the camera): a crop that stops between the face and the feet amputates them at
@@ -313,16 +329,23 @@ def guard(
     adjusted = raw + unit * (soft - W_TIER_FACE * tier_face - W_TIER_MAIN * tier_main)
 
     ranks = np.zeros(n, dtype=np.int64)
-    notes: list[str | None] = [None] * n
+    note_at: dict[int, str] = {}
     for group in dict.fromkeys(groups):
         idx = np.flatnonzero(g == group)
         order = idx[np.lexsort((-adjusted[idx], tier_main[idx], tier_face[idx]))]
         ranks[order] = np.arange(1, len(order) + 1)
         if focus is not None and group != "full":
-            notes[order[0]] = _note(group, tier_face[order[0]], tier_main[order[0]], bool(focus.keys))
-        if inner is not None and group != "full" and notes[order[0]] is None:
-            notes[order[0]] = "removes the border around the picture"
-    return GuardResult(adjusted, ranks, flags, notes, unit, focus, tier_face * 2 + tier_main)
+            note = _note(group, tier_face[order[0]], tier_main[order[0]], bool(focus.keys))
+            if note is not None:
+                note_at[int(order[0])] = note
+        if inner is not None and group != "full" and int(order[0]) not in note_at:
+            note_at[int(order[0])] = "removes the border around the picture"
+    rows = np.concatenate([r for r, _ in found]) if found else np.zeros(0, np.int64)
+    codes = np.concatenate([np.full(len(r), c, np.uint8) for r, c in found]) if found else np.zeros(0, np.uint8)
+    # Stable by candidate: each candidate's flags stay in the order they were found.
+    by_row = np.argsort(rows, kind="stable")
+    return GuardResult(adjusted, ranks, rows[by_row].astype(np.int64), codes[by_row], note_at, unit, focus,
+                       tier_face * 2 + tier_main)
 
 
 def _standing_bodies(focus: Focus, height: int) -> list[tuple[int, int, int, int]]:

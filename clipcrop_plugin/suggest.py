@@ -17,12 +17,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from .candidates import AspectRatio, CandidateSet, generate_candidates
-from .elements import ELEMENT_NAMES, EXPLANATION_SIZE, MIN_RELATIVE_CHANGE, explain_changes
+from .elements import EXPLANATION_SIZE, MIN_RELATIVE_CHANGE, explain_changes, explain_picks
 from .errors import ClipcropError
-from .guard import guard
+from .guard import FLAG_NAMES, guard
 from .imaging import LoadedImage, load_image
 from .photofiles import PHOTO_EXTENSIONS, is_photo_name, iter_photo_paths
-from .results import Crop, ElementChange, Subject, Suggestion
+from .results import CandidateTable, Subject, Suggestion, first_seen_codes
 from .scoring.base import Scorer, ScoreResult
 from .subjects import detect_subjects
 
@@ -39,7 +39,7 @@ def build_suggestion(
     scorer: Scorer,
     subjects: Sequence[Subject] = (),
 ) -> Suggestion:
-    """Turn one image's raw scores into ranked, explained :class:`Crop` s.
+    """Turn one image's raw scores into ranked, explained candidates (a :class:`CandidateTable`).
 
     The subject guard (:func:`clipcrop_plugin.guard.guard`) runs first, whatever the scorer:
     ranks are 1-based within each candidate set by the guard's order, ``score`` is the guarded
@@ -56,41 +56,18 @@ def build_suggestion(
     learned = getattr(getattr(scorer, "personal", None), "guard_weights", None)
     g = guard(candidates.boxes, raw, candidates.groups, subjects, candidates.width, candidates.height, fi, learned)
     scores = g.scores
-    full_score = float(scores[fi])
-    full_elements = elements[fi] if elements is not None else None
-
-    # Vectorised up front: a photo has hundreds of candidates, and per-crop numpy calls add up.
-    boxes = np.asarray(candidates.boxes).tolist()
-    score_list = scores.tolist()
-    rank_list = g.ranks.tolist()
-    improvements = (scores - full_score).tolist()
-    el_rows = ch_rows = top_rows = None
-    if elements is not None and full_elements is not None:
-        changes = elements - full_elements
-        el_rows, ch_rows = elements.tolist(), changes.tolist()
-        top_rows = explain_changes(changes, elements, fi)
-
-    crops: list[Crop] = []
-    for i, group in enumerate(candidates.groups):
-        explanation: list[ElementChange] = []
-        if ch_rows is not None and top_rows is not None:
-            row = ch_rows[i]
-            explanation = [ElementChange(ELEMENT_NAMES[k], row[k]) for k in top_rows[i]]
-        crops.append(
-            Crop(
-                aspect=group,
-                box=tuple(boxes[i]),  # type: ignore[arg-type]
-                score=score_list[i],
-                rank=rank_list[i],
-                improvement=improvements[i],
-                explanation=explanation,
-                elements=el_rows[i] if el_rows is not None else None,
-                changes=ch_rows[i] if ch_rows is not None else None,
-                flags=g.flags[i],
-                note=g.notes[i],
-            )
-        )
-    full_crop = crops[fi]
+    # Columns, not Crop objects: a photo has hundreds of candidates, and the callers want a few
+    # (the Suggestion builds those on demand); a worker process sends the arrays as they are.
+    set_names, sets = first_seen_codes(candidates.groups)
+    explain = None
+    if elements is not None:
+        explain = explain_picks(elements - elements[fi], elements, fi).astype(np.int8)  # indices 0-9, -1
+    table = CandidateTable(
+        boxes=np.asarray(candidates.boxes, dtype=np.int64).reshape(-1, 4), sets=sets, set_names=set_names,
+        scores=scores, ranks=np.asarray(g.ranks, dtype=np.int64), improvements=scores - float(scores[fi]),
+        full_index=fi, elements=elements, explain=explain,
+        flag_rows=g.flag_rows, flag_codes=g.flag_codes, flag_names=FLAG_NAMES, notes=g.note_at,
+    )
     return Suggestion(
         path=loaded.info.path,
         ok=True,
@@ -98,9 +75,8 @@ def build_suggestion(
         scorer=getattr(scorer, "name", type(scorer).__name__),
         weights_hash=getattr(scorer, "weights_hash", None),
         device=getattr(scorer, "device", None),
-        crops=crops,
-        full_frame=full_crop,
         subjects=list(subjects),
+        candidates=table,
     )
 
 
@@ -140,6 +116,7 @@ def start_subjects(loaded: Sequence[LoadedImage]) -> list[Future[tuple[list[Subj
 
 
 _subject_pool: ThreadPoolExecutor | None = None
+_intake_pool: ThreadPoolExecutor | None = None
 _subject_pool_lock = threading.Lock()
 
 
@@ -152,9 +129,18 @@ def _subject_thread() -> ThreadPoolExecutor:
         return _subject_pool
 
 
+def _intake_thread() -> ThreadPoolExecutor:
+    """The one long-lived thread that reads photos ahead for :func:`suggest_paths`."""
+    global _intake_pool
+    with _subject_pool_lock:
+        if _intake_pool is None:
+            _intake_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipcrop-intake")
+        return _intake_pool
+
+
 def _forget_subject_thread() -> None:
-    global _subject_pool
-    _subject_pool = None  # a forked child has no copy of the thread; make a new one there
+    global _subject_pool, _intake_pool
+    _subject_pool = _intake_pool = None  # a forked child has no copy of the threads; make new ones there
 
 
 if hasattr(os, "register_at_fork"):
@@ -226,12 +212,14 @@ def suggest_paths(
         slots.clear()
         found.clear()
 
-    # Intake and the subject stage of the next photos run ahead on the subject thread (up to two
-    # batches), while this thread makes candidates, scores and builds suggestions: on two cores
-    # the subject stage then costs little wall time. Decoding, OpenCV and numpy release the GIL.
-    pool = _subject_thread()
+    # Intake of the next photos runs ahead on its own thread (up to two batches), each photo's
+    # subject stage on the subject thread as soon as it is read, while this thread makes
+    # candidates, scores and builds suggestions. Three stages on three threads: with intake on
+    # the subject thread, that thread was the slowest stage and the other core sat idle.
+    # Decoding, OpenCV and numpy release the GIL.
+    pool = _intake_thread()
     walk = iter(iter_photo_paths(paths, recursive=recursive))
-    ahead: deque[Future[Suggestion | tuple[LoadedImage, tuple[list[Subject], str | None]]]] = deque()
+    ahead: deque[Future[Suggestion | tuple[LoadedImage, Future[tuple[list[Subject], str | None]]]]] = deque()
     walk_error: BaseException | None = None
     while True:
         while walk_error is None and len(ahead) < 2 * batch_size:
@@ -242,7 +230,7 @@ def suggest_paths(
             except BaseException as exc:  # the walk's own error surfaces after the photos before it
                 walk_error = exc
                 break
-            ahead.append(pool.submit(_prepare, path, min_side, scorer))
+            ahead.append(pool.submit(_prepare, path, min_side, scorer, _subject_thread()))
         if not ahead:
             break
         item = ahead.popleft().result()
@@ -250,9 +238,7 @@ def suggest_paths(
             slots.append(item)
         else:
             slots.append(item[0])
-            done: Future[tuple[list[Subject], str | None]] = Future()
-            done.set_result(item[1])
-            found.append(done)
+            found.append(item[1])
         pending = len(found)
         if pending >= batch_size or (pending == 0 and slots):
             yield from flush()
@@ -263,9 +249,10 @@ def suggest_paths(
 
 
 def _prepare(
-    path: str | os.PathLike[str], min_side: int, scorer: Scorer
-) -> Suggestion | tuple[LoadedImage, tuple[list[Subject], str | None]]:
-    """Intake and the subject stage of one photo; a failed Suggestion when it cannot be read."""
+    path: str | os.PathLike[str], min_side: int, scorer: Scorer, subjects: ThreadPoolExecutor
+) -> Suggestion | tuple[LoadedImage, Future[tuple[list[Subject], str | None]]]:
+    """Intake of one photo, its subject stage started on ``subjects``; a failed Suggestion when
+    it cannot be read."""
     try:
         loaded = load_image(path, min_side=min_side)
     except ClipcropError as exc:
@@ -273,4 +260,4 @@ def _prepare(
     except Exception as exc:  # last resort: intake must never stop a batch
         log.debug("loading %s failed", path, exc_info=True)
         return failed(path, f"{path}: cannot read ({type(exc).__name__}: {exc})", scorer)
-    return loaded, find_subjects(loaded)
+    return loaded, subjects.submit(find_subjects, loaded)

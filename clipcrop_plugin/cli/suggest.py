@@ -50,7 +50,7 @@ def format_suggestion(s: Suggestion, top: int) -> str:
     if full is not None:
         head += f"  full frame score {full.score:.3f}"
     lines = [head, format_choice(s)]
-    for crop in s.top(top) if top else [c for c in s.crops if c.aspect != "full"]:
+    for crop in s.top(top) if top else s.listed():
         x1, y1, x2, y2 = crop.box
         lines.append(
             f"  {crop.aspect:<6} #{crop.rank:<2} box {x1},{y1},{x2},{y2} ({x2 - x1}x{y2 - y1})"

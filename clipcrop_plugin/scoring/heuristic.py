@@ -201,8 +201,12 @@ def _tables(maps: dict[str, np.ndarray], background: float = 0.5) -> np.ndarray:
     stack[_S] = maps["sat"]
     stack[_SAL] = maps["saliency"]
     stack[_DEAD] = maps["dead"]
+    # The same sums as stack.cumsum(axis=1).cumsum(axis=2), in the same order, faster: numpy's
+    # cumsum runs one element at a time, while a running sum of rows adds whole rows at once.
+    for y in range(1, h):
+        np.add(stack[:, y - 1], stack[:, y], out=stack[:, y])
     sat = np.zeros((_CHANNELS, h + 1, w + 1), dtype=np.float32)
-    sat[:, 1:, 1:] = stack.cumsum(axis=1).cumsum(axis=2)
+    np.cumsum(stack, axis=2, out=sat[:, 1:, 1:])
     return sat
 
 

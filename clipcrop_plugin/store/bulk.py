@@ -65,7 +65,7 @@ def record_batch(conn: Connection, items: Iterable[Item]) -> list[int]:
     ids: list[int | None] = [None] * len(items)
     scored = []
     for index, (suggestion, content_hash, mtime, size) in enumerate(items):
-        if suggestion.ok and suggestion.info is not None and suggestion.crops:
+        if suggestion.ok and suggestion.info is not None and suggestion.n_candidates:
             scored.append(index)
         else:
             ids[index] = upsert_failure(conn, suggestion.path, suggestion.error or "not scored", content_hash,
@@ -318,48 +318,50 @@ def _sqlite_value(value: Any) -> Any:
 def pack_run(suggestion: Suggestion, content_hash: str, photo_id: int, now: datetime
              ) -> tuple[dict[str, Any], list[dict[str, Any]], list[list[ElementChange]]]:
     """The ``scoring_runs`` row (every candidate packed) of one suggestion, its queryable
-    ``crops`` rows (``run_id`` still unset) and each crop row's top-3 element changes."""
+    ``crops`` rows (``run_id`` still unset) and each crop row's top-3 element changes.
+
+    Works from the suggestion's columns (:attr:`Suggestion.candidates`): only the few queryable
+    rows are looked at one by one, never the hundreds of candidates as objects."""
     info = suggestion.info
     assert info is not None
-    crops = list(suggestion.crops)
-    full = suggestion.full_frame or next((crop for crop in crops if crop.aspect == "full"), None)
-    if full is not None and all(crop is not full for crop in crops):
-        crops.append(full)
-    set_code: dict[str, int] = {}
-    for crop in crops:
-        set_code.setdefault(crop.aspect, len(set_code))
-    n = len(crops)
-    boxes = np.array([crop.box for crop in crops], dtype=np.int64).reshape(n, 4)
-    scores = np.array([crop.score for crop in crops], dtype=np.float32)
-    sets = np.array([set_code[crop.aspect] for crop in crops], dtype=np.uint8)
-    ranks = np.array([crop.rank for crop in crops], dtype=np.uint16)
-    has_elements = all(crop.elements is not None for crop in crops)
-    best = suggestion.best()
-    full_score = float(full.score) if full is not None else float(scores.max())
+    table = suggestion.candidates
+    n = len(table)
+    full_i = table.full_index
+    ranks = table.ranks
+    scores = table.scores.astype(np.float32)
+    elements = table.elements
+    best_i = suggestion.best_row()
+    best = suggestion.crop(best_i) if best_i is not None else None
+    full_score = float(table.scores[full_i]) if full_i is not None else float(scores.max())
     run = dict(
         photo_id=photo_id, content_hash=content_hash, scorer=suggestion.scorer or "unknown",
         weights_hash=weights_key(suggestion.weights_hash), device=suggestion.device, created_at=now, active=True,
-        width=info.width, height=info.height, n_candidates=n, aspects=",".join(set_code), full_score=full_score,
+        width=info.width, height=info.height, n_candidates=n, aspects=",".join(table.set_names), full_score=full_score,
         best_score=float(best.score) if best else None, best_improvement=float(best.improvement) if best else None,
-        candidates=pack_candidates(boxes, scores, sets, ranks),
-        elements=pack_elements(np.array([crop.elements for crop in crops], dtype=np.float32))
-        if has_elements else None,
+        candidates=pack_candidates(table.boxes.reshape(n, 4), scores, table.sets.astype(np.uint8),
+                                   ranks.astype(np.uint16)),
+        elements=pack_elements(elements.astype(np.float32)) if elements is not None else None,
         subjects=None if suggestion.subjects_error else pack_subjects(suggestion.subjects),
     )
     crop_rows: list[dict[str, Any]] = []
     explanations: list[list[ElementChange]] = []
-    full_i = next((i for i, crop in enumerate(crops) if crop is full), None)
+    full_code = table.code("full")
     fallback: list[list[ElementChange]] | None = None  # for a plugin's Suggestion without explanations
-    for crop in crops:
-        if crop.rank > TOP_K and crop is not best:
-            continue
+    keep = ranks <= TOP_K
+    if best_i is not None:
+        keep[best_i] = True
+    rows = np.flatnonzero(keep)
+    boxes = table.boxes[rows].tolist()
+    values = zip(rows.tolist(), boxes, table.sets[rows].tolist(), ranks[rows].tolist(), table.scores[rows].tolist(),
+                 table.improvements[rows].tolist())
+    for row, (x1, y1, x2, y2), code, rank, score, improvement in values:
         changes: list[ElementChange] = []
-        if crop.rank == 1 and crop.aspect != "full":
-            stated = list(crop.explanation)
-            if not stated and has_elements and full_i is not None:
+        if rank == 1 and code != full_code:
+            stated = suggestion.explanation(row)
+            if not stated and elements is not None and full_i is not None:
                 if fallback is None:
-                    fallback = relative_top3(np.array([c.elements for c in crops], dtype=np.float64), full_i)
-                stated = fallback[next(i for i, c in enumerate(crops) if c is crop)]
+                    fallback = relative_top3(elements, full_i)
+                stated = fallback[row]
             changes = [change for change in stated if change.element in _ELEMENT_INDEX][:3]
         enhances = reduces = 0
         for change in changes:
@@ -367,12 +369,12 @@ def pack_run(suggestion: Suggestion, content_hash: str, photo_id: int, now: date
                 enhances |= 1 << _ELEMENT_INDEX[change.element]
             elif change.change < 0:
                 reduces |= 1 << _ELEMENT_INDEX[change.element]
-        x1, y1, x2, y2 = crop.box
+        vector = suggestion.element_scores(row)
         crop_rows.append(dict(
-            run_id=None, photo_id=photo_id, active=True, best=crop is best, aspect=crop.aspect, rank=int(crop.rank),
-            x1=int(x1), y1=int(y1), x2=int(x2), y2=int(y2), score=float(crop.score),
-            improvement=float(crop.improvement), enhances=enhances, reduces=reduces,
-            elements=pack_vector(crop.elements) if crop.elements is not None else None,
+            run_id=None, photo_id=photo_id, active=True, best=row == best_i, aspect=table.set_names[code],
+            rank=int(rank), x1=int(x1), y1=int(y1), x2=int(x2), y2=int(y2), score=float(score),
+            improvement=float(improvement), enhances=enhances, reduces=reduces,
+            elements=pack_vector(vector) if vector is not None else None,
         ))
         explanations.append(changes)
     return run, crop_rows, explanations

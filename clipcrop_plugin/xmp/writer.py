@@ -140,8 +140,7 @@ def build_packet(suggestion: Suggestion, *, aspects: Sequence[str] | None = None
     explanation = [{"Element": c.element, "Change": f"{float(c.change):+.6f}"} for c in primary.explanation[:3]]
     alternatives: list[dict[str, str]] = []
     for aspect in wanted:
-        ranked = sorted((c for c in suggestion.crops if c.aspect == aspect), key=lambda c: c.rank)
-        for crop in ranked[:ALTERNATIVES_PER_SET]:
+        for crop in suggestion.ranked(aspect, ALTERNATIVES_PER_SET):
             cl, ct, cr, cb = box_to_crs(crop.box, w, h, o)
             alternatives.append({
                 "Aspect": crop.aspect, "Rank": str(int(crop.rank)),
