@@ -91,7 +91,7 @@ _BAND_STD = 4.0  # the frame's edge line of a border: its largest per-channel sp
 _BAND_COLOUR = 20.0  # a border pixel is within this of the edge line's colour (largest channel)
 _BAND_LINE = 0.95  # share of a line's pixels of the border's colour for the line to be border
 _BAND_MIN = 0.01  # a border is at least this share of the side it spans (and 2 px)
-_BAND_EDGE = 0.6  # share of the first picture line that must differ clearly from the border
+_BAND_EDGE = 0.5  # share of the first picture line that must differ clearly from the border
 _BAND_EDGE_DIFF = 24.0  # what "clearly" means, in 8-bit levels (largest channel)
 _PICTURE_MIN = 0.35  # the picture inside the border keeps at least this share of each side
 
@@ -401,10 +401,15 @@ def _band_width(lines: np.ndarray) -> int:
     # The picture starts on a straight line: most of the first lines past the band (allowing for
     # a blended line) are clearly unlike it. A product on a white backdrop or a bird in a clear
     # sky has flat lines too, but the first lines that are not flat are still mostly backdrop.
-    differs = (np.abs(a[n : n + 3] - colour).max(axis=2) > _BAND_EDGE_DIFF).mean(axis=1)
+    # The picture's edge runs from one end of the line to the other: a graphic on a white page
+    # (a blue square) differs along its own width only, so each quarter of the line is asked.
+    off = np.abs(a[n : n + 3] - colour).max(axis=2) > _BAND_EDGE_DIFF  # (3, N)
+    quarters = np.array_split(off, 4, axis=1)
+    shares = np.stack([q.mean(axis=1) for q in quarters], axis=1)  # (3, 4)
+    straight = (off.mean(axis=1) >= _BAND_EDGE) & ((shares >= _BAND_EDGE / 2).sum(axis=1) >= 3)
     # The line between band and picture is a blend of both (resampling): it counts as band.
     # Losing one line of the picture is invisible, a sliver of a white frame at a crop's edge is not.
-    return n + 1 if float(differs.max()) >= _BAND_EDGE else 0
+    return n + 1 if bool(straight.any()) else 0
 
 
 def picture_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -418,20 +423,26 @@ def picture_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     h, w = rgb.shape[:2]
     if min(h, w) < 16:
         return None
-    top, bottom = _band_width(rgb), _band_width(rgb[::-1])
-    cols = rgb.transpose(1, 0, 2)
-    left, right = _band_width(cols), _band_width(cols[::-1])
 
     def same_colour(a: np.ndarray, b: np.ndarray) -> bool:
         diff = np.abs(a.astype(np.float32).mean(axis=0) - b.astype(np.float32).mean(axis=0))
         return bool(diff.max() <= 2 * _BAND_COLOUR)
 
-    if not (top and bottom and same_colour(rgb[0], rgb[-1])):
-        top = bottom = 0
-    if not (left and right and same_colour(cols[0], cols[-1])):
-        left = right = 0
+    def pair(lines: np.ndarray) -> tuple[int, int]:
+        a, b = _band_width(lines), _band_width(lines[::-1])
+        return (a, b) if a and b and same_colour(lines[0], lines[-1]) else (0, 0)
+
+    top, bottom = pair(rgb)
+    left, right = pair(rgb.transpose(1, 0, 2))
     if not (top or left):
         return None
+    # In a frame on all four sides, a column past the left band still crosses the top and bottom
+    # bands: the straight-edge test reads the columns between those bands, and the rows between
+    # the side bands (a mid-grey frame around mid-grey tones would fail it otherwise).
+    if top and not left:
+        left, right = pair(rgb[top : h - bottom].transpose(1, 0, 2))
+    elif left and not top:
+        top, bottom = pair(rgb[:, left : w - right])
     x1, y1, x2, y2 = left, top, w - right, h - bottom
     if x2 - x1 < _PICTURE_MIN * w or y2 - y1 < _PICTURE_MIN * h:
         return None

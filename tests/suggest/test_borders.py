@@ -41,8 +41,8 @@ def jpeg(pixels: np.ndarray, path: Path) -> Path:
 
 @pytest.mark.parametrize(
     ("top", "bottom", "left", "right", "colour"),
-    [(40, 40, 0, 0, 0), (0, 0, 60, 60, 0), (20, 20, 20, 20, 255), (30, 18, 0, 0, 8)],
-    ids=["letterbox", "pillarbox", "white-frame", "uneven-bands"],
+    [(40, 40, 0, 0, 0), (0, 0, 60, 60, 0), (20, 20, 20, 20, 255), (30, 18, 0, 0, 8), (76, 76, 76, 76, 128)],
+    ids=["letterbox", "pillarbox", "white-frame", "uneven-bands", "wide-grey-frame"],
 )
 def test_the_picture_inside_uniform_borders_is_found(top: int, bottom: int, left: int, right: int,
                                                      colour: int) -> None:
@@ -61,6 +61,10 @@ def test_flat_areas_that_belong_to_the_photo_are_not_borders() -> None:
     product = np.full((300, 400, 3), 255, dtype=np.uint8)
     product[90:210, 150:250] = rng.integers(40, 200, (120, 100, 3))
     assert picture_box(product) is None
+    # A graphic on a white page: the first coloured row spans most of the width, but not its ends.
+    page = np.full((216, 360, 3), 255, dtype=np.uint8)
+    page[50:155, 80:283] = (0, 0, 255)
+    assert picture_box(page) is None
     # A bird in a clear sky (flat rows above and below it).
     sky = np.zeros((300, 450, 3), dtype=np.uint8)
     sky[...] = (110, 160, 230)
@@ -121,7 +125,7 @@ def test_a_letterboxed_photo_is_cropped_to_its_picture_end_to_end(tmp_path: Path
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(band=st.integers(8, 80), sides=st.sampled_from(["tb", "lr", "all"]), level=st.sampled_from([0, 16, 128, 255]),
+@given(band=st.integers(8, 100), sides=st.sampled_from(["tb", "lr", "all"]), level=st.sampled_from([0, 16, 128, 255]),
        quality=st.sampled_from([70, 95]))
 def test_no_suggestion_of_a_bordered_photo_shows_its_border(tmp_path_factory: pytest.TempPathFactory, band: int,
                                                              sides: str, level: int, quality: int) -> None:
