@@ -61,6 +61,8 @@ class Photo:
     subject: tuple[float, float, float, float] | None  # upright pixels
     what: str
     grid: str | None = None  # what a photographer expects of the grid set: "crop", "keep" or None (either)
+    picture: tuple[int, int, int, int] | None = None  # the picture inside uniform borders, when it has them
+    free: bool = True  # public-domain or synthetic (may go on a published contact sheet)
 
 
 @dataclass
@@ -158,7 +160,26 @@ def load_set(work: Path, corpus: Path) -> tuple[list[Photo], list[str]]:
             w, h = ImageOps.exif_transpose(im).size
         if box_px is None and frac is not None:
             box_px = (frac[0] * w, frac[1] * h, frac[2] * w, frac[3] * h)
-        photos.append(Photo(entry["id"], path, w, h, box_px, entry.get("what", ""), entry.get("grid")))
+        pf = entry.get("picture")  # a synthetic scene's own bands, as fractions
+        picture = None if pf is None else (round(pf[0] * w), round(pf[1] * h), round(pf[2] * w), round(pf[3] * h))
+        if "border" in entry:
+            # Bands of one colour around the photo (a letterboxed still, a framed scan), drawn
+            # here on a copy in the work folder: [top, bottom, left, right] as fractions of the
+            # photo's height/width, and the band's grey level.
+            top, bottom, left, right, level = entry["border"]
+            t, b_, l_, r_ = round(top * h), round(bottom * h), round(left * w), round(right * w)
+            with Image.open(path) as im:
+                upright = ImageOps.exif_transpose(im).convert("RGB")
+            canvas = Image.new("RGB", (w + l_ + r_, h + t + b_), (int(level),) * 3)
+            canvas.paste(upright, (l_, t))
+            path = work / f"{entry['id']}.jpg"
+            canvas.save(path, "JPEG", quality=92)
+            picture = (l_, t, l_ + w, t + h)
+            if box_px is not None:
+                box_px = (box_px[0] + l_, box_px[1] + t, box_px[2] + l_, box_px[3] + t)
+            w, h = canvas.size
+        photos.append(Photo(entry["id"], path, w, h, box_px, entry.get("what", ""), entry.get("grid"), picture,
+                            free=kind != "corpus"))
     return photos, skipped
 
 
@@ -172,18 +193,37 @@ def kept(box: tuple[float, ...], subject: tuple[float, ...]) -> float:
     return ix * iy / area
 
 
+def showing_border(outcome: Outcome, p: Photo) -> bool:
+    """Whether a suggestion shows some of the photo's uniform border (over 0.5% of its area)."""
+    if p.picture is None:
+        return False
+    b = outcome.box
+    area = max(1e-9, (b[2] - b[0]) * (b[3] - b[1]))
+    return 1.0 - _inside_share(b, p.picture) / area > 0.005
+
+
+def _inside_share(box: tuple[float, ...], picture: tuple[float, ...]) -> float:
+    ix = max(0.0, min(box[2], picture[2]) - max(box[0], picture[0]))
+    iy = max(0.0, min(box[3], picture[3]) - max(box[1], picture[1]))
+    return ix * iy
+
+
 def feasible(p: Photo, ratio: str) -> bool:
-    """Whether some crop of ``ratio`` (the largest one, slid over the photo) keeps 90% of the subject."""
+    """Whether some crop of ``ratio`` (the largest one, slid over the photo, or over the picture
+    inside its border) keeps 90% of the subject."""
     if p.subject is None:
         return False
     if ratio == "grid":
         return True
     rw, rh = (int(v) for v in ratio.split(":"))
-    h = min(p.height, p.width * rh / rw)
+    # A crop must not show a uniform border, so it is slid over the picture inside it.
+    px, py, pw, ph = (0, 0, p.width, p.height) if p.picture is None else (
+        p.picture[0], p.picture[1], p.picture[2] - p.picture[0], p.picture[3] - p.picture[1])
+    h = min(ph, pw * rh / rw)
     w = h * rw / rh
     best = 0.0
-    for x in np.linspace(0, p.width - w, 60):
-        for y in np.linspace(0, p.height - h, 60):
+    for x in np.linspace(px, px + pw - w, 60):
+        for y in np.linspace(py, py + ph - h, 60):
             best = max(best, kept((x, y, x + w, y + h), p.subject))
     return best >= KEEP
 
@@ -412,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         photos, skipped = load_set(work, args.corpus)
         if args.free_only:
-            photos = [p for p in photos if not str(p.path).startswith(str(args.corpus))]
+            photos = [p for p in photos if p.free]
         try:
             import clipcrop_plugin.subjects  # noqa: F401
 
@@ -467,6 +507,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"(crop {a['crop_crop']}/{a['crop_crop'] + a['crop_keep']}, keep {a['keep_keep']}/{a['keep_keep'] + a['keep_crop']})")
         print(f"\ntime: clipcrop {t_ours:.1f} s (5 sets), smartcrop {t_sc:.1f} s, smartcrop+faces {t_scf:.1f} s "
               f"for {len(photos)} photos")
+        bordered = [p for p in photos if p.picture is not None]
+        if bordered:
+            shows = {name: [(p.id, s) for p in bordered for s in SETS if showing_border(run[p.id][s], p)]
+                     for name, run in (("clipcrop", runs), ("smartcrop", sc_plain), ("smartcrop+faces", sc_faces))}
+            total = len(bordered) * len(SETS)
+            print(f"\nbest crops showing a uniform border ({len(bordered)} bordered photos x {len(SETS)} sets, "
+                  f"'keep as is' shows it too): clipcrop {len(shows['clipcrop'])}/{total}, "
+                  f"smartcrop {len(shows['smartcrop'])}/{total}, +faces {len(shows['smartcrop+faces'])}/{total}")
+            if shows["clipcrop"]:
+                print("  clipcrop: " + ", ".join(f"{i} {s}" for i, s in shows["clipcrop"]))
         failures = [(p.id, s) for p in photos if p.subject is not None for s in SETS
                     if feasible(p, s) and kept(runs[p.id][s].box, p.subject) < KEEP]
         print("clipcrop best crops cutting the subject: " + (", ".join(f"{i} {s}" for i, s in failures) or "none"))

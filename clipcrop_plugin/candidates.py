@@ -330,6 +330,27 @@ def subject_boxes(width: int, height: int, ratio: AspectRatio, focus: Focus) -> 
     return _unique_rows(np.asarray(out, dtype=np.int64).reshape(-1, 4))
 
 
+def picture_of(subjects: Sequence[Subject], width: int, height: int) -> Box | None:
+    """The picture inside the photo's uniform borders (the ``"content"`` subject), or ``None``
+    when the photo has no border (or the box is the whole frame)."""
+    for s in subjects:
+        if s.kind == "content":
+            box = _clip_box(s.box, width, height)
+            if box != (0, 0, width, height) and _area(box) > 0:
+                return box
+    return None
+
+
+def _shift_focus(focus: Focus, dx: int, dy: int, width: int, height: int) -> Focus:
+    """``focus`` moved by (dx, dy) and clipped to a ``width`` x ``height`` frame."""
+    def move(b: Sequence[int]) -> Box:
+        return _clip_box((b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy), width, height)
+
+    return Focus(move(focus.main), tuple(move(k) for k in focus.keys), tuple(move(o) for o in focus.others),
+                 tuple(move(b) for b in focus.bodies), (focus.anchor[0] + dx, focus.anchor[1] + dy), focus.look,
+                 focus.people, focus.confidence)
+
+
 # A library holds a handful of photo sizes (one per camera and orientation): the blind boxes of
 # a size are made once. Read-only, so no caller can change what the next photo gets.
 @functools.lru_cache(maxsize=64)
@@ -356,28 +377,42 @@ def generate_candidates(
     (duplicates dropped), and ``"full"``: the whole frame, exactly once, last. Never raises for
     odd shapes: a panorama may have few or no grid anchors but always gets its ratio sets.
     With ``subjects``, each ratio set also gets crops composed around the main subject
-    (:func:`subject_boxes`).
+    (:func:`subject_boxes`); with a ``"content"`` subject (the picture inside uniform borders,
+    :func:`picture_of`), every grid and ratio crop lies inside that picture and the picture itself
+    is one more grid candidate. The full frame is always the whole photo.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     parts: list[np.ndarray] = []
     groups: list[str] = []
+    # Inside uniform borders (letterbox bands, a frame) every crop is made within the picture
+    # itself, and the picture alone is a grid candidate: the crop that only removes the border.
+    inner = picture_of(subjects, width, height)
+    ox, oy, cw, ch = (0, 0, width, height) if inner is None else (
+        inner[0], inner[1], inner[2] - inner[0], inner[3] - inner[1])
+    shift = np.array([ox, oy, ox, oy], dtype=np.int64)
     if grid:
-        g = _cached_grid(width, height)
+        g = _cached_grid(cw, ch)
+        if inner is not None:
+            g = np.concatenate([g + shift, np.array([inner], dtype=np.int64)], axis=0)
         parts.append(g)
         groups += ["grid"] * len(g)
     seen: set[str] = set()
     focus = subject_focus(subjects, width, height) if subjects else None
+    if focus is not None and inner is not None:
+        focus = _shift_focus(focus, -ox, -oy, cw, ch)
     for ratio in aspects:
         if ratio.name in seen:
             continue
         seen.add(ratio.name)
-        a = _cached_aspect(width, height, ratio)
+        a = _cached_aspect(cw, ch, ratio)
         if focus is not None:
-            extra = subject_boxes(width, height, ratio, focus)
+            extra = subject_boxes(cw, ch, ratio, focus)
             known = {tuple(b) for b in a.tolist()}
             extra = np.array([b for b in extra.tolist() if tuple(b) not in known], dtype=np.int64).reshape(-1, 4)
             a = np.concatenate([a, extra], axis=0)
+        if inner is not None:
+            a = a + shift
         parts.append(a)
         groups += [ratio.name] * len(a)
     parts.append(np.array([[0, 0, width, height]], dtype=np.int64))

@@ -11,9 +11,13 @@ their sets, the subjects and the image size. It never invents a box; it re-ranks
    the spread of that scorer's scores over the photo's candidates (so they weigh the same for a
    scorer whose scores span 0.001 and one whose scores span 10): the subject's anchor (eyes or
    object centre) on a thirds line or the centre, room in front of a profile, no subject pressed
-   against a crop edge, as much of the main subject as fits when a ratio cannot hold it all, no
-   bystander sliced in half, and for ratio sets without a subject a mild
-   pull towards the centre instead of hugging an edge or a corner.
+   against a crop edge, as much of the main subject as fits when a ratio cannot hold it all, the
+   top of a standing object (a tower, a bottle) with room above it, no bystander sliced in half, and for ratio sets without a subject a mild
+   pull towards the centre instead of hugging an edge or a corner (towards an unsure object's
+   side when there is one).
+3. A photo with uniform borders (letterbox bands, a frame; the ``"content"`` subject): every
+   crop that shows them, the full frame included, costs the share of its area they fill, so
+   the crop that removes them beats "keep as is".
 
 The adjusted score is what clipcrop reports (``Crop.score``): the tier penalty is included, so a
 face-cutting crop also shows as worse than the full frame and the grid's crop-or-keep rule keeps
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .candidates import Focus, subject_focus
+from .candidates import Focus, picture_of, subject_focus
 from .results import Subject
 
 MAIN_KEEP = 0.9  # share of the main subject a crop must keep (the benchmark's criterion too)
@@ -42,9 +46,14 @@ W_PLACE_SALIENT = 0.4  # share of it for a salient object, whose box is less cer
 W_CRAMP = 0.4
 W_BODY_CUT = 0.5
 W_HUG = 1.0
+HUG_ACROSS = 1.5  # the sideways part weighs more: an unsure object's side informs it (see guard())
 W_COVER = 2.0  # per share of the main subject kept
 W_COVER_UNHELD = 12.0  # more per share, in a ratio set where no crop can hold it all: keep the most
 W_CENTRE_UNHELD = 3.0  # per half crop width off a too-wide subject's centre (see guard())
+W_FEET = 1.0  # a crop that cuts a whole standing body, implied by its face, between face and feet
+STANDING_HEIGHT = 8.5  # a standing person's height in face-box heights (see _standing_bodies)
+W_BORDER = 20.0  # per share of a crop's area that is a uniform border (letterbox band, frame)
+W_TOP = 1.5  # per share of a standing object's top (and the room above it) kept (see guard())
 W_TOP_UNHELD = 6.0  # per share of a too-tall subject's top third kept (see guard())
 # Tier penalties, in spreads: large enough that no composition term can undo them.
 W_TIER_FACE = 3.0
@@ -146,14 +155,23 @@ def _cramp(boxes: np.ndarray, focus: Focus, width: int, height: int) -> np.ndarr
     return out
 
 
-def _hug(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(N,) how far each crop sits from the centred position, 0 (centred) .. 2 (in a corner)."""
+def _hug(boxes: np.ndarray, width: int, height: int, home: tuple[float, float] | None = None) -> np.ndarray:
+    """(N,) how far each crop sits from its home position (0: there; 1 + HUG_ACROSS: in a corner,
+    home at the centre).
+
+    The home position centres the crop on ``home`` (the frame's centre by default) as far as the
+    frame allows; distances are in halves of the room the crop has to move in along each axis,
+    squared, the sideways one weighted by :data:`HUG_ACROSS`.
+    """
     x1, y1, x2, y2 = (boxes[:, k].astype(np.float64) for k in range(4))
+    hx, hy = home if home is not None else (width / 2.0, height / 2.0)
     out = np.zeros(len(boxes))
-    for lo, hi, size in ((x1, x2, width), (y1, y2, height)):
-        free = size - (hi - lo)
-        off = np.where(free > 0, np.abs(lo - free / 2.0) / np.maximum(free / 2.0, 1.0), 0.0)
-        out += off * off
+    for lo, hi, size, target, w in ((x1, x2, width, hx, HUG_ACROSS), (y1, y2, height, hy, 1.0)):
+        span = hi - lo
+        free = size - span
+        centre = np.clip(target, span / 2.0, size - span / 2.0)
+        off = np.where(free > 0, np.abs((lo + hi) / 2.0 - centre) / np.maximum(free / 2.0, 1.0), 0.0)
+        out += w * off * off
     return out
 
 
@@ -174,6 +192,7 @@ def guard(
     ``weights`` the composition terms' weights (default :data:`DEFAULT_WEIGHTS`).
     """
     wt = weights if weights is not None else DEFAULT_WEIGHTS
+    inner = picture_of(subjects, width, height)
     b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     raw = np.asarray(scores, dtype=np.float64).reshape(-1)
     n = len(raw)
@@ -215,6 +234,12 @@ def guard(
             soft -= wt.body_cut * cut
             for i in np.flatnonzero(cut):
                 flags[i].append("cuts person")
+        for whole in _standing_bodies(focus, height):
+            # A face with no body found, in a photo that shows the person whole (a group standing
+            # for the camera): a crop that stops between the face and the feet amputates them at
+            # the shins or knees, which reads worse than a crop holding them all or none.
+            cov = coverage(b, whole)
+            soft -= W_FEET * ((cov > 0.3) & (cov < 0.97))
         # A salient box is where the object is, roughly: its extent wobbles from one encoding
         # of a scene to the next, so it decides what must be kept (tier, coverage) but it does
         # not place the crop; a face does (eyes on the upper third).
@@ -247,13 +272,42 @@ def guard(
                     tall = my2 - my1
                     top = (mx1, max(0, my1 - tall // 10), mx2, my1 + max(1, tall // 3))
                     cover[idx] += W_TOP_UNHELD * coverage(b[idx], top)
+        if not focus.people and my2 - my1 > mx2 - mx1:
+            # A standing object (a tower, a rocket, a bottle, a statue) reads by its top: of two
+            # crops that each keep most of it, the one that keeps the top, with a little room
+            # above it, is the better one. (People are placed by their faces instead.) Ratio sets
+            # only: the free grid chooses its own shape, or keeps the photo as it is.
+            tall = my2 - my1
+            top = (mx1, max(0, my1 - tall // 10), mx2, my1 + max(1, tall // 5))
+            cover += W_TOP * np.where(np.isin(g, _FREE_SETS), 0.0, coverage(b, top))
         soft += weight * (place - wt.cramp * _cramp(b, focus, width, height) + cover)
     if focus is None or not _trusted(focus, width, height):
         # Nothing certain to compose around: a ratio crop stays near the centre unless the
         # scorer clearly prefers a side (a scorer's edge terms alone favour crops that lie on
         # the photo's border, which reads as hugging an edge or a corner).
+        # An object found with little confidence still says which side of the frame the photo is
+        # about: the home position moves from the frame's centre towards it, all the way at the
+        # trust threshold (a ratio crop centred on the frame cuts an off-centre subject).
+        # Within the picture when the photo has borders: its crops move inside the picture only.
+        px1, py1, px2, py2 = inner if inner is not None else (0, 0, width, height)
+        cx, cy = (px1 + px2) / 2.0, (py1 + py2) / 2.0
+        home = (cx, cy)
+        if focus is not None:
+            ramp = min(1.0, focus.confidence / SALIENT_TRUST)
+            mx = (focus.main[0] + focus.main[2]) / 2.0
+            # Sideways only: a salient box usually reaches up into the background above the
+            # object (sky, a wall), so its centre sits too high to say where the object is.
+            home = (cx + ramp * (mx - cx), cy)
         ratio = ~np.isin(g, _FREE_SETS)
-        soft -= wt.hug * np.where(ratio, _hug(b, width, height), 0.0)
+        shift = np.array([px1, py1, px1, py1])
+        hug = _hug(b - shift, px2 - px1, py2 - py1, (home[0] - px1, home[1] - py1))
+        soft -= wt.hug * np.where(ratio, hug, 0.0)
+    if inner is not None:
+        # Letterbox bands or a frame around the picture: any crop showing them (the full frame
+        # does) is worse by the share of its area they fill, so a crop that removes them is an
+        # improvement and "keep as is" is not suggested for a bordered photo.
+        area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1)
+        soft -= W_BORDER * (1.0 - coverage(b, inner) * _area(inner) / area)
     # The full frame keeps everything: it is the reference every crop is measured against.
     tier_face[full_index] = tier_main[full_index] = 0.0
     adjusted = raw + unit * (soft - W_TIER_FACE * tier_face - W_TIER_MAIN * tier_main)
@@ -266,7 +320,33 @@ def guard(
         ranks[order] = np.arange(1, len(order) + 1)
         if focus is not None and group != "full":
             notes[order[0]] = _note(group, tier_face[order[0]], tier_main[order[0]], bool(focus.keys))
+        if inner is not None and group != "full" and notes[order[0]] is None:
+            notes[order[0]] = "removes the border around the picture"
     return GuardResult(adjusted, ranks, flags, notes, unit, focus, tier_face * 2 + tier_main)
+
+
+def _standing_bodies(focus: Focus, height: int) -> list[tuple[int, int, int, int]]:
+    """The bodies implied by the main faces that have no person box, when they fit in the photo.
+
+    A standing adult is about 8.5 face-box heights tall and 2.5 face widths across the shoulders;
+    a body that would reach past the photo's bottom edge is not shown whole anyway (a portrait,
+    people sitting at a table), and gives nothing here.
+    """
+    out = []
+    for k in focus.keys:
+        if any(_inside_main(k, body) for body in focus.bodies):
+            continue
+        fw, fh = k[2] - k[0], k[3] - k[1]
+        bottom = k[1] + STANDING_HEIGHT * fh
+        if bottom > height * 1.05:
+            continue
+        cx = (k[0] + k[2]) / 2.0
+        out.append((int(cx - 1.25 * fw), int(k[1]), int(cx + 1.25 * fw), int(min(height, bottom))))
+    return out
+
+
+def _area(b: Sequence[int]) -> int:
+    return max(0, int(b[2]) - int(b[0])) * max(0, int(b[3]) - int(b[1]))
 
 
 def _trusted(focus: Focus, width: int, height: int) -> bool:

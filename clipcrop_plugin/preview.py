@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 PALETTE = ((255, 204, 0), (0, 200, 255), (255, 80, 160), (120, 255, 90), (255, 140, 0), (190, 120, 255))
 # Subjects are drawn thin, in colours of their own, so they never read as crops.
 SUBJECT_COLORS = {"face": (255, 255, 255), "profile_face": (255, 255, 255), "person": (170, 255, 230),
-                  "salient": (200, 200, 200)}
+                  "salient": (200, 200, 200), "content": (120, 120, 120)}
 
 
 def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -123,8 +123,10 @@ class Choice:
 class Subject:
     """Something a crop must respect: a face, a person or a salient object.
 
-    ``kind`` is ``"face"``, ``"profile_face"``, ``"person"`` or ``"salient"``; ``box`` is in upright
-    full-resolution pixels like every other box; ``score`` is the detector's confidence in [0, 1].
+    ``kind`` is ``"face"``, ``"profile_face"``, ``"person"``, ``"salient"`` or ``"content"`` (the
+    picture inside uniform borders such as letterbox bands or a frame: no crop shows the border);
+    ``box`` is in upright full-resolution pixels like every other box; ``score`` is the detector's
+    confidence in [0, 1].
     Subjects are found once per photo (``clipcrop_plugin.subjects``) and stored with it.
     """
 

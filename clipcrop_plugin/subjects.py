@@ -45,7 +45,7 @@ log = logging.getLogger("clipcrop")
 
 Found = tuple[str, tuple[float, float, float, float], float]  # kind, box in detection-image px, score
 
-KINDS = ("face", "profile_face", "person", "salient")
+KINDS = ("face", "profile_face", "person", "salient", "content")
 
 # The detection image's short side is capped here: Haar cascades cost grows with the pixel
 # count, and the heuristic scorer's working copy (192) is what this was tuned on.
@@ -57,6 +57,12 @@ MIN_FACE_FRACTION = 1 / 8
 # Faces are searched on a copy with this short side: a face smaller than MIN_FACE_FRACTION of it
 # (20 px, the cascades' window) is not found.
 FACE_SIDE = 144
+# Faces down to this fraction of the detection image's short side are looked for in a second pass
+# around small skin blobs (SubjectDetector._small_faces): the faces of a group photo.
+SMALL_FACE_FRACTION = 1 / 20
+_SMALL_FACE_NEIGHBOURS = 3
+_SMALL_FACE_SKIN = 0.3  # share of skin-coloured pixels a small face's box must hold
+_SMALL_FACE_ROIS = 4  # at most this many blobs are searched (the largest first)
 _SCALE_FACTOR = 1.2
 _PROFILE_SCALE_FACTOR = 1.2
 _FACE_NEIGHBOURS = 3
@@ -80,6 +86,14 @@ _DOMINANCE_FLOOR = 0.4
 _MEAN_DISTINCT_WEIGHT = 0.5  # weight of "unlike the mean colour" beside "unlike the borders"
 _EDGE_SIGMA = 1.0  # boundary connectivity at which a region's weight falls to exp(-1/2)
 _FLAT_STD = 2.0 / 255.0  # luminance spread below which a frame is flat (all black, one colour)
+# Uniform borders (letterbox bands, a scan's black edges, a white frame): see picture_box().
+_BAND_STD = 4.0  # the frame's edge line of a border: its largest per-channel spread, in 8-bit levels
+_BAND_COLOUR = 20.0  # a border pixel is within this of the edge line's colour (largest channel)
+_BAND_LINE = 0.95  # share of a line's pixels of the border's colour for the line to be border
+_BAND_MIN = 0.01  # a border is at least this share of the side it spans (and 2 px)
+_BAND_EDGE = 0.6  # share of the first picture line that must differ clearly from the border
+_BAND_EDGE_DIFF = 24.0  # what "clearly" means, in 8-bit levels (largest channel)
+_PICTURE_MIN = 0.35  # the picture inside the border keeps at least this share of each side
 
 _UNSET = object()
 _cv2_module: Any = _UNSET  # the import is tried once per process
@@ -367,29 +381,103 @@ def main_salient_region(rgb: np.ndarray) -> tuple[tuple[float, float, float, flo
     return (x1 * fx, y1 * fy, x2 * fx, y2 * fy), score
 
 
-def skin_regions(cv2: Any, rgb: np.ndarray, min_face: int) -> list[tuple[int, int, int, int]]:
-    """Regions (x1, y1, x2, y2 in ``rgb`` pixels) where a face could be: around skin-coloured blobs.
+def _band_width(lines: np.ndarray) -> int:
+    """How many lines from the start of ``lines`` (L, N, 3 uint8, edge first) form a uniform band
+    whose inner edge is a straight picture edge; 0 when there is no such band."""
+    # Most photos have no border: their edge line is not flat, which costs one line to learn.
+    edge_line = lines[0].astype(np.float32)
+    if float(edge_line.std(axis=0).max()) > _BAND_STD:
+        return 0
+    colour = np.median(edge_line, axis=0)
+    # A band never leaves less than _PICTURE_MIN of the side: only that many lines are read.
+    a = lines[: min(len(lines), int(len(lines) * (1 - _PICTURE_MIN)) + 4)].astype(np.float32)
+    near = np.abs(a - colour).max(axis=2) <= _BAND_COLOUR  # (L, N): pixels of the band's colour
+    # A band line is (nearly) all band colour: JPEG ringing near the picture's edge and noise
+    # leave a few pixels off, a picture line has most of them off.
+    band = near.mean(axis=1) >= _BAND_LINE
+    n = len(band) if band.all() else int(np.argmin(band))
+    if n < max(2, math.ceil(_BAND_MIN * len(lines))) or n >= len(a) - 3:
+        return 0
+    # The picture starts on a straight line: most of the first lines past the band (allowing for
+    # a blended line) are clearly unlike it. A product on a white backdrop or a bird in a clear
+    # sky has flat lines too, but the first lines that are not flat are still mostly backdrop.
+    differs = (np.abs(a[n : n + 3] - colour).max(axis=2) > _BAND_EDGE_DIFF).mean(axis=1)
+    # The line between band and picture is a blend of both (resampling): it counts as band.
+    # Losing one line of the picture is invisible, a sliver of a white frame at a crop's edge is not.
+    return n + 1 if float(differs.max()) >= _BAND_EDGE else 0
 
-    The face cascades cost ~25 ms per cascade on a 192 px frame on this project's CPUs, over the
-    whole budget of the subject stage; searching only around skin makes a frame without skin (a
-    landscape, a product shot) nearly free. A (nearly) grey image has no colour to go by and is
-    searched whole. The skin rule is the classic YCrCb box (Chai & Ngan 1999), wide enough for
-    light to dark skin; sand, wood and tabby cats pass it too, which only costs time.
+
+def picture_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The picture inside uniform borders of an (H, W, 3) uint8 image, or ``None`` when it has none.
+
+    Letterbox and pillarbox bands, a scan's black edges and a printed frame are flat lines of one
+    colour on two opposite sides, ending on a straight edge where the picture starts. Both sides
+    of a pair must have such a band (a single flat side is more often a clear sky or a backdrop,
+    which the photo needs). Returns (x1, y1, x2, y2) in ``rgb`` pixels, x2/y2 exclusive.
     """
     h, w = rgb.shape[:2]
-    # The mask is made at half resolution (a quarter of the cost); boxes are scaled back.
+    if min(h, w) < 16:
+        return None
+    top, bottom = _band_width(rgb), _band_width(rgb[::-1])
+    cols = rgb.transpose(1, 0, 2)
+    left, right = _band_width(cols), _band_width(cols[::-1])
+
+    def same_colour(a: np.ndarray, b: np.ndarray) -> bool:
+        diff = np.abs(a.astype(np.float32).mean(axis=0) - b.astype(np.float32).mean(axis=0))
+        return bool(diff.max() <= 2 * _BAND_COLOUR)
+
+    if not (top and bottom and same_colour(rgb[0], rgb[-1])):
+        top = bottom = 0
+    if not (left and right and same_colour(cols[0], cols[-1])):
+        left = right = 0
+    if not (top or left):
+        return None
+    x1, y1, x2, y2 = left, top, w - right, h - bottom
+    if x2 - x1 < _PICTURE_MIN * w or y2 - y1 < _PICTURE_MIN * h:
+        return None
+    return x1, y1, x2, y2
+
+
+Blobs = tuple[int, np.ndarray]  # (k, cv2 component stats of the skin mask made at 1/k resolution)
+
+
+def skin_blobs(cv2: Any, rgb: np.ndarray) -> Blobs | None:
+    """The skin-coloured blobs of ``rgb``, or ``None`` for a (nearly) grey image (no colour to go by).
+
+    The skin rule is the classic YCrCb box (Chai & Ngan 1999), wide enough for light to dark skin;
+    sand, wood and tabby cats pass it too, which only costs time. The mask is made at half
+    resolution (a quarter of the cost); :func:`skin_regions` scales the boxes back.
+    """
+    h, w = rgb.shape[:2]
     k = 2 if min(h, w) >= 64 else 1
     small = cv2.resize(rgb, (w // k, h // k), interpolation=cv2.INTER_AREA) if k > 1 else rgb
     ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb).astype(np.int16)
     y, cr, cb = ycc[..., 0], ycc[..., 1], ycc[..., 2]
     if float(np.abs(cr - 128).mean() + np.abs(cb - 128).mean()) < 6.0:
-        return [(0, 0, w, h)]
+        return None
     skin = (cr >= 135) & (cr <= 175) & (cb >= 80) & (cb <= 130) & (y >= 40)
     skin = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    n, _labels, stats, _centroids = cv2.connectedComponentsWithStats(skin, connectivity=4)
+    _n, _labels, stats, _centroids = cv2.connectedComponentsWithStats(skin, connectivity=4)
+    return k, stats[1:]  # row 0 is the background
+
+
+def skin_regions(cv2: Any, rgb: np.ndarray, min_face: int, blobs: Blobs | None | object = _UNSET
+                 ) -> list[tuple[int, int, int, int]]:
+    """Regions (x1, y1, x2, y2 in ``rgb`` pixels) where a face could be: around skin-coloured blobs.
+
+    The face cascades cost ~25 ms per cascade on a 192 px frame on this project's CPUs, over the
+    whole budget of the subject stage; searching only around skin makes a frame without skin (a
+    landscape, a product shot) nearly free. A (nearly) grey image has no colour to go by and is
+    searched whole. ``blobs``: :func:`skin_blobs` of ``rgb`` when already made.
+    """
+    h, w = rgb.shape[:2]
+    found = skin_blobs(cv2, rgb) if blobs is _UNSET else blobs
+    if found is None:
+        return [(0, 0, w, h)]
+    k, stats = found  # type: ignore[misc]
     min_area = max(3, (min_face * min_face) // (10 * k * k))
     boxes = []
-    for sx, sy, sw, sh, area in stats[1:]:  # row 0 is the background
+    for sx, sy, sw, sh, area in stats:
         if area < min_area:
             continue
         xs, ys = slice(int(sx) * k, int(sx + sw) * k), slice(int(sy) * k, int(sy + sh) * k)
@@ -465,6 +553,13 @@ class SubjectDetector:
             (max(1, round(image.width * f)), max(1, round(image.height * f))), Image.Resampling.BILINEAR
         )
         rgb_u8 = np.asarray(work.convert("RGB"))
+        # Inside letterbox bands or a frame, the subjects are searched in the picture alone: the
+        # bands would otherwise be the "background" that saliency measures everything against.
+        inner = picture_box(rgb_u8)
+        ox = oy = 0
+        if inner is not None:
+            ox, oy = inner[0], inner[1]
+            rgb_u8 = np.ascontiguousarray(rgb_u8[inner[1] : inner[3], inner[0] : inner[2]])
         found: list[Found] = []
         models = self._models()
         if models is not None:
@@ -472,9 +567,17 @@ class SubjectDetector:
         region = main_salient_region(rgb_u8.astype(np.float32) * (1 / 255.0))
         if region is not None:
             found.append(("salient", region[0], region[1]))
-        # Back to upright full-resolution pixels, rounded outwards, clipped to the frame.
+        found = [(k, (b[0] + ox, b[1] + oy, b[2] + ox, b[3] + oy), sc) for k, b, sc in found]
+        # Back to upright full-resolution pixels, rounded outwards, clipped to the frame; the
+        # picture inside a border is rounded inwards (no crop inside it may show a band's edge).
         sx, sy = work.width / width, work.height / height
         out: list[Subject] = []
+        if inner is not None:
+            x1, y1, x2, y2 = inner
+            content: Box = (min(width, math.ceil(x1 / sx)), min(height, math.ceil(y1 / sy)),
+                            max(0, math.floor(x2 / sx)), max(0, math.floor(y2 / sy)))
+            if content[2] > content[0] and content[3] > content[1]:
+                out.append(Subject("content", content, 1.0))
         for kind, (x1, y1, x2, y2), score in found:
             box: Box = (
                 max(0, int(math.floor(x1 / sx))),
@@ -506,7 +609,8 @@ class SubjectDetector:
         fh, fw = face_img.shape
         min_face = max(20, round(min(fh, fw) * MIN_FACE_FRACTION))
         faces: list[Found] = []
-        rois = skin_regions(cv2, rgb, round(min_face / ff))
+        blobs = skin_blobs(cv2, rgb)
+        rois = skin_regions(cv2, rgb, round(min_face / ff), blobs)
         for rx1, ry1, rx2, ry2 in rois:
             x0, y0 = int(rx1 * ff), int(ry1 * ff)
             x3, y3 = min(fw, math.ceil(rx2 * ff)), min(fh, math.ceil(ry2 * ff))
@@ -572,7 +676,56 @@ class SubjectDetector:
                 _PERSON_SKIN, 2.0 * frame_skin
             ):
                 confirmed.append(person)
+        # Last, so a person's own head search (more sensitive, and it knows profiles) comes first.
+        if blobs is not None:
+            faces = nms(faces + self._small_faces(cv2, frontal, rgb, gray, blobs, round(min_face / ff), faces),
+                        _FACE_IOU)
         return faces + confirmed
+
+    @staticmethod
+    def _small_faces(cv2: Any, frontal: Any, rgb: np.ndarray, gray: np.ndarray, blobs: Blobs, regular: int,
+                     found: list[Found]) -> list[Found]:
+        """Frontal faces smaller than the regular search finds (``regular`` px, about 1/7 of the
+        detection image's short side) down to :data:`SMALL_FACE_FRACTION` of it: the faces of a
+        group photo, a wedding party. Searched only around face-sized, face-shaped skin blobs
+        (at most :data:`_SMALL_FACE_ROIS` of them), each upsampled 2x for the cascade's 20 px
+        window, with a stricter test than the regular pass: the box must be mostly skin.
+        """
+        h, w = gray.shape
+        smallest = max(6, round(min(h, w) * SMALL_FACE_FRACTION))
+        if smallest >= regular:
+            return []
+        k, stats = blobs
+        cand = []
+        for sx, sy, sw, sh, area in stats:
+            bw, bh, a = int(sw) * k, int(sh) * k, int(area) * k * k
+            # A small face's skin: between the smallest face and the regular pass's size each way,
+            # upright-ish (a face, maybe with its neck), filled like a face (not a thin edge).
+            if not (0.6 * smallest <= bw <= regular and 0.6 * smallest <= bh <= 2 * regular):
+                continue
+            if not 0.6 <= bh / max(bw, 1) <= 2.5 or a < 0.35 * bw * bh:
+                continue
+            cand.append((a, int(sx) * k, int(sy) * k, bw, bh))
+        out: list[Found] = []
+        for _a, x, y, bw, bh in sorted(cand, reverse=True)[:_SMALL_FACE_ROIS]:
+            # The face box reaches a little past its skin (hair, chin): a third of the blob each way.
+            m = max(bw, bh) // 3 + 2
+            x0, y0, x3, y3 = max(0, x - m), max(0, y - m), min(w, x + bw + m), min(h, y + bh + m)
+            big = cv2.resize(gray[y0:y3, x0:x3], None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR)
+            rects, counts = frontal.detectMultiScale2(
+                big, scaleFactor=1.15, minNeighbors=_SMALL_FACE_NEIGHBOURS, minSize=(20, 20),
+                maxSize=(2 * regular, 2 * regular),
+            )
+            for (fx, fy, fw, fh), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(counts).reshape(-1)):
+                box = (x0 + fx / 2.0, y0 + fy / 2.0, x0 + (fx + fw) / 2.0, y0 + (fy + fh) / 2.0)
+                bx1, by1, bx2, by2 = (int(round(v)) for v in box)
+                # On texture the cascade fires on any blob-shaped shading: a small false face
+                # would pin every crop of the photo, so the box must be mostly skin.
+                if any(iou(box, f[1]) >= _FACE_IOU or _inside(box, f[1], 0.5) for f in found):
+                    continue  # a face the regular pass found (its kind, e.g. a profile, stays)
+                if _skin_share(cv2, rgb[by1:by2, bx1:bx2]) >= _SMALL_FACE_SKIN:
+                    out.append(("face", box, 0.9 * _confidence(n)))
+        return out
 
     @staticmethod
     def _faces(

@@ -115,26 +115,18 @@ def suggest_images(
     """
     if not loaded:
         return []
-    # The subject stage runs on its own thread while candidates are made and scored (OpenCV and
-    # numpy release the GIL), so on a multi-core machine it adds little wall time; its results
-    # are in before any suggestion is built (the guard needs them). Ratio sets get candidates
-    # composed around the subject, so with ratios the candidates wait for the subjects.
-    # suggest_paths starts each photo's detection as soon as the photo is loaded, so it also
-    # runs while the next photos are read.
+    # The subject stage runs on its own thread (OpenCV and numpy release the GIL). Candidates
+    # wait for it: ratio sets are composed around the subject, and a photo with letterbox bands
+    # or a frame gets every crop inside its picture. suggest_paths starts each photo's detection
+    # as soon as the photo is loaded, so it runs while the previous batch is scored.
     if subjects is not None and len(subjects) == len(loaded):
         futures = list(subjects)
     else:
         futures = start_subjects(loaded)
-    try:
-        if aspects:
-            found = [f.result() for f in futures]
-            cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid, subjects=subs)
-                     for li, (subs, _note) in zip(loaded, found)]
-        else:
-            cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid) for li in loaded]
-        results = scorer.score(list(loaded), cands)
-    finally:
-        found = [f.result() for f in futures]
+    found = [f.result() for f in futures]
+    cands = [generate_candidates(li.info.width, li.info.height, aspects, grid=grid, subjects=subs)
+             for li, (subs, _note) in zip(loaded, found)]
+    results = scorer.score(list(loaded), cands)
     out = [build_suggestion(li, cs, r, scorer, subs) for li, cs, r, (subs, _note) in zip(loaded, cands, results, found)]
     for s, (_subjects, note) in zip(out, found):
         s.subjects_error = note

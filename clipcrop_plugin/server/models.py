@@ -35,7 +35,7 @@ class CropOut(BaseModel):
 class SubjectOut(BaseModel):
     """Something the subject stage found, that a good crop keeps whole."""
 
-    kind: Literal["face", "profile_face", "person", "salient"]
+    kind: Literal["face", "profile_face", "person", "salient", "content"]
     box: Box
     fractions: tuple[float, float, float, float] = Field(description="box / (width, height)")
     score: float = Field(ge=0, le=1, description="the detector's confidence")

@@ -37,7 +37,7 @@ from ..results import Subject
 
 _MAGIC = b"CC1"
 # Stored codes: append only, never reorder (rows written by older versions keep their meaning).
-SUBJECT_KINDS = ("face", "profile_face", "person", "salient")
+SUBJECT_KINDS = ("face", "profile_face", "person", "salient", "content")  # append only: stored as the index
 _SUBJECT_MAGIC = b"SB1"
 _SUBJECT = struct.Struct("<BB4i")
 

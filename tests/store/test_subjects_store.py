@@ -19,7 +19,8 @@ from clipcrop_plugin.store import Store, migrate
 from clipcrop_plugin.store.packing import SUBJECT_KINDS, pack_candidates, pack_subjects, unpack_subjects
 
 SUBJECTS = [Subject("face", (1200, 400, 1500, 760), 0.8123), Subject("profile_face", (3000, 500, 3200, 720), 0.41),
-            Subject("person", (1000, 300, 1800, 2990), 0.66), Subject("salient", (900, 200, 2000, 3000), 0.5)]
+            Subject("person", (1000, 300, 1800, 2990), 0.66), Subject("salient", (900, 200, 2000, 3000), 0.5),
+            Subject("content", (0, 380, 4000, 2620), 1.0)]
 
 
 def _astronaut(folder: Path) -> Path:
@@ -37,7 +38,8 @@ def test_pack_roundtrip_is_compact_and_refuses_foreign_data() -> None:
     assert [(s.kind, s.box) for s in back] == [(s.kind, s.box) for s in SUBJECTS]
     assert all(abs(a.score - b.score) <= 1 / 510 + 1e-4 for a, b in zip(back, SUBJECTS))
     assert unpack_subjects(pack_subjects([])) == [] and unpack_subjects(None) == []
-    assert SUBJECT_KINDS[:4] == ("face", "profile_face", "person", "salient")  # stored codes never move
+    # Stored codes never move: a kind is stored as its index, new kinds are appended.
+    assert SUBJECT_KINDS[:5] == ("face", "profile_face", "person", "salient", "content")
     from clipcrop_plugin.errors import StoreError
 
     with pytest.raises(StoreError):

@@ -230,3 +230,57 @@ def test_a_subject_too_wide_for_the_ratio_is_cut_evenly_on_both_sides() -> None:
     scores = np.array([0.53, 0.5, 0.4, 0.6, 0.5])  # the scorer leans right a little
     res = guard(boxes, scores, ["4:5"] * 4 + ["full"], [ball], 1200, 800, 4)
     assert res.ranks[1] == 1 and res.ranks[0] == 2
+
+
+def test_a_standing_object_keeps_its_top_when_the_ratio_holds_most_of_it() -> None:
+    # A tower 0.8 of the frame tall; a 16:9 crop 0.75 tall keeps >= 90% of it either way, but
+    # the one that cuts the top (the scorer's favourite, more street below) beheads the tower.
+    tower = Subject("salient", (220, 20, 300, 420), 0.9)
+    low, high = (0, 80, 640, 440), (0, 0, 640, 360)
+    boxes = np.array([low, high, (0, 0, 640, 480)], dtype=np.int64)
+    res = guard(boxes, np.array([0.55, 0.5, 0.5]), ["16:9", "16:9", "full"], [tower], 640, 480, 2)
+    assert res.ranks[1] == 1 and res.ranks[0] == 2
+    # A wide object is not "standing": the same boxes turned sideways change nothing.
+    car = Subject("salient", (100, 200, 540, 280), 0.9)
+    res = guard(boxes, np.array([0.55, 0.5, 0.5]), ["16:9", "16:9", "full"], [car], 640, 480, 2)
+    assert res.ranks[0] == 1
+
+
+def test_an_unsure_object_still_says_which_side_a_ratio_crop_goes() -> None:
+    # A salient box right of centre, found with too little confidence to pin the crop: the
+    # ratio crop's home moves towards it instead of the frame's centre, so of two crops the
+    # scorer rates alike, the one over the object wins; with no subject the centred one wins.
+    unsure = Subject("salient", (330, 100, 470, 300), 0.45)
+    centred, right = (100, 0, 500, 400), (200, 0, 600, 400)
+    boxes = np.array([centred, right, (0, 0, 600, 400)], dtype=np.int64)
+    scores = np.array([0.5, 0.5, 0.5])
+    assert guard(boxes, scores, ["1:1", "1:1", "full"], [unsure], 600, 400, 2).ranks[1] == 1
+    assert guard(boxes, scores, ["1:1", "1:1", "full"], [], 600, 400, 2).ranks[0] == 1
+    # Sideways only: a salient box's height says little (it reaches up into the sky), so of two
+    # 16:9 crops that both hold a high box, the vertically centred one still wins.
+    wide_c, wide_top = (0, 62, 600, 338), (0, 0, 600, 276)
+    boxes = np.array([wide_top, wide_c, (0, 0, 600, 400)], dtype=np.int64)
+    high = Subject("salient", (200, 70, 400, 170), 0.45)
+    assert guard(boxes, scores, ["16:9", "16:9", "full"], [high], 600, 400, 2).ranks[1] == 1
+
+
+def test_a_standing_group_is_not_cut_at_the_shins(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two faces found (a couple standing for the camera), no person boxes; their bodies, about
+    # 8.5 face heights tall, reach the bottom of the photo. Of two 16:9 crops that both keep the
+    # faces well placed, the one that stops at their shins loses to the one that keeps their feet.
+    faces = [Subject("face", (256, 202, 288, 232), 0.6), Subject("face", (294, 211, 326, 245), 0.6)]
+    shins, whole, high = (0, 96, 640, 456), (0, 120, 640, 480), (0, 0, 640, 360)
+    boxes = np.array([shins, whole, high, (0, 0, 640, 480)], dtype=np.int64)
+    scores = np.array([0.52, 0.5, 0.3, 0.5])  # the scorer leans to the shins crop (0.2 of its spread)
+    res = guard(boxes, scores, ["16:9", "16:9", "16:9", "full"], faces, 640, 480, 3)
+    assert res.ranks[1] == 1 and res.ranks[0] == 2
+    # A portrait's face whose body runs out of the photo: no such rule, the scorer decides.
+    portrait = [Subject("face", (250, 60, 390, 220), 0.8)]
+    boxes = np.array([(0, 0, 640, 360), (0, 40, 640, 400), (0, 120, 640, 480), (0, 0, 640, 480)], dtype=np.int64)
+    args = (boxes, np.array([0.5, 0.52, 0.3, 0.5]), ["16:9", "16:9", "16:9", "full"], portrait, 640, 480, 3)
+    res = guard(*args)
+    monkeypatch.setattr("clipcrop_plugin.guard.W_FEET", 0.0)
+    assert guard(*args).scores.tolist() == res.scores.tolist()
+    # ...while for the couple the rule is what decides.
+    assert guard(boxes := np.array([shins, whole, high, (0, 0, 640, 480)], dtype=np.int64), scores,
+                 ["16:9", "16:9", "16:9", "full"], faces, 640, 480, 3).ranks[0] == 1

@@ -276,3 +276,35 @@ def test_numpy_labelling_matches_opencvs_components() -> None:
         # Same partition: every region of one is exactly one region of the other.
         assert len(set(zip(ours[mask].tolist(), theirs[mask].tolist()))) == n
         assert (ours[~mask] == 0).all()
+
+
+def test_the_small_faces_of_a_group_are_found(corpus_dir: Path) -> None:
+    """A real wedding photo: the bride's and groom's faces are ~1/14 of the photo's height, under
+    the regular search's smallest face; the small-face pass finds both, inside the group."""
+    pytest.importorskip("cv2")
+    src = corpus_dir / "jpg" / "exif-org" / "canon-ixus.jpg"
+    if not src.is_file():
+        pytest.skip(f"{src} not in the corpus")
+    loaded = load_image(src, min_side=192)
+    w, h = loaded.info.width, loaded.info.height
+    faces = [s for s in detect_subjects(loaded) if s.kind == "face"]
+    group = (0.33 * w, 0.40 * h, 0.64 * w, 1.0 * h)  # drawn by eye (benchmarks/data/quality_boxes.json)
+    inside = [f for f in faces if _inside(f.box, list(group))]
+    assert len(inside) >= 2, faces
+    assert all((f.box[3] - f.box[1]) < h / 8 for f in inside)
+
+
+def test_small_faces_are_not_made_up_from_skin_coloured_texture(tmp_path: Path) -> None:
+    """Face-sized skin-coloured blobs on wood-like texture: the stricter small-face pass finds none."""
+    pytest.importorskip("cv2")
+    rng = np.random.default_rng(11)
+    img = np.zeros((480, 640, 3), dtype=np.float32)
+    img[...] = (150, 105, 70)
+    img += rng.normal(0, 12, img.shape)
+    for _ in range(12):
+        cx, cy, r = rng.integers(40, 600), rng.integers(40, 440), rng.integers(8, 18)
+        yy, xx = np.ogrid[:480, :640]
+        img[(xx - cx) ** 2 + ((yy - cy) * 0.8) ** 2 <= r * r] = (215, 160, 130)
+    path = tmp_path / "wood.jpg"
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, quality=90)
+    assert not [s for s in detect_subjects(load_image(path, min_side=192)) if s.kind == "face"]
