@@ -19,6 +19,7 @@ from ..errors import WeightsError
 from .align import rod_align, rod_parts, roi_align, roi_align_separable, sampling_matrix
 from .config import ModelConfig
 from .knowledge import KnowledgeBranch, PromptLearner, roi_attention_pool
+from .trunk import drop_folded, folded_trunk, run_folded
 
 STRIDE = 32
 BRANCHES = ("composition", "aesthetic")
@@ -81,8 +82,17 @@ TEXT_PREFIXES = ("clip.transformer.", "clip.token_embedding.", "clip.ln_final.",
 
 
 def trunk_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """F_CLIP-visual as a trunk: ModifiedResNet stem + layer1..4 -> (B, C, H/32, W/32)."""
+    """F_CLIP-visual as a trunk: ModifiedResNet stem + layer1..4 -> (B, C, H/32, W/32).
+
+    CPU inference (eval mode, no autograd) gets the same numbers, up to float rounding, from the
+    BatchNorm-folded channels-last trunk of :mod:`.trunk`; training and other devices run the
+    modules themselves.
+    """
     x = images.to(dtype=visual.conv1.weight.dtype)
+    if x.device.type == "cpu" and not visual.training and not torch.is_grad_enabled():
+        plan = folded_trunk(visual)
+        if plan is not None:
+            return run_folded(plan, x)
     x = visual.stem(x)
     x = visual.layer1(x)
     x = visual.layer2(x)
@@ -357,6 +367,13 @@ class CLIPCropping(nn.Module):
     def forward(self, images: torch.Tensor, boxes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Scores of the boxes of each image (the inference path of the paper, Fig. 2c)."""
         return self.score_crops(self.features(images), boxes)
+
+    def train(self, mode: bool = True) -> CLIPCropping:
+        """nn.Module.train; entering training also frees the inference-only folded trunk weights
+        (the version check would rebuild them anyway once the weights move)."""
+        if mode:
+            drop_folded(self.clip.visual)
+        return super().train(mode)
 
     def drop_text_tower(self) -> None:
         """Free the text encoder for inference-only use (the cached text embeddings remain)."""

@@ -12,7 +12,7 @@ from PIL import Image
 
 from clipcrop_plugin.candidates import generate_candidates
 from clipcrop_plugin.imaging import LoadedImage
-from clipcrop_plugin.model import ModelConfig, build_model
+from clipcrop_plugin.model import ModelConfig, build_model, network
 from clipcrop_plugin.model.align import roi_align, sampling_matrix
 from clipcrop_plugin.model.inference import group_inputs
 from clipcrop_plugin.model.knowledge import roi_attention_pool
@@ -92,22 +92,26 @@ def test_shapes_and_gradients_for_training(tiny: CLIPCropping) -> None:
         tiny.eval()
 
 
-def test_one_trunk_pass_per_image_whatever_the_candidates(tiny: CLIPCropping) -> None:
+def test_one_trunk_pass_per_image_whatever_the_candidates(tiny: CLIPCropping, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
-    hook = tiny.clip.visual.layer4.register_forward_hook(lambda m, i, o: seen.append(o.shape[0]))
-    try:
-        images = [_loaded(96, 64, 1), _loaded(64, 96, 2), _loaded(80, 80, 3)]
-        cands = [generate_candidates(im.info.width, im.info.height) for im in images]
-        groups = group_inputs(images, cands, tiny.config, torch.device("cpu"))
-        with torch.no_grad():
-            for g in groups:
-                fmap = tiny.features(g.images)
-                tiny.score_crops(fmap, g.boxes)
-                tiny.element_scores(fmap, g.boxes)
-        assert sum(len(c) for c in cands) > 200
-        assert seen == [3]  # square mode: one forward for the whole batch, one row per image
-    finally:
-        hook.remove()
+    trunk = network.trunk_features  # inference runs the folded trunk, not the modules: count the passes themselves
+
+    def counted(visual: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        out = trunk(visual, images)
+        seen.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(network, "trunk_features", counted)
+    images = [_loaded(96, 64, 1), _loaded(64, 96, 2), _loaded(80, 80, 3)]
+    cands = [generate_candidates(im.info.width, im.info.height) for im in images]
+    groups = group_inputs(images, cands, tiny.config, torch.device("cpu"))
+    with torch.no_grad():
+        for g in groups:
+            fmap = tiny.features(g.images)
+            tiny.score_crops(fmap, g.boxes)
+            tiny.element_scores(fmap, g.boxes)
+    assert sum(len(c) for c in cands) > 200
+    assert seen == [3]  # square mode: one forward for the whole batch, one row per image
 
 
 def test_element_scores_are_eq24_cosines(tiny: CLIPCropping) -> None:

@@ -78,17 +78,29 @@ def _score(scorer, photos):  # noqa: ANN001, ANN202
     return loaded, cands, scorer.score(loaded, cands)
 
 
-def test_zeroshot_scores_every_candidate_with_one_trunk_pass(settings: Settings, photos: list[Path]) -> None:
+def _trunk_passes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """Record the output shape of every trunk pass (module hooks would miss the folded CPU trunk)."""
+    from clipcrop_plugin.model import network
+
+    calls: list[tuple[int, ...]] = []
+    trunk = network.trunk_features
+
+    def counted(visual: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        out = trunk(visual, images)
+        calls.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(network, "trunk_features", counted)
+    return calls
+
+
+def test_zeroshot_scores_every_candidate_with_one_trunk_pass(settings: Settings, photos: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
     weights = _clip_weights(settings)
     scorer = load_scorer("zeroshot", settings=settings, device="cpu")
     assert scorer.name == "zeroshot" and scorer.device == "cpu" and scorer.weights_hash == sha256_file(weights)
-    calls: list[int] = []
-    hook = scorer.clip.visual.layer4.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
-    try:
-        loaded, cands, results = _score(scorer, photos)
-    finally:
-        hook.remove()
-    assert calls == [2]  # both photos in one forward (square input), whatever the candidate count
+    calls = _trunk_passes(monkeypatch)
+    loaded, cands, results = _score(scorer, photos)
+    assert [c[0] for c in calls] == [2]  # both photos in one forward (square input), whatever the candidate count
     for cand, res in zip(cands, results):
         assert res.scores.shape == (len(cand),) and res.elements.shape == (len(cand), len(ELEMENT_NAMES))
         assert np.isfinite(res.scores).all() and np.ptp(res.scores) > 0
@@ -108,17 +120,13 @@ def test_zeroshot_full_frame_is_clips_image_embedding(settings: Settings, photos
     torch.testing.assert_close(emb, ref, atol=1e-4, rtol=1e-4)
 
 
-def test_clipcropping_from_imported_checkpoint(settings: Settings, photos: list[Path], tmp_path: Path) -> None:
+def test_clipcropping_from_imported_checkpoint(settings: Settings, photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     info = import_checkpoint(_checkpoint(settings, tmp_path), settings.resolved_model_dir())
     scorer = load_scorer("clipcropping", settings=settings, device="cpu")
     assert scorer.weights_hash == info.sha256
-    calls: list[int] = []
-    hook = scorer.model.clip.visual.layer4.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
-    try:
-        _, cands, results = _score(scorer, photos)
-    finally:
-        hook.remove()
-    assert calls == [2]
+    calls = _trunk_passes(monkeypatch)
+    _, cands, results = _score(scorer, photos)
+    assert [c[0] for c in calls] == [2]
     for cand, res in zip(cands, results):
         assert res.scores.shape == (len(cand),) and res.elements.shape == (len(cand), 10)
     # --weights with the checkpoint file works too, and gives the same numbers
@@ -212,18 +220,14 @@ def test_suggest_cli_with_zeroshot_explains_crops(settings: Settings, photos: li
     assert len(best["explanation"]) == 3 and all(c["element"] in ELEMENT_NAMES for c in best["explanation"])
 
 
-def test_clipcropping_in_aspect_mode(settings: Settings, photos: list[Path], tmp_path: Path) -> None:
+def test_clipcropping_in_aspect_mode(settings: Settings, photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An aspect-preserving checkpoint groups photos by input size, one trunk pass per group."""
     cfg = tiny_config(input_mode="aspect")
     model = build_model(cfg, load_state_file(write_clip_weights(tmp_path / "c.safetensors", cfg)))
     ckpt = save_checkpoint(model, tmp_path / "aspect", provenance=TRAINED).path
     scorer = load_scorer("clipcropping", settings=settings, device="cpu", weights=str(ckpt))
-    calls: list[tuple[int, ...]] = []
-    hook = scorer.model.clip.visual.layer4.register_forward_hook(lambda m, i, o: calls.append(tuple(o.shape)))
-    try:
-        _, cands, results = _score(scorer, photos)  # one landscape, one portrait photo
-    finally:
-        hook.remove()
+    calls = _trunk_passes(monkeypatch)
+    _, cands, results = _score(scorer, photos)  # one landscape, one portrait photo
     assert sorted(calls) == sorted([(1, 256, 2, 3), (1, 256, 3, 2)])
     assert [r.scores.shape[0] for r in results] == [len(c) for c in cands]
 
@@ -304,19 +308,15 @@ def test_models_does_not_call_broken_zeroshot_weights_ready(settings: Settings) 
     assert load_scorer("auto", settings=settings, device="cpu").name == "zeroshot"
 
 
-def test_zeroshot_rescore_reorders_only_the_top_crops_from_their_own_pixels(settings: Settings, photos: list[Path]) -> None:
+def test_zeroshot_rescore_reorders_only_the_top_crops_from_their_own_pixels(settings: Settings, photos: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
     _clip_weights(settings)
     plain = load_scorer("zeroshot", settings=settings, device="cpu")
     settings.zeroshot_rescore = 4
     again = load_scorer("zeroshot", settings=settings, device="cpu")
     assert again.rescore == 4
     loaded, cands, base = _score(plain, photos)
-    calls: list[tuple[int, ...]] = []
-    hook = again.clip.visual.layer4.register_forward_hook(lambda m, i, o: calls.append(tuple(o.shape)))
-    try:
-        results = again.score(loaded, cands)
-    finally:
-        hook.remove()
+    calls = _trunk_passes(monkeypatch)
+    results = again.score(loaded, cands)
     assert len(calls) == 1 + 4 * len(photos)  # one pass for all, then one per re-scored crop
     from clipcrop_plugin.model.network import input_size
 
