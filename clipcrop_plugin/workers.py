@@ -29,6 +29,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -100,7 +101,24 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _init_worker(spec: ScorerSpec, mode: str) -> None:
+def _share_cores(threads: int) -> None:
+    """Cap OpenCV's and torch's own thread pools at this worker's share of the cores.
+
+    Each library sizes its pool to every core of the machine; N workers each running such a pool
+    oversubscribe the cores N times over (a CLIP scorer on a CPU: N torch pools of every core).
+    """
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except Exception:  # noqa: BLE001 - no OpenCV (saliency only), or a wheel without the call
+        pass
+    torch = sys.modules.get("torch")  # only a CLIP scorer loads it; never imported just for this
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def _init_worker(spec: ScorerSpec, mode: str, threads: int = 0) -> None:
     # The parent handles Ctrl-C; a worker killed by it mid-batch would only print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
@@ -116,6 +134,8 @@ def _init_worker(spec: ScorerSpec, mode: str) -> None:
             # Raised per job, not here: an initializer that raises breaks the whole pool, and the
             # parent must learn *why* (it switches versions, then starts fresh workers).
             _MISMATCH = f"worker loaded {spec.name} weights {got}, the parent has {spec.weights_hash}"
+    if threads > 0:
+        _share_cores(threads)  # after the scorer, which may have loaded torch
 
 
 def _score_job(paths: list[str], aspects: tuple[AspectRatio, ...], grid: bool, batch_size: int) -> list[Suggestion]:
@@ -175,7 +195,7 @@ class WorkerPool:
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                             initargs=(self.spec, self.mode))
+                                             initargs=(self.spec, self.mode, max(1, default_workers() // self.workers)))
         return self._pool
 
     def submit(self, paths: Sequence[str], aspects: Sequence[AspectRatio] | None = None) -> Future[Any]:

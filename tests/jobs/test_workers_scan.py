@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import ROOT
 from support.db import db_rows
 from support.store import make_photo
@@ -153,3 +154,23 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in workers if alive(pid)]
+
+
+def test_a_worker_caps_opencv_and_torch_pools_at_its_share_of_the_cores() -> None:
+    # N workers whose libraries each start a pool of every core would oversubscribe the machine
+    # N times over; a worker also never imports torch just to cap it (the heuristic path has none).
+    pytest.importorskip("cv2")
+    pytest.importorskip("torch")
+    code = (
+        "import sys, cv2\n"
+        "from clipcrop_plugin.workers import _share_cores\n"
+        "_share_cores(1)\n"
+        "assert cv2.getNumThreads() == 1, cv2.getNumThreads()\n"
+        "assert 'torch' not in sys.modules\n"
+        "import torch\n"
+        "_share_cores(1)\n"
+        "assert torch.get_num_threads() == 1\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
