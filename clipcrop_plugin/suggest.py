@@ -115,36 +115,36 @@ def start_subjects(loaded: Sequence[LoadedImage]) -> list[Future[tuple[list[Subj
     return [pool.submit(find_subjects, li) for li in loaded]
 
 
-_subject_pool: ThreadPoolExecutor | None = None
-_intake_pool: ThreadPoolExecutor | None = None
-_subject_pool_lock = threading.Lock()
+# Long-lived single threads by name: the subject stage's (its detectors load once per thread)
+# and intake's, which reads photos ahead for suggest_paths.
+_stage_threads: dict[str, ThreadPoolExecutor] = {}
+_stage_threads_lock = threading.Lock()
+
+
+def _stage_thread(name: str) -> ThreadPoolExecutor:
+    with _stage_threads_lock:
+        pool = _stage_threads.get(name)
+        if pool is None:
+            pool = _stage_threads[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"clipcrop-{name}")
+        return pool
 
 
 def _subject_thread() -> ThreadPoolExecutor:
     """The one long-lived subject-stage thread (its detectors load once per thread)."""
-    global _subject_pool
-    with _subject_pool_lock:
-        if _subject_pool is None:
-            _subject_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipcrop-subjects")
-        return _subject_pool
+    return _stage_thread("subjects")
 
 
 def _intake_thread() -> ThreadPoolExecutor:
     """The one long-lived thread that reads photos ahead for :func:`suggest_paths`."""
-    global _intake_pool
-    with _subject_pool_lock:
-        if _intake_pool is None:
-            _intake_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipcrop-intake")
-        return _intake_pool
+    return _stage_thread("intake")
 
 
-def _forget_subject_thread() -> None:
-    global _subject_pool, _intake_pool
-    _subject_pool = _intake_pool = None  # a forked child has no copy of the threads; make new ones there
+def _forget_stage_threads() -> None:
+    _stage_threads.clear()  # a forked child has no copy of the threads; make new ones there
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_subject_thread)
+    os.register_at_fork(after_in_child=_forget_stage_threads)
 
 
 def find_subjects(loaded: LoadedImage) -> tuple[list[Subject], str | None]:
