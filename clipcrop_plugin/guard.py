@@ -46,6 +46,7 @@ W_PLACE_SALIENT = 0.4  # share of it for a salient object, whose box is less cer
 W_CRAMP = 0.4
 W_BODY_CUT = 0.5
 W_HUG = 1.0
+W_SIZE_UNSURE = 2.0  # per share of its set's largest crop kept, without a trusted subject
 HUG_ACROSS = 1.5  # the sideways part weighs more: an unsure object's side informs it (see guard())
 W_COVER = 2.0  # per share of the main subject kept
 W_COVER_UNHELD = 12.0  # more per share, in a ratio set where no crop can hold it all: keep the most
@@ -318,6 +319,13 @@ def guard(
         shift = np.array([px1, py1, px1, py1])
         hug = _hug(b - shift, px2 - px1, py2 - py1, (home[0] - px1, home[1] - py1))
         soft -= wt.hug * np.where(ratio, hug, 0.0)
+        # Unsure what the photo is about, keep more of it: a ratio set's larger crops lose less
+        # of whatever the subject turns out to be.
+        area = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).astype(np.float64)
+        for group in dict.fromkeys(groups):
+            idx = np.flatnonzero(g == group)
+            if group not in _FREE_SETS and len(idx):
+                soft[idx] += W_SIZE_UNSURE * area[idx] / max(float(area[idx].max()), 1.0)
     if inner is not None:
         # Letterbox bands or a frame around the picture: any crop showing them (the full frame
         # does) is worse by the share of its area they fill, so a crop that removes them is an

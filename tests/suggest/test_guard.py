@@ -284,3 +284,15 @@ def test_a_standing_group_is_not_cut_at_the_shins(monkeypatch: pytest.MonkeyPatc
     # ...while for the couple the rule is what decides.
     assert guard(boxes := np.array([shins, whole, high, (0, 0, 640, 480)], dtype=np.int64), scores,
                  ["16:9", "16:9", "16:9", "full"], faces, 640, 480, 3).ranks[0] == 1
+
+
+def test_unsure_of_the_subject_a_ratio_crop_keeps_more_of_the_photo() -> None:
+    # No trusted subject: of two centred 1:1 crops, the largest wins over a tighter one the scorer
+    # rates a little higher (a tighter crop loses more of whatever the subject turns out to be).
+    big, tight = (100, 0, 500, 400), (160, 60, 440, 340)
+    boxes = np.array([tight, big, (150, 50, 450, 350), (0, 0, 600, 400)], dtype=np.int64)
+    scores = np.array([0.55, 0.5, 0.3, 0.5])
+    assert guard(boxes, scores, ["1:1", "1:1", "1:1", "full"], [], 600, 400, 3).ranks[1] == 1
+    # A trusted subject decides instead: the same boxes around a confident compact object.
+    ball = Subject("salient", (250, 150, 350, 250), 0.9)
+    assert guard(boxes, scores, ["1:1", "1:1", "1:1", "full"], [ball], 600, 400, 3).ranks[0] == 1
