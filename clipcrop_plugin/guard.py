@@ -14,7 +14,7 @@ their sets, the subjects and the image size. It never invents a box; it re-ranks
    against a crop edge, as much of the main subject as fits when a ratio cannot hold it all, the
    top of a standing object (a tower, a bottle) with room above it, no bystander sliced in half, and for ratio sets without a subject a mild
    pull towards the centre instead of hugging an edge or a corner (towards an unsure object's
-   side when there is one).
+   side when there is one) and towards the set's larger crops (unsure, keep more of the photo).
 3. A photo with uniform borders (letterbox bands, a frame; the ``"content"`` subject): every
    crop that shows them, the full frame included, costs the share of its area they fill, so
    the crop that removes them beats "keep as is".
