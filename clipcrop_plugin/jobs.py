@@ -17,7 +17,6 @@ not here.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -153,7 +152,7 @@ def publish(store: Store | None, suggestion: Suggestion, policy: MetadataPolicy,
         return Outcome(suggestion.path, origin=origin)
     here = locate(suggestion.path) if locate is not None else suggestion.path
     # The writer names the sidecar after the suggestion's path: hand it the one this machine reaches.
-    local = suggestion if here == suggestion.path else dataclasses.replace(suggestion, path=here)
+    local = suggestion if here == suggestion.path else suggestion.replace(path=here)
     try:
         result = write_crop_metadata(here, local, mode=policy.mode, naming=policy.naming,
                                      aspects=list(policy.aspects) or None, keep_margin=policy.keep_margin)

@@ -527,6 +527,24 @@ class Suggestion:
     def __setstate__(self, state: dict[str, Any]) -> None:
         Suggestion.__init__(self, **state)
 
+    def replace(self, **changes: Any) -> Suggestion:
+        """A copy with some fields changed (what :func:`dataclasses.replace` did when a Suggestion
+        was a dataclass): any constructor argument, e.g. ``s.replace(path=local, error=None)``.
+        The copy shares the columns (never changed in place) and builds its own Crops."""
+        state = self.__getstate__()
+        unknown = set(changes) - set(state) - {"crops", "full_frame", "candidates", *self._FIELDS}
+        if unknown:
+            raise TypeError(f"Suggestion has no field {', '.join(sorted(unknown))}")
+        if "crops" in changes or "candidates" in changes:
+            # New candidates replace the old ones, whichever form either came in.
+            state.pop("crops", None)
+            state.pop("candidates", None)
+            state.pop("full_frame", None)
+        state.update(changes)
+        return Suggestion(**state)
+
+    __replace__ = replace  # copy.replace() (Python 3.13)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Suggestion):
             return NotImplemented

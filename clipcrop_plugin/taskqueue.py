@@ -511,7 +511,7 @@ class QueueWorker:
                 if j.local != j.path:
                     info = dataclasses.replace(s.info, path=j.path) if s.info is not None else None
                     err = s.error.replace(j.local, j.path) if s.error else s.error
-                    s = dataclasses.replace(s, path=j.path, info=info, error=err)
+                    s = s.replace(path=j.path, info=info, error=err)
                 items.append((s, j.content_hash, j.mtime, j.size))
             if not items:
                 continue

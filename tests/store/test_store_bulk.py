@@ -34,7 +34,6 @@ TABLE_COLUMNS = {
 def _batch(n: int, seed: int = 0, folder: str = "/lib") -> list:  # type: ignore[type-arg]
     """``n`` photos with every optional field set: capture time (microseconds), camera, mtime,
     size, subjects, a 1:1 set beside the grid; every 7th photo failed."""
-    from dataclasses import replace
 
     rng = np.random.default_rng(seed)
     items = []
@@ -43,9 +42,9 @@ def _batch(n: int, seed: int = 0, folder: str = "/lib") -> list:  # type: ignore
         path = f"{folder}/IMG_{i:04d}.jpg"
         s = synthetic_suggestion(path, rng, aspects=(parse_aspect("1:1"),), taken_at=start + timedelta(seconds=i),
                                  camera=("Canon", "EOS R5"))
-        s = replace(s, subjects=[Subject("face", (10 + i, 20, 400, 500), 0.9)])
+        s = s.replace(subjects=[Subject("face", (10 + i, 20, 400, 500), 0.9)])
         if i % 7 == 6:
-            s = replace(s, ok=False, error="decode failed: truncated", crops=[])
+            s = s.replace(ok=False, error="decode failed: truncated", crops=[])
         items.append((s, f"{i:064x}", 1_700_000_000.25 + i, 4_000_000 + i))
     return items
 

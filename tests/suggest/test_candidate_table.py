@@ -147,3 +147,22 @@ def test_a_suggestion_can_still_be_changed_like_a_plain_record(tmp_path: Path) -
     assert pickle.loads(pickle.dumps(s)).crops == grid[:3]
     failed = Suggestion("a.jpg", False, error="x")
     assert failed.best() is None and failed.n_candidates == 0 and bool(failed)
+
+
+def test_replace_copies_a_suggestion_with_fields_changed() -> None:
+    """What the pipeline did with dataclasses.replace: a copy with another path (the queue worker,
+    a path map), or marked failed; the original is untouched and the copy keeps the columns."""
+    src = corpus_jpegs(1)[0]
+    loaded = load_image(src, min_side=HeuristicScorer.min_side)
+    cands = generate_candidates(loaded.info.width, loaded.info.height, [parse_aspect("1:1")])
+    scorer = HeuristicScorer()
+    s = build_suggestion(loaded, cands, scorer.score([loaded], [cands])[0], scorer)
+    moved = s.replace(path="/mnt/nas/x.jpg", subjects=[Subject("face", (1, 2, 30, 40), 0.5)])
+    assert moved.path == "/mnt/nas/x.jpg" and s.path == str(src) and not s.subjects
+    assert moved.candidates is s.candidates and moved.crops == s.crops and moved.best("1:1") == s.best("1:1")
+    assert moved.to_dict()["crops"] == s.to_dict()["crops"]
+    gone = s.replace(ok=False, error="decode failed: truncated", crops=[])
+    assert not gone.ok and gone.n_candidates == 0 and gone.best() is None and s.n_candidates > 0
+    assert pickle.loads(pickle.dumps(moved)) == moved
+    with pytest.raises(TypeError, match="no field colour"):
+        s.replace(colour="red")
