@@ -296,7 +296,9 @@ def guard(
             # only: the free grid chooses its own shape, or keeps the photo as it is.
             tall = my2 - my1
             top = (mx1, max(0, my1 - tall // 10), mx2, my1 + max(1, tall // 5))
-            cover += W_TOP * np.where(np.isin(g, _FREE_SETS), 0.0, coverage(b, top))
+            # As a loss, not a reward: a ratio crop that is the whole photo loses nothing and
+            # scores exactly as the full frame does.
+            cover -= W_TOP * np.where(np.isin(g, _FREE_SETS), 0.0, 1.0 - coverage(b, top))
         soft += weight * (place - wt.cramp * _cramp(b, focus, width, height) + cover)
     if focus is None or not _trusted(focus, width, height):
         # Nothing certain to compose around: a ratio crop stays near the centre unless the
@@ -325,7 +327,8 @@ def guard(
         for group in dict.fromkeys(groups):
             idx = np.flatnonzero(g == group)
             if group not in _FREE_SETS and len(idx):
-                soft[idx] += W_SIZE_UNSURE * area[idx] / max(float(area[idx].max()), 1.0)
+                # A loss for the smaller crops (the largest, maybe the whole photo, loses nothing).
+                soft[idx] -= W_SIZE_UNSURE * (1.0 - area[idx] / max(float(area[idx].max()), 1.0))
     if inner is not None:
         # Letterbox bands or a frame around the picture: any crop showing them (the full frame
         # does) is worse by the share of its area they fill, so a crop that removes them is an

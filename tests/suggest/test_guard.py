@@ -296,3 +296,15 @@ def test_unsure_of_the_subject_a_ratio_crop_keeps_more_of_the_photo() -> None:
     # A trusted subject decides instead: the same boxes around a confident compact object.
     ball = Subject("salient", (250, 150, 350, 250), 0.9)
     assert guard(boxes, scores, ["1:1", "1:1", "1:1", "full"], [ball], 600, 400, 3).ranks[0] == 1
+
+
+def test_a_ratio_crop_that_is_the_whole_photo_scores_as_the_full_frame() -> None:
+    # A square photo's largest 1:1 crop is the photo itself: no composition term may make it
+    # better or worse than "keep as is" (it showed "+0.47 vs full frame" with no element change).
+    w = h = 600
+    boxes = np.array([(0, 0, 600, 600), (100, 100, 500, 500), (0, 100, 400, 500), (0, 0, 600, 600)], dtype=np.int64)
+    scores = np.array([0.5, 0.6, 0.4, 0.5])
+    for subjects in ([], [Subject("salient", (250, 60, 330, 560), 0.9)], [Subject("salient", (200, 200, 400, 400), 0.3)],
+                     [Subject("face", (260, 120, 320, 190), 0.8)]):
+        res = guard(boxes, scores, ["1:1", "1:1", "1:1", "full"], subjects, w, h, 3)
+        assert res.scores[0] == pytest.approx(res.scores[3], abs=1e-12), subjects
