@@ -472,20 +472,18 @@ def skin_blobs(cv2: Any, rgb: np.ndarray) -> Blobs | None:
     return k, stats[1:]  # row 0 is the background
 
 
-def skin_regions(cv2: Any, rgb: np.ndarray, min_face: int, blobs: Blobs | None | object = _UNSET
-                 ) -> list[tuple[int, int, int, int]]:
+def skin_regions(rgb: np.ndarray, min_face: int, blobs: Blobs | None) -> list[tuple[int, int, int, int]]:
     """Regions (x1, y1, x2, y2 in ``rgb`` pixels) where a face could be: around skin-coloured blobs.
 
     The face cascades cost ~25 ms per cascade on a 192 px frame on this project's CPUs, over the
     whole budget of the subject stage; searching only around skin makes a frame without skin (a
     landscape, a product shot) nearly free. A (nearly) grey image has no colour to go by and is
-    searched whole. ``blobs``: :func:`skin_blobs` of ``rgb`` when already made.
+    searched whole. ``blobs``: :func:`skin_blobs` of ``rgb`` (``None``: a grey image).
     """
     h, w = rgb.shape[:2]
-    found = skin_blobs(cv2, rgb) if blobs is _UNSET else blobs
-    if found is None:
+    if blobs is None:
         return [(0, 0, w, h)]
-    k, stats = found  # type: ignore[misc]
+    k, stats = blobs
     min_area = max(3, (min_face * min_face) // (10 * k * k))
     boxes = []
     for sx, sy, sw, sh, area in stats:
@@ -621,7 +619,8 @@ class SubjectDetector:
         min_face = max(20, round(min(fh, fw) * MIN_FACE_FRACTION))
         faces: list[Found] = []
         blobs = skin_blobs(cv2, rgb)
-        rois = skin_regions(cv2, rgb, round(min_face / ff), blobs)
+        regular = round(min_face / ff)  # the smallest regular face, in detection-image pixels
+        rois = skin_regions(rgb, regular, blobs)
         for rx1, ry1, rx2, ry2 in rois:
             x0, y0 = int(rx1 * ff), int(ry1 * ff)
             x3, y3 = min(fw, math.ceil(rx2 * ff)), min(fh, math.ceil(ry2 * ff))
@@ -689,8 +688,7 @@ class SubjectDetector:
                 confirmed.append(person)
         # Last, so a person's own head search (more sensitive, and it knows profiles) comes first.
         if blobs is not None:
-            faces = nms(faces + self._small_faces(cv2, frontal, rgb, gray, blobs, round(min_face / ff), faces),
-                        _FACE_IOU)
+            faces = nms(faces + self._small_faces(cv2, frontal, rgb, gray, blobs, regular, faces), _FACE_IOU)
         return faces + confirmed
 
     @staticmethod
