@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .candidates import Focus, picture_of, subject_focus
+from .candidates import Focus, _area, picture_of, subject_focus
 from .results import Subject
 
 MAIN_KEEP = 0.9  # share of the main subject a crop must keep (the benchmark's criterion too)
@@ -216,6 +216,7 @@ def guard(
     wt = weights if weights is not None else DEFAULT_WEIGHTS
     inner = picture_of(subjects, width, height)
     b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    areas = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).astype(np.float64)  # of every candidate
     raw = np.asarray(scores, dtype=np.float64).reshape(-1)
     n = len(raw)
     unit = spread(raw, full_index)
@@ -323,18 +324,16 @@ def guard(
         soft -= wt.hug * np.where(ratio, hug, 0.0)
         # Unsure what the photo is about, keep more of it: a ratio set's larger crops lose less
         # of whatever the subject turns out to be.
-        area = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).astype(np.float64)
         for group in dict.fromkeys(groups):
             idx = np.flatnonzero(g == group)
             if group not in _FREE_SETS and len(idx):
                 # A loss for the smaller crops (the largest, maybe the whole photo, loses nothing).
-                soft[idx] -= W_SIZE_UNSURE * (1.0 - area[idx] / max(float(area[idx].max()), 1.0))
+                soft[idx] -= W_SIZE_UNSURE * (1.0 - areas[idx] / max(float(areas[idx].max()), 1.0))
     if inner is not None:
         # Letterbox bands or a frame around the picture: any crop showing them (the full frame
         # does) is worse by the share of its area they fill, so a crop that removes them is an
         # improvement and "keep as is" is not suggested for a bordered photo.
-        area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1)
-        soft -= W_BORDER * (1.0 - coverage(b, inner) * _area(inner) / area)
+        soft -= W_BORDER * (1.0 - coverage(b, inner) * _area(inner) / np.maximum(areas, 1.0))
     # The full frame keeps everything: it is the reference every crop is measured against.
     tier_face[full_index] = tier_main[full_index] = 0.0
     adjusted = raw + unit * (soft - W_TIER_FACE * tier_face - W_TIER_MAIN * tier_main)
@@ -377,10 +376,6 @@ def _standing_bodies(focus: Focus, height: int) -> list[tuple[int, int, int, int
         cx = (k[0] + k[2]) / 2.0
         out.append((int(cx - 1.25 * fw), int(k[1]), int(cx + 1.25 * fw), int(min(height, bottom))))
     return out
-
-
-def _area(b: Sequence[int]) -> int:
-    return max(0, int(b[2]) - int(b[0])) * max(0, int(b[3]) - int(b[1]))
 
 
 def _trusted(focus: Focus, width: int, height: int) -> bool:
