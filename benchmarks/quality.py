@@ -197,15 +197,11 @@ def showing_border(outcome: Outcome, p: Photo) -> bool:
     """Whether a suggestion shows some of the photo's uniform border (over 0.5% of its area)."""
     if p.picture is None:
         return False
-    b = outcome.box
-    area = max(1e-9, (b[2] - b[0]) * (b[3] - b[1]))
-    return 1.0 - _inside_share(b, p.picture) / area > 0.005
-
-
-def _inside_share(box: tuple[float, ...], picture: tuple[float, ...]) -> float:
-    ix = max(0.0, min(box[2], picture[2]) - max(box[0], picture[0]))
-    iy = max(0.0, min(box[3], picture[3]) - max(box[1], picture[1]))
-    return ix * iy
+    b, pic = outcome.box, p.picture
+    # The share of the crop inside the picture is the share of the picture inside the crop,
+    # scaled by their areas.
+    inside = kept(b, pic) * (pic[2] - pic[0]) * (pic[3] - pic[1]) / max(1e-9, (b[2] - b[0]) * (b[3] - b[1]))
+    return 1.0 - inside > 0.005
 
 
 def feasible(p: Photo, ratio: str) -> bool:
