@@ -118,9 +118,37 @@ def _share_cores(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+# glibc's mallopt parameters (malloc.h) and the values a worker uses: see _steady_heap.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+HEAP_TRIM_THRESHOLD = 32 << 20
+HEAP_MMAP_THRESHOLD = 4 << 20
+
+
+def _steady_heap() -> bool:
+    """Keep freed memory in this process's heap instead of handing it back to the kernel at once.
+
+    A worker allocates and frees the same few-hundred-KB arrays for every photo (decoded pixels,
+    feature maps), on three threads, each with its own malloc arena. With glibc's defaults each
+    arena's top is trimmed back to the kernel as soon as 128 KB are free and larger blocks are
+    mmapped afresh, so every photo page-faults its arrays in again: 2.6-3.5 ms of system time per
+    photo in a worker (0.8 in a long-lived process), 7-10% of its CPU. Fixed thresholds (trim
+    above 32 MB free, mmap only blocks over 4 MB) bring it to 0.3-0.6 ms; resident memory stays
+    within a few MB. Returns whether it applied (glibc only; elsewhere the allocator is left alone).
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD)) and bool(mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD))
+
+
 def _init_worker(spec: ScorerSpec, mode: str, threads: int = 0) -> None:
     # The parent handles Ctrl-C; a worker killed by it mid-batch would only print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _steady_heap()
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
                      name="clipcrop-parent-watch").start()
     logging.getLogger("clipcrop").setLevel(logging.WARNING)
