@@ -180,13 +180,48 @@ def record_scored(store: Store, items: Sequence[Scored], policy: MetadataPolicy,
     item (``error`` set where its metadata could not be written). ``photo_scored`` fires once per
     item, failures included, after its metadata was written. ``locate``: see :func:`publish`.
     """
+    # The metadata is owed from the moment the scores are committed: a writer killed before it
+    # is written leaves the hold behind, and the next pass that finds the photo unchanged writes
+    # it from the stored scores (publish_held) instead of skipping it for good.
+    owed = [s.path for s, _h, _m, _z in items if s.ok] if policy.writes else []
+    store.hold_metadata(owed)
     store.record_suggestions(list(items))
     outcomes: list[Outcome] = []
-    with deferred_dir_sync():
-        for s, _h, _m, _z in items:
-            outcomes.append(publish(store, s, policy, plugins=plugins, strict=strict, origin="scored", locate=locate))
-            fire(plugins, "photo_scored", strict=strict, photo_path=s.path, suggestion=s)
+    try:
+        with deferred_dir_sync():
+            for s, _h, _m, _z in items:
+                outcomes.append(publish(store, s, policy, plugins=plugins, strict=strict, origin="scored", locate=locate))
+                fire(plugins, "photo_scored", strict=strict, photo_path=s.path, suggestion=s)
+    finally:
+        # Only what was attempted (a write error is reported in its Outcome, not retried forever);
+        # Ctrl-C mid-batch leaves the rest held.
+        store.release_metadata(o.path for o in outcomes)
     return outcomes
+
+
+def publish_held(store: Store, path: str, policy: MetadataPolicy, *, plugins: pluggy.PluginManager | None = None,
+                 locate: Callable[[str], str] | None = None) -> Outcome | None:
+    """Write the owed metadata of an unchanged, already scored photo from its stored scores.
+
+    For a photo whose hold (:meth:`Store.hold_metadata`) outlived the batch that scored it: the
+    writer was killed between committing the scores and writing the XMP. Returns the
+    :class:`Outcome`, or ``None`` when nothing was owed or the stored scores are not current (the
+    photo is then scored again, which writes it). ``locate``: see :func:`publish`.
+    """
+    from .xmp.fromstore import suggestion_from_store
+
+    if not policy.writes:
+        return None
+    here = locate(path) if locate is not None else path
+    stored = suggestion_from_store(store, path, local=here)
+    if stored is None:
+        return None
+    with deferred_dir_sync():
+        out = publish(store, stored, policy, plugins=plugins, origin="held", locate=locate)
+    store.release_metadata([path])
+    if out.error:
+        log.warning("%s", out.error)
+    return out
 
 
 def record_failure(store: Store, path: str, reason: str, content_hash: str | None = None, *,

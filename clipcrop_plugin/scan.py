@@ -22,7 +22,7 @@ from .candidates import AspectRatio
 from .config import Settings
 from .errors import ClipcropError
 from .hashing import content_hash
-from .jobs import MetadataPolicy, record_failure, record_scored
+from .jobs import MetadataPolicy, publish_held, record_failure, record_scored
 from .photofiles import iter_photo_paths
 from .results import Suggestion
 from .scoring.base import Scorer
@@ -114,6 +114,9 @@ class _Scanner:
         # A photo whose run lacks a set this pass asks for (a new --aspect, changed config) is
         # scored again; the others are settled without decoding.
         self.sets = required_sets(aspects, grid)
+        # Photos whose metadata an earlier, killed pass still owes (normally none): written from
+        # their stored scores when this pass finds them unchanged.
+        self.held = store.held_metadata() if policy.writes else set()
 
     def _tick(self, path: str) -> None:
         if self.progress is not None:
@@ -137,6 +140,7 @@ class _Scanner:
         ident = (self.scorer_name, self.weights_hash)
         if settle_unchanged(self.store, path, st.st_size, st.st_mtime, *ident, sets=self.sets) == "skipped":
             self.report.skipped += 1
+            self._owed(path)
             self._tick(path)
             return
         try:
@@ -150,6 +154,8 @@ class _Scanner:
         outcome = settle_scored_content(self.store, path, h, st.st_size, st.st_mtime, *ident, sets=self.sets)
         if outcome is not None:
             setattr(self.report, outcome, getattr(self.report, outcome) + 1)
+            if outcome == "skipped":
+                self._owed(path)
             self._tick(path)
             return
         if self.store.is_scored(h, *ident):
@@ -157,6 +163,13 @@ class _Scanner:
         self.pending.append(_Pending(path, h, st.st_mtime, st.st_size))
         if len(self.pending) >= self.batch_size:
             self.flush()
+
+    def _owed(self, path: str) -> None:
+        if path in self.held:
+            self.held.discard(path)
+            out = publish_held(self.store, path, self.policy, plugins=self.plugins)
+            if out is not None and out.error:
+                self.report.metadata_errors.append((path, out.error))
 
     def flush(self) -> None:
         """Score the queued photos and write them in one transaction."""

@@ -30,7 +30,7 @@ import os
 import queue
 import socket
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -413,8 +413,21 @@ class QueueWorker:
         self.failed += 1
         job.future.set_exception(PhotoJobError(reason))
 
-    def _settle(self, job: _Job) -> bool:
-        """True when the photo needs scoring; otherwise the job is finished here."""
+    def _owed(self, job: _Job, held: Collection[str]) -> None:
+        """An unchanged photo whose metadata a killed worker still owes: write it from the store."""
+        from .jobs import MetadataPolicy, publish_held
+
+        if job.path not in held:
+            return
+        policy = MetadataPolicy(job.xmp, job.naming, tuple(job.aspects))
+        out = publish_held(self.store, job.path, policy, plugins=self.plugins,
+                           locate=None if self.path_map.identity else self.path_map.local)
+        if out is not None:
+            log.info("wrote the owed crop metadata of %s", job.path)
+
+    def _settle(self, job: _Job, held: Collection[str] = ()) -> bool:
+        """True when the photo needs scoring; otherwise the job is finished here (``held``: paths
+        whose metadata is owed, see :func:`clipcrop_plugin.jobs.publish_held`)."""
         from .candidates import parse_aspect
         from .hashing import content_hash
         from .settle import required_sets, settle_scored_content, settle_unchanged
@@ -443,6 +456,7 @@ class QueueWorker:
         ident = (self.scorer_name, self.weights_hash)
         if settle_unchanged(self.store, job.path, st.st_size, st.st_mtime, *ident, sets=sets) == "skipped":
             self.skipped += 1
+            self._owed(job, held)
             job.future.set_result("unchanged")
             return False
         try:
@@ -465,6 +479,8 @@ class QueueWorker:
                 outcome = "skipped"
         if outcome is not None:
             self.skipped += 1
+            if outcome == "skipped":
+                self._owed(job, held)
             job.future.set_result(outcome)
             return False
         return True
@@ -479,8 +495,10 @@ class QueueWorker:
 
         todo: list[_Job] = []
         seen: set[str] = set()
+        writes = [job.path for job in batch if job.xmp != "none"]
+        held = self.store.held_metadata(writes) if writes else set()
         for job in batch:
-            if self._settle(job):
+            if self._settle(job, held):
                 if job.content_hash in seen:
                     # A copy of a photo in this batch: settle it after the first is recorded
                     # (then it gets a copy of the scores instead of a second scoring).

@@ -176,6 +176,7 @@ class StoreBackend:
             return
         if self._publish(suggestion).error is None:
             log.info("wrote the stored crop metadata of %s", path)
+        self.store.release_metadata([path])  # the hold a killed pass left, if any (jobs.record_scored)
 
     def _publish(self, suggestion: Suggestion) -> Any:
         out = publish(self.store, suggestion, self.policy, plugins=self.plugins)

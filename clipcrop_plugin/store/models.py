@@ -223,9 +223,27 @@ class Label(Base):
 
 
 # The Core tables, for the bulk path and the Store's queries (no ORM object is built per row).
+class MetadataHold(Base):
+    """A photo whose crop metadata (XMP) is owed: its scores are committed, its sidecar or
+    embedded XMP may not be written yet.
+
+    Held in its own transaction before the scores are committed and released once the metadata
+    was written, so a writer killed in between (``kill -9``, a power cut, Ctrl-C mid-batch)
+    leaves the row behind and the next scan, daemon pass or queue worker that finds the photo
+    unchanged writes its metadata from the stored scores instead of skipping it for good. A
+    row with no scores yet (killed before the commit) is released when the photo is scored.
+    """
+
+    __tablename__ = "metadata_holds"
+
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    held_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 PHOTOS = Photo.__table__
 RUNS = ScoringRun.__table__
 CROPS = CropRow.__table__
 EXPLANATIONS = Explanation.__table__
 LABELS = Label.__table__
 MODEL_VERSIONS = ModelVersion.__table__
+METADATA_HOLDS = MetadataHold.__table__

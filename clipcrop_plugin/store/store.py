@@ -33,6 +33,7 @@ from .models import (
     EXPLANATIONS,
     LABEL_KINDS,
     LABELS,
+    METADATA_HOLDS,
     MODEL_VERSIONS,
     PHOTOS,
     RUNS,
@@ -341,6 +342,42 @@ class Store:
             conn.execute(update(PHOTOS).where(PHOTOS.c.id == row.id)
                          .values(content_hash=content_hash, mtime=mtime, size=size))
             return True
+
+    def hold_metadata(self, paths: Iterable[str]) -> None:
+        """Record that the crop metadata of ``paths`` is owed (see :class:`~.models.MetadataHold`);
+        committed on its own, before the scores it is about."""
+        rows = [{"path": str(p), "held_at": utcnow()} for p in dict.fromkeys(str(p) for p in paths)]
+        if not rows:
+            return
+        with self._write() as conn:
+            have = set(conn.execute(select(METADATA_HOLDS.c.path).where(
+                METADATA_HOLDS.c.path.in_(bindparam("paths", expanding=True))), {"paths": [r["path"] for r in rows]}).scalars())
+            new = [r for r in rows if r["path"] not in have]
+            if new:
+                conn.execute(insert(METADATA_HOLDS), new)
+
+    def release_metadata(self, paths: Iterable[str]) -> None:
+        """The metadata of ``paths`` was written (or attempted, with its error reported)."""
+        names = list(dict.fromkeys(str(p) for p in paths))
+        if not names:
+            return
+        with self._write() as conn:
+            conn.execute(delete(METADATA_HOLDS).where(METADATA_HOLDS.c.path.in_(bindparam("paths", expanding=True))),
+                         {"paths": names})
+
+    def held_metadata(self, paths: Iterable[str] | None = None) -> set[str]:
+        """The paths whose metadata is owed: all of them, or those among ``paths``. Normally
+        empty: a hold outlives its batch only when the writer was killed mid-batch."""
+        statement = select(METADATA_HOLDS.c.path)
+        params: dict[str, Any] = {}
+        if paths is not None:
+            names = list(dict.fromkeys(str(p) for p in paths))
+            if not names:
+                return set()
+            statement = statement.where(METADATA_HOLDS.c.path.in_(bindparam("paths", expanding=True)))
+            params["paths"] = names
+        with self._read() as conn:
+            return set(conn.execute(statement, params).scalars())
 
     def mark_gone(self, path: str) -> bool:
         """The file at ``path`` was deleted: keep its scores (a move may relink them) but flag it."""

@@ -41,13 +41,19 @@ def _orientation_tag(path: Path) -> tuple[bool, int, tuple[int, int]] | None:
     return tag, (o if 1 <= o <= 8 else 1), size
 
 
-def suggestion_from_store(store: Store, path: str | os.PathLike[str]) -> Suggestion | None:
-    """The stored active-run suggestion for ``path``, or None when it is unknown, unscored or changed."""
+def suggestion_from_store(store: Store, path: str | os.PathLike[str],
+                          local: str | os.PathLike[str] | None = None) -> Suggestion | None:
+    """The stored active-run suggestion for ``path``, or None when it is unknown, unscored or changed.
+
+    ``local``: where this machine reads the file the store knows as ``path`` (a queue worker
+    whose NAS mount differs); the suggestion keeps the store's ``path``.
+    """
     from ..errors import StoreError
 
-    photo = Path(path).resolve()
+    known = str(Path(path).resolve()) if local is None else str(path)
+    photo = Path(local).resolve() if local is not None else Path(known)
     try:
-        detail = store.photo_detail(str(photo))
+        detail = store.photo_detail(known)
     except StoreError:
         return None
     summary = detail.photo
@@ -64,10 +70,10 @@ def suggestion_from_store(store: Store, path: str | os.PathLike[str]) -> Suggest
     tag, orientation, stored = header
     if orientation != (detail.orientation or 1):
         return None
-    info = PhotoInfo(str(photo), summary.width, summary.height, stored[0], stored[1], orientation, tag,
+    info = PhotoInfo(known, summary.width, summary.height, stored[0], stored[1], orientation, tag,
                      detail.format or "", summary.taken_at, summary.camera_make, summary.camera_model)
     crops = [Crop(c.aspect, tuple(c.box), c.score, c.rank, c.improvement, list(c.explanation),  # type: ignore[arg-type]
                   c.elements, c.changes) for c in detail.candidates]
     full = next((c for c in crops if c.aspect == "full"), None)
-    return Suggestion(str(photo), True, info=info, scorer=detail.run.scorer, weights_hash=detail.run.weights_hash,
+    return Suggestion(known, True, info=info, scorer=detail.run.scorer, weights_hash=detail.run.weights_hash,
                       device=detail.run.device, crops=crops, full_frame=full, subjects=list(detail.subjects))

@@ -84,6 +84,30 @@ def test_cli_scan_enqueue_then_worker_once_scores_and_writes_sidecars(pg_url: st
     assert mtimes == {p: p.stat().st_mtime_ns for p in lib.rglob("*.xmp")}
 
 
+def test_a_job_whose_worker_died_after_the_commit_writes_the_owed_sidecar(pg_url: str, tmp_path: Path) -> None:
+    # The state a worker SIGKILLed between its batch's commit and its sidecar writes leaves: the
+    # scores are stored, the sidecars are held (owed) and missing, the jobs are queued again.
+    # The next worker finds the photos unchanged: it must write the sidecars, not just skip.
+    lib = tmp_path / "lib"
+    ps = photos(lib, 4)
+    assert run("scan", "--enqueue", str(lib), "--xmp", "--db", pg_url).returncode == 0
+    assert run("worker", "--once", "--scorer", "heuristic", "--db", pg_url).returncode == 0
+    written = sorted(lib.rglob("*.xmp"))
+    assert written
+    for sidecar in written:
+        sidecar.unlink()
+    with Store.open(pg_url) as store:
+        store.hold_metadata(str(p) for p in ps)
+    out = run("scan", "--enqueue", str(lib), "--xmp", "--db", pg_url)
+    assert "queued 4 photos" in out.stdout, out.stdout
+    out = run("worker", "--once", "--scorer", "heuristic", "--db", pg_url)
+    assert out.returncode == 0, out.stderr
+    assert "0 scored" in out.stdout, out.stdout
+    assert sorted(lib.rglob("*.xmp")) == written
+    with Store.open(pg_url) as store:
+        assert store.held_metadata() == set()
+
+
 def test_bad_jobs_fail_with_their_reason_and_the_worker_goes_on(pg_url: str, tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     ps = photos(lib, 4)
