@@ -1,6 +1,11 @@
 """Benchmark ``clipcrop scan --workers N`` against ``--workers 1`` (heuristic scorer), in one run.
 
     .venv/bin/python benchmarks/scan.py [--photos 600] [--workers 2] [--rounds 3] [--db URL]
+    .venv/bin/python benchmarks/scan.py --scorer clipcropping --device cuda --weights CKPT  # a GPU box
+
+With a GPU scorer the workers only decode and the parent's one scorer owns the GPU (the pool's
+``decode`` mode); this needs real weights (the CLIP scorers refuse random ones), so it runs where
+a user has them, not in CI.
 
 Synthetic 1600x1200 JPEGs (noise plus a bright block) are written to a temp folder; each run
 scores all of them into a fresh database (SQLite in the temp folder unless ``--db`` names a
@@ -58,6 +63,9 @@ def main() -> int:
     ap.add_argument("--size", default="1600x1200")
     ap.add_argument("--db", default=None, help="PostgreSQL server URL (default: SQLite files)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of --workers 1 and --workers N")
+    ap.add_argument("--scorer", default="heuristic", help="scorer name (default: the weights-free heuristic)")
+    ap.add_argument("--device", default="cpu", help="device of the scorer (cuda: workers decode, the parent scores)")
+    ap.add_argument("--weights", default=None, help="checkpoint for a CLIP scorer")
     args = ap.parse_args()
     # The same synthetic photos as the daemon benchmark (run as a script, this folder is on sys.path).
     from daemon import jpeg
@@ -69,14 +77,21 @@ def main() -> int:
 
     w, h = (int(v) for v in args.size.split("x"))
     aspects = [parse_aspect(a) for a in ("1:1", "4:5", "16:9")]
-    scorer = load_scorer("heuristic")
+    from clipcrop_plugin.errors import ClipcropError
+
+    try:
+        scorer = load_scorer(args.scorer, device=args.device, weights=args.weights)
+    except ClipcropError as exc:
+        print(f"scan.py: {exc}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="clipcrop-bench-scan-") as td:
         tmp = Path(td)
         photos = tmp / "photos"
         photos.mkdir()
         for i in range(args.photos):
             (photos / f"p{i:05d}.jpg").write_bytes(jpeg(i, (w, h)))
-        print(f"{args.photos} photos {w}x{h}, heuristic scorer, aspects 1:1 4:5 16:9, {os.cpu_count()} CPUs, "
+        print(f"{args.photos} photos {w}x{h}, {args.scorer} scorer on {args.device}, aspects 1:1 4:5 16:9, "
+              f"{os.cpu_count()} CPUs, "
               f"db {'PostgreSQL' if args.db else 'SQLite'}")
         ratios: list[float] = []
         for rnd in range(args.rounds):
@@ -87,7 +102,7 @@ def main() -> int:
                 with Store.open(url) as store:
                     c0 = _cpu()
                     t0 = time.perf_counter()
-                    report = scan_folders(store, [photos], scorer, aspects, workers=n)
+                    report = scan_folders(store, [photos], scorer, aspects, workers=n, weights=args.weights)
                     dt = time.perf_counter() - t0
                     c1 = _cpu()  # the pool's processes are reaped when the scan ends
                 cpu_parent, cpu_workers = c1[0] - c0[0], c1[1] - c0[1]
