@@ -350,11 +350,13 @@ class Store:
         if not rows:
             return
         with self._write() as conn:
-            have = set(conn.execute(select(METADATA_HOLDS.c.path).where(
-                METADATA_HOLDS.c.path.in_(bindparam("paths", expanding=True))), {"paths": [r["path"] for r in rows]}).scalars())
-            new = [r for r in rows if r["path"] not in have]
-            if new:
-                conn.execute(insert(METADATA_HOLDS), new)
+            # Two writers may hold the same photo at once (two scans of one library): a path
+            # already held stays held, never an integrity error.
+            # (The store runs on SQLite and PostgreSQL only; both have ON CONFLICT.)
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            dialect_insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+            conn.execute(dialect_insert(METADATA_HOLDS).on_conflict_do_nothing(index_elements=["path"]), rows)
 
     def release_metadata(self, paths: Iterable[str]) -> None:
         """The metadata of ``paths`` was written (or attempted, with its error reported)."""

@@ -198,3 +198,17 @@ def test_a_file_over_2_gib_is_recorded_with_its_size(db_url: str) -> None:
         with store.engine.connect() as conn:
             sizes = dict(conn.exec_driver_sql("SELECT path, size FROM photos").all())
     assert sizes == {"/lib/huge.tif": big, "/lib/broken.tif": big + 1}
+
+
+def test_metadata_holds_are_a_set_of_paths_shared_by_every_writer(db_url: str) -> None:
+    # Two writers (two scans of one library) may hold the same photo at once: it stays held once,
+    # and either one's release ends it.
+    with Store.open(db_url) as a, Store.open(db_url) as b:
+        a.hold_metadata(["/lib/p1.jpg", "/lib/p2.jpg", "/lib/p1.jpg"])
+        b.hold_metadata(["/lib/p2.jpg", "/lib/p3.jpg"])
+        assert a.held_metadata() == {"/lib/p1.jpg", "/lib/p2.jpg", "/lib/p3.jpg"}
+        assert b.held_metadata(["/lib/p3.jpg", "/lib/p9.jpg"]) == {"/lib/p3.jpg"}
+        b.release_metadata(["/lib/p1.jpg", "/lib/p2.jpg"])
+        assert a.held_metadata() == {"/lib/p3.jpg"}
+        a.hold_metadata([])
+        assert b.held_metadata([]) == set()
