@@ -221,6 +221,7 @@ def guard(
     n = len(raw)
     unit = spread(raw, full_index)
     g = np.asarray(list(groups))
+    members = {group: np.flatnonzero(g == group) for group in dict.fromkeys(groups)}  # each set's rows
     focus = subject_focus(subjects, width, height) if subjects else None
     found: list[tuple[np.ndarray, int]] = []  # (candidates, flag code), in the order found
     tier_face = np.zeros(n)
@@ -268,8 +269,7 @@ def guard(
         # subject's edges (the cat's mouth, the tower's top) where one keeping 90% may not.
         cover = wt.cover * main_cov
         mx1, my1, mx2, my2 = focus.main
-        for group in dict.fromkeys(groups):
-            idx = np.flatnonzero(g == group)
+        for group, idx in members.items():
             if group not in _FREE_SETS and len(idx) and main_cov[idx].max() < MAIN_KEEP:
                 # No crop of this ratio holds the subject: keep as much of it as fits rather
                 # than a well-placed middle slice.
@@ -324,8 +324,7 @@ def guard(
         soft -= wt.hug * np.where(ratio, hug, 0.0)
         # Unsure what the photo is about, keep more of it: a ratio set's larger crops lose less
         # of whatever the subject turns out to be.
-        for group in dict.fromkeys(groups):
-            idx = np.flatnonzero(g == group)
+        for group, idx in members.items():
             if group not in _FREE_SETS and len(idx):
                 # A loss for the smaller crops (the largest, maybe the whole photo, loses nothing).
                 soft[idx] -= W_SIZE_UNSURE * (1.0 - areas[idx] / max(float(areas[idx].max()), 1.0))
@@ -340,8 +339,7 @@ def guard(
 
     ranks = np.zeros(n, dtype=np.int64)
     note_at: dict[int, str] = {}
-    for group in dict.fromkeys(groups):
-        idx = np.flatnonzero(g == group)
+    for group, idx in members.items():
         order = idx[np.lexsort((-adjusted[idx], tier_main[idx], tier_face[idx]))]
         ranks[order] = np.arange(1, len(order) + 1)
         if focus is not None and group != "full":
