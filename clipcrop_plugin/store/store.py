@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -59,6 +60,11 @@ from .records import (
 )
 
 log = logging.getLogger("clipcrop.store")
+
+
+def _distinct(paths: Iterable[str]) -> list[str]:
+    """``paths`` as strings, each once, in first-seen order."""
+    return list(dict.fromkeys(str(p) for p in paths))
 
 # Built once: a statement object per call would cost more than the query itself.
 _EXPLANATIONS_SQL = (
@@ -346,21 +352,19 @@ class Store:
     def hold_metadata(self, paths: Iterable[str]) -> None:
         """Record that the crop metadata of ``paths`` is owed (see :class:`~.models.MetadataHold`);
         committed on its own, before the scores it is about."""
-        rows = [{"path": str(p), "held_at": utcnow()} for p in dict.fromkeys(str(p) for p in paths)]
+        rows = [{"path": p, "held_at": utcnow()} for p in _distinct(paths)]
         if not rows:
             return
         with self._write() as conn:
             # Two writers may hold the same photo at once (two scans of one library): a path
             # already held stays held, never an integrity error.
             # (The store runs on SQLite and PostgreSQL only; both have ON CONFLICT.)
-            from sqlalchemy.dialects import postgresql, sqlite
-
             dialect_insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
             conn.execute(dialect_insert(METADATA_HOLDS).on_conflict_do_nothing(index_elements=["path"]), rows)
 
     def release_metadata(self, paths: Iterable[str]) -> None:
         """The metadata of ``paths`` was written (or attempted, with its error reported)."""
-        names = list(dict.fromkeys(str(p) for p in paths))
+        names = _distinct(paths)
         if not names:
             return
         with self._write() as conn:
@@ -373,7 +377,7 @@ class Store:
         statement = select(METADATA_HOLDS.c.path)
         params: dict[str, Any] = {}
         if paths is not None:
-            names = list(dict.fromkeys(str(p) for p in paths))
+            names = _distinct(paths)
             if not names:
                 return set()
             statement = statement.where(METADATA_HOLDS.c.path.in_(bindparam("paths", expanding=True)))
