@@ -50,8 +50,11 @@ def suggestion_from_store(store: Store, path: str | os.PathLike[str],
     """
     from ..errors import StoreError
 
-    known = str(Path(path).resolve()) if local is None else str(path)
-    photo = Path(local).resolve() if local is not None else Path(known)
+    if local is None:
+        photo = Path(path).resolve()
+        known = str(photo)
+    else:
+        known, photo = str(path), Path(local).resolve()
     try:
         detail = store.photo_detail(known)
     except StoreError:
