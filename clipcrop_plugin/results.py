@@ -254,19 +254,13 @@ class CandidateTable:
         changes = self.changes
         if self.explain is None or changes is None:
             return []
-        from .elements import ELEMENT_NAMES
-
-        picked = [k for k in self.explain[row].tolist() if k >= 0]
-        values = changes[row, picked].tolist() if picked else []
-        return [ElementChange(ELEMENT_NAMES[k], v) for k, v in zip(picked, values)]
+        return _explained(self.explain[row].tolist(), changes[row].tolist())
 
     def crops(self, rows: Sequence[int]) -> list[Crop]:
         """:class:`Crop` objects for ``rows`` (values exactly as the columns hold them)."""
         rows = [int(r) for r in rows]
         if not rows:
             return []
-        from .elements import ELEMENT_NAMES
-
         take = np.asarray(rows, dtype=np.intp)
         boxes = self.boxes[take].tolist()
         scores, ranks, gains = self.scores[take].tolist(), self.ranks[take].tolist(), self.improvements[take].tolist()
@@ -278,8 +272,7 @@ class CandidateTable:
         flags = self.flags_of(rows)
         out = []
         for j, row in enumerate(rows):
-            explanation = ([ElementChange(ELEMENT_NAMES[k], ch[j][k]) for k in picks[j] if k >= 0]
-                           if picks is not None and ch is not None else [])
+            explanation = _explained(picks[j], ch[j]) if picks is not None and ch is not None else []
             out.append(Crop(
                 aspect=self.set_names[sets[j]], box=tuple(boxes[j]),  # type: ignore[arg-type]
                 score=scores[j], rank=ranks[j], improvement=gains[j], explanation=explanation,
@@ -287,6 +280,13 @@ class CandidateTable:
                 flags=flags.get(row, []), note=self.notes.get(row),
             ))
         return out
+
+
+def _explained(picks: list[int], changes: list[float]) -> list[ElementChange]:
+    """One explanation from a row of element indices (``-1`` padded) and that row's changes."""
+    from .elements import ELEMENT_NAMES
+
+    return [ElementChange(ELEMENT_NAMES[k], changes[k]) for k in picks if k >= 0]
 
 
 _UNSET: Any = object()
