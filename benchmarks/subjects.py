@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.corpus.is_dir():
         print(f"error: corpus not found: {args.corpus}", file=sys.stderr)
         return 1
-    detector = "OpenCV cascades + HOG + saliency" if default_detector().has_opencv else "saliency only (no OpenCV)"
+    detector = default_detector().describe()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"subject stage: {detector}; {os.cpu_count()} CPUs, load average {load:.2f} at start")
 

@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  skipped {s}")
     from clipcrop_plugin.subjects import default_detector
 
-    detector = "OpenCV cascades + HOG + saliency" if default_detector().has_opencv else "saliency only (no OpenCV)"
+    detector = default_detector().describe()
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, one process, no thread limits set")
     print(f"subject stage: {detector}")
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .facenet import MTCNN, load_mtcnn
 from .imaging import LoadedImage
 from .results import Box, Subject
 from .results import box_iou as iou
@@ -63,6 +64,13 @@ SMALL_FACE_FRACTION = 1 / 20
 _SMALL_FACE_NEIGHBOURS = 3
 _SMALL_FACE_SKIN = 0.3  # share of skin-coloured pixels a small face's box must hold
 _SMALL_FACE_ROIS = 4  # at most this many blobs are searched (the largest first)
+# MTCNN (when the mtcnn wheel is installed, see facenet.py): the smallest face searched, as a
+# share of the detection image's short side (14 px at DETECT_SIDE; smaller ones are left to the
+# cascade's small-face pass, which costs far less than MTCNN's finest levels), the O-Net probability a face
+# needs, and the turn (nose offset in eye distances) from which it counts as a profile.
+MTCNN_MIN_FACE = 1 / 14
+_MTCNN_SURE = 0.9
+_MTCNN_PROFILE_YAW = 0.35
 _SCALE_FACTOR = 1.2
 _PROFILE_SCALE_FACTOR = 1.2
 _FACE_NEIGHBOURS = 3
@@ -541,14 +549,22 @@ class SubjectDetector:
     own (loaded on first use, ~30 ms); the detector object itself may be shared by threads.
     """
 
-    def __init__(self, use_opencv: bool = True) -> None:
+    def __init__(self, use_opencv: bool = True, use_mtcnn: bool = True) -> None:
         self._local = threading.local()
         self.use_opencv = use_opencv
+        self.use_mtcnn = use_mtcnn
 
     @property
     def has_opencv(self) -> bool:
         """Whether faces and people are detected (OpenCV found), not only saliency."""
         return self.use_opencv and _cv2() is not None
+
+    def describe(self) -> str:
+        """Which detectors this detector runs, in words (for status lines and benchmarks)."""
+        if not self.has_opencv:
+            return "saliency only (no OpenCV)"
+        faces = "MTCNN faces" if self.use_mtcnn and load_mtcnn() is not None else "Haar cascade faces"
+        return f"{faces} + HOG people + saliency"
 
     def _models(self) -> Any | None:
         models = getattr(self._local, "models", None)
@@ -563,7 +579,7 @@ class SubjectDetector:
                 raise RuntimeError(f"OpenCV's bundled face cascades could not be read from {base}")
             hog = cv2.HOGDescriptor()
             hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-            models = self._local.models = (cv2, frontal, profile, hog)
+            models = self._local.models = (cv2, frontal, profile, hog, load_mtcnn() if self.use_mtcnn else None)
         return models
 
     def detect(self, loaded: LoadedImage) -> list[Subject]:
@@ -617,7 +633,7 @@ class SubjectDetector:
         return out
 
     def _opencv(self, models: Any, rgb: np.ndarray) -> list[Found]:
-        cv2, frontal, profile, hog = models
+        cv2, frontal, profile, hog, mtcnn = models
         raw = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         h, w = raw.shape
         if float(raw.std()) < 1.0 or min(h, w) < 20:
@@ -637,7 +653,9 @@ class SubjectDetector:
         blobs = skin_blobs(cv2, rgb)
         regular = round(min_face / ff)  # the smallest regular face, in detection-image pixels
         rois = skin_regions(rgb, regular, blobs)
-        for rx1, ry1, rx2, ry2 in rois:
+        if mtcnn is not None and rois:
+            faces = _mtcnn_faces(cv2, mtcnn, rgb, rois)
+        for rx1, ry1, rx2, ry2 in rois if mtcnn is None else ():
             x0, y0 = int(rx1 * ff), int(ry1 * ff)
             x3, y3 = min(fw, math.ceil(rx2 * ff)), min(fh, math.ceil(ry2 * ff))
             # The profile cascade (two passes, one per direction) costs more than the frontal one
@@ -687,7 +705,7 @@ class SubjectDetector:
             hx2, hy2 = int(min(w, x2 + 0.1 * (x2 - x1))), int(min(h, y1 + 0.4 * (y2 - y1)))
             has_face = any(_inside(fb, (x1, y1, x2, y2)) for _, fb, _ in faces)
             roi = gray[hy1:hy2, hx1:hx2]
-            if not has_face and min(roi.shape) >= 20:
+            if not has_face and mtcnn is None and min(roi.shape) >= 20:
                 # The head region is small, so the finest scale steps cost little here.
                 for kind, (fx1, fy1, fx2, fy2), sc in self._faces(frontal, profile, roi, 20, 2, 2, 1.05, 1.05):
                     faces.append((kind, (fx1 + hx1, fy1 + hy1, fx2 + hx1, fy2 + hy1), sc))
@@ -704,7 +722,10 @@ class SubjectDetector:
                 confirmed.append(person)
         # Last, so a person's own head search (more sensitive, and it knows profiles) comes first.
         if blobs is not None:
-            faces = nms(faces + self._small_faces(cv2, frontal, rgb, gray, blobs, regular, faces), _FACE_IOU)
+            # Below the smallest face MTCNN (or the regular cascade pass) looks for: the faces of
+            # a group photo, frontal ones around face-sized skin blobs.
+            smallest = _mtcnn_min_face(h, w) if mtcnn is not None else regular
+            faces = nms(faces + self._small_faces(cv2, frontal, rgb, gray, blobs, smallest, faces), _FACE_IOU)
         return faces + confirmed
 
     @staticmethod
@@ -779,6 +800,33 @@ class SubjectDetector:
                 # Profile cascades fire more often on non-faces: trust them a little less.
                 found.append(("profile_face", (float(x1), float(y), float(x2), float(y + bh)), 0.85 * _confidence(n)))
         return nms(found, _FACE_IOU)
+
+
+def _mtcnn_min_face(h: int, w: int) -> int:
+    return max(12, round(min(h, w) * MTCNN_MIN_FACE))
+
+
+def _mtcnn_faces(cv2: Any, mtcnn: MTCNN, rgb: np.ndarray, rois: list[tuple[int, int, int, int]]) -> list[Found]:
+    """MTCNN's faces inside the bounding box of the skin regions (the whole frame for a grey
+    image), down to :data:`MTCNN_MIN_FACE` of the frame's short side. A face turned well away
+    from the camera (the nose far from the eyes' midpoint) is a ``profile_face``."""
+    h, w = rgb.shape[:2]
+    x0, y0 = min(r[0] for r in rois), min(r[1] for r in rois)
+    x3, y3 = max(r[2] for r in rois), max(r[3] for r in rois)
+    min_face = _mtcnn_min_face(h, w)
+    out: list[Found] = []
+    for hit in mtcnn.detect(cv2, np.ascontiguousarray(rgb[y0:y3, x0:x3]), min_face):
+        if hit.score < _MTCNN_SURE:
+            continue
+        x1, y1, x2, y2 = hit.box
+        # MTCNN's boxes run from the brow to the chin and cheek to cheek; the cascades' (and
+        # the guard's proportions, see guard.STANDING_HEIGHT) are about square: widen to square.
+        half = max(x2 - x1, y2 - y1) / 2.0
+        cx = (x1 + x2) / 2.0
+        box = (max(0.0, cx - half + x0), y1 + y0, min(float(w), cx + half + x0), y2 + y0)
+        kind = "profile_face" if abs(hit.yaw) >= _MTCNN_PROFILE_YAW else "face"
+        out.append((kind, box, hit.score))
+    return nms(out, _FACE_IOU)
 
 
 _default: SubjectDetector | None = None

@@ -30,6 +30,7 @@ STAGES: dict[str, int] = {
     "clipcrop_plugin.raw": 1,  # camera RAW intake (LibRaw), called by imaging
     "clipcrop_plugin.heif": 1,  # HEIF thumbnails, called by imaging
     "clipcrop_plugin.subjects": 2,
+    "clipcrop_plugin.facenet": 2,  # MTCNN faces, called by subjects
     "clipcrop_plugin.candidates": 2,
     "clipcrop_plugin.model": 3,
     "clipcrop_plugin.scoring": 4,  # scorer

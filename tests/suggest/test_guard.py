@@ -286,6 +286,44 @@ def test_a_standing_group_is_not_cut_at_the_shins(monkeypatch: pytest.MonkeyPatc
                  ["16:9", "16:9", "16:9", "full"], faces, 640, 480, 3).ranks[0] == 1
 
 
+def test_legs_running_out_of_the_photo_are_not_cut_at_the_thighs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three people standing (faces 40 px tall, tops at y 190-215), their feet just below the
+    # photo's bottom edge: the photo cuts them at the shins already. A 16:9 crop that keeps the
+    # faces and ends at their thighs (y 336, ~3.6 face heights down) cuts more of them than one
+    # that ends where the photo does, even when the scorer leans to it.
+    faces = [Subject("face", (250, 193, 290, 233), 0.99), Subject("face", (300, 208, 340, 248), 0.99),
+             Subject("face", (335, 215, 375, 255), 0.99)]
+    thighs, whole = (0, 0, 640, 360), (0, 120, 640, 480)
+    boxes = np.array([thighs, whole, (0, 60, 640, 420), (0, 0, 640, 480)], dtype=np.int64)
+    scores = np.array([0.62, 0.5, 0.3, 0.5])  # the scorer prefers the thighs crop
+    res = guard(boxes, scores, ["16:9", "16:9", "16:9", "full"], faces, 640, 480, 3)
+    assert res.ranks[1] == 1 and res.ranks[0] > 1
+    with monkeypatch.context() as m:  # and without the rule, the scorer would have had its way
+        m.setattr("clipcrop_plugin.guard.W_FEET", 0.0)
+        assert guard(boxes, scores, ["16:9", "16:9", "16:9", "full"], faces, 640, 480, 3).ranks[0] == 1
+    # A crop ending at the waist (above the legs) is a medium shot: the rule leaves it alone.
+    waist = (80, 0, 560, 270)
+    args = (np.array([waist, whole, (0, 0, 640, 480)], dtype=np.int64), np.array([0.5, 0.5, 0.5]),
+            ["16:9", "16:9", "full"], faces, 640, 480, 2)
+    before = guard(*args).scores[0]
+    monkeypatch.setattr("clipcrop_plugin.guard.W_FEET", 0.0)
+    assert guard(*args).scores[0] == before
+
+
+def test_a_crop_does_not_slice_the_side_off_a_persons_torso(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One face right of centre, no person box: of two 9:16 crops that both keep the face, the one
+    # whose edge runs through the shoulders under it loses to the one that keeps them, although the
+    # scorer prefers it a little (as the heuristic prefers text-heavy halves of a poster).
+    face = [Subject("face", (400, 40, 450, 90), 0.99)]
+    slicing, keeping = (190, 0, 460, 480), (300, 0, 570, 480)
+    boxes = np.array([slicing, keeping, (0, 0, 270, 480), (0, 0, 640, 480)], dtype=np.int64)
+    scores = np.array([0.62, 0.5, 0.3, 0.5])
+    res = guard(boxes, scores, ["9:16", "9:16", "9:16", "full"], face, 640, 480, 3)
+    assert res.ranks[1] == 1 and res.ranks[0] == 2
+    monkeypatch.setattr("clipcrop_plugin.guard.W_TORSO", 0.0)
+    assert guard(boxes, scores, ["9:16", "9:16", "9:16", "full"], face, 640, 480, 3).ranks[0] == 1
+
+
 def test_unsure_of_the_subject_a_ratio_crop_keeps_more_of_the_photo() -> None:
     # No trusted subject: of two centred 1:1 crops, the largest wins over a tighter one the scorer
     # rates a little higher (a tighter crop loses more of whatever the subject turns out to be).

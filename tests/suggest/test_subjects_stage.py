@@ -70,8 +70,8 @@ def test_hog_people_on_a_skin_coloured_frame_need_a_face(monkeypatch: pytest.Mon
     pytest.importorskip("cv2")
     rng = np.random.default_rng(4)
     rgb = np.clip(rng.normal((200, 150, 120), 12, (192, 256, 3)), 0, 255).astype(np.uint8)  # sandstone
-    detector = subjects_mod.SubjectDetector()
-    cv2, frontal, profile, hog = detector._models()
+    detector = subjects_mod.SubjectDetector(use_mtcnn=False)  # the cascades' path: _faces is faked below
+    cv2, frontal, profile, hog, _ = detector._models()
 
     class FakeHog:
         def __init__(self) -> None:
@@ -82,12 +82,12 @@ def test_hog_people_on_a_skin_coloured_frame_need_a_face(monkeypatch: pytest.Mon
             return np.array([[10, 10, 64, 128]]), np.array([0.7])
 
     fake = FakeHog()
-    found = detector._opencv((cv2, frontal, profile, fake), rgb)
+    found = detector._opencv((cv2, frontal, profile, fake, None), rgb)
     assert not [f for f in found if f[0] == "person"]
     # With a face found, HOG runs even on a skin-coloured frame and the person is kept.
     monkeypatch.setattr(detector, "_faces", staticmethod(
         lambda *a, **k: [("face", (20.0, 15.0, 40.0, 35.0), 0.8)] if a[2].shape[0] > 40 else []))
-    found = detector._opencv((cv2, frontal, profile, fake), rgb)
+    found = detector._opencv((cv2, frontal, profile, fake, None), rgb)
     assert [f for f in found if f[0] == "person"] and fake.calls >= 1
 
 
