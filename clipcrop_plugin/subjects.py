@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .facenet import MTCNN, load_mtcnn
+from .facenet import MTCNN, load_mtcnn, weights_dir
 from .imaging import LoadedImage
 from .results import Box, Subject
 from .results import box_iou as iou
@@ -563,7 +563,7 @@ class SubjectDetector:
         """Which detectors this detector runs, in words (for status lines and benchmarks)."""
         if not self.has_opencv:
             return "saliency only (no OpenCV)"
-        faces = "MTCNN faces" if self.use_mtcnn and load_mtcnn() is not None else "Haar cascade faces"
+        faces = "MTCNN faces" if self.use_mtcnn and weights_dir() is not None else "Haar cascade faces"
         return f"{faces} + HOG people + saliency"
 
     def _models(self) -> Any | None:
@@ -579,7 +579,9 @@ class SubjectDetector:
                 raise RuntimeError(f"OpenCV's bundled face cascades could not be read from {base}")
             hog = cv2.HOGDescriptor()
             hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-            models = self._local.models = (cv2, frontal, profile, hog, load_mtcnn() if self.use_mtcnn else None)
+            # MTCNN's weights load on the first photo with skin regions (~0.1 s, ~20 MB): a
+            # library of landscapes never pays for them.
+            models = self._local.models = (cv2, frontal, profile, hog, self.use_mtcnn and weights_dir() is not None)
         return models
 
     def detect(self, loaded: LoadedImage) -> list[Subject]:
@@ -633,7 +635,7 @@ class SubjectDetector:
         return out
 
     def _opencv(self, models: Any, rgb: np.ndarray) -> list[Found]:
-        cv2, frontal, profile, hog, mtcnn = models
+        cv2, frontal, profile, hog, want_mtcnn = models
         raw = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         h, w = raw.shape
         if float(raw.std()) < 1.0 or min(h, w) < 20:
@@ -653,7 +655,8 @@ class SubjectDetector:
         blobs = skin_blobs(cv2, rgb)
         regular = round(min_face / ff)  # the smallest regular face, in detection-image pixels
         rois = skin_regions(rgb, regular, blobs)
-        if mtcnn is not None and rois:
+        mtcnn = load_mtcnn() if want_mtcnn and rois else None  # None: the cascades search
+        if mtcnn is not None:
             faces = _mtcnn_faces(cv2, mtcnn, rgb, rois)
         for rx1, ry1, rx2, ry2 in rois if mtcnn is None else ():
             x0, y0 = int(rx1 * ff), int(ry1 * ff)
@@ -724,7 +727,7 @@ class SubjectDetector:
         if blobs is not None:
             # Below the smallest face MTCNN (or the regular cascade pass) looks for: the faces of
             # a group photo, frontal ones around face-sized skin blobs.
-            smallest = _mtcnn_min_face(h, w) if mtcnn is not None else regular
+            smallest = _mtcnn_min_face(h, w) if want_mtcnn else regular
             faces = nms(faces + self._small_faces(cv2, frontal, rgb, gray, blobs, smallest, faces), _FACE_IOU)
         return faces + confirmed
 

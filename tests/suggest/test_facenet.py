@@ -155,6 +155,7 @@ def test_without_the_wheel_or_with_broken_weights_the_cascades_find_faces(
     # No wheel: no MTCNN, and the cascades still find her face.
     fresh()
     monkeypatch.setattr(facenet, "weights_dir", lambda: None)
+    monkeypatch.setattr(subjects_mod, "weights_dir", lambda: None)
     det = SubjectDetector()
     assert "Haar" in det.describe()
     assert [s for s in det.detect(loaded) if s.kind == "face"]
@@ -165,6 +166,7 @@ def test_without_the_wheel_or_with_broken_weights_the_cascades_find_faces(
         (bad / f"{n}.lz4").write_bytes(b"not a joblib file")
     fresh()
     monkeypatch.setattr(facenet, "weights_dir", lambda: bad)
+    monkeypatch.setattr(subjects_mod, "weights_dir", lambda: bad)
     with caplog.at_level(logging.WARNING, logger="clipcrop"):
         assert facenet.load_mtcnn() is None and facenet.load_mtcnn() is None
     assert len([r for r in caplog.records if "MTCNN" in r.getMessage()]) == 1
@@ -186,3 +188,19 @@ def test_mtcnn_faces_are_square_and_inside_the_skin_region() -> None:
     assert abs((x2 - x1) - (y2 - y1)) < 1.5
     assert box_iou(whole[0][1], part[0][1]) > 0.8  # the same face, in the frame's coordinates
     assert subjects_mod._mtcnn_faces(cv2, mtcnn, small, [(150, 120, 192, 192)]) == []  # no face there
+
+
+def test_the_weights_load_only_for_a_photo_with_skin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A landscape (no skin-coloured region) never loads MTCNN (~0.1 s and ~20 MB per process);
+    the first photo with skin does."""
+    monkeypatch.setattr(facenet, "_tried", False)
+    monkeypatch.setattr(facenet, "_loaded", None)
+    rng = np.random.default_rng(5)
+    field = np.clip(rng.normal((70, 140, 60), 20, (240, 320, 3)), 0, 255).astype(np.uint8)  # grass
+    Image.fromarray(field).save(tmp_path / "field.png")
+    det = SubjectDetector()
+    det.detect(load_image(tmp_path / "field.png", min_side=192))
+    assert facenet._tried is False
+    Image.fromarray(_skimage("astronaut")).save(tmp_path / "a.png")
+    assert [s for s in det.detect(load_image(tmp_path / "a.png", min_side=192)) if s.kind == "face"]
+    assert facenet._tried is True and facenet._loaded is not None

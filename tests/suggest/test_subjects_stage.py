@@ -82,12 +82,12 @@ def test_hog_people_on_a_skin_coloured_frame_need_a_face(monkeypatch: pytest.Mon
             return np.array([[10, 10, 64, 128]]), np.array([0.7])
 
     fake = FakeHog()
-    found = detector._opencv((cv2, frontal, profile, fake, None), rgb)
+    found = detector._opencv((cv2, frontal, profile, fake, False), rgb)
     assert not [f for f in found if f[0] == "person"]
     # With a face found, HOG runs even on a skin-coloured frame and the person is kept.
     monkeypatch.setattr(detector, "_faces", staticmethod(
         lambda *a, **k: [("face", (20.0, 15.0, 40.0, 35.0), 0.8)] if a[2].shape[0] > 40 else []))
-    found = detector._opencv((cv2, frontal, profile, fake, None), rgb)
+    found = detector._opencv((cv2, frontal, profile, fake, False), rgb)
     assert [f for f in found if f[0] == "person"] and fake.calls >= 1
 
 
