@@ -19,7 +19,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "heic": ("pillow_heif",),
     "postgres": ("psycopg",),
     "queue": ("psycopg", "procrastinate"),
-    "subjects": ("cv2",),  # optional even where present: the subject stage falls back to saliency
+    # optional even where present: without mtcnn the cascades find faces, without cv2 only saliency
+    "subjects": ("cv2", "mtcnn"),
     "raw": ("rawpy",),
 }
 # a module that may be missing -> the extra that brings it
