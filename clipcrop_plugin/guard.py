@@ -12,7 +12,9 @@ their sets, the subjects and the image size. It never invents a box; it re-ranks
    scorer whose scores span 0.001 and one whose scores span 10): the subject's anchor (eyes or
    object centre) on a thirds line or the centre, room in front of a profile, no subject pressed
    against a crop edge, as much of the main subject as fits when a ratio cannot hold it all, the
-   top of a standing object (a tower, a bottle) with room above it, no bystander sliced in half, and for ratio sets without a subject a mild
+   top of a standing object (a tower, a bottle) with room above it, no bystander sliced in half,
+   no crop that keeps a face and ends on that person's legs or slices the side off their
+   shoulders (their body implied by the face when no person box was found), and for ratio sets without a subject a mild
    pull towards the centre instead of hugging an edge or a corner (towards an unsure object's
    side when there is one) and towards the set's larger crops (unsure, keep more of the photo).
 3. A photo with uniform borders (letterbox bands, a frame; the ``"content"`` subject): every
@@ -370,14 +372,17 @@ def guard(
                        tier_face * 2 + tier_main)
 
 
+def _bare_faces(focus: Focus) -> list[tuple[int, int, int, int]]:
+    """The main faces that no person box holds: their bodies are implied, not found."""
+    return [k for k in focus.keys if not any(_inside_main(k, body) for body in focus.bodies)]
+
+
 def _torsos(focus: Focus, width: int, height: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
     """Per main face without a person box: the face, and the box its shoulders and chest likely
     fill (:data:`TORSO_HALF` face widths either side of its centre, down to the hips), within
     the photo."""
     out = []
-    for k in focus.keys:
-        if any(_inside_main(k, body) for body in focus.bodies):
-            continue
+    for k in _bare_faces(focus):
         fw, fh = k[2] - k[0], k[3] - k[1]
         cx = (k[0] + k[2]) / 2.0
         x1, x2 = max(0, int(cx - TORSO_HALF * fw)), min(width, int(math.ceil(cx + TORSO_HALF * fw)))
@@ -396,9 +401,7 @@ def _legs(focus: Focus, height: int) -> list[tuple[tuple[int, int, int, int], tu
     photo (a portrait, a head and shoulders) gives nothing here.
     """
     out = []
-    for k in focus.keys:
-        if any(_inside_main(k, body) for body in focus.bodies):
-            continue
+    for k in _bare_faces(focus):
         fh = k[3] - k[1]
         legs_from = k[1] + LEGS_FROM * fh
         if legs_from >= height:
