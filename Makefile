@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.clipcrop-installed
-# The demo needs only the base package (no torch) and the sample photos.
+# The demo needs the base package (no torch), the subject detectors and the sample photos.
 DEMO_STAMP := $(VENV)/.clipcrop-demo
 # The torch/torchvision pair this project is tested with. pip takes it from the local
 # wheel cache where one exists; override (TORCH_SPEC="torch torchvision") on other platforms.
@@ -16,7 +16,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(DEMO_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[demo]"
+	$(PY) -m pip install -q -e ".[demo,subjects]"
 	touch $(DEMO_STAMP)
 
 $(STAMP): pyproject.toml | $(PY)
