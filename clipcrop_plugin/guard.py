@@ -54,9 +54,9 @@ HUG_ACROSS = 1.5  # the sideways part weighs more: an unsure object's side infor
 W_COVER = 2.0  # per share of the main subject kept
 W_COVER_UNHELD = 12.0  # more per share, in a ratio set where no crop can hold it all: keep the most
 W_CENTRE_UNHELD = 3.0  # per half crop width off a too-wide subject's centre (see guard())
-W_FEET = 1.5  # a crop that keeps a face and cuts that person's legs (see _legs)
-STANDING_HEIGHT = 8.5  # a standing person's height in face-box heights (see _legs)
-W_TORSO = 1.5  # a crop that keeps a face and cuts the side off that person's torso (see _torsos)
+W_FEET = 1.5  # a crop that keeps a face and cuts that person's legs (see _implied_bodies)
+STANDING_HEIGHT = 8.5  # a standing person's height in face-box heights (see _implied_bodies)
+W_TORSO = 1.5  # a crop that keeps a face and cuts the side off that person's torso (see _implied_bodies)
 TORSO_HALF = 1.6  # half the shoulders' width, in face-box widths
 LEGS_FROM = 3.5  # where the legs start (the thighs, below the hips), in face-box heights from its top
 W_BORDER = 20.0  # per share of a crop's area that is a uniform border (letterbox band, frame)
@@ -259,22 +259,25 @@ def guard(
             cut = (cov > 0.1) & (cov < MAIN_KEEP)
             soft -= wt.body_cut * cut
             found.append((np.flatnonzero(cut), _CUTS_PERSON))
-        for face, torso in _torsos(focus, width, height):
-            # The shoulders and chest under a main face with no person box: a crop that keeps the
-            # face and slices its body down the side reads as a mistake. The loss grows with the
-            # share of the torso's width cut off, in full from a fifth.
-            kept = np.clip(np.minimum(b[:, 2], torso[2]) - np.maximum(b[:, 0], torso[0]), 0, None)
-            cut = 1.0 - kept / max(1, torso[2] - torso[0])
-            soft -= W_TORSO * (coverage(b, face) >= 0.5) * np.clip(cut / 0.2, 0.0, 1.0)
-        for face, (legs_from, feet) in _legs(focus, height):
-            # A face with no body found, whose legs the photo shows (a group standing for the
-            # camera, people walking): a crop that keeps the face and ends between the thighs and
-            # the feet amputates them at the knees or shins, which reads worse than a crop that
-            # ends at the waist or keeps them whole. The photo's own bottom edge is where it
-            # is: a crop that ends there cuts nothing the photo showed.
-            ends = b[:, 3]
+        ends = b[:, 3]
+        for face, torso, legs in _implied_bodies(focus, width, height):
+            # A main face with no person box: its body is implied, and a crop that keeps the face
+            # (coverage computed once for both rules) should not mutilate it.
             keeps_face = coverage(b, face) >= 0.5
-            soft -= W_FEET * (keeps_face & (ends > legs_from) & (ends < min(feet, height)))
+            if torso is not None:
+                # The shoulders and chest: a crop that slices the body down the side reads as a
+                # mistake. The loss grows with the share of the torso's width cut off, in full
+                # from a fifth.
+                kept = np.clip(np.minimum(b[:, 2], torso[2]) - np.maximum(b[:, 0], torso[0]), 0, None)
+                cut = 1.0 - kept / max(1, torso[2] - torso[0])
+                soft -= W_TORSO * keeps_face * np.clip(cut / 0.2, 0.0, 1.0)
+            if legs is not None:
+                # Legs the photo shows (a group standing for the camera, people walking): a crop
+                # that ends between the thighs and the feet amputates them at the knees or shins,
+                # which reads worse than one that ends at the waist or keeps them whole. The
+                # photo's own bottom edge is where it is: a crop ending there cuts nothing shown.
+                legs_from, feet = legs
+                soft -= W_FEET * (keeps_face & (ends > legs_from) & (ends < min(feet, height)))
         # A salient box is where the object is, roughly: its extent wobbles from one encoding
         # of a scene to the next, so it decides what must be kept (tier, coverage) but it does
         # not place the crop; a face does (eyes on the upper third).
@@ -372,41 +375,32 @@ def guard(
                        tier_face * 2 + tier_main)
 
 
-def _bare_faces(focus: Focus) -> list[tuple[int, int, int, int]]:
-    """The main faces that no person box holds: their bodies are implied, not found."""
-    return [k for k in focus.keys if not any(_inside_main(k, body) for body in focus.bodies)]
+Box4 = tuple[int, int, int, int]
 
 
-def _torsos(focus: Focus, width: int, height: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
-    """Per main face without a person box: the face, and the box its shoulders and chest likely
-    fill (:data:`TORSO_HALF` face widths either side of its centre, down to the hips), within
-    the photo."""
-    out = []
-    for k in _bare_faces(focus):
+def _implied_bodies(focus: Focus, width: int, height: int) -> list[tuple[Box4, Box4 | None, tuple[float, float] | None]]:
+    """Per main face that no person box holds (its body implied, not found): the face; the box its
+    shoulders and chest likely fill (:data:`TORSO_HALF` face widths either side of its centre,
+    down to the hips, within the photo), or ``None``; and the rows (from, to) where a crop's
+    bottom edge would cut its legs, or ``None`` when its hips are below the photo (a portrait, a
+    head and shoulders).
+
+    A standing adult is about :data:`STANDING_HEIGHT` face-box heights tall (7.5 heads); the legs
+    start :data:`LEGS_FROM` face heights below the face's top, the feet are at all of it.
+    """
+    out: list[tuple[Box4, Box4 | None, tuple[float, float] | None]] = []
+    for k in focus.keys:
+        if any(_inside_main(k, body) for body in focus.bodies):
+            continue
         fw, fh = k[2] - k[0], k[3] - k[1]
         cx = (k[0] + k[2]) / 2.0
         x1, x2 = max(0, int(cx - TORSO_HALF * fw)), min(width, int(math.ceil(cx + TORSO_HALF * fw)))
         y2 = min(height, int(k[1] + LEGS_FROM * fh))
-        if x2 > x1 and y2 > k[3]:
-            out.append((k, (x1, k[1], x2, y2)))
-    return out
-
-
-def _legs(focus: Focus, height: int) -> list[tuple[tuple[int, int, int, int], tuple[float, float]]]:
-    """Per main face without a person box whose legs reach into the photo: the face, and the rows
-    (from, to) where a crop's bottom edge would cut those legs.
-
-    A standing adult is about :data:`STANDING_HEIGHT` face-box heights tall (7.5 heads); the hips
-    are at about half of that, the feet at all of it. A face so large that its hips are below the
-    photo (a portrait, a head and shoulders) gives nothing here.
-    """
-    out = []
-    for k in _bare_faces(focus):
-        fh = k[3] - k[1]
+        torso: Box4 | None = (x1, k[1], x2, y2) if x2 > x1 and y2 > k[3] else None
         legs_from = k[1] + LEGS_FROM * fh
-        if legs_from >= height:
-            continue
-        out.append((k, (legs_from, k[1] + STANDING_HEIGHT * fh)))
+        legs = (legs_from, k[1] + STANDING_HEIGHT * fh) if legs_from < height else None
+        if torso is not None or legs is not None:
+            out.append((k, torso, legs))
     return out
 
 
