@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .candidates import Focus, _area, picture_of, subject_focus
-from .results import Subject
+from .results import Box, Subject
 
 MAIN_KEEP = 0.9  # share of the main subject a crop must keep (the benchmark's criterion too)
 # A salient object found with less confidence than this is a hint, not a constraint: it weighs
@@ -375,10 +375,7 @@ def guard(
                        tier_face * 2 + tier_main)
 
 
-Box4 = tuple[int, int, int, int]
-
-
-def _implied_bodies(focus: Focus, width: int, height: int) -> list[tuple[Box4, Box4 | None, tuple[float, float] | None]]:
+def _implied_bodies(focus: Focus, width: int, height: int) -> list[tuple[Box, Box | None, tuple[float, float] | None]]:
     """Per main face that no person box holds (its body implied, not found): the face; the box its
     shoulders and chest likely fill (:data:`TORSO_HALF` face widths either side of its centre,
     down to the hips, within the photo), or ``None``; and the rows (from, to) where a crop's
@@ -388,7 +385,7 @@ def _implied_bodies(focus: Focus, width: int, height: int) -> list[tuple[Box4, B
     A standing adult is about :data:`STANDING_HEIGHT` face-box heights tall (7.5 heads); the legs
     start :data:`LEGS_FROM` face heights below the face's top, the feet are at all of it.
     """
-    out: list[tuple[Box4, Box4 | None, tuple[float, float] | None]] = []
+    out: list[tuple[Box, Box | None, tuple[float, float] | None]] = []
     for k in focus.keys:
         if any(_inside_main(k, body) for body in focus.bodies):
             continue
@@ -396,7 +393,7 @@ def _implied_bodies(focus: Focus, width: int, height: int) -> list[tuple[Box4, B
         cx = (k[0] + k[2]) / 2.0
         x1, x2 = max(0, int(cx - TORSO_HALF * fw)), min(width, int(math.ceil(cx + TORSO_HALF * fw)))
         y2 = min(height, int(k[1] + LEGS_FROM * fh))
-        torso: Box4 | None = (x1, k[1], x2, y2) if x2 > x1 and y2 > k[3] else None
+        torso: Box | None = (x1, k[1], x2, y2) if x2 > x1 and y2 > k[3] else None
         legs_from = k[1] + LEGS_FROM * fh
         legs = (legs_from, k[1] + STANDING_HEIGHT * fh) if legs_from < height else None
         if torso is not None or legs is not None:
