@@ -127,16 +127,6 @@ def _caffemodel(layers: list[tuple[str, list[np.ndarray]]]) -> bytes:
     return bytes(out)
 
 
-def _prototxt(name: str, size: int, body: list[str]) -> str:
-    """A network description: ``body`` lines ``kind name bottom top [params]``."""
-    lines = [f'name: "{name}"', 'input: "data"', f"input_shape {{ dim: 1 dim: 3 dim: {size} dim: {size} }}"]
-    for row in body:
-        kind, layer, bottom, top, *params = row.split(" ", 4)
-        extra = params[0] if params else ""
-        lines.append(f'layer {{ name: "{layer}" type: "{kind}" bottom: "{bottom}" top: "{top}" {extra} }}')
-    return "\n".join(lines)
-
-
 def _conv(n: int, k: int) -> str:
     return f"convolution_param {{ num_output: {n} kernel_size: {k} }}"
 
@@ -153,6 +143,14 @@ def _fc(n: int) -> str:
     return f"inner_product_param {{ num_output: {n} }}"
 
 
+def _two_blocks(c1: int, c2: int) -> list[str]:
+    """The opening of R-Net and O-Net: two 3x3 convolutions, each with its PReLU and a 3x3 pool."""
+    return [
+        f"Convolution conv1 data c1 {_conv(c1, 3)}", "PReLU prelu1 c1 c1", f"Pooling pool1 c1 p1 {_pool(3)}",
+        f"Convolution conv2 p1 c2 {_conv(c2, 3)}", "PReLU prelu2 c2 c2", f"Pooling pool2 c2 p2 {_pool(3)}",
+    ]
+
+
 # Per network: its input size and its layers, in the order of the weight files' arrays (a
 # Convolution or InnerProduct takes two, kernel and bias; a PReLU one, its slopes).
 _NETS: dict[str, tuple[int, list[str]]] = {
@@ -163,15 +161,13 @@ _NETS: dict[str, tuple[int, list[str]]] = {
         f"Convolution reg c3 reg {_conv(4, 1)}", f"Convolution cls c3 cls {_conv(2, 1)}",
     ]),
     "rnet": (24, [
-        f"Convolution conv1 data c1 {_conv(28, 3)}", "PReLU prelu1 c1 c1", f"Pooling pool1 c1 p1 {_pool(3)}",
-        f"Convolution conv2 p1 c2 {_conv(48, 3)}", "PReLU prelu2 c2 c2", f"Pooling pool2 c2 p2 {_pool(3)}",
+        *_two_blocks(28, 48),
         f"Convolution conv3 p2 c3 {_conv(64, 2)}", "PReLU prelu3 c3 c3", f"Permute flat c3 f {_FLAT}",
         f"InnerProduct fc4 f d4 {_fc(128)}", "PReLU prelu4 d4 d4",
         f"InnerProduct reg d4 reg {_fc(4)}", f"InnerProduct cls d4 cls {_fc(2)}",
     ]),
     "onet": (48, [
-        f"Convolution conv1 data c1 {_conv(32, 3)}", "PReLU prelu1 c1 c1", f"Pooling pool1 c1 p1 {_pool(3)}",
-        f"Convolution conv2 p1 c2 {_conv(64, 3)}", "PReLU prelu2 c2 c2", f"Pooling pool2 c2 p2 {_pool(3)}",
+        *_two_blocks(32, 64),
         f"Convolution conv3 p2 c3 {_conv(64, 3)}", "PReLU prelu3 c3 c3", f"Pooling pool3 c3 p3 {_pool(2)}",
         f"Convolution conv4 p3 c4 {_conv(128, 2)}", "PReLU prelu4 c4 c4", f"Permute flat c4 f {_FLAT}",
         f"InnerProduct fc5 f d5 {_fc(256)}", "PReLU prelu5 d5 d5",
@@ -192,15 +188,20 @@ def _caffe_blob(a: np.ndarray) -> np.ndarray:
 
 
 def _build(cv2: Any, name: str, arrays: Net) -> Any:
+    """OpenCV's network ``name`` with ``arrays`` as its weights: one pass over the layer rows
+    (``kind name bottom top [params]``) writes the description and hands each layer its arrays."""
     size, body = _NETS[name]
+    lines = [f'name: "{name}"', 'input: "data"', f"input_shape {{ dim: 1 dim: 3 dim: {size} dim: {size} }}"]
     layers, at = [], 0
     for row in body:
-        kind, layer = row.split(" ", 2)[:2]
+        kind, layer, bottom, top, *params = row.split(" ", 4)
+        extra = params[0] if params else ""
+        lines.append(f'layer {{ name: "{layer}" type: "{kind}" bottom: "{bottom}" top: "{top}" {extra} }}')
         n = _BLOBS.get(kind, 0)
         if n:
             layers.append((layer, [_caffe_blob(a) for a in arrays[at : at + n]]))
             at += n
-    proto = _prototxt(name, size, body).encode()
+    proto = "\n".join(lines).encode()
     model = _caffemodel(layers)
     return cv2.dnn.readNetFromCaffe(np.frombuffer(proto, np.uint8), np.frombuffer(model, np.uint8))
 
